@@ -1,0 +1,23 @@
+// A subcommand: registers its options on the CLI11 app and runs when chosen.
+// main.cpp owns the app; each subcommand lives in its own file.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+namespace warren::cli {
+
+/// An error the user caused or can fix: printed as one line, exit code 1.
+class user_error : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Registers `warren relay`; returns the function that runs it after parsing.
+std::function<int()> add_relay_command(CLI::App& app);
+
+} // namespace warren::cli

@@ -1,0 +1,40 @@
+// warren: entry point. Parses the command line with CLI11, sets up logging
+// and runs one subcommand. Every failure a user can cause ends in one line
+// "warren: error: ..." and a non-zero exit code, never a stack trace.
+#include "cli/command.hpp"
+
+#include <csignal>
+#include <cstdio>
+#include <exception>
+
+int main(int argc, char** argv) {
+  // Writes to a peer that has gone (including splice(2), which cannot take
+  // MSG_NOSIGNAL) must fail with EPIPE, not kill the process.
+  std::signal(SIGPIPE, SIG_IGN);
+
+  CLI::App app{"warren: network tunnel toolkit", "warren"};
+  app.set_version_flag("--version", "warren 0.1.0");
+  app.require_subcommand(1);
+  auto run_relay = warren::cli::add_relay_command(app);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) // --help, --version
+      return app.exit(e);
+    std::fprintf(stderr, "warren: error: %s\nRun 'warren --help' or 'warren relay --help' for usage.\n", e.what());
+    return 2;
+  }
+
+  try {
+    if (app.got_subcommand("relay"))
+      return run_relay();
+  } catch (const warren::cli::user_error& e) {
+    std::fprintf(stderr, "warren: error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "warren: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,337 @@
+// `warren relay [--udp] LISTEN TARGET`: a local TCP/UDP port forwarder (the
+// job of `socat TCP-LISTEN:...,fork TCP:...`), built on the multi-bind
+// listeners and the Happy Eyeballs connector. One thread, one io_context:
+// the TCP data path is splice(2), so the kernel does the copying.
+#include "cli/command.hpp"
+
+#include "core/duration.hpp"
+#include "core/log.hpp"
+#include "net/connector.hpp"
+#include "net/listen.hpp"
+#include "net/stream_relay.hpp"
+#include "net/udp_forwarder.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <spdlog/spdlog.h>
+
+#include <sys/socket.h>
+
+namespace warren::cli {
+namespace {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+
+struct relay_args {
+  bool udp = false;
+  std::string listen;
+  std::string target;
+  std::string log_level = "info";
+  std::string family = "auto";
+  std::string connect_timeout = "10s";
+  std::string attempt_delay = "250ms";
+  std::string source;
+  std::string interface;
+  std::string udp_idle_timeout = "60s";
+  std::size_t max_udp_sessions = 4096;
+  std::size_t max_connections = 10000;
+  bool no_target_check = false;
+  bool no_splice = false;
+};
+
+std::chrono::milliseconds duration_arg(const std::string& text, const char* option) {
+  auto d = parse_duration(text);
+  if (!d)
+    throw user_error(std::string(option) + ": " + d.error());
+  return *d;
+}
+
+/// Everything the relay needs, validated; bad input fails here with one line.
+struct relay_config {
+  net::listen_address listen;
+  net::host_port target;
+  net::connect_options connect;
+  net::udp_forwarder_options udp;
+  std::size_t max_connections = 0;
+  net::relay_mode mode = net::relay_mode::automatic;
+};
+
+relay_config validate(const relay_args& a) {
+  relay_config c;
+  auto listen = net::parse_listen_address(a.listen);
+  if (!listen)
+    throw user_error(listen.error());
+  c.listen = *listen;
+  auto target = net::parse_host_port(a.target);
+  if (!target)
+    throw user_error("target " + target.error());
+  c.target = *target;
+  if (a.udp && c.listen.kind == net::listen_kind::unix_path)
+    throw user_error("--udp cannot listen on a Unix stream socket path (" + c.listen.path + ")");
+
+  auto policy = net::parse_family_policy(a.family);
+  if (!policy)
+    throw user_error("--family '" + a.family + "' is not one of auto, prefer-ipv4, ipv4, ipv6");
+  c.connect.he.policy = *policy;
+  c.connect.he.timeout = duration_arg(a.connect_timeout, "--connect-timeout");
+  if (c.connect.he.timeout < std::chrono::milliseconds(100))
+    throw user_error("--connect-timeout must be at least 100ms");
+  c.connect.he.attempt_delay = duration_arg(a.attempt_delay, "--attempt-delay");
+  if (c.connect.he.attempt_delay < std::chrono::milliseconds(100) ||
+      c.connect.he.attempt_delay > std::chrono::milliseconds(2000))
+    throw user_error("--attempt-delay must be between 100ms and 2s (RFC 8305 §5)");
+  if (!a.source.empty()) {
+    c.connect.source = net::parse_ip(a.source);
+    if (!c.connect.source)
+      throw user_error("--source '" + a.source + "' is not an IP address");
+    if ((c.connect.source->is_v4() && *policy == net::family_policy::ipv6_only) ||
+        (c.connect.source->is_v6() && *policy == net::family_policy::ipv4_only))
+      throw user_error("--source " + a.source + " contradicts --family " + a.family);
+  }
+  c.connect.interface = a.interface;
+  c.udp.idle_timeout = duration_arg(a.udp_idle_timeout, "--udp-idle-timeout");
+  if (c.udp.idle_timeout < std::chrono::milliseconds(100))
+    throw user_error("--udp-idle-timeout must be at least 100ms");
+  c.udp.max_sessions = a.max_udp_sessions;
+  c.udp.policy = *policy;
+  c.udp.source = c.connect.source;
+  c.max_connections = a.max_connections;
+  c.mode = a.no_splice ? net::relay_mode::copy : net::relay_mode::automatic;
+  return c;
+}
+
+/// Serves TCP (or Unix) connections: accept, connect the target, relay.
+class tcp_relay : public std::enable_shared_from_this<tcp_relay> {
+public:
+  tcp_relay(asio::any_io_executor ex, net::resolver& r, const relay_config& c) : ex_(ex), resolver_(r), config_(c) {}
+
+  template <class Acceptor>
+  void accept_loop(Acceptor& acceptor) {
+    using socket_type = typename Acceptor::protocol_type::socket;
+    acceptor.async_accept([self = shared_from_this(), &acceptor](error_code ec, socket_type socket) {
+      if (ec == asio::error::operation_aborted || !acceptor.is_open())
+        return;
+      if (ec) {
+        // EMFILE and friends: back off briefly instead of spinning.
+        spdlog::warn("relay: accept failed: {}", net::describe(ec));
+        auto timer = std::make_shared<asio::steady_timer>(self->ex_, std::chrono::milliseconds(100));
+        timer->async_wait([self, timer, &acceptor](error_code) { self->accept_loop(acceptor); });
+        return;
+      }
+      self->on_accept(std::move(socket));
+      self->accept_loop(acceptor);
+    });
+  }
+
+private:
+  template <class Socket>
+  void on_accept(Socket socket) {
+    const auto id = ++next_id_;
+    error_code ec;
+    const std::string from = peer_name(socket);
+    if (active_ >= config_.max_connections) {
+      spdlog::warn("relay: conn#{} from {} refused: {} connections already open (--max-connections)", id, from,
+                   active_);
+      return;
+    }
+    if constexpr (std::is_same_v<Socket, tcp::socket>)
+      socket.set_option(tcp::no_delay(true), ec);
+    ++active_;
+    net::connect_options options = config_.connect;
+    options.log_label = "conn#" + std::to_string(id);
+    spdlog::debug("relay: conn#{} accepted from {}", id, from);
+    auto client = std::make_shared<Socket>(std::move(socket));
+    net::async_connect(ex_, resolver_, config_.target, std::move(options),
+                       [self = shared_from_this(), client, id, from](net::connect_result r) {
+                         self->on_connected(id, from, *client, std::move(r));
+                       });
+  }
+
+  template <class Socket>
+  void on_connected(std::uint64_t id, const std::string& from, Socket& client, net::connect_result r) {
+    if (r.ec) {
+      --active_;
+      spdlog::warn("relay: conn#{} from {}: {}", id, from, r.detail);
+      // Reset the client: a refused target looks refused, not like an empty reply.
+      const linger lg{1, 0};
+      ::setsockopt(client.native_handle(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+      error_code ignored;
+      client.close(ignored);
+      return;
+    }
+    spdlog::debug("relay: conn#{} {} -> {} ({} ms)", id, from,
+                  net::format_host_port(r.peer.address().to_string(), r.peer.port()), r.elapsed.count());
+    const int a = client.release();
+    const int b = r.socket->release();
+    net::start_relay(
+        ex_, a, b,
+        [self = shared_from_this(), id](net::relay_stats s, error_code ec) {
+          --self->active_;
+          spdlog::debug("relay: conn#{} closed: {} bytes up, {} bytes down{}{}", id, s.a_to_b, s.b_to_a,
+                        s.spliced ? " (spliced)" : "", ec ? ", " + net::describe(ec) : "");
+        },
+        config_.mode);
+  }
+
+  template <class Socket>
+  static std::string peer_name(const Socket& s) {
+    error_code ec;
+    auto ep = s.remote_endpoint(ec);
+    if constexpr (std::is_same_v<Socket, tcp::socket>)
+      return ec ? "?" : net::format_host_port(ep.address().to_string(), ep.port());
+    else
+      return "unix";
+  }
+
+  asio::any_io_executor ex_;
+  net::resolver& resolver_;
+  const relay_config& config_;
+  std::uint64_t next_id_ = 0;
+  std::size_t active_ = 0;
+};
+
+/// Startup check of the target: unresolvable or refusing targets are
+/// reported now, in one line, rather than on the first client connection.
+void check_target(asio::io_context& io, net::resolver& r, const relay_config& c, bool udp) {
+  if (udp) {
+    if (net::parse_ip(c.target.host))
+      return;
+    std::vector<asio::ip::address> found;
+    error_code first;
+    for (auto f : {net::ip_family::v4, net::ip_family::v6}) {
+      std::vector<asio::ip::address> some;
+      auto ec = net::resolve_blocking(c.target.host, f, some);
+      if (ec && !first)
+        first = ec;
+      found.insert(found.end(), some.begin(), some.end());
+    }
+    if (found.empty())
+      throw user_error("cannot resolve target " + c.target.host + ": " +
+                       (first ? net::describe(first) : std::string("no addresses")));
+    return;
+  }
+  net::connect_options options = c.connect;
+  options.log_label = "target check";
+  std::optional<net::connect_result> result;
+  net::async_connect(io.get_executor(), r, c.target, options, [&](net::connect_result res) { result = std::move(res); });
+  io.run();
+  io.restart();
+  if (!result || result->ec)
+    throw user_error((result ? result->detail : std::string("target check did not finish")) +
+                     " (use --no-target-check to start anyway)");
+  spdlog::info("relay: target {} reachable at {} in {} ms", net::format_host_port(c.target.host, c.target.port),
+               net::format_host_port(result->peer.address().to_string(), result->peer.port()),
+               result->elapsed.count());
+}
+
+int run(const relay_args& args) {
+  const auto level = log::parse_level(args.log_level);
+  if (!level)
+    throw user_error("--log-level '" + args.log_level + "' is not one of trace, debug, info, warn, error, off");
+  log::init(*level);
+  const relay_config config = validate(args);
+
+  asio::io_context io(1);
+  net::system_resolver resolver;
+  if (!args.no_target_check)
+    check_target(io, resolver, config, args.udp);
+
+  const std::string target = net::format_host_port(config.target.host, config.target.port);
+  std::vector<tcp::acceptor> acceptors;
+  std::optional<asio::local::stream_protocol::acceptor> unix_acceptor;
+  std::shared_ptr<net::udp_forwarder> forwarder;
+  auto relay = std::make_shared<tcp_relay>(io.get_executor(), resolver, config);
+
+  if (config.listen.kind == net::listen_kind::unix_path) {
+    auto bound = net::bind_unix(io.get_executor(), config.listen.path);
+    if (!bound)
+      throw user_error(bound.error());
+    unix_acceptor.emplace(std::move(bound).value());
+    spdlog::info("relay: listening on unix {}, forwarding to {}", config.listen.path, target);
+    relay->accept_loop(*unix_acceptor);
+  } else {
+    auto plan = net::plan_listen(config.listen);
+    if (!plan)
+      throw user_error(plan.error());
+    if (args.udp) {
+      auto bound = net::bind_udp(io.get_executor(), *plan);
+      if (!bound)
+        throw user_error(bound.error());
+      std::string where;
+      for (auto& s : bound.value())
+        where += (where.empty() ? "" : ", ") +
+                 net::format_host_port(s.local_endpoint().address().to_string(), s.local_endpoint().port());
+      spdlog::info("relay: listening on UDP {}, forwarding to {}", where, target);
+      forwarder = std::make_shared<net::udp_forwarder>(io.get_executor(), resolver, std::move(bound).value(),
+                                                       config.target, config.udp);
+      forwarder->start();
+    } else {
+      auto bound = net::bind_tcp(io.get_executor(), *plan);
+      if (!bound)
+        throw user_error(bound.error());
+      acceptors = std::move(bound).value();
+      std::vector<tcp::endpoint> eps;
+      for (auto& a : acceptors)
+        eps.push_back(a.local_endpoint());
+      spdlog::info("relay: listening on TCP {}, forwarding to {}", net::describe_endpoints(eps), target);
+      for (auto& a : acceptors)
+        relay->accept_loop(a);
+    }
+  }
+
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](error_code ec, int signo) {
+    if (ec)
+      return;
+    spdlog::info("relay: {} received, shutting down", signo == SIGINT ? "SIGINT" : "SIGTERM");
+    error_code ignored;
+    for (auto& a : acceptors)
+      a.close(ignored);
+    if (unix_acceptor) {
+      unix_acceptor->close(ignored);
+      ::unlink(config.listen.path.c_str());
+    }
+    if (forwarder)
+      forwarder->stop();
+    io.stop();
+  });
+  io.run();
+  return 0;
+}
+
+} // namespace
+
+std::function<int()> add_relay_command(CLI::App& app) {
+  auto args = std::make_shared<relay_args>();
+  auto* cmd = app.add_subcommand("relay", "Forward a local TCP or UDP port to a target (like socat, dual-stack)");
+  cmd->add_flag("--udp", args->udp, "Forward UDP instead of TCP");
+  cmd->add_option("LISTEN", args->listen,
+                  "host:port, [v6]:port, *:port or a Unix socket path; localhost binds 127.0.0.1 and ::1")
+      ->required();
+  cmd->add_option("TARGET", args->target, "host:port or [v6]:port to forward to")->required();
+  cmd->add_option("--log-level", args->log_level, "trace, debug, info, warn, error, off")->capture_default_str();
+  cmd->add_option("--family", args->family, "Address family policy: auto (RFC 8305), prefer-ipv4, ipv4, ipv6")
+      ->capture_default_str();
+  cmd->add_option("--connect-timeout", args->connect_timeout, "Overall connect timeout, e.g. 10s")
+      ->capture_default_str();
+  cmd->add_option("--attempt-delay", args->attempt_delay, "Happy Eyeballs attempt delay, 100ms-2s")
+      ->capture_default_str();
+  cmd->add_option("--source", args->source, "Source IP address for outbound connections");
+  cmd->add_option("--interface", args->interface, "Outbound interface (SO_BINDTODEVICE)");
+  cmd->add_option("--udp-idle-timeout", args->udp_idle_timeout, "Close idle UDP sessions after this long")
+      ->capture_default_str();
+  cmd->add_option("--max-udp-sessions", args->max_udp_sessions, "UDP sessions kept at once (LRU eviction)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1'000'000));
+  cmd->add_option("--max-connections", args->max_connections, "TCP connections open at once")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1'000'000));
+  cmd->add_flag("--no-target-check", args->no_target_check,
+                "Start even if the target is unreachable now (it is checked at start-up by default)");
+  cmd->add_flag("--no-splice", args->no_splice, "Copy through user space instead of splice(2)");
+  return [args] { return run(*args); };
+}
+
+} // namespace warren::cli

@@ -1,0 +1,153 @@
+#include "net/address.hpp"
+
+#include <arpa/inet.h>
+
+#include <array>
+
+namespace warren::net {
+namespace {
+
+std::string quoted(std::string_view text) {
+  // Echo at most 80 characters of hostile input back, printable only.
+  std::string out = "'";
+  for (std::size_t i = 0; i < text.size() && i < 80; ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    out += (c >= 0x20 && c < 0x7f) ? static_cast<char>(c) : '?';
+  }
+  if (text.size() > 80)
+    out += "...";
+  out += "'";
+  return out;
+}
+
+} // namespace
+
+bool is_ipv4_literal(std::string_view host) {
+  if (host.empty() || host.size() > 15)
+    return false;
+  std::array<char, 16> buf{};
+  host.copy(buf.data(), host.size());
+  in_addr a{};
+  return inet_pton(AF_INET, buf.data(), &a) == 1;
+}
+
+bool is_ipv6_literal(std::string_view host) {
+  if (host.empty() || host.size() > 45)
+    return false;
+  std::array<char, 46> buf{};
+  host.copy(buf.data(), host.size());
+  in6_addr a{};
+  return inet_pton(AF_INET6, buf.data(), &a) == 1;
+}
+
+bool is_valid_hostname(std::string_view host) {
+  if (host.empty() || host.size() > 253)
+    return false;
+  std::size_t label = 0;
+  for (char c : host) {
+    if (c == '.') {
+      if (label == 0)
+        return false;
+      label = 0;
+      continue;
+    }
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+                    c == '_';
+    if (!ok || ++label > 63)
+      return false;
+  }
+  return true;
+}
+
+expected<std::uint16_t> parse_port(std::string_view text, bool allow_zero) {
+  using result = expected<std::uint16_t>;
+  if (text.empty())
+    return result::failure("missing port number");
+  std::uint32_t value = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9')
+      return result::failure("port " + quoted(text) + " is not a number");
+    value = value * 10 + static_cast<std::uint32_t>(c - '0');
+    if (value > 65535)
+      return result::failure("port " + quoted(text) + " is out of range (1-65535)");
+  }
+  if (value == 0 && !allow_zero)
+    return result::failure("port 0 is not a valid destination port (1-65535)");
+  return static_cast<std::uint16_t>(value);
+}
+
+expected<host_port> parse_host_port(std::string_view text, bool allow_port_zero) {
+  using result = expected<host_port>;
+  if (text.empty())
+    return result::failure("empty address; expected host:port");
+  std::string_view host;
+  std::string_view port_text;
+  if (text.front() == '[') {
+    const auto close = text.find(']');
+    if (close == std::string_view::npos)
+      return result::failure("address " + quoted(text) + " has '[' without ']'");
+    host = text.substr(1, close - 1);
+    if (!is_ipv6_literal(host))
+      return result::failure("address " + quoted(text) + ": " + quoted(host) + " is not an IPv6 address");
+    const auto rest = text.substr(close + 1);
+    if (rest.empty() || rest.front() != ':')
+      return result::failure("address " + quoted(text) + " has no port; expected [v6]:port");
+    port_text = rest.substr(1);
+  } else {
+    const auto colon = text.rfind(':');
+    if (colon == std::string_view::npos)
+      return result::failure("address " + quoted(text) + " has no port; expected host:port");
+    host = text.substr(0, colon);
+    port_text = text.substr(colon + 1);
+    if (host.find(':') != std::string_view::npos)
+      return result::failure("address " + quoted(text) + ": put IPv6 addresses in brackets, e.g. [::1]:80");
+    if (host.empty())
+      return result::failure("address " + quoted(text) + " has no host; expected host:port");
+    if (!is_ipv4_literal(host) && !is_valid_hostname(host))
+      return result::failure("address " + quoted(text) + ": " + quoted(host) + " is not a valid host name");
+  }
+  auto port = parse_port(port_text, allow_port_zero);
+  if (!port)
+    return result::failure("address " + quoted(text) + ": " + port.error());
+  return host_port{std::string(host), *port};
+}
+
+expected<listen_address> parse_listen_address(std::string_view text) {
+  using result = expected<listen_address>;
+  std::string_view path;
+  if (text.starts_with("unix:"))
+    path = text.substr(5);
+  else if (text.starts_with("/") || text.starts_with("./"))
+    path = text;
+  if (!path.empty() || text.starts_with("unix:")) {
+    if (path.empty())
+      return result::failure("listen address " + quoted(text) + " has an empty Unix socket path");
+    if (path.size() > 107) // sizeof(sockaddr_un::sun_path) - 1
+      return result::failure("Unix socket path " + quoted(path) + " is too long (at most 107 bytes)");
+    if (path.find('\0') != std::string_view::npos)
+      return result::failure("Unix socket path contains a NUL byte");
+    return listen_address{listen_kind::unix_path, {}, std::string(path)};
+  }
+  if (text.starts_with("*:")) {
+    auto port = parse_port(text.substr(2), true);
+    if (!port)
+      return result::failure("listen address " + quoted(text) + ": " + port.error());
+    return listen_address{listen_kind::wildcard, {"*", *port}, {}};
+  }
+  if (text.starts_with(":") && text.find(':', 1) == std::string_view::npos)
+    return result::failure("listen address " + quoted(text) +
+                           " has no host; use localhost" + std::string(text) + " (or *" + std::string(text) +
+                           " for every interface)");
+  auto hp = parse_host_port(text, true);
+  if (!hp)
+    return result::failure("listen " + hp.error());
+  return listen_address{listen_kind::host, std::move(hp).value(), {}};
+}
+
+std::string format_host_port(std::string_view host, std::uint16_t port) {
+  if (host.find(':') != std::string_view::npos)
+    return "[" + std::string(host) + "]:" + std::to_string(port);
+  return std::string(host) + ":" + std::to_string(port);
+}
+
+} // namespace warren::net

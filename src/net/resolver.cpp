@@ -1,0 +1,102 @@
+#include "net/resolver.hpp"
+
+#include <boost/asio/error.hpp>
+#include <boost/asio/post.hpp>
+
+#include <netdb.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+
+namespace warren::net {
+
+namespace asio = boost::asio;
+
+std::optional<asio::ip::address> parse_ip(std::string_view text) {
+  error_code ec;
+  auto a = asio::ip::make_address(std::string(text), ec);
+  if (ec)
+    return std::nullopt;
+  return a;
+}
+
+std::optional<std::vector<asio::ip::address>> localhost_addresses(std::string_view host, ip_family family) {
+  auto lower = [](std::string_view s) {
+    std::string out(s);
+    for (auto& c : out)
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (!out.empty() && out.back() == '.') out.pop_back();
+    return out;
+  };
+  const std::string h = lower(host);
+  if (h != "localhost" && !h.ends_with(".localhost"))
+    return std::nullopt;
+  if (family == ip_family::v6)
+    return std::vector<asio::ip::address>{asio::ip::address_v6::loopback()};
+  return std::vector<asio::ip::address>{asio::ip::address_v4::loopback()};
+}
+
+error_code resolve_blocking(const std::string& host, ip_family family, std::vector<asio::ip::address>& out) {
+  out.clear();
+  if (auto local = localhost_addresses(host, family)) {
+    out = *local;
+    return {};
+  }
+  addrinfo hints{};
+  hints.ai_family = family == ip_family::v6 ? AF_INET6 : AF_INET;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  const int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &res);
+  std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> guard(res, &::freeaddrinfo);
+  switch (rc) {
+  case 0: break;
+  case EAI_NONAME: return asio::error::host_not_found;
+#ifdef EAI_NODATA
+  case EAI_NODATA:
+#endif
+#ifdef EAI_ADDRFAMILY
+  case EAI_ADDRFAMILY:
+#endif
+    return asio::error::no_data;
+  case EAI_AGAIN: return asio::error::host_not_found_try_again;
+  case EAI_FAIL: return asio::error::no_recovery;
+  case EAI_SYSTEM: return error_code(errno, boost::system::system_category());
+  default: return error_code(rc, asio::error::get_addrinfo_category());
+  }
+  for (auto* p = res; p; p = p->ai_next) {
+    asio::ip::address a;
+    if (p->ai_family == AF_INET6) {
+      const auto* sa = reinterpret_cast<const sockaddr_in6*>(p->ai_addr);
+      asio::ip::address_v6::bytes_type b;
+      std::memcpy(b.data(), &sa->sin6_addr, b.size());
+      a = asio::ip::address_v6(b, sa->sin6_scope_id);
+    } else if (p->ai_family == AF_INET) {
+      const auto* sa = reinterpret_cast<const sockaddr_in*>(p->ai_addr);
+      a = asio::ip::address_v4(ntohl(sa->sin_addr.s_addr));
+    } else {
+      continue;
+    }
+    if (std::find(out.begin(), out.end(), a) == out.end())
+      out.push_back(a);
+  }
+  return {};
+}
+
+system_resolver::system_resolver(std::size_t threads) : pool_(threads) {}
+
+system_resolver::~system_resolver() {
+  pool_.stop();
+  pool_.join();
+}
+
+void system_resolver::async_resolve(asio::any_io_executor ex, std::string host, ip_family family, handler h) {
+  asio::post(pool_, [ex = std::move(ex), host = std::move(host), family, h = std::move(h)]() mutable {
+    std::vector<asio::ip::address> addresses;
+    const error_code ec = resolve_blocking(host, family, addresses);
+    asio::post(ex, [h = std::move(h), ec, addresses = std::move(addresses)]() mutable { h(ec, std::move(addresses)); });
+  });
+}
+
+} // namespace warren::net
