@@ -1,1 +1,64 @@
+#include "test_util.hpp"
 
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/v6_only.hpp>
+#include <boost/asio/post.hpp>
+
+#include <dirent.h>
+#include <sys/socket.h>
+
+namespace warren::test {
+
+namespace asio = boost::asio;
+
+int open_fd_count() {
+  int n = 0;
+  if (DIR* d = ::opendir("/proc/self/fd")) {
+    while (::readdir(d) != nullptr)
+      ++n;
+    ::closedir(d);
+  }
+  return n;
+}
+
+bool run_until(asio::io_context& io, const std::function<bool()>& pred, std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  io.restart();
+  while (!pred() && std::chrono::steady_clock::now() < deadline)
+    io.run_one_for(std::chrono::milliseconds(10));
+  return pred();
+}
+
+void fake_resolver::async_resolve(asio::any_io_executor ex, std::string, net::ip_family family, handler h) {
+  ++asked[family];
+  auto it = script.find(family);
+  if (it == script.end())
+    return; // never answers
+  auto timer = std::make_shared<asio::steady_timer>(ex, it->second.delay);
+  timers_.push_back(timer);
+  timer->async_wait([h = std::move(h), a = it->second](error_code ec) {
+    if (!ec)
+      h(a.ec, a.addresses);
+  });
+}
+
+hanging_listener::hanging_listener(asio::io_context& io, const asio::ip::address& address) : acceptor_(io) {
+  const asio::ip::tcp::endpoint ep(address, 0);
+  acceptor_.open(ep.protocol());
+  acceptor_.bind(ep);
+  acceptor_.listen(0); // never accepted: after one queued connection, SYNs are dropped
+  for (int i = 0; i < 2; ++i) {
+    asio::ip::tcp::socket s(io);
+    s.open(ep.protocol());
+    s.native_non_blocking(true);
+    const asio::ip::tcp::endpoint target(address, port());
+    // Raw connect: Asio's synchronous connect would wait for completion.
+    [[maybe_unused]] int rc = ::connect(s.native_handle(), target.data(), static_cast<socklen_t>(target.size()));
+    fillers_.push_back(std::move(s));
+  }
+}
+
+asio::ip::address v4_loopback() { return asio::ip::address_v4::loopback(); }
+asio::ip::address v6_loopback() { return asio::ip::address_v6::loopback(); }
+
+} // namespace warren::test

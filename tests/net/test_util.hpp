@@ -1,0 +1,60 @@
+// Shared helpers for the net tests: run an io_context until a condition
+// holds (bounded), count open descriptors, a scriptable resolver, and a
+// listener whose accept queue is full so that new connects hang unanswered
+// (the unprivileged stand-in for a black-holed address).
+#pragma once
+
+#include "net/resolver.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <vector>
+
+namespace warren::test {
+
+/// Number of open file descriptors of this process.
+int open_fd_count();
+
+/// Runs handlers until pred() is true or `limit` passes; returns pred().
+bool run_until(boost::asio::io_context& io, const std::function<bool()>& pred,
+               std::chrono::milliseconds limit = std::chrono::seconds(10));
+
+/// Answers each family after a scripted delay; a family without a script never answers.
+class fake_resolver final : public net::resolver {
+public:
+  struct answer {
+    std::chrono::milliseconds delay{0};
+    error_code ec;
+    std::vector<boost::asio::ip::address> addresses;
+  };
+  std::map<net::ip_family, answer> script;
+  std::map<net::ip_family, int> asked;
+
+  void async_resolve(boost::asio::any_io_executor ex, std::string host, net::ip_family family,
+                     handler h) override;
+
+private:
+  std::vector<std::shared_ptr<boost::asio::steady_timer>> timers_;
+};
+
+/// A listener on `address` whose backlog is full: connects to it get no answer.
+class hanging_listener {
+public:
+  hanging_listener(boost::asio::io_context& io, const boost::asio::ip::address& address);
+  std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
+
+private:
+  boost::asio::ip::tcp::acceptor acceptor_;
+  std::vector<boost::asio::ip::tcp::socket> fillers_;
+};
+
+boost::asio::ip::address v4_loopback();
+boost::asio::ip::address v6_loopback();
+
+} // namespace warren::test
