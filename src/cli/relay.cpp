@@ -192,38 +192,37 @@ private:
   std::size_t active_ = 0;
 };
 
-/// Startup check of the target: unresolvable or refusing targets are
+/// Start-up check of the target: an unresolvable or refusing target is
 /// reported now, in one line, rather than on the first client connection.
-void check_target(asio::io_context& io, net::resolver& r, const relay_config& c, bool udp) {
+/// `done` gets an empty string when the target is fine.
+void check_target(asio::io_context& io, net::resolver& r, const relay_config& c, bool udp,
+                  std::function<void(std::string)> done) {
+  const std::string hint = " (use --no-target-check to start anyway)";
   if (udp) {
     if (net::parse_ip(c.target.host))
-      return;
-    std::vector<asio::ip::address> found;
+      return done({});
     error_code first;
     for (auto f : {net::ip_family::v4, net::ip_family::v6}) {
       std::vector<asio::ip::address> some;
       auto ec = net::resolve_blocking(c.target.host, f, some);
-      if (ec && !first)
+      if (!some.empty())
+        return done({});
+      if (ec && ec != asio::error::no_data && !first)
         first = ec;
-      found.insert(found.end(), some.begin(), some.end());
     }
-    if (found.empty())
-      throw user_error("cannot resolve target " + c.target.host + ": " +
-                       (first ? net::describe(first) : std::string("no addresses")));
-    return;
+    return done("cannot resolve target " + c.target.host + ": " +
+                (first ? net::describe(first) : std::string("no addresses")) + hint);
   }
   net::connect_options options = c.connect;
   options.log_label = "target check";
-  std::optional<net::connect_result> result;
-  net::async_connect(io.get_executor(), r, c.target, options, [&](net::connect_result res) { result = std::move(res); });
-  io.run();
-  io.restart();
-  if (!result || result->ec)
-    throw user_error((result ? result->detail : std::string("target check did not finish")) +
-                     " (use --no-target-check to start anyway)");
-  spdlog::info("relay: target {} reachable at {} in {} ms", net::format_host_port(c.target.host, c.target.port),
-               net::format_host_port(result->peer.address().to_string(), result->peer.port()),
-               result->elapsed.count());
+  net::async_connect(io.get_executor(), r, c.target, options, [&c, hint, done](net::connect_result result) {
+    if (result.ec)
+      return done(result.detail + hint);
+    spdlog::info("relay: target {} reachable at {} in {} ms", net::format_host_port(c.target.host, c.target.port),
+                 net::format_host_port(result.peer.address().to_string(), result.peer.port()),
+                 result.elapsed.count());
+    done({});
+  });
 }
 
 int run(const relay_args& args) {
@@ -234,23 +233,25 @@ int run(const relay_args& args) {
   const relay_config config = validate(args);
 
   asio::io_context io(1);
+  // Registered first: a signal during start-up (binding, the target check)
+  // is queued by Asio and handled as a clean shutdown, never the default action.
+  asio::signal_set signals(io, SIGINT, SIGTERM);
   net::system_resolver resolver;
-  if (!args.no_target_check)
-    check_target(io, resolver, config, args.udp);
 
+  // 1. Bind: every listen socket is open before anything else, so a port
+  //    conflict is reported first. Connections queue in the kernel meanwhile;
+  //    "listening on" is logged once they are actually served.
   const std::string target = net::format_host_port(config.target.host, config.target.port);
   std::vector<tcp::acceptor> acceptors;
   std::optional<asio::local::stream_protocol::acceptor> unix_acceptor;
-  std::shared_ptr<net::udp_forwarder> forwarder;
-  auto relay = std::make_shared<tcp_relay>(io.get_executor(), resolver, config);
-
+  std::vector<asio::ip::udp::socket> udp_sockets;
+  std::string listening;
   if (config.listen.kind == net::listen_kind::unix_path) {
     auto bound = net::bind_unix(io.get_executor(), config.listen.path);
     if (!bound)
       throw user_error(bound.error());
     unix_acceptor.emplace(std::move(bound).value());
-    spdlog::info("relay: listening on unix {}, forwarding to {}", config.listen.path, target);
-    relay->accept_loop(*unix_acceptor);
+    listening = "unix " + config.listen.path;
   } else {
     auto plan = net::plan_listen(config.listen);
     if (!plan)
@@ -259,14 +260,11 @@ int run(const relay_args& args) {
       auto bound = net::bind_udp(io.get_executor(), *plan);
       if (!bound)
         throw user_error(bound.error());
-      std::string where;
-      for (auto& s : bound.value())
-        where += (where.empty() ? "" : ", ") +
-                 net::format_host_port(s.local_endpoint().address().to_string(), s.local_endpoint().port());
-      spdlog::info("relay: listening on UDP {}, forwarding to {}", where, target);
-      forwarder = std::make_shared<net::udp_forwarder>(io.get_executor(), resolver, std::move(bound).value(),
-                                                       config.target, config.udp);
-      forwarder->start();
+      udp_sockets = std::move(bound).value();
+      std::vector<tcp::endpoint> eps;
+      for (auto& s : udp_sockets)
+        eps.emplace_back(s.local_endpoint().address(), s.local_endpoint().port());
+      listening = "UDP " + net::describe_endpoints(eps);
     } else {
       auto bound = net::bind_tcp(io.get_executor(), *plan);
       if (!bound)
@@ -275,17 +273,26 @@ int run(const relay_args& args) {
       std::vector<tcp::endpoint> eps;
       for (auto& a : acceptors)
         eps.push_back(a.local_endpoint());
-      spdlog::info("relay: listening on TCP {}, forwarding to {}", net::describe_endpoints(eps), target);
-      for (auto& a : acceptors)
-        relay->accept_loop(a);
+      listening = "TCP " + net::describe_endpoints(eps);
     }
   }
 
-  asio::signal_set signals(io, SIGINT, SIGTERM);
-  signals.async_wait([&](error_code ec, int signo) {
-    if (ec)
-      return;
-    spdlog::info("relay: {} received, shutting down", signo == SIGINT ? "SIGINT" : "SIGTERM");
+  // 2. Serve once the target check (if any) has passed.
+  auto relay = std::make_shared<tcp_relay>(io.get_executor(), resolver, config);
+  std::shared_ptr<net::udp_forwarder> forwarder;
+  auto serve = [&] {
+    spdlog::info("relay: listening on {}, forwarding to {}", listening, target);
+    if (unix_acceptor)
+      relay->accept_loop(*unix_acceptor);
+    for (auto& a : acceptors)
+      relay->accept_loop(a);
+    if (args.udp) {
+      forwarder = std::make_shared<net::udp_forwarder>(io.get_executor(), resolver, std::move(udp_sockets),
+                                                       config.target, config.udp);
+      forwarder->start();
+    }
+  };
+  auto shutdown = [&] {
     error_code ignored;
     for (auto& a : acceptors)
       a.close(ignored);
@@ -296,8 +303,28 @@ int run(const relay_args& args) {
     if (forwarder)
       forwarder->stop();
     io.stop();
+  };
+  signals.async_wait([&](error_code ec, int signo) {
+    if (ec)
+      return;
+    spdlog::info("relay: {} received, shutting down", signo == SIGINT ? "SIGINT" : "SIGTERM");
+    shutdown();
   });
+
+  std::string fatal;
+  if (args.no_target_check) {
+    serve();
+  } else {
+    check_target(io, resolver, config, args.udp, [&](std::string problem) {
+      if (problem.empty())
+        return serve();
+      fatal = std::move(problem);
+      shutdown();
+    });
+  }
   io.run();
+  if (!fatal.empty())
+    throw user_error(fatal);
   return 0;
 }
 

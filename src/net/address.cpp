@@ -134,10 +134,14 @@ expected<listen_address> parse_listen_address(std::string_view text) {
       return result::failure("listen address " + quoted(text) + ": " + port.error());
     return listen_address{listen_kind::wildcard, {"*", *port}, {}};
   }
-  if (text.starts_with(":") && text.find(':', 1) == std::string_view::npos)
-    return result::failure("listen address " + quoted(text) +
-                           " has no host; use localhost" + std::string(text) + " (or *" + std::string(text) +
+  if (text.starts_with(":") && text.find(':', 1) == std::string_view::npos) {
+    const auto port = parse_port(text.substr(1), true);
+    if (!port)
+      return result::failure("listen address " + quoted(text) + ": " + port.error());
+    const auto p = std::to_string(*port);
+    return result::failure("listen address " + quoted(text) + " has no host; use localhost:" + p + " (or *:" + p +
                            " for every interface)");
+  }
   auto hp = parse_host_port(text, true);
   if (!hp)
     return result::failure("listen " + hp.error());

@@ -39,8 +39,8 @@ TEST(Address, HostPortErrorsSayWhatIsWrong) {
 }
 
 TEST(Address, HostileInputIsNotEchoedRaw) {
-  std::string evil = "\x1b[31m";
-  evil += std::string(500, 'a') + ":1";
+  std::string evil(1, '\x1b');
+  evil.append("[31m").append(500, 'a').append(":1");
   auto r = parse_host_port(evil);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().find('\x1b'), std::string::npos);

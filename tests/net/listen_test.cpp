@@ -44,14 +44,6 @@ TEST(ListenPlan, LiteralIsExact) {
   EXPECT_EQ(p.addresses, std::vector<asio::ip::address>{test::v6_loopback()});
 }
 
-TEST(ListenPlan, UnresolvableNameIsAnError) {
-  auto a = parse_listen_address("nosuch.invalid:80");
-  ASSERT_TRUE(a);
-  auto p = plan_listen(*a);
-  ASSERT_FALSE(p);
-  EXPECT_NE(p.error().find("cannot resolve listen host nosuch.invalid"), std::string::npos) << p.error();
-}
-
 TEST(BindTcp, LocalhostBindsBothWithOnePortAndV6Only) {
   asio::io_context io;
   auto bound = bind_tcp(io.get_executor(), plan("localhost:0"));
