@@ -13,7 +13,7 @@ namespace warren::cli {
 
 /// An error the user caused or can fix: printed as one line, exit code 1.
 class user_error : public std::runtime_error {
-public:
+ public:
   using std::runtime_error::runtime_error;
 };
 

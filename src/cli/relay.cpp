@@ -104,7 +104,7 @@ relay_config validate(const relay_args& a) {
 
 /// Serves TCP (or Unix) connections: accept, connect the target, relay.
 class tcp_relay : public std::enable_shared_from_this<tcp_relay> {
-public:
+ public:
   tcp_relay(asio::any_io_executor ex, net::resolver& r, const relay_config& c) : ex_(ex), resolver_(r), config_(c) {}
 
   template <class Acceptor>
@@ -125,7 +125,7 @@ public:
     });
   }
 
-private:
+ private:
   template <class Socket>
   void on_accept(Socket socket) {
     const auto id = ++next_id_;
@@ -219,8 +219,7 @@ void check_target(asio::io_context& io, net::resolver& r, const relay_config& c,
     if (result.ec)
       return done(result.detail + hint);
     spdlog::info("relay: target {} reachable at {} in {} ms", net::format_host_port(c.target.host, c.target.port),
-                 net::format_host_port(result.peer.address().to_string(), result.peer.port()),
-                 result.elapsed.count());
+                 net::format_host_port(result.peer.address().to_string(), result.peer.port()), result.elapsed.count());
     done({});
   });
 }

@@ -13,13 +13,13 @@ using duration = steady_clock::duration;
 
 /// A clock that only moves when told to. Not thread-safe; for tests.
 class manual_clock {
-public:
+ public:
   explicit manual_clock(time_point start = time_point{} + std::chrono::hours(1)) : now_(start) {}
   time_point now() const noexcept { return now_; }
   void advance(duration d) noexcept { now_ += d; }
   void set(time_point t) noexcept { now_ = t; }
 
-private:
+ private:
   time_point now_;
 };
 

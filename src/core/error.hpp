@@ -12,11 +12,11 @@ using error_code = boost::system::error_code;
 
 enum class errc {
   ok = 0,
-  timed_out = 1,          // the overall connect deadline passed
-  no_addresses,           // the name resolved to no address of an allowed family
-  nothing_bound,          // no listen address could be bound
-  policy_excludes_all,    // family policy / source address excluded every address
-  cancelled,              // the caller cancelled the operation
+  timed_out = 1,       // the overall connect deadline passed
+  no_addresses,        // the name resolved to no address of an allowed family
+  nothing_bound,       // no listen address could be bound
+  policy_excludes_all, // family policy / source address excluded every address
+  cancelled,           // the caller cancelled the operation
 };
 
 const boost::system::error_category& warren_category() noexcept;

@@ -11,7 +11,7 @@ namespace warren {
 
 template <class T>
 class expected {
-public:
+ public:
   expected(T value) : value_(std::move(value)) {} // NOLINT(google-explicit-constructor)
   static expected failure(std::string message) {
     expected r;
@@ -27,7 +27,7 @@ public:
   const T& operator*() const { return *value_; }
   const std::string& error() const noexcept { return error_; }
 
-private:
+ private:
   expected() = default;
   std::optional<T> value_;
   std::string error_;

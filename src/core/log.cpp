@@ -5,12 +5,18 @@
 namespace warren::log {
 
 std::optional<spdlog::level::level_enum> parse_level(std::string_view name) {
-  if (name == "trace") return spdlog::level::trace;
-  if (name == "debug") return spdlog::level::debug;
-  if (name == "info") return spdlog::level::info;
-  if (name == "warn" || name == "warning") return spdlog::level::warn;
-  if (name == "error") return spdlog::level::err;
-  if (name == "off") return spdlog::level::off;
+  if (name == "trace")
+    return spdlog::level::trace;
+  if (name == "debug")
+    return spdlog::level::debug;
+  if (name == "info")
+    return spdlog::level::info;
+  if (name == "warn" || name == "warning")
+    return spdlog::level::warn;
+  if (name == "error")
+    return spdlog::level::err;
+  if (name == "off")
+    return spdlog::level::off;
   return std::nullopt;
 }
 

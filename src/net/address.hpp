@@ -41,7 +41,9 @@ expected<listen_address> parse_listen_address(std::string_view text);
 
 bool is_ipv4_literal(std::string_view host);
 bool is_ipv6_literal(std::string_view host);
-inline bool is_ip_literal(std::string_view host) { return is_ipv4_literal(host) || is_ipv6_literal(host); }
+inline bool is_ip_literal(std::string_view host) {
+  return is_ipv4_literal(host) || is_ipv6_literal(host);
+}
 
 /// Valid DNS-style host name (letters, digits, '-', '_', '.'; labels <= 63, total <= 253).
 bool is_valid_hostname(std::string_view host);

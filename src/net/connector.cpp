@@ -28,13 +28,15 @@ std::string describe(const error_code& ec) {
 
 namespace {
 
-std::string show(const asio::ip::address& a, std::uint16_t port) { return format_host_port(a.to_string(), port); }
+std::string show(const asio::ip::address& a, std::uint16_t port) {
+  return format_host_port(a.to_string(), port);
+}
 
 /// One Happy Eyeballs run. Owned by the pending operations that reference it
 /// (resolver callbacks hold only a weak_ptr, so a slow lookup does not keep a
 /// finished run alive). Single-threaded: everything runs on ex_.
 class connect_op : public std::enable_shared_from_this<connect_op> {
-public:
+ public:
   connect_op(asio::any_io_executor ex, host_port target, connect_options options,
              std::function<void(connect_result)> done)
       : ex_(std::move(ex)), target_(std::move(target)), options_(std::move(options)), done_(std::move(done)),
@@ -79,7 +81,7 @@ public:
       apply(he_.cancel(steady_clock::now()));
   }
 
-private:
+ private:
   he_config effective_config() const {
     he_config c = options_.he;
     if (options_.source) // a source address pins the family
@@ -94,8 +96,8 @@ private:
       return;
     const char* rr = f == ip_family::v6 ? "AAAA" : "A";
     if (ec && ec != asio::error::no_data) {
-      spdlog::debug("{}: {} lookup of {} failed after {} ms: {}", options_.log_label, rr, target_.host,
-                    since_start(), describe(ec));
+      spdlog::debug("{}: {} lookup of {} failed after {} ms: {}", options_.log_label, rr, target_.host, since_start(),
+                    describe(ec));
     } else {
       std::string list;
       for (const auto& a : found)

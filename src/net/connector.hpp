@@ -53,8 +53,7 @@ auto async_connect(boost::asio::any_io_executor ex, resolver& r, host_port targe
         auto slot = boost::asio::get_associated_cancellation_slot(handler);
         auto shared = std::make_shared<decltype(handler)>(std::move(handler));
         start_connect(
-            ex, r, std::move(t), std::move(o),
-            [shared](connect_result result) { (*shared)(std::move(result)); }, slot);
+            ex, r, std::move(t), std::move(o), [shared](connect_result result) { (*shared)(std::move(result)); }, slot);
       },
       token, std::move(target), std::move(options));
 }

@@ -5,24 +5,34 @@
 namespace warren::net {
 
 std::optional<family_policy> parse_family_policy(std::string_view text) {
-  if (text == "auto") return family_policy::automatic;
-  if (text == "prefer-ipv4") return family_policy::prefer_ipv4;
-  if (text == "ipv4") return family_policy::ipv4_only;
-  if (text == "ipv6") return family_policy::ipv6_only;
+  if (text == "auto")
+    return family_policy::automatic;
+  if (text == "prefer-ipv4")
+    return family_policy::prefer_ipv4;
+  if (text == "ipv4")
+    return family_policy::ipv4_only;
+  if (text == "ipv6")
+    return family_policy::ipv6_only;
   return std::nullopt;
 }
 
 std::string_view to_string(family_policy p) {
   switch (p) {
-  case family_policy::automatic: return "auto";
-  case family_policy::prefer_ipv4: return "prefer-ipv4";
-  case family_policy::ipv4_only: return "ipv4";
-  case family_policy::ipv6_only: return "ipv6";
+  case family_policy::automatic:
+    return "auto";
+  case family_policy::prefer_ipv4:
+    return "prefer-ipv4";
+  case family_policy::ipv4_only:
+    return "ipv4";
+  case family_policy::ipv6_only:
+    return "ipv6";
   }
   return "?";
 }
 
-std::string_view to_string(ip_family f) { return f == ip_family::v4 ? "IPv4" : "IPv6"; }
+std::string_view to_string(ip_family f) {
+  return f == ip_family::v4 ? "IPv4" : "IPv6";
+}
 
 happy_eyeballs::happy_eyeballs(he_config config, time_point now)
     : config_(config), deadline_(now + config.timeout),
@@ -33,9 +43,12 @@ happy_eyeballs::happy_eyeballs(he_config config, time_point now)
 
 bool happy_eyeballs::wants(ip_family f) const {
   switch (config_.policy) {
-  case family_policy::ipv4_only: return f == ip_family::v4;
-  case family_policy::ipv6_only: return f == ip_family::v6;
-  default: return true;
+  case family_policy::ipv4_only:
+    return f == ip_family::v4;
+  case family_policy::ipv6_only:
+    return f == ip_family::v6;
+  default:
+    return true;
   }
 }
 
@@ -53,8 +66,7 @@ bool happy_eyeballs::may_start(time_point now) const {
 }
 
 happy_eyeballs::actions happy_eyeballs::on_resolved(time_point now, ip_family f,
-                                                    std::vector<boost::asio::ip::address> addresses,
-                                                    error_code ec) {
+                                                    std::vector<boost::asio::ip::address> addresses, error_code ec) {
   if (finished_ || !wants(f) || resolved_[index(f)])
     return {};
   resolved_[index(f)] = true;
@@ -92,7 +104,9 @@ happy_eyeballs::actions happy_eyeballs::on_connected(time_point now, std::size_t
   return out;
 }
 
-happy_eyeballs::actions happy_eyeballs::on_timer(time_point now) { return step(now); }
+happy_eyeballs::actions happy_eyeballs::on_timer(time_point now) {
+  return step(now);
+}
 
 happy_eyeballs::actions happy_eyeballs::cancel(time_point now) {
   if (finished_)

@@ -39,17 +39,19 @@ std::string_view to_string(family_policy p);
 
 enum class ip_family { v4 = 0, v6 = 1 };
 std::string_view to_string(ip_family f);
-inline ip_family family_of(const boost::asio::ip::address& a) { return a.is_v6() ? ip_family::v6 : ip_family::v4; }
+inline ip_family family_of(const boost::asio::ip::address& a) {
+  return a.is_v6() ? ip_family::v6 : ip_family::v4;
+}
 
 struct he_config {
   family_policy policy = family_policy::automatic;
-  std::chrono::milliseconds attempt_delay{250};    // RFC 8305 "Connection Attempt Delay"; 100 ms - 2 s
-  std::chrono::milliseconds resolution_delay{50};  // RFC 8305 "Resolution Delay"
-  std::chrono::milliseconds timeout{10'000};       // whole operation
+  std::chrono::milliseconds attempt_delay{250};   // RFC 8305 "Connection Attempt Delay"; 100 ms - 2 s
+  std::chrono::milliseconds resolution_delay{50}; // RFC 8305 "Resolution Delay"
+  std::chrono::milliseconds timeout{10'000};      // whole operation
 };
 
 class happy_eyeballs {
-public:
+ public:
   struct start_attempt {
     std::size_t id;
     boost::asio::ip::address address;
@@ -92,7 +94,7 @@ public:
   const std::vector<attempt_record>& attempts() const { return attempts_; }
   error_code resolve_error(ip_family f) const { return resolve_ec_[index(f)]; }
 
-private:
+ private:
   static std::size_t index(ip_family f) { return static_cast<std::size_t>(f); }
   static ip_family other(ip_family f) { return f == ip_family::v4 ? ip_family::v6 : ip_family::v4; }
   bool resolving(ip_family f) const { return wants(f) && !resolved_[index(f)]; }

@@ -143,8 +143,7 @@ expected<std::vector<Socket>> bind_all(asio::any_io_executor ex, const listen_pl
 
 } // namespace
 
-expected<std::vector<tcp::acceptor>> bind_tcp(asio::any_io_executor ex, const listen_plan& plan,
-                                              bind_options options) {
+expected<std::vector<tcp::acceptor>> bind_tcp(asio::any_io_executor ex, const listen_plan& plan, bind_options options) {
   return bind_all<tcp::acceptor, tcp::endpoint>(std::move(ex), plan, options, "TCP");
 }
 

@@ -42,12 +42,11 @@ struct bind_options {
 };
 
 /// Binds and listens on every address of the plan (see file comment).
-expected<std::vector<boost::asio::ip::tcp::acceptor>> bind_tcp(boost::asio::any_io_executor ex,
-                                                               const listen_plan& plan, bind_options options = {});
+expected<std::vector<boost::asio::ip::tcp::acceptor>> bind_tcp(boost::asio::any_io_executor ex, const listen_plan& plan,
+                                                               bind_options options = {});
 
 /// Binds a UDP socket on every address of the plan.
-expected<std::vector<boost::asio::ip::udp::socket>> bind_udp(boost::asio::any_io_executor ex,
-                                                             const listen_plan& plan);
+expected<std::vector<boost::asio::ip::udp::socket>> bind_udp(boost::asio::any_io_executor ex, const listen_plan& plan);
 
 /// Listens on a Unix stream socket; a stale socket file nobody listens on is
 /// replaced, a live one is an error.

@@ -26,8 +26,10 @@ std::optional<std::vector<asio::ip::address>> localhost_addresses(std::string_vi
   auto lower = [](std::string_view s) {
     std::string out(s);
     for (auto& c : out)
-      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    if (!out.empty() && out.back() == '.') out.pop_back();
+      if (c >= 'A' && c <= 'Z')
+        c = static_cast<char>(c - 'A' + 'a');
+    if (!out.empty() && out.back() == '.')
+      out.pop_back();
     return out;
   };
   const std::string h = lower(host);
@@ -51,8 +53,10 @@ error_code resolve_blocking(const std::string& host, ip_family family, std::vect
   const int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &res);
   std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> guard(res, &::freeaddrinfo);
   switch (rc) {
-  case 0: break;
-  case EAI_NONAME: return asio::error::host_not_found;
+  case 0:
+    break;
+  case EAI_NONAME:
+    return asio::error::host_not_found;
 #ifdef EAI_NODATA
   case EAI_NODATA:
 #endif
@@ -60,10 +64,14 @@ error_code resolve_blocking(const std::string& host, ip_family family, std::vect
   case EAI_ADDRFAMILY:
 #endif
     return asio::error::no_data;
-  case EAI_AGAIN: return asio::error::host_not_found_try_again;
-  case EAI_FAIL: return asio::error::no_recovery;
-  case EAI_SYSTEM: return error_code(errno, boost::system::system_category());
-  default: return error_code(rc, asio::error::get_addrinfo_category());
+  case EAI_AGAIN:
+    return asio::error::host_not_found_try_again;
+  case EAI_FAIL:
+    return asio::error::no_recovery;
+  case EAI_SYSTEM:
+    return error_code(errno, boost::system::system_category());
+  default:
+    return error_code(rc, asio::error::get_addrinfo_category());
   }
   for (auto* p = res; p; p = p->ai_next) {
     asio::ip::address a;

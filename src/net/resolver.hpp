@@ -24,7 +24,7 @@ namespace warren::net {
 
 /// Interface so tests can inject answers and delays.
 class resolver {
-public:
+ public:
   using handler = std::function<void(error_code, std::vector<boost::asio::ip::address>)>;
   virtual ~resolver() = default;
   /// Resolves `host` for one family; `h` runs on `ex`. Must not call `h` inline.
@@ -33,12 +33,12 @@ public:
 
 /// getaddrinfo on a thread pool. Thread-safe. Destruction waits for lookups in progress.
 class system_resolver final : public resolver {
-public:
+ public:
   explicit system_resolver(std::size_t threads = 2);
   ~system_resolver() override;
   void async_resolve(boost::asio::any_io_executor ex, std::string host, ip_family family, handler h) override;
 
-private:
+ private:
   boost::asio::thread_pool pool_;
 };
 

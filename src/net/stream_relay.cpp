@@ -18,13 +18,15 @@ using asio::posix::stream_descriptor;
 
 namespace {
 
-constexpr std::size_t k_pipe_size = 1 << 20;  // asked of F_SETPIPE_SZ; the kernel may give less
+constexpr std::size_t k_pipe_size = 1 << 20; // asked of F_SETPIPE_SZ; the kernel may give less
 constexpr std::size_t k_copy_buffer = 1 << 16;
 
-error_code last_error() { return error_code(errno, boost::system::system_category()); }
+error_code last_error() {
+  return error_code(errno, boost::system::system_category());
+}
 
 class relay : public std::enable_shared_from_this<relay> {
-public:
+ public:
   relay(asio::any_io_executor ex, int fd_a, int fd_b, std::function<void(relay_stats, error_code)> done)
       : ex_(ex), a_(ex, fd_a), b_(ex, fd_b), done_(std::move(done)) {}
 
@@ -48,13 +50,13 @@ public:
     pump(ba_, b_, a_);
   }
 
-private:
+ private:
   struct direction {
     std::array<int, 2> pipe{-1, -1};
-    std::size_t capacity = 0;  // pipe capacity
-    std::size_t pending = 0;   // bytes in the pipe (splice) or buffer (copy) not yet written
-    std::size_t offset = 0;    // copy mode: write offset in buffer
-    std::vector<char> buffer;  // copy mode only
+    std::size_t capacity = 0; // pipe capacity
+    std::size_t pending = 0;  // bytes in the pipe (splice) or buffer (copy) not yet written
+    std::size_t offset = 0;   // copy mode: write offset in buffer
+    std::vector<char> buffer; // copy mode only
     bool eof = false;
     bool done = false;
     std::uint64_t bytes = 0;

@@ -30,7 +30,7 @@ struct relay_stats {
 enum class relay_mode { automatic, copy }; // copy: never splice (benchmarks, odd fds)
 
 /// Takes ownership of two connected, open stream socket descriptors.
-void start_relay(boost::asio::any_io_executor ex, int fd_a, int fd_b,
-                 std::function<void(relay_stats, error_code)> done, relay_mode mode = relay_mode::automatic);
+void start_relay(boost::asio::any_io_executor ex, int fd_a, int fd_b, std::function<void(relay_stats, error_code)> done,
+                 relay_mode mode = relay_mode::automatic);
 
 } // namespace warren::net

@@ -17,12 +17,14 @@ namespace {
 constexpr std::size_t k_max_datagram = 65536;
 constexpr std::size_t k_pending_per_session = 16;
 
-std::string show(const udp::endpoint& ep) { return format_host_port(ep.address().to_string(), ep.port()); }
+std::string show(const udp::endpoint& ep) {
+  return format_host_port(ep.address().to_string(), ep.port());
+}
 } // namespace
 
 struct udp_forwarder::session {
   udp_session_key key;
-  std::optional<udp::socket> upstream; // connected to the target once resolved
+  std::optional<udp::socket> upstream;    // connected to the target once resolved
   std::vector<std::vector<char>> pending; // datagrams waiting for resolution
   bool closed = false;
 };
@@ -56,17 +58,17 @@ void udp_forwarder::stop() {
 }
 
 void udp_forwarder::receive(std::size_t listener) {
-  listeners_[listener].async_receive_from(
-      asio::buffer(receive_buffers_[listener]), senders_[listener],
-      [self = shared_from_this(), listener](error_code ec, std::size_t n) {
-        if (self->stopped_ || ec == asio::error::operation_aborted)
-          return;
-        if (!ec)
-          self->on_datagram(listener, n);
-        else
-          spdlog::debug("udp: receive on listener {} failed: {}", listener, describe(ec));
-        self->receive(listener);
-      });
+  listeners_[listener].async_receive_from(asio::buffer(receive_buffers_[listener]), senders_[listener],
+                                          [self = shared_from_this(), listener](error_code ec, std::size_t n) {
+                                            if (self->stopped_ || ec == asio::error::operation_aborted)
+                                              return;
+                                            if (!ec)
+                                              self->on_datagram(listener, n);
+                                            else
+                                              spdlog::debug("udp: receive on listener {} failed: {}", listener,
+                                                            describe(ec));
+                                            self->receive(listener);
+                                          });
 }
 
 void udp_forwarder::on_datagram(std::size_t listener, std::size_t size) {
@@ -106,8 +108,7 @@ void udp_forwarder::open_session(const udp_session_key& key, std::vector<char> f
     return;
   }
   // Resolve the preferred family first, then the other if allowed.
-  const bool v4_first =
-      options_.policy == family_policy::prefer_ipv4 || options_.policy == family_policy::ipv4_only;
+  const bool v4_first = options_.policy == family_policy::prefer_ipv4 || options_.policy == family_policy::ipv4_only;
   std::vector<ip_family> order;
   for (auto f : v4_first ? std::array{ip_family::v4, ip_family::v6} : std::array{ip_family::v6, ip_family::v4}) {
     const bool allowed = (f == ip_family::v4 && options_.policy != family_policy::ipv6_only) ||
@@ -129,8 +130,8 @@ void udp_forwarder::resolve_session(const std::shared_ptr<session>& s, std::vect
   }
   const ip_family f = order[i];
   resolver_.async_resolve(ex_, target_.host, f,
-                          [self = shared_from_this(), s, order = std::move(order), i](
-                              error_code, std::vector<asio::ip::address> found) mutable {
+                          [self = shared_from_this(), s, order = std::move(order),
+                           i](error_code, std::vector<asio::ip::address> found) mutable {
                             if (!found.empty())
                               return self->connect_session(s, found.front());
                             self->resolve_session(s, std::move(order), i + 1);

@@ -44,7 +44,7 @@ struct udp_forwarder_counters {
 };
 
 class udp_forwarder : public std::enable_shared_from_this<udp_forwarder> {
-public:
+ public:
   udp_forwarder(boost::asio::any_io_executor ex, resolver& r, std::vector<boost::asio::ip::udp::socket> listeners,
                 host_port target, udp_forwarder_options options);
   ~udp_forwarder();
@@ -53,7 +53,7 @@ public:
   const udp_forwarder_counters& counters() const { return counters_; }
   std::size_t sessions() const { return table_.size(); }
 
-private:
+ private:
   struct session;
   void receive(std::size_t listener);
   void on_datagram(std::size_t listener, std::size_t size);

@@ -30,7 +30,7 @@ struct udp_session_key {
 /// Not thread-safe. Value is whatever the owner keeps per session.
 template <class Value>
 class udp_session_table {
-public:
+ public:
   explicit udp_session_table(std::size_t max_sessions) : max_(max_sessions) {}
 
   Value* find(const udp_session_key& key, time_point now) {
@@ -88,7 +88,7 @@ public:
   std::size_t size() const { return map_.size(); }
   std::size_t capacity() const { return max_; }
 
-private:
+ private:
   struct entry {
     Value value;
     time_point last_active;

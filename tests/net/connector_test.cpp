@@ -7,8 +7,8 @@
 #include "test_util.hpp"
 
 #include <boost/asio/bind_cancellation_slot.hpp>
-#include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/error.hpp>
+#include <boost/asio/ip/v6_only.hpp>
 #include <gtest/gtest.h>
 
 using namespace std::chrono_literals;
@@ -51,7 +51,8 @@ struct connector : ::testing::Test {
     std::optional<connect_result> result;
     async_connect(io.get_executor(), resolver, host_port{host, port}, options,
                   [&](connect_result r) { result = std::move(r); });
-    EXPECT_TRUE(test::run_until(io, [&] { return result.has_value(); }, 15s));
+    EXPECT_TRUE(test::run_until(
+        io, [&] { return result.has_value(); }, 15s));
     return result ? std::move(*result) : connect_result{};
   }
 };
@@ -135,8 +136,7 @@ TEST_F(connector, EveryAttemptRefusedNamesEachAddress) {
   auto r = connect("dual.test", port);
   EXPECT_EQ(r.ec, asio::error::connection_refused);
   EXPECT_NE(r.detail.find("[::1]:" + std::to_string(port) + ": connection refused"), std::string::npos) << r.detail;
-  EXPECT_NE(r.detail.find("127.0.0.1:" + std::to_string(port) + ": connection refused"), std::string::npos)
-      << r.detail;
+  EXPECT_NE(r.detail.find("127.0.0.1:" + std::to_string(port) + ": connection refused"), std::string::npos) << r.detail;
 }
 
 TEST_F(connector, UnresolvableNameSaysSo) {
@@ -173,7 +173,8 @@ TEST_F(connector, CancellationClosesEveryAttempt) {
   async_connect(io.get_executor(), resolver, host_port{"hang.test", hang6.port()}, {},
                 asio::bind_cancellation_slot(signal.slot(), [&](connect_result r) { result = std::move(r); }));
   // Let the first attempt start and the second become due.
-  test::run_until(io, [] { return false; }, 400ms);
+  test::run_until(
+      io, [] { return false; }, 400ms);
   EXPECT_GT(test::open_fd_count(), fds_before) << "attempts are in flight";
   signal.emit(asio::cancellation_type::terminal);
   ASSERT_TRUE(test::run_until(io, [&] { return result.has_value(); }));

@@ -13,7 +13,9 @@ namespace ip = boost::asio::ip;
 
 namespace {
 
-ip::address a(const char* text) { return ip::make_address(text); }
+ip::address a(const char* text) {
+  return ip::make_address(text);
+}
 
 struct fixture : ::testing::Test {
   manual_clock clock;
@@ -227,8 +229,7 @@ TEST_F(fixture, CancelEndsEverything) {
   EXPECT_EQ(cancels(acts), std::vector<std::size_t>{0});
   ASSERT_TRUE(failure(acts));
   EXPECT_EQ(*failure(acts), warren::errc::cancelled);
-  EXPECT_TRUE(m.on_resolved(clock.now(), ip_family::v4, {a("192.0.2.1")}, {}).empty())
-      << "no attempt after the end";
+  EXPECT_TRUE(m.on_resolved(clock.now(), ip_family::v4, {a("192.0.2.1")}, {}).empty()) << "no attempt after the end";
 }
 
 TEST_F(fixture, DuplicateAddressesAreTriedOnce) {

@@ -20,8 +20,8 @@ using asio::ip::tcp;
 namespace {
 
 struct pair_of_sockets {
-  tcp::socket near;  // the application's end
-  tcp::socket far;   // the relay's end
+  tcp::socket near; // the application's end
+  tcp::socket far;  // the relay's end
 };
 
 pair_of_sockets connected_pair(asio::io_context& io) {
@@ -40,8 +40,8 @@ struct relay_test : ::testing::TestWithParam<relay_mode> {
   tcp::socket server{io};
 
   void SetUp() override {
-    auto left = connected_pair(io);   // client <-> relay side A
-    auto right = connected_pair(io);  // relay side B <-> server
+    auto left = connected_pair(io);  // client <-> relay side A
+    auto right = connected_pair(io); // relay side B <-> server
     client = std::move(left.near);
     server = std::move(right.near);
     start_relay(
@@ -55,7 +55,10 @@ struct relay_test : ::testing::TestWithParam<relay_mode> {
 
   // Runs the relay in a thread-free way: blocking I/O on the test side is
   // interleaved with io.poll() by doing it in small non-blocking steps.
-  void pump_for(std::chrono::milliseconds d) { test::run_until(io, [] { return false; }, d); }
+  void pump_for(std::chrono::milliseconds d) {
+    test::run_until(
+        io, [] { return false; }, d);
+  }
 };
 
 std::vector<char> random_bytes(std::size_t n) {

@@ -58,7 +58,11 @@ hanging_listener::hanging_listener(asio::io_context& io, const asio::ip::address
   }
 }
 
-asio::ip::address v4_loopback() { return asio::ip::address_v4::loopback(); }
-asio::ip::address v6_loopback() { return asio::ip::address_v6::loopback(); }
+asio::ip::address v4_loopback() {
+  return asio::ip::address_v4::loopback();
+}
+asio::ip::address v6_loopback() {
+  return asio::ip::address_v6::loopback();
+}
 
 } // namespace warren::test

@@ -27,7 +27,7 @@ bool run_until(boost::asio::io_context& io, const std::function<bool()>& pred,
 
 /// Answers each family after a scripted delay; a family without a script never answers.
 class fake_resolver final : public net::resolver {
-public:
+ public:
   struct answer {
     std::chrono::milliseconds delay{0};
     error_code ec;
@@ -36,20 +36,19 @@ public:
   std::map<net::ip_family, answer> script;
   std::map<net::ip_family, int> asked;
 
-  void async_resolve(boost::asio::any_io_executor ex, std::string host, net::ip_family family,
-                     handler h) override;
+  void async_resolve(boost::asio::any_io_executor ex, std::string host, net::ip_family family, handler h) override;
 
-private:
+ private:
   std::vector<std::shared_ptr<boost::asio::steady_timer>> timers_;
 };
 
 /// A listener on `address` whose backlog is full: connects to it get no answer.
 class hanging_listener {
-public:
+ public:
   hanging_listener(boost::asio::io_context& io, const boost::asio::ip::address& address);
   std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
 
-private:
+ private:
   boost::asio::ip::tcp::acceptor acceptor_;
   std::vector<boost::asio::ip::tcp::socket> fillers_;
 };

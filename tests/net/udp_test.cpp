@@ -95,9 +95,9 @@ TEST(UdpForwarder, RepliesLeaveFromTheAddressTheClientUsed) {
   for (auto& s : bound.value())
     listen_eps.push_back(s.local_endpoint());
   system_resolver resolver;
-  auto fwd = std::make_shared<udp_forwarder>(io.get_executor(), resolver, std::move(bound).value(),
-                                             host_port{"127.0.0.1", echo.local_endpoint().port()},
-                                             udp_forwarder_options{});
+  auto fwd =
+      std::make_shared<udp_forwarder>(io.get_executor(), resolver, std::move(bound).value(),
+                                      host_port{"127.0.0.1", echo.local_endpoint().port()}, udp_forwarder_options{});
   fwd->start();
 
   for (const auto& ep : listen_eps) {
