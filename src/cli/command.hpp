@@ -19,5 +19,7 @@ class user_error : public std::runtime_error {
 
 /// Registers `warren relay`; returns the function that runs it after parsing.
 std::function<int()> add_relay_command(CLI::App& app);
+std::function<int()> add_server_command(CLI::App& app);
+std::function<int()> add_client_command(CLI::App& app);
 
 } // namespace warren::cli

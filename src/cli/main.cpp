@@ -16,19 +16,25 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "warren 0.1.0");
   app.require_subcommand(1);
   auto run_relay = warren::cli::add_relay_command(app);
+  auto run_server = warren::cli::add_server_command(app);
+  auto run_client = warren::cli::add_client_command(app);
 
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) // --help, --version
       return app.exit(e);
-    std::fprintf(stderr, "warren: error: %s\nRun 'warren --help' or 'warren relay --help' for usage.\n", e.what());
+    std::fprintf(stderr, "warren: error: %s\nRun 'warren --help' or 'warren SUBCOMMAND --help' for usage.\n", e.what());
     return 2;
   }
 
   try {
     if (app.got_subcommand("relay"))
       return run_relay();
+    if (app.got_subcommand("server"))
+      return run_server();
+    if (app.got_subcommand("client"))
+      return run_client();
   } catch (const warren::cli::user_error& e) {
     std::fprintf(stderr, "warren: error: %s\n", e.what());
     return 1;

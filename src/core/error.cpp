@@ -22,6 +22,8 @@ class category final : public boost::system::error_category {
       return "the address family policy excludes every address";
     case errc::cancelled:
       return "cancelled";
+    case errc::denied:
+      return "denied by policy";
     }
     return "unknown warren error";
   }

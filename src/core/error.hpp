@@ -17,6 +17,7 @@ enum class errc {
   nothing_bound,       // no listen address could be bound
   policy_excludes_all, // family policy / source address excluded every address
   cancelled,           // the caller cancelled the operation
+  denied,              // the destination policy rejected every address
 };
 
 const boost::system::error_category& warren_category() noexcept;

@@ -23,7 +23,7 @@ std::string quoted(std::string_view text) {
 } // namespace
 
 bool is_ipv4_literal(std::string_view host) {
-  if (host.empty() || host.size() > 15)
+  if (host.empty() || host.size() > 15 || host.find('\0') != std::string_view::npos)
     return false;
   std::array<char, 16> buf{};
   host.copy(buf.data(), host.size());
@@ -32,7 +32,7 @@ bool is_ipv4_literal(std::string_view host) {
 }
 
 bool is_ipv6_literal(std::string_view host) {
-  if (host.empty() || host.size() > 45)
+  if (host.empty() || host.size() > 45 || host.find('\0') != std::string_view::npos)
     return false;
   std::array<char, 46> buf{};
   host.copy(buf.data(), host.size());

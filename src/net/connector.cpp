@@ -59,7 +59,9 @@ class connect_op : public std::enable_shared_from_this<connect_op> {
       const auto f = family_of(*literal);
       const auto o = f == ip_family::v4 ? ip_family::v6 : ip_family::v4;
       asio::post(ex_, [self = shared_from_this(), f, o, a = *literal] {
-        self->apply(self->he_.on_resolved(steady_clock::now(), f, {a}, {}));
+        std::vector<asio::ip::address> found{a};
+        self->filter(found);
+        self->apply(self->he_.on_resolved(steady_clock::now(), f, std::move(found), {}));
         self->apply(self->he_.on_resolved(steady_clock::now(), o, {}, {}));
       });
     } else {
@@ -107,7 +109,22 @@ class connect_op : public std::enable_shared_from_this<connect_op> {
       if (ec == asio::error::no_data)
         ec = {};
     }
+    filter(found);
     apply(he_.on_resolved(steady_clock::now(), f, std::move(found), ec));
+  }
+
+  void filter(std::vector<asio::ip::address>& found) {
+    if (!options_.allow)
+      return;
+    for (auto it = found.begin(); it != found.end();) {
+      if (options_.allow(*it)) {
+        ++it;
+      } else {
+        spdlog::debug("{}: {} denied by policy", options_.log_label, it->to_string());
+        ++denied_;
+        it = found.erase(it);
+      }
+    }
   }
 
   void apply(happy_eyeballs::actions actions) {
@@ -219,6 +236,8 @@ class connect_op : public std::enable_shared_from_this<connect_op> {
   }
 
   void complete_failure(error_code ec) {
+    if (denied_ > 0 && he_.attempts().empty() && ec != errc::timed_out && ec != errc::cancelled)
+      ec = errc::denied;
     completed_ = true;
     timer_.cancel();
     connect_result result;
@@ -243,6 +262,9 @@ class connect_op : public std::enable_shared_from_this<connect_op> {
     if (ec == errc::timed_out)
       return "connect to " + target + " timed out after " + format_duration(options_.he.timeout) +
              (tried.empty() ? " (name resolution did not finish)" : " (" + tried + ")");
+    if (ec == errc::denied)
+      return "connect to " + target + " denied by the destination policy (" + std::to_string(denied_) +
+             " address(es) not allowed)";
     if (he_.attempts().empty()) {
       if (ec != errc::no_addresses)
         return "cannot resolve " + target_.host + ": " + describe(ec);
@@ -280,6 +302,7 @@ class connect_op : public std::enable_shared_from_this<connect_op> {
   std::vector<std::optional<tcp::socket>> sockets_; // by attempt id; empty once ended
   std::optional<time_point> armed_;
   asio::cancellation_slot slot_;
+  std::size_t denied_ = 0;
   bool completed_ = false;
 };
 

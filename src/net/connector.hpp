@@ -30,6 +30,10 @@ struct connect_options {
   std::optional<boost::asio::ip::address> source; // bind before connect; restricts the family
   std::string interface;                          // SO_BINDTODEVICE when not empty
   std::string log_label = "connect";              // prefix of debug lines, e.g. "conn#12"
+  /// When set, only resolved addresses it accepts are tried (destination
+  /// policy: checked after resolution, so DNS cannot smuggle in a denied
+  /// address). When it rejects every address the result is errc::denied.
+  std::function<bool(const boost::asio::ip::address&)> allow;
 };
 
 struct connect_result {

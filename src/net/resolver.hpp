@@ -11,10 +11,12 @@
 #include "net/happy_eyeballs.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/async_result.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/thread_pool.hpp>
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -41,6 +43,20 @@ class system_resolver final : public resolver {
  private:
   boost::asio::thread_pool pool_;
 };
+
+/// Awaitable form of resolver::async_resolve; completion void(error_code, std::vector<address>).
+template <class CompletionToken>
+auto async_resolve(resolver& r, boost::asio::any_io_executor ex, std::string host, ip_family family,
+                   CompletionToken&& token) {
+  return boost::asio::async_initiate<CompletionToken, void(error_code, std::vector<boost::asio::ip::address>)>(
+      [&r, ex](auto handler, std::string h, ip_family f) {
+        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+        r.async_resolve(ex, std::move(h), f, [shared](error_code ec, std::vector<boost::asio::ip::address> a) {
+          (*shared)(ec, std::move(a));
+        });
+      },
+      token, std::move(host), family);
+}
 
 /// Blocking lookup of one family (start-up paths only).
 error_code resolve_blocking(const std::string& host, ip_family family, std::vector<boost::asio::ip::address>& out);

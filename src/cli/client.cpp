@@ -1,0 +1,131 @@
+// `warren client URL -L ... -D ...`: keeps a tunnel to a warren server and
+// serves ssh-style forwards through it.
+#include "cli/common.hpp"
+
+#include "tunnel/client.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <spdlog/spdlog.h>
+
+#include <fstream>
+
+namespace warren::cli {
+namespace {
+
+namespace asio = boost::asio;
+
+struct client_args {
+  std::string url;
+  std::vector<std::string> local, dynamic;
+  std::string token_file, pin, ca, cert, key;
+  bool insecure_token = false;
+  std::string log_level = "info";
+  std::string family = "auto";
+  std::string connect_timeout = "10s";
+  std::string ping_interval = "15s";
+  std::string wait_tunnel = "10s";
+  std::string udp_idle_timeout = "60s";
+  std::string socks_user, socks_password_file;
+};
+
+int run(const client_args& a) {
+  init_logging(a.log_level);
+  tunnel::client_options o;
+  auto url = transport::parse_url(a.url);
+  if (!url)
+    throw user_error(url.error());
+  o.server = *url;
+  if (a.local.empty() && a.dynamic.empty())
+    throw user_error("nothing to forward: give at least one -L or -D");
+  for (const auto& l : a.local) {
+    auto f = tunnel::parse_local_forward(l);
+    if (!f)
+      throw user_error(f.error());
+    o.forwards.push_back(*f);
+  }
+  for (const auto& d : a.dynamic) {
+    auto f = tunnel::parse_dynamic_forward(d);
+    if (!f)
+      throw user_error(f.error());
+    o.forwards.push_back(*f);
+  }
+  o.dial.token = load_token(a.token_file);
+  o.dial.insecure_token = a.insecure_token;
+  o.dial.tls = {a.ca, a.pin, a.cert, a.key};
+  if (!a.pin.empty()) {
+    auto p = transport::parse_pin(a.pin);
+    if (!p)
+      throw user_error("--pin: " + p.error());
+  }
+  auto policy = net::parse_family_policy(a.family);
+  if (!policy)
+    throw user_error("--family '" + a.family + "' is not one of auto, prefer-ipv4, ipv4, ipv6");
+  o.dial.connect.he.policy = *policy;
+  o.dial.connect.he.timeout = duration_arg(a.connect_timeout, "--connect-timeout");
+  o.dial.connect.log_label = "tunnel connect";
+  o.session.ping_interval = duration_arg(a.ping_interval, "--ping-interval");
+  o.wait_for_tunnel = duration_arg(a.wait_tunnel, "--wait-tunnel");
+  o.udp_idle_timeout = duration_arg(a.udp_idle_timeout, "--udp-idle-timeout");
+  if (!a.socks_user.empty()) {
+    std::ifstream in(a.socks_password_file);
+    if (a.socks_password_file.empty() || !in || !std::getline(in, o.socks_password) || o.socks_password.empty())
+      throw user_error("--socks-user needs --socks-password-file with the password on its first line");
+    o.socks_user = a.socks_user;
+  }
+
+  asio::io_context io(1);
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  net::system_resolver resolver;
+  auto c = std::make_shared<tunnel::client>(io.get_executor(), resolver, o);
+  auto bound = c->bind();
+  if (!bound)
+    throw user_error(bound.error());
+  for (const auto& line : *bound)
+    spdlog::info("forward: {}", line);
+  std::string fatal;
+  c->start([&](const std::string& why) {
+    fatal = why;
+    c->stop();
+    io.stop();
+  });
+  signals.async_wait([&](error_code ec, int signo) {
+    if (ec)
+      return;
+    spdlog::info("client: {} received, shutting down", signo == SIGINT ? "SIGINT" : "SIGTERM");
+    c->stop();
+    io.stop();
+  });
+  io.run();
+  if (!fatal.empty())
+    throw user_error("cannot connect to " + transport::to_string(o.server) + ": " + fatal);
+  return 0;
+}
+
+} // namespace
+
+std::function<int()> add_client_command(CLI::App& app) {
+  auto a = std::make_shared<client_args>();
+  auto* cmd = app.add_subcommand("client", "Connect to a warren server and forward ports through it");
+  cmd->add_option("URL", a->url, "wss://HOST[:PORT][/path], ws://, tls:// or tcp://")->required();
+  cmd->add_option("-L", a->local, "[udp/][bind:]port:host:port  forward a local port through the tunnel");
+  cmd->add_option("-D", a->dynamic, "[bind:]port  SOCKS5 server (names resolved by the server)");
+  cmd->add_option("--token-file", a->token_file, "File holding the token (or WARREN_TOKEN)");
+  cmd->add_option("--pin", a->pin, "Trust a self-signed server by its certificate's sha256:... fingerprint");
+  cmd->add_option("--ca", a->ca, "Verify the server against this CA file instead of the system store");
+  cmd->add_option("--cert", a->cert, "Client certificate (mTLS)");
+  cmd->add_option("--key", a->key, "Client key (mTLS)");
+  cmd->add_flag("--insecure-token", a->insecure_token, "Allow sending the token over ws:// or tcp:// to non-loopback");
+  cmd->add_option("--log-level", a->log_level)->capture_default_str();
+  cmd->add_option("--family", a->family, "auto, prefer-ipv4, ipv4, ipv6")->capture_default_str();
+  cmd->add_option("--connect-timeout", a->connect_timeout)->capture_default_str();
+  cmd->add_option("--ping-interval", a->ping_interval)->capture_default_str();
+  cmd->add_option("--wait-tunnel", a->wait_tunnel, "How long a new local connection waits for the tunnel")
+      ->capture_default_str();
+  cmd->add_option("--udp-idle-timeout", a->udp_idle_timeout)->capture_default_str();
+  cmd->add_option("--socks-user", a->socks_user, "Require SOCKS5 username/password (RFC 1929)");
+  cmd->add_option("--socks-password-file", a->socks_password_file);
+  return [a] { return run(*a); };
+}
+
+} // namespace warren::cli

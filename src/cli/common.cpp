@@ -1,0 +1,57 @@
+#include "cli/common.hpp"
+
+#include "core/duration.hpp"
+#include "core/log.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <fstream>
+
+namespace warren::cli {
+
+void init_logging(const std::string& level) {
+  const auto parsed = log::parse_level(level);
+  if (!parsed)
+    throw user_error("--log-level '" + level + "' is not one of trace, debug, info, warn, error, off");
+  log::init(*parsed);
+}
+
+std::chrono::milliseconds duration_arg(const std::string& text, const char* option) {
+  auto d = parse_duration(text);
+  if (!d)
+    throw user_error(std::string(option) + ": " + d.error());
+  return *d;
+}
+
+std::string load_token(const std::string& token_file) {
+  std::string token;
+  if (!token_file.empty()) {
+    std::ifstream in(token_file);
+    if (!in)
+      throw user_error("cannot read token file " + token_file);
+    std::getline(in, token);
+    struct stat st {};
+    if (::stat(token_file.c_str(), &st) == 0 && (st.st_mode & 077) != 0)
+      spdlog::warn("token file {} is readable by other users; chmod 600 it", token_file);
+  } else if (const char* env = std::getenv("WARREN_TOKEN")) {
+    token = env;
+  }
+  while (!token.empty() && (token.back() == '\r' || token.back() == ' ' || token.back() == '\t'))
+    token.pop_back();
+  if (token_file.size() && token.empty())
+    throw user_error("token file " + token_file + " is empty");
+  return token;
+}
+
+std::string default_state_dir() {
+  if (const char* xdg = std::getenv("XDG_STATE_HOME"); xdg && *xdg)
+    return std::string(xdg) + "/warren";
+  if (const char* home = std::getenv("HOME"); home && *home)
+    return std::string(home) + "/.local/state/warren";
+  return "/var/lib/warren";
+}
+
+} // namespace warren::cli

@@ -1,0 +1,142 @@
+// `warren server --listen wss://HOST:PORT`: accepts tunnels (wss, ws, tls,
+// tcp), authenticates them by token, and connects their streams to targets
+// the destination policy allows (default: none).
+#include "cli/common.hpp"
+
+#include "core/duration.hpp"
+#include "tunnel/server.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <spdlog/spdlog.h>
+
+namespace warren::cli {
+namespace {
+
+namespace asio = boost::asio;
+
+struct server_args {
+  std::string listen = "wss://localhost:8443";
+  std::string cert, key, client_ca, state_dir, token_file;
+  std::vector<std::string> allow;
+  std::string log_level = "info";
+  std::string family = "auto";
+  std::string connect_timeout = "10s";
+  std::string ping_interval = "15s";
+  std::string drain_timeout = "10s";
+  std::string udp_idle_timeout = "60s";
+  std::uint32_t max_streams = 1024;
+  std::size_t max_clients = 1024;
+};
+
+int run(const server_args& a) {
+  init_logging(a.log_level);
+  tunnel::server_options o;
+  auto url = transport::parse_url(a.listen);
+  if (!url)
+    throw user_error("--listen: " + url.error());
+  o.listen = *url;
+  o.accept.token = load_token(a.token_file);
+  if (o.accept.token.empty())
+    throw user_error("no token: pass --token-file FILE or set WARREN_TOKEN (clients must present it)");
+  for (const auto& rule : a.allow) {
+    auto r = tunnel::parse_allow_rule(rule);
+    if (!r)
+      throw user_error(r.error());
+    o.policy.add(*r);
+  }
+  auto policy = net::parse_family_policy(a.family);
+  if (!policy)
+    throw user_error("--family '" + a.family + "' is not one of auto, prefer-ipv4, ipv4, ipv6");
+  o.connect.he.policy = *policy;
+  o.connect.he.timeout = duration_arg(a.connect_timeout, "--connect-timeout");
+  o.session.ping_interval = duration_arg(a.ping_interval, "--ping-interval");
+  o.session.max_streams = a.max_streams;
+  o.drain_timeout = duration_arg(a.drain_timeout, "--drain-timeout");
+  o.udp_idle_timeout = duration_arg(a.udp_idle_timeout, "--udp-idle-timeout");
+  o.max_clients = a.max_clients;
+  o.session.label = "server";
+
+  if (o.listen.uses_tls()) {
+    transport::tls_server_options t{a.cert, a.key, a.client_ca};
+    std::string fingerprint;
+    if (a.cert.empty() != a.key.empty())
+      throw user_error("--cert and --key go together");
+    if (a.cert.empty()) {
+      const std::string dir = a.state_dir.empty() ? default_state_dir() : a.state_dir;
+      auto made = transport::ensure_self_signed(dir, {o.listen.endpoint.host});
+      if (!made)
+        throw user_error(made.error());
+      t.cert_file = made->cert_file;
+      t.key_file = made->key_file;
+      fingerprint = made->fingerprint;
+      spdlog::info("server: {} self-signed certificate {}", made->created ? "generated" : "using", made->cert_file);
+    } else {
+      auto fp = transport::certificate_fingerprint_file(a.cert);
+      if (!fp)
+        throw user_error(fp.error());
+      fingerprint = *fp;
+    }
+    auto ctx = transport::make_server_context(t);
+    if (!ctx)
+      throw user_error(ctx.error());
+    o.accept.tls = *ctx;
+    spdlog::info("server: certificate fingerprint {}", fingerprint);
+  }
+  if (o.policy.empty())
+    spdlog::warn("server: no --allow rules: every destination is denied");
+
+  asio::io_context io(1);
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  net::system_resolver resolver;
+  auto srv = std::make_shared<tunnel::server>(io.get_executor(), resolver, o);
+  auto bound = srv->bind();
+  if (!bound)
+    throw user_error(bound.error());
+  std::string where;
+  for (auto& ep : *bound)
+    where += (where.empty() ? "" : ", ") + net::format_host_port(ep.address().to_string(), ep.port());
+  spdlog::info("server: listening on {} ({}://{}{})", where, transport::to_string(o.listen.scheme), where,
+               o.listen.uses_websocket() ? o.listen.path : "");
+  srv->start();
+  signals.async_wait([&](error_code ec, int signo) {
+    if (ec)
+      return;
+    spdlog::info("server: {} received; letting open streams finish (up to {})", signo == SIGINT ? "SIGINT" : "SIGTERM",
+                 format_duration(o.drain_timeout));
+    srv->stop([&io] { io.stop(); });
+    signals.async_wait([&](error_code e2, int) {
+      if (!e2)
+        io.stop(); // a second signal: stop now
+    });
+  });
+  io.run();
+  return 0;
+}
+
+} // namespace
+
+std::function<int()> add_server_command(CLI::App& app) {
+  auto a = std::make_shared<server_args>();
+  auto* cmd = app.add_subcommand("server", "Accept tunnels from warren clients");
+  cmd->add_option("--listen", a->listen, "wss://HOST:PORT, ws://, tls:// or tcp://")->capture_default_str();
+  cmd->add_option("--cert", a->cert, "Certificate chain (PEM); default: a self-signed one in --state-dir");
+  cmd->add_option("--key", a->key, "Private key (PEM)");
+  cmd->add_option("--client-ca", a->client_ca, "Require client certificates signed by this CA (mTLS)");
+  cmd->add_option("--state-dir", a->state_dir, "Where the generated certificate lives");
+  cmd->add_option("--token-file", a->token_file, "File holding the token clients must present (or WARREN_TOKEN)");
+  cmd->add_option("--allow", a->allow, "Allowed destination: CIDR[:ports], host[:ports], *.domain[:ports], *");
+  cmd->add_option("--log-level", a->log_level)->capture_default_str();
+  cmd->add_option("--family", a->family, "Outbound family policy: auto, prefer-ipv4, ipv4, ipv6")
+      ->capture_default_str();
+  cmd->add_option("--connect-timeout", a->connect_timeout)->capture_default_str();
+  cmd->add_option("--ping-interval", a->ping_interval)->capture_default_str();
+  cmd->add_option("--drain-timeout", a->drain_timeout, "On SIGTERM, how long open streams may finish")
+      ->capture_default_str();
+  cmd->add_option("--udp-idle-timeout", a->udp_idle_timeout)->capture_default_str();
+  cmd->add_option("--max-streams-per-client", a->max_streams)->capture_default_str()->check(CLI::Range(1, 1'000'000));
+  cmd->add_option("--max-clients", a->max_clients)->capture_default_str()->check(CLI::Range(1, 100'000));
+  return [a] { return run(*a); };
+}
+
+} // namespace warren::cli

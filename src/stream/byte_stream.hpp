@@ -1,0 +1,50 @@
+// The one stream shape of warren (ARCHITECTURE.md "One idea"): every carrier
+// — TCP, Unix, TLS, WebSocket, later ICE or QUIC — is adapted once into
+// byte_stream, and everything above it (the multiplexer, SOCKS5, the control
+// API) is written once against this interface. Beast and asio::ssl types
+// never appear here: adapters live in transport/*.cpp.
+//
+// Coroutine style: each operation is an awaitable that reports failure
+// through an error_code out-parameter (errors are values on the data path).
+// Thread-safety: none; one reader and one writer at a time, on the
+// stream's executor. At most one write in flight (callers queue).
+#pragma once
+
+#include "core/error.hpp"
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/buffer.hpp>
+
+#include <memory>
+#include <span>
+#include <string>
+
+namespace warren::stream {
+
+class byte_stream {
+ public:
+  virtual ~byte_stream() = default;
+
+  virtual boost::asio::any_io_executor get_executor() = 0;
+
+  /// Reads at least one byte; end of stream is boost::asio::error::eof.
+  virtual boost::asio::awaitable<std::size_t> read_some(boost::asio::mutable_buffer buffer, error_code& ec) = 0;
+
+  /// Writes every byte of every buffer (a WebSocket adapter sends them as one message).
+  virtual boost::asio::awaitable<void> write(std::span<const boost::asio::const_buffer> buffers, error_code& ec) = 0;
+
+  /// Graceful end of the sending direction or of the whole stream, as the
+  /// carrier allows (TCP: FIN; TLS: close_notify; WebSocket: close frame).
+  virtual boost::asio::awaitable<void> shutdown(error_code& ec) = 0;
+
+  /// Abrupt close; pending operations complete with operation_aborted.
+  virtual void close() = 0;
+
+  /// For logs: "wss 203.0.113.7:443 TLSv1.3".
+  virtual std::string description() const = 0;
+};
+
+using byte_stream_ptr = std::unique_ptr<byte_stream>;
+
+} // namespace warren::stream

@@ -1,0 +1,239 @@
+#include "transport/tls.hpp"
+
+#include <boost/asio/ssl/verify_context.hpp>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509v3.h>
+
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <filesystem>
+
+namespace warren::transport {
+
+namespace ssl = boost::asio::ssl;
+
+namespace {
+
+std::string openssl_error() {
+  const unsigned long e = ERR_get_error();
+  if (e == 0)
+    return "unknown OpenSSL error";
+  char buf[256];
+  ERR_error_string_n(e, buf, sizeof buf);
+  ERR_clear_error();
+  return buf;
+}
+
+template <class T, void (*Free)(T*)>
+struct openssl_deleter {
+  void operator()(T* p) const { Free(p); }
+};
+using x509_ptr = std::unique_ptr<X509, openssl_deleter<X509, X509_free>>;
+using pkey_ptr = std::unique_ptr<EVP_PKEY, openssl_deleter<EVP_PKEY, EVP_PKEY_free>>;
+
+std::optional<std::vector<unsigned char>> sha256_of(X509* cert) {
+  std::vector<unsigned char> md(EVP_MAX_MD_SIZE);
+  unsigned int n = 0;
+  if (X509_digest(cert, EVP_sha256(), md.data(), &n) != 1)
+    return std::nullopt;
+  md.resize(n);
+  return md;
+}
+
+void base_context(ssl::context& ctx) {
+  SSL_CTX_set_min_proto_version(ctx.native_handle(), TLS1_3_VERSION);
+  ctx.set_options(ssl::context::default_workarounds | ssl::context::no_compression);
+}
+
+} // namespace
+
+std::string format_fingerprint(const unsigned char* digest, std::size_t size) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out = "sha256:";
+  for (std::size_t i = 0; i < size; ++i) {
+    if (i)
+      out += ':';
+    out += hex[digest[i] >> 4];
+    out += hex[digest[i] & 15];
+  }
+  return out;
+}
+
+expected<std::vector<unsigned char>> parse_pin(const std::string& text) {
+  using result = expected<std::vector<unsigned char>>;
+  std::string_view v = text;
+  if (v.starts_with("sha256:") || v.starts_with("SHA256:"))
+    v.remove_prefix(7);
+  std::vector<unsigned char> out;
+  int nibble = -1;
+  for (char c : v) {
+    if (c == ':')
+      continue;
+    int x = -1;
+    if (c >= '0' && c <= '9')
+      x = c - '0';
+    else if (c >= 'a' && c <= 'f')
+      x = c - 'a' + 10;
+    else if (c >= 'A' && c <= 'F')
+      x = c - 'A' + 10;
+    if (x < 0)
+      return result::failure("certificate pin is not hex: expected sha256:AB:CD:... (64 hex digits)");
+    if (nibble < 0) {
+      nibble = x;
+    } else {
+      out.push_back(static_cast<unsigned char>(nibble * 16 + x));
+      nibble = -1;
+    }
+  }
+  if (out.size() != 32 || nibble >= 0)
+    return result::failure("certificate pin must be a SHA-256 fingerprint: 64 hex digits after 'sha256:'");
+  return out;
+}
+
+expected<client_context> make_client_context(const tls_client_options& options) {
+  using result = expected<client_context>;
+  client_context out;
+  out.context = std::make_shared<ssl::context>(ssl::context::tls_client);
+  out.report = std::make_shared<verify_report>();
+  auto& ctx = *out.context;
+  base_context(ctx);
+  error_code ec;
+  if (!options.pin.empty()) {
+    auto pin = parse_pin(options.pin);
+    if (!pin)
+      return result::failure(pin.error());
+    out.pin = *pin;
+  } else if (!options.ca_file.empty()) {
+    ctx.load_verify_file(options.ca_file, ec);
+    if (ec)
+      return result::failure("cannot load CA file " + options.ca_file + ": " + ec.message());
+  } else {
+    ctx.set_default_verify_paths(ec);
+    if (ec)
+      return result::failure("cannot load the system CA store: " + ec.message());
+  }
+  if (!options.cert_file.empty()) {
+    ctx.use_certificate_chain_file(options.cert_file, ec);
+    if (ec)
+      return result::failure("cannot load client certificate " + options.cert_file + ": " + ec.message());
+    ctx.use_private_key_file(options.key_file.empty() ? options.cert_file : options.key_file, ssl::context::pem, ec);
+    if (ec)
+      return result::failure("cannot load client key " + options.key_file + ": " + ec.message());
+  }
+  ctx.set_verify_mode(ssl::verify_peer);
+  return out;
+}
+
+expected<std::shared_ptr<ssl::context>> make_server_context(const tls_server_options& options) {
+  using result = expected<std::shared_ptr<ssl::context>>;
+  auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
+  base_context(*ctx);
+  error_code ec;
+  ctx->use_certificate_chain_file(options.cert_file, ec);
+  if (ec)
+    return result::failure("cannot load certificate " + options.cert_file + ": " + ec.message());
+  ctx->use_private_key_file(options.key_file, ssl::context::pem, ec);
+  if (ec)
+    return result::failure("cannot load private key " + options.key_file + ": " + ec.message());
+  if (!options.client_ca_file.empty()) {
+    ctx->load_verify_file(options.client_ca_file, ec);
+    if (ec)
+      return result::failure("cannot load client CA " + options.client_ca_file + ": " + ec.message());
+    ctx->set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert);
+  }
+  return ctx;
+}
+
+expected<std::string> certificate_fingerprint_file(const std::string& cert_file) {
+  using result = expected<std::string>;
+  std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(cert_file.c_str(), "r"), &std::fclose);
+  if (!f)
+    return result::failure("cannot open certificate " + cert_file);
+  x509_ptr cert(PEM_read_X509(f.get(), nullptr, nullptr, nullptr));
+  if (!cert)
+    return result::failure("cannot read certificate " + cert_file + ": " + openssl_error());
+  auto md = sha256_of(cert.get());
+  if (!md)
+    return result::failure("cannot hash certificate " + cert_file);
+  return format_fingerprint(md->data(), md->size());
+}
+
+expected<generated_certificate> ensure_self_signed(const std::string& state_dir,
+                                                   const std::vector<std::string>& names) {
+  using result = expected<generated_certificate>;
+  namespace fs = std::filesystem;
+  generated_certificate out;
+  out.cert_file = (fs::path(state_dir) / "cert.pem").string();
+  out.key_file = (fs::path(state_dir) / "key.pem").string();
+  std::error_code fec;
+  if (fs::exists(out.cert_file, fec) && fs::exists(out.key_file, fec)) {
+    auto fp = certificate_fingerprint_file(out.cert_file);
+    if (!fp)
+      return result::failure(fp.error());
+    out.fingerprint = *fp;
+    return out;
+  }
+  fs::create_directories(state_dir, fec);
+  if (fec)
+    return result::failure("cannot create state directory " + state_dir + ": " + fec.message());
+  ::chmod(state_dir.c_str(), 0700);
+
+  pkey_ptr key(EVP_EC_gen("P-256"));
+  if (!key)
+    return result::failure("cannot generate a key: " + openssl_error());
+  x509_ptr cert(X509_new());
+  X509_set_version(cert.get(), 2);
+  unsigned char serial[16];
+  RAND_bytes(serial, sizeof serial);
+  serial[0] &= 0x7f;
+  BIGNUM* bn = BN_bin2bn(serial, sizeof serial, nullptr);
+  BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(cert.get()));
+  BN_free(bn);
+  X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600);
+  X509_gmtime_adj(X509_getm_notAfter(cert.get()), 10L * 365 * 24 * 3600);
+  X509_set_pubkey(cert.get(), key.get());
+  X509_NAME* name = X509_get_subject_name(cert.get());
+  const std::string cn = names.empty() ? "warren" : names.front();
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
+  X509_set_issuer_name(cert.get(), name);
+  std::string san = "DNS:localhost,IP:127.0.0.1,IP:::1";
+  for (const auto& n : names) {
+    const bool ip = n.find_first_not_of("0123456789.:abcdefABCDEF") == std::string::npos &&
+                    (n.find('.') != std::string::npos || n.find(':') != std::string::npos);
+    if (n != "localhost" && !n.empty() && n != "*")
+      san += (ip ? ",IP:" : ",DNS:") + n;
+  }
+  X509V3_CTX v3;
+  X509V3_set_ctx_nodb(&v3);
+  X509V3_set_ctx(&v3, cert.get(), cert.get(), nullptr, nullptr, 0);
+  X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &v3, NID_subject_alt_name, san.c_str());
+  if (!ext)
+    return result::failure("cannot build the certificate's names (" + san + "): " + openssl_error());
+  X509_add_ext(cert.get(), ext, -1);
+  X509_EXTENSION_free(ext);
+  if (X509_sign(cert.get(), key.get(), EVP_sha256()) == 0)
+    return result::failure("cannot sign the certificate: " + openssl_error());
+
+  {
+    const mode_t old = ::umask(077);
+    std::unique_ptr<FILE, int (*)(FILE*)> kf(std::fopen(out.key_file.c_str(), "w"), &std::fclose);
+    ::umask(old);
+    if (!kf || PEM_write_PrivateKey(kf.get(), key.get(), nullptr, nullptr, 0, nullptr, nullptr) != 1)
+      return result::failure("cannot write " + out.key_file);
+  }
+  {
+    std::unique_ptr<FILE, int (*)(FILE*)> cf(std::fopen(out.cert_file.c_str(), "w"), &std::fclose);
+    if (!cf || PEM_write_X509(cf.get(), cert.get()) != 1)
+      return result::failure("cannot write " + out.cert_file);
+  }
+  auto md = sha256_of(cert.get());
+  out.fingerprint = format_fingerprint(md->data(), md->size());
+  out.created = true;
+  return out;
+}
+
+} // namespace warren::transport

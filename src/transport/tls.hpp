@@ -1,0 +1,73 @@
+// TLS for tunnels (OpenSSL 3 through asio::ssl): TLS 1.3 only, contexts for
+// client and server, certificate verification by system CA store, a CA file
+// or a SHA-256 certificate pin, optional client certificates (mTLS), and a
+// self-signed certificate generated once into the server's state directory.
+//
+// A pin ("sha256:AB:CD:…", colons and case optional) replaces chain and name
+// verification for a self-signed server: the leaf certificate's SHA-256 must
+// match exactly. Without a pin the chain is verified and the host name is
+// checked (SNI is always sent for names). No mode silently skips checks:
+// an insecure mode needs an explicit flag at the CLI.
+#pragma once
+
+#include "core/error.hpp"
+#include "core/expected.hpp"
+
+#include <boost/asio/ssl/context.hpp>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace warren::transport {
+
+struct tls_client_options {
+  std::string ca_file;   // verify against this CA bundle instead of the system store
+  std::string pin;       // "sha256:..." certificate fingerprint; replaces chain + name checks
+  std::string cert_file; // client certificate (mTLS)
+  std::string key_file;
+};
+
+struct tls_server_options {
+  std::string cert_file;
+  std::string key_file;
+  std::string client_ca_file; // when set, clients must present a certificate signed by it (mTLS)
+};
+
+/// What the verify callback saw, for error messages (shared with the context).
+struct verify_report {
+  std::string presented_fingerprint; // of the leaf certificate
+  std::string failure;               // human reason when verification failed
+};
+
+struct client_context {
+  std::shared_ptr<boost::asio::ssl::context> context;
+  std::shared_ptr<verify_report> report;
+  std::optional<std::vector<unsigned char>> pin; // SHA-256 bytes
+};
+
+expected<client_context> make_client_context(const tls_client_options& options);
+expected<std::shared_ptr<boost::asio::ssl::context>> make_server_context(const tls_server_options& options);
+
+/// Parses "sha256:AB:CD:..." (or bare hex) into 32 bytes.
+expected<std::vector<unsigned char>> parse_pin(const std::string& text);
+
+/// "sha256:AB:CD:..." of a PEM certificate file.
+expected<std::string> certificate_fingerprint_file(const std::string& cert_file);
+
+struct generated_certificate {
+  std::string cert_file;
+  std::string key_file;
+  std::string fingerprint;
+  bool created = false; // false: an existing one was loaded
+};
+
+/// Returns the certificate in `state_dir` (cert.pem / key.pem), creating a
+/// self-signed one (EC P-256, 10 years, SAN: the names given + localhost,
+/// 127.0.0.1, ::1) when none exists. The key file is created mode 0600.
+expected<generated_certificate> ensure_self_signed(const std::string& state_dir, const std::vector<std::string>& names);
+
+std::string format_fingerprint(const unsigned char* digest, std::size_t size);
+
+} // namespace warren::transport

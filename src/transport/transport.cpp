@@ -1,0 +1,514 @@
+#include "transport/transport.hpp"
+
+#include "core/duration.hpp"
+#include "stream/tcp_stream.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/streambuf.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
+#include <spdlog/spdlog.h>
+
+#include <sys/socket.h>
+
+namespace warren::transport {
+
+namespace asio = boost::asio;
+namespace ssl = boost::asio::ssl;
+namespace beast = boost::beast;
+namespace http = boost::beast::http;
+namespace websocket = boost::beast::websocket;
+using asio::ip::tcp;
+
+namespace {
+
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+constexpr std::size_t k_max_ws_message = 1 << 20;
+constexpr std::size_t k_max_preamble = 1024;
+constexpr std::string_view k_preamble_magic = "WARREN/1 ";
+
+using tls_socket = ssl::stream<tcp::socket>;
+
+std::chrono::milliseconds since(steady_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(steady_clock::now() - t);
+}
+
+std::string show(const tcp::endpoint& ep) {
+  return net::format_host_port(ep.address().to_string(), ep.port());
+}
+
+/// Bounds a handshake: when the deadline passes first, the socket is shut
+/// down (not closed: the descriptor stays owned by its socket object), so
+/// the pending operation fails and the coroutine reports a timeout.
+class watchdog {
+ public:
+  watchdog(const asio::any_io_executor& ex, std::chrono::milliseconds limit, int fd)
+      : timer_(ex, limit), done_(std::make_shared<bool>(false)), fired_(std::make_shared<bool>(false)) {
+    timer_.async_wait([done = done_, fired = fired_, fd](error_code ec) {
+      if (ec || *done)
+        return;
+      *fired = true;
+      ::shutdown(fd, SHUT_RDWR);
+    });
+  }
+  ~watchdog() { disarm(); }
+  void disarm() {
+    *done_ = true;
+    timer_.cancel();
+  }
+  bool fired() const { return *fired_; }
+
+ private:
+  asio::steady_timer timer_;
+  std::shared_ptr<bool> done_;
+  std::shared_ptr<bool> fired_;
+};
+
+// --- byte_stream adapters ------------------------------------------------
+
+class tls_byte_stream final : public stream::byte_stream {
+ public:
+  tls_byte_stream(std::shared_ptr<ssl::context> ctx, tls_socket s, std::string description)
+      : ctx_(std::move(ctx)), s_(std::move(s)), description_(std::move(description)) {}
+
+  asio::any_io_executor get_executor() override { return s_.get_executor(); }
+  asio::awaitable<std::size_t> read_some(asio::mutable_buffer b, error_code& ec) override {
+    auto [e, n] = co_await s_.async_read_some(b, use_tuple);
+    ec = e == ssl::error::stream_truncated ? error_code(asio::error::eof) : e;
+    co_return n;
+  }
+  asio::awaitable<void> write(std::span<const asio::const_buffer> b, error_code& ec) override {
+    auto [e, n] = co_await asio::async_write(s_, b, use_tuple);
+    ec = e;
+  }
+  asio::awaitable<void> shutdown(error_code& ec) override {
+    auto [e] = co_await s_.async_shutdown(use_tuple);
+    ec = e;
+  }
+  void close() override {
+    error_code ignored;
+    s_.lowest_layer().close(ignored);
+  }
+  std::string description() const override { return description_; }
+
+ private:
+  std::shared_ptr<ssl::context> ctx_; // must outlive s_
+  tls_socket s_;
+  std::string description_;
+};
+
+template <class Next>
+class ws_byte_stream final : public stream::byte_stream {
+ public:
+  ws_byte_stream(std::shared_ptr<ssl::context> ctx, websocket::stream<Next> ws, std::string description)
+      : ctx_(std::move(ctx)), ws_(std::move(ws)), description_(std::move(description)) {}
+
+  asio::any_io_executor get_executor() override { return ws_.get_executor(); }
+  asio::awaitable<std::size_t> read_some(asio::mutable_buffer b, error_code& ec) override {
+    auto [e, n] = co_await ws_.async_read_some(b, use_tuple);
+    ec = e == websocket::error::closed ? error_code(asio::error::eof) : e;
+    co_return n;
+  }
+  asio::awaitable<void> write(std::span<const asio::const_buffer> b, error_code& ec) override {
+    auto [e, n] = co_await ws_.async_write(b, use_tuple);
+    ec = e;
+  }
+  asio::awaitable<void> shutdown(error_code& ec) override {
+    auto [e] = co_await ws_.async_close(websocket::close_code::normal, use_tuple);
+    ec = e;
+  }
+  void close() override {
+    error_code ignored;
+    beast::get_lowest_layer(ws_).close(ignored);
+  }
+  std::string description() const override { return description_; }
+
+ private:
+  std::shared_ptr<ssl::context> ctx_;
+  websocket::stream<Next> ws_;
+  std::string description_;
+};
+
+template <class Next>
+void tune(websocket::stream<Next>& ws, bool client) {
+  ws.binary(true);
+  ws.auto_fragment(false);
+  ws.read_message_max(k_max_ws_message);
+  // Liveness is the tunnel's own ping (docs/PROTOCOL.md); no Beast idle timer.
+  websocket::stream_base::timeout t =
+      websocket::stream_base::timeout::suggested(client ? beast::role_type::client : beast::role_type::server);
+  t.idle_timeout = websocket::stream_base::none();
+  t.keep_alive_pings = false;
+  ws.set_option(t);
+}
+
+std::string tls_version(const tls_socket& s) {
+  return SSL_get_version(const_cast<tls_socket&>(s).native_handle());
+}
+
+// --- client --------------------------------------------------------------
+
+template <class Next>
+asio::awaitable<std::string> ws_client_handshake(websocket::stream<Next>& ws, const url& target,
+                                                 const std::string& token) {
+  tune(ws, true);
+  ws.set_option(websocket::stream_base::decorator([token](websocket::request_type& req) {
+    req.set(http::field::user_agent, "warren/0.1");
+    if (!token.empty())
+      req.set(http::field::authorization, "Bearer " + token);
+  }));
+  const bool default_port = (target.scheme == scheme::wss && target.endpoint.port == 443) ||
+                            (target.scheme == scheme::ws && target.endpoint.port == 80);
+  const std::string host =
+      default_port ? target.endpoint.host : net::format_host_port(target.endpoint.host, target.endpoint.port);
+  websocket::response_type res;
+  auto [ec] = co_await ws.async_handshake(res, host, target.path, use_tuple);
+  if (!ec)
+    co_return std::string();
+  if (ec == websocket::error::upgrade_declined) {
+    const auto status = res.result_int();
+    std::string why =
+        "the server declined the WebSocket upgrade: HTTP " + std::to_string(status) + " " + std::string(res.reason());
+    if (status == 401)
+      why += " (the token was refused; check --token-file)";
+    else if (status == 429)
+      why += " (too many failed attempts from this address; wait a minute)";
+    else if (status == 404)
+      why += " (wrong path in the URL?)";
+    co_return why;
+  }
+  co_return "WebSocket upgrade failed: " + net::describe(ec);
+}
+
+bool loopback_host(const std::string& host) {
+  if (auto ip = net::parse_ip(host))
+    return ip->is_loopback();
+  return net::localhost_addresses(host, net::ip_family::v4).has_value();
+}
+
+} // namespace
+
+asio::awaitable<dial_result> dial(const url& target, const dial_options& options, net::resolver& resolver) {
+  dial_result out;
+  const auto started = steady_clock::now();
+  const std::string where = to_string(target);
+  if (!target.uses_tls() && !options.token.empty() && !options.insecure_token && !loopback_host(target.endpoint.host)) {
+    out.error = "refusing to send the token in clear text over " + std::string(to_string(target.scheme)) + ":// to " +
+                target.endpoint.host + "; use wss:// or tls://, or pass --insecure-token";
+    co_return out;
+  }
+  auto ex = co_await asio::this_coro::executor;
+
+  // 1. TCP with Happy Eyeballs.
+  auto c = co_await net::async_connect(ex, resolver, target.endpoint, options.connect, asio::use_awaitable);
+  if (c.ec) {
+    out.error = c.detail;
+    co_return out;
+  }
+  out.peer = c.peer;
+  out.connect_time = c.elapsed;
+  const std::string family = c.peer.address().is_v6() ? "IPv6" : "IPv4";
+  spdlog::debug("{}: TCP connected to {} ({}) in {} ms", where, show(c.peer), family, c.elapsed.count());
+  tcp::socket socket = std::move(*c.socket);
+  watchdog guard(ex, options.handshake_timeout, socket.native_handle());
+  auto timed_out = [&](const std::string& step) {
+    return step + " with " + show(out.peer) + " timed out after " +
+           format_duration(std::chrono::duration_cast<std::chrono::milliseconds>(options.handshake_timeout));
+  };
+
+  if (!target.uses_tls()) {
+    if (target.scheme == scheme::tcp) {
+      std::string preamble = std::string(k_preamble_magic) + options.token + "\n";
+      auto [we, wn] = co_await asio::async_write(socket, asio::buffer(preamble), use_tuple);
+      asio::streambuf reply(16);
+      auto [re, rn] =
+          we ? std::tuple{we, std::size_t{0}} : co_await asio::async_read_until(socket, reply, '\n', use_tuple);
+      if (we || re) {
+        out.error = guard.fired() ? timed_out("authentication")
+                                  : "authentication with " + show(out.peer) + " failed: " + net::describe(we ? we : re);
+        co_return out;
+      }
+      std::string line(asio::buffers_begin(reply.data()), asio::buffers_begin(reply.data()) + rn);
+      if (line != "OK\n") {
+        out.error = "the server refused the token (check --token-file)";
+        co_return out;
+      }
+      guard.disarm();
+      out.stream = stream::make_tcp_stream(std::move(socket), "tcp " + show(out.peer));
+    } else {
+      websocket::stream<tcp::socket> ws(std::move(socket));
+      const auto t = steady_clock::now();
+      auto failure = co_await ws_client_handshake(ws, target, options.token);
+      if (!failure.empty()) {
+        out.error = guard.fired() ? timed_out("WebSocket upgrade") : failure;
+        co_return out;
+      }
+      guard.disarm();
+      spdlog::debug("{}: WebSocket upgrade done in {} ms", where, since(t).count());
+      out.stream = std::make_unique<ws_byte_stream<tcp::socket>>(nullptr, std::move(ws), "ws " + show(out.peer));
+    }
+    out.total_time = since(started);
+    co_return out;
+  }
+
+  // 2. TLS.
+  auto made = make_client_context(options.tls);
+  if (!made) {
+    out.error = made.error();
+    co_return out;
+  }
+  auto ctx = made->context;
+  auto report = made->report;
+  tls_socket tls(std::move(socket), *ctx);
+  const std::string& host = target.endpoint.host;
+  if (!net::is_ip_literal(host))
+    // SSL_set_tlsext_host_name is a macro with an old-style cast; call what it expands to.
+    SSL_ctrl(tls.native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+             const_cast<char*>(host.c_str()));
+  if (made->pin) {
+    tls.set_verify_callback([pin = *made->pin, report](bool, ssl::verify_context& vc) {
+      X509_STORE_CTX* store = vc.native_handle();
+      if (X509_STORE_CTX_get_error_depth(store) > 0)
+        return true; // only the leaf is pinned
+      X509* cert = X509_STORE_CTX_get_current_cert(store);
+      unsigned char md[EVP_MAX_MD_SIZE];
+      unsigned int n = 0;
+      if (!cert || X509_digest(cert, EVP_sha256(), md, &n) != 1) {
+        report->failure = "cannot hash the server certificate";
+        return false;
+      }
+      report->presented_fingerprint = format_fingerprint(md, n);
+      if (n == pin.size() && std::equal(pin.begin(), pin.end(), md))
+        return true;
+      report->failure = "certificate pin mismatch: the server presented " + report->presented_fingerprint +
+                        ", expected " + format_fingerprint(pin.data(), pin.size());
+      return false;
+    });
+  } else {
+    tls.set_verify_callback([inner = ssl::host_name_verification(host), report](bool preverified,
+                                                                                ssl::verify_context& vc) mutable {
+      const bool ok = inner(preverified, vc);
+      if (!ok && report->failure.empty()) {
+        const int err = X509_STORE_CTX_get_error(vc.native_handle());
+        report->failure = err != X509_V_OK
+                              ? std::string("certificate verification failed: ") + X509_verify_cert_error_string(err)
+                              : "certificate verification failed: the certificate is not for this "
+                                "host name";
+        if (err == X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT || err == X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN)
+          report->failure += " (for a self-signed server, pass --pin with its fingerprint, or --ca)";
+      }
+      return ok;
+    });
+  }
+  const auto t_tls = steady_clock::now();
+  auto [hec] = co_await tls.async_handshake(ssl::stream_base::client, use_tuple);
+  if (hec) {
+    out.error = guard.fired() ? timed_out("TLS handshake")
+                              : "TLS handshake with " + show(out.peer) +
+                                    " failed: " + (report->failure.empty() ? net::describe(hec) : report->failure);
+    co_return out;
+  }
+  const std::string version = tls_version(tls);
+  spdlog::debug("{}: {} handshake done in {} ms ({})", where, version, since(t_tls).count(),
+                SSL_get_cipher_name(tls.native_handle()));
+
+  if (target.scheme == scheme::tls) {
+    std::string preamble = std::string(k_preamble_magic) + options.token + "\n";
+    auto [we, wn] = co_await asio::async_write(tls, asio::buffer(preamble), use_tuple);
+    asio::streambuf reply(16);
+    auto [re, rn] = we ? std::tuple{we, std::size_t{0}} : co_await asio::async_read_until(tls, reply, '\n', use_tuple);
+    if (we || re) {
+      out.error = guard.fired() ? timed_out("authentication")
+                                : "authentication with " + show(out.peer) + " failed: " + net::describe(we ? we : re);
+      co_return out;
+    }
+    std::string line(asio::buffers_begin(reply.data()), asio::buffers_begin(reply.data()) + rn);
+    if (line != "OK\n") {
+      out.error = "the server refused the token (check --token-file)";
+      co_return out;
+    }
+    guard.disarm();
+    out.stream = std::make_unique<tls_byte_stream>(ctx, std::move(tls), "tls " + show(out.peer) + " " + version);
+    out.total_time = since(started);
+    co_return out;
+  }
+
+  // 3. WebSocket over TLS.
+  websocket::stream<tls_socket> ws(std::move(tls));
+  const auto t_ws = steady_clock::now();
+  auto failure = co_await ws_client_handshake(ws, target, options.token);
+  if (!failure.empty()) {
+    out.error = guard.fired() ? timed_out("WebSocket upgrade") : failure;
+    co_return out;
+  }
+  guard.disarm();
+  spdlog::debug("{}: WebSocket upgrade done in {} ms", where, since(t_ws).count());
+  out.stream =
+      std::make_unique<ws_byte_stream<tls_socket>>(ctx, std::move(ws), "wss " + show(out.peer) + " " + version);
+  out.total_time = since(started);
+  co_return out;
+}
+
+// --- server --------------------------------------------------------------
+
+namespace {
+
+/// Reads the HTTP upgrade request and checks path and token; on refusal
+/// answers with an HTTP error and returns the reason.
+template <class Next>
+asio::awaitable<std::string> ws_server_handshake(Next& next, std::optional<websocket::stream<Next>>& ws,
+                                                 const url& listen_url, const accept_options& options,
+                                                 auth_limiter& limiter, const std::string& source) {
+  beast::flat_buffer buffer(8192);
+  http::request_parser<http::empty_body> parser;
+  parser.header_limit(8192);
+  auto [rec, rn] = co_await http::async_read(next, buffer, parser, use_tuple);
+  if (rec)
+    co_return "no valid HTTP upgrade request (" + net::describe(rec) + ")";
+  auto req = parser.release();
+  auto refuse = [&](http::status status, std::string body) -> asio::awaitable<void> {
+    http::response<http::string_body> res{status, req.version()};
+    res.set(http::field::server, "warren");
+    res.set(http::field::content_type, "text/plain");
+    res.set(http::field::connection, "close");
+    res.body() = std::move(body) + "\n";
+    res.prepare_payload();
+    co_await http::async_write(next, res, use_tuple);
+  };
+  if (!websocket::is_upgrade(req)) {
+    co_await refuse(http::status::upgrade_required, "this is a warren tunnel endpoint: connect with warren client");
+    co_return "a plain HTTP request for " + std::string(req.target().substr(0, 80)) + ", not a WebSocket upgrade";
+  }
+  if (req.target() != listen_url.path) {
+    co_await refuse(http::status::not_found, "no tunnel at this path");
+    co_return "WebSocket upgrade for unknown path " + std::string(req.target().substr(0, 80));
+  }
+  const auto auth = req[http::field::authorization];
+  const std::string_view bearer = "Bearer ";
+  const bool ok = auth.starts_with(bearer) && token_equal(auth.substr(bearer.size()), options.token);
+  if (!ok) {
+    limiter.record_failure(source, steady_clock::now());
+    co_await refuse(http::status::unauthorized, "invalid or missing token");
+    co_return auth.empty() ? "no token in the upgrade request" : "wrong token";
+  }
+  limiter.record_success(source);
+  ws.emplace(std::move(next));
+  tune(*ws, false);
+  ws->set_option(
+      websocket::stream_base::decorator([](websocket::response_type& res) { res.set(http::field::server, "warren"); }));
+  auto [aec] = co_await ws->async_accept(req, use_tuple);
+  if (aec)
+    co_return "WebSocket accept failed: " + net::describe(aec);
+  co_return std::string();
+}
+
+template <class Next>
+asio::awaitable<std::string> preamble_server(Next& next, const accept_options& options, auth_limiter& limiter,
+                                             const std::string& source) {
+  asio::streambuf buf(k_max_preamble);
+  auto [ec, n] = co_await asio::async_read_until(next, buf, '\n', use_tuple);
+  if (ec)
+    co_return "no authentication preamble (" + net::describe(ec) + ")";
+  std::string line(asio::buffers_begin(buf.data()), asio::buffers_begin(buf.data()) + n - 1);
+  if (buf.size() != n)
+    co_return "data before authentication completed";
+  const bool ok =
+      line.starts_with(k_preamble_magic) && token_equal(line.substr(k_preamble_magic.size()), options.token);
+  const std::string reply = ok ? "OK\n" : "NO\n";
+  co_await asio::async_write(next, asio::buffer(reply), use_tuple);
+  if (!ok) {
+    limiter.record_failure(source, steady_clock::now());
+    co_return line.starts_with(k_preamble_magic) ? "wrong token" : "not a warren client (bad preamble)";
+  }
+  limiter.record_success(source);
+  co_return std::string();
+}
+
+} // namespace
+
+asio::awaitable<accept_result> accept_stream(tcp::socket socket, const url& listen_url, const accept_options& options,
+                                             auth_limiter& limiter) {
+  accept_result out;
+  error_code ec;
+  const auto peer = socket.remote_endpoint(ec);
+  const std::string source = ec ? "?" : peer.address().to_string();
+  const std::string from = ec ? "?" : show(peer);
+  socket.set_option(tcp::no_delay(true), ec);
+  if (!limiter.allowed(source, steady_clock::now())) {
+    out.error = "refused " + from + ": too many failed authentications from " + source;
+    if (listen_url.uses_websocket() && !listen_url.uses_tls()) {
+      const std::string res = "HTTP/1.1 429 Too Many Requests\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+      co_await asio::async_write(socket, asio::buffer(res), use_tuple);
+    }
+    co_return out;
+  }
+  auto ex = co_await asio::this_coro::executor;
+  watchdog guard(ex, options.handshake_timeout, socket.native_handle());
+  auto fail = [&](std::string why) {
+    out.error =
+        "tunnel from " + from + " refused: " +
+        (guard.fired()
+             ? "handshake not finished within " +
+                   format_duration(std::chrono::duration_cast<std::chrono::milliseconds>(options.handshake_timeout))
+             : why);
+  };
+
+  if (!listen_url.uses_tls()) {
+    if (listen_url.scheme == scheme::tcp) {
+      auto why = co_await preamble_server(socket, options, limiter, source);
+      if (!why.empty()) {
+        fail(why);
+        co_return out;
+      }
+      guard.disarm();
+      out.stream = stream::make_tcp_stream(std::move(socket), "tcp " + from);
+      co_return out;
+    }
+    std::optional<websocket::stream<tcp::socket>> ws;
+    auto why = co_await ws_server_handshake(socket, ws, listen_url, options, limiter, source);
+    if (!why.empty()) {
+      fail(why);
+      co_return out;
+    }
+    guard.disarm();
+    out.stream = std::make_unique<ws_byte_stream<tcp::socket>>(nullptr, std::move(*ws), "ws " + from);
+    co_return out;
+  }
+
+  tls_socket tls(std::move(socket), *options.tls);
+  auto [hec] = co_await tls.async_handshake(ssl::stream_base::server, use_tuple);
+  if (hec) {
+    fail("TLS handshake failed: " + net::describe(hec));
+    co_return out;
+  }
+  const std::string version = tls_version(tls);
+  if (listen_url.scheme == scheme::tls) {
+    auto why = co_await preamble_server(tls, options, limiter, source);
+    if (!why.empty()) {
+      fail(why);
+      co_return out;
+    }
+    guard.disarm();
+    out.stream = std::make_unique<tls_byte_stream>(options.tls, std::move(tls), "tls " + from + " " + version);
+    co_return out;
+  }
+  std::optional<websocket::stream<tls_socket>> ws;
+  auto why = co_await ws_server_handshake(tls, ws, listen_url, options, limiter, source);
+  if (!why.empty()) {
+    fail(why);
+    co_return out;
+  }
+  guard.disarm();
+  out.stream = std::make_unique<ws_byte_stream<tls_socket>>(options.tls, std::move(*ws), "wss " + from + " " + version);
+  co_return out;
+}
+
+} // namespace warren::transport

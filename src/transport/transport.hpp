@@ -1,0 +1,73 @@
+// dial(url) and accept(url): turn a tunnel URL into an authenticated
+// byte_stream. Client steps, each logged at debug with its timing:
+//   1. TCP connect with Happy Eyeballs (net/connector.hpp);
+//   2. TLS 1.3 handshake, SNI = the URL's host name, verification by CA
+//      store, CA file or pin (tls.hpp) — tls:// and wss:// only;
+//   3. WebSocket upgrade with "Authorization: Bearer <token>" — ws:// and
+//      wss://; for tcp:// and tls:// the token goes in a small preamble
+//      (docs/PROTOCOL.md, "Authentication without HTTP").
+// The server side mirrors them, answers a bad token with HTTP 401 (or a
+// preamble refusal), logs the source address (never the token) and limits
+// failures per source (auth.hpp). One handshake deadline covers steps 2–3.
+//
+// Beast and asio::ssl appear only in transport/*.cpp (build time).
+#pragma once
+
+#include "core/expected.hpp"
+#include "net/connector.hpp"
+#include "stream/byte_stream.hpp"
+#include "transport/auth.hpp"
+#include "transport/tls.hpp"
+#include "transport/url.hpp"
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+namespace boost::asio::ssl {
+class context;
+}
+
+namespace warren::transport {
+
+struct dial_options {
+  tls_client_options tls;
+  std::string token;
+  net::connect_options connect;
+  bool insecure_token = false; // allow sending the token over ws:// or tcp:// to a non-loopback host
+  std::chrono::milliseconds handshake_timeout{10'000};
+};
+
+struct dial_result {
+  stream::byte_stream_ptr stream; // null on failure
+  std::string error;              // one sentence for the user on failure
+  boost::asio::ip::tcp::endpoint peer;
+  std::chrono::milliseconds connect_time{0};
+  std::chrono::milliseconds total_time{0};
+};
+
+/// Dials a tunnel URL. Never throws; failures come back as a sentence.
+boost::asio::awaitable<dial_result> dial(const url& target, const dial_options& options, net::resolver& resolver);
+
+struct accept_options {
+  std::shared_ptr<boost::asio::ssl::context> tls; // required for tls:// and wss://
+  std::string token;
+  std::chrono::milliseconds handshake_timeout{10'000};
+};
+
+struct accept_result {
+  stream::byte_stream_ptr stream; // null when refused
+  std::string error;
+};
+
+/// The server half for one accepted connection on a listener of `listen_url`'s scheme.
+boost::asio::awaitable<accept_result> accept_stream(boost::asio::ip::tcp::socket socket, const url& listen_url,
+                                                    const accept_options& options, auth_limiter& limiter);
+
+/// The WebSocket path served; other paths get 404.
+inline constexpr const char* k_default_ws_path = "/";
+
+} // namespace warren::transport

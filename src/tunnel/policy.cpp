@@ -1,0 +1,173 @@
+#include "tunnel/policy.hpp"
+
+#include "net/address.hpp"
+
+#include <algorithm>
+
+namespace warren::tunnel {
+
+namespace ip = boost::asio::ip;
+
+namespace {
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c); });
+  if (!out.empty() && out.back() == '.')
+    out.pop_back();
+  return out;
+}
+
+bool in_network(const ip::address& a, const ip::address& net, unsigned prefix) {
+  ip::address x = a;
+  if (x.is_v6() && x.to_v6().is_v4_mapped() && net.is_v4())
+    x = ip::make_address_v4(ip::v4_mapped, x.to_v6());
+  if (x.is_v4() != net.is_v4())
+    return false;
+  auto bytes = [](const ip::address& v) {
+    std::array<unsigned char, 16> b{};
+    if (v.is_v4()) {
+      auto b4 = v.to_v4().to_bytes();
+      std::copy(b4.begin(), b4.end(), b.begin());
+    } else {
+      b = v.to_v6().to_bytes();
+    }
+    return b;
+  };
+  const auto ab = bytes(x);
+  const auto nb = bytes(net);
+  for (unsigned i = 0; i < prefix; ++i) {
+    const unsigned mask = 0x80u >> (i % 8);
+    if ((ab[i / 8] & mask) != (nb[i / 8] & mask))
+      return false;
+  }
+  return true;
+}
+
+} // namespace
+
+expected<allow_rule> parse_allow_rule(std::string_view text) {
+  using result = expected<allow_rule>;
+  const std::string shown = "--allow '" + std::string(text.substr(0, 100)) + "'";
+  allow_rule r;
+  r.text = std::string(text);
+  std::string_view addr = text;
+  std::string_view ports;
+  if (text.starts_with("[")) {
+    const auto close = text.find(']');
+    if (close == std::string_view::npos)
+      return result::failure(shown + ": '[' without ']'");
+    addr = text.substr(1, close - 1);
+    auto rest = text.substr(close + 1);
+    if (rest.starts_with("/")) {
+      const auto colon = rest.find(':');
+      addr = text.substr(1, close - 1);
+      const auto prefix_text = rest.substr(1, colon == std::string_view::npos ? std::string_view::npos : colon - 1);
+      rest = colon == std::string_view::npos ? std::string_view{} : rest.substr(colon);
+      r.prefix = 0;
+      for (char c : prefix_text) {
+        if (c < '0' || c > '9' || r.prefix > 128)
+          return result::failure(shown + ": bad prefix length");
+        r.prefix = r.prefix * 10 + static_cast<unsigned>(c - '0');
+      }
+      if (prefix_text.empty() || r.prefix > 128)
+        return result::failure(shown + ": bad prefix length (0-128)");
+    } else {
+      r.prefix = 128;
+    }
+    if (!rest.empty()) {
+      if (!rest.starts_with(":"))
+        return result::failure(shown + ": expected ':' before the ports");
+      ports = rest.substr(1);
+    }
+    error_code ec;
+    r.network = ip::make_address(std::string(addr), ec);
+    if (ec || !r.network.is_v6())
+      return result::failure(shown + ": '" + std::string(addr.substr(0, 60)) + "' is not an IPv6 address");
+    r.type = allow_rule::kind::network;
+  } else {
+    const auto colon = text.find(':');
+    if (colon != std::string_view::npos) {
+      addr = text.substr(0, colon);
+      ports = text.substr(colon + 1);
+      if (ports.find(':') != std::string_view::npos)
+        return result::failure(shown + ": put IPv6 networks in brackets, e.g. [fd00::]/8:443");
+    }
+    std::string_view net_text = addr;
+    std::optional<unsigned> prefix;
+    if (const auto slash = addr.find('/'); slash != std::string_view::npos) {
+      net_text = addr.substr(0, slash);
+      unsigned p = 0;
+      const auto pt = addr.substr(slash + 1);
+      for (char c : pt) {
+        if (c < '0' || c > '9' || p > 32)
+          return result::failure(shown + ": bad prefix length");
+        p = p * 10 + static_cast<unsigned>(c - '0');
+      }
+      if (pt.empty() || p > 32)
+        return result::failure(shown + ": bad prefix length (0-32)");
+      prefix = p;
+    }
+    if (addr == "*") {
+      r.type = allow_rule::kind::any;
+    } else if (net::is_ipv4_literal(net_text)) {
+      r.type = allow_rule::kind::network;
+      r.network = ip::make_address(std::string(net_text));
+      r.prefix = prefix.value_or(32);
+    } else if (prefix) {
+      return result::failure(shown + ": a prefix length needs an IPv4 network, e.g. 10.0.0.0/8");
+    } else if (addr.starts_with("*.") && net::is_valid_hostname(addr.substr(2))) {
+      r.type = allow_rule::kind::host_suffix;
+      r.host = lower(addr.substr(1)); // ".internal"
+    } else if (net::is_valid_hostname(addr)) {
+      r.type = allow_rule::kind::host;
+      r.host = lower(addr);
+    } else {
+      return result::failure(shown + ": expected a network (10.0.0.0/8), an address, a host name, *.domain or *");
+    }
+  }
+  if (!ports.empty() && ports != "*") {
+    const auto dash = ports.find('-');
+    auto lo = net::parse_port(ports.substr(0, dash), false);
+    if (!lo)
+      return result::failure(shown + ": " + lo.error());
+    r.port_min = r.port_max = *lo;
+    if (dash != std::string_view::npos) {
+      auto hi = net::parse_port(ports.substr(dash + 1), false);
+      if (!hi)
+        return result::failure(shown + ": " + hi.error());
+      if (*hi < *lo)
+        return result::failure(shown + ": the port range is reversed");
+      r.port_max = *hi;
+    }
+  }
+  return r;
+}
+
+bool destination_policy::allows_name(std::string_view name, std::uint16_t port) const {
+  const std::string n = lower(name);
+  for (const auto& r : rules_) {
+    if (port < r.port_min || port > r.port_max)
+      continue;
+    if (r.type == allow_rule::kind::host && n == r.host)
+      return true;
+    if (r.type == allow_rule::kind::host_suffix && (n.ends_with(r.host) || "." + n == r.host))
+      return true;
+  }
+  return false;
+}
+
+bool destination_policy::allows_address(const ip::address& a, std::uint16_t port) const {
+  for (const auto& r : rules_) {
+    if (port < r.port_min || port > r.port_max)
+      continue;
+    if (r.type == allow_rule::kind::any)
+      return true;
+    if (r.type == allow_rule::kind::network && in_network(a, r.network, r.prefix))
+      return true;
+  }
+  return false;
+}
+
+} // namespace warren::tunnel

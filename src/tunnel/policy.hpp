@@ -1,0 +1,57 @@
+// Destination policy of the tunnel server: which targets clients may reach.
+// Default deny. Rules (--allow, repeatable):
+//
+//   10.0.0.0/8            any port on a network      [fd00::]/8:443   IPv6 in brackets
+//   127.0.0.1:22          one address, one port      db.internal:5432 a host name
+//   10.1.2.3:8000-8999    a port range               *.internal:443   a name and its subdomains
+//   *:80                  any address, port 80       *                everything (use with care)
+//
+// Address rules are checked against the addresses a name resolves to on the
+// server, after resolution, so DNS cannot bring in a denied address
+// (rebinding). A host-name rule trusts that name: all of its addresses pass.
+// Pure: parsing and matching only.
+#pragma once
+
+#include "core/error.hpp"
+#include "core/expected.hpp"
+
+#include <boost/asio/ip/address.hpp>
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace warren::tunnel {
+
+struct allow_rule {
+  enum class kind { any, network, host, host_suffix };
+  kind type = kind::any;
+  boost::asio::ip::address network; // kind network
+  unsigned prefix = 0;              // kind network
+  std::string host;                 // kind host (exact) or host_suffix (".internal")
+  std::uint16_t port_min = 1;
+  std::uint16_t port_max = 65535;
+  std::string text; // as written, for logs
+};
+
+expected<allow_rule> parse_allow_rule(std::string_view text);
+
+class destination_policy {
+ public:
+  void add(allow_rule r) { rules_.push_back(std::move(r)); }
+  bool empty() const { return rules_.empty(); }
+
+  /// May `name` (a host name as the client sent it) be reached on `port`
+  /// whatever it resolves to? (host and host_suffix rules)
+  bool allows_name(std::string_view name, std::uint16_t port) const;
+  /// May this resolved address be reached on `port`? (any and network rules)
+  bool allows_address(const boost::asio::ip::address& a, std::uint16_t port) const;
+  const std::vector<allow_rule>& rules() const { return rules_; }
+
+ private:
+  std::vector<allow_rule> rules_;
+};
+
+} // namespace warren::tunnel

@@ -1,0 +1,258 @@
+#include "tunnel/server.hpp"
+
+#include "stream/pump.hpp"
+#include "stream/tcp_stream.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ip/udp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <spdlog/spdlog.h>
+
+namespace warren::tunnel {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using asio::ip::udp;
+using namespace asio::experimental::awaitable_operators;
+
+namespace {
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+wire::reset_code code_for(const error_code& ec) {
+  if (ec == errc::denied)
+    return wire::reset_code::denied;
+  if (ec == asio::error::connection_refused)
+    return wire::reset_code::refused;
+  if (ec == errc::timed_out || ec == asio::error::timed_out)
+    return wire::reset_code::timed_out;
+  if (ec == asio::error::host_not_found || ec == asio::error::host_not_found_try_again || ec == asio::error::no_data ||
+      ec == errc::no_addresses)
+    return wire::reset_code::unresolvable;
+  if (ec == asio::error::host_unreachable || ec == asio::error::network_unreachable)
+    return wire::reset_code::unreachable;
+  return wire::reset_code::internal_error;
+}
+} // namespace
+
+server::server(asio::any_io_executor ex, net::resolver& r, server_options options)
+    : ex_(std::move(ex)), resolver_(r), options_(std::move(options)) {
+  options_.session.is_client = false;
+}
+
+expected<std::vector<tcp::endpoint>> server::bind() {
+  using result = expected<std::vector<tcp::endpoint>>;
+  net::listen_address address{net::listen_kind::host, options_.listen.endpoint, {}};
+  if (options_.listen.endpoint.host == "*")
+    address.kind = net::listen_kind::wildcard;
+  auto plan = net::plan_listen(address);
+  if (!plan)
+    return result::failure(plan.error());
+  auto bound = net::bind_tcp(ex_, *plan);
+  if (!bound)
+    return result::failure(bound.error());
+  acceptors_ = std::move(bound).value();
+  std::vector<tcp::endpoint> eps;
+  for (auto& a : acceptors_)
+    eps.push_back(a.local_endpoint());
+  return eps;
+}
+
+void server::start() {
+  for (auto& a : acceptors_)
+    accept_loop(a);
+}
+
+void server::accept_loop(tcp::acceptor& acceptor) {
+  acceptor.async_accept([self = shared_from_this(), &acceptor](error_code ec, tcp::socket socket) {
+    if (ec == asio::error::operation_aborted || self->stopping_)
+      return;
+    if (ec) {
+      spdlog::warn("server: accept failed: {}", net::describe(ec));
+      auto t = std::make_shared<asio::steady_timer>(self->ex_, std::chrono::milliseconds(100));
+      t->async_wait([self, t, &acceptor](error_code) { self->accept_loop(acceptor); });
+      return;
+    }
+    if (self->sessions_.size() >= self->options_.max_clients) {
+      spdlog::warn("server: refusing a tunnel: {} clients already connected", self->sessions_.size());
+    } else {
+      asio::co_spawn(self->ex_, self->handshake(std::move(socket)), asio::detached);
+    }
+    self->accept_loop(acceptor);
+  });
+}
+
+asio::awaitable<void> server::handshake(tcp::socket socket) {
+  auto self = shared_from_this();
+  error_code ec;
+  const auto peer = socket.remote_endpoint(ec);
+  const std::string from = ec ? "?" : net::format_host_port(peer.address().to_string(), peer.port());
+  auto accepted = co_await transport::accept_stream(std::move(socket), options_.listen, options_.accept, limiter_);
+  if (!accepted.stream) {
+    spdlog::warn("server: {}", accepted.error);
+    co_return;
+  }
+  if (stopping_)
+    co_return;
+  auto config = options_.session;
+  config.label = "client#" + std::to_string(++next_client_) + " " + from;
+  auto s = wire::session::create(std::move(accepted.stream), config);
+  sessions_.push_back(s);
+  spdlog::info("server: {} connected ({})", config.label, s->label());
+  std::weak_ptr<wire::session> weak = s;
+  s->set_open_handler([self, weak](std::unique_ptr<wire::mux_stream> stream, wire::open_request request) {
+    self->on_open(weak, std::move(stream), std::move(request));
+  });
+  s->set_closed_handler([self, weak, label = config.label](const std::string& reason) {
+    spdlog::info("server: {} disconnected: {}", label, reason);
+    self->sessions_.remove_if([](const auto& p) { return p->closed(); });
+  });
+  s->start();
+}
+
+net::connect_options server::outbound_options(const wire::open_request& request, std::uint32_t id) const {
+  net::connect_options o = options_.connect;
+  o.log_label = "stream#" + std::to_string(id);
+  const auto target = request.target.to_host_port();
+  const bool name = request.target.kind == wire::target_address::type::domain;
+  const bool name_allowed = name && options_.policy.allows_name(target.host, target.port);
+  o.allow = [policy = &options_.policy, name_allowed, port = target.port](const asio::ip::address& a) {
+    return name_allowed || policy->allows_address(a, port);
+  };
+  return o;
+}
+
+void server::on_open(std::weak_ptr<wire::session>, std::unique_ptr<wire::mux_stream> stream,
+                     wire::open_request request) {
+  if (stopping_) {
+    stream->refuse(wire::reset_code::refused, "the server is shutting down");
+    return;
+  }
+  if (request.kind == wire::stream_kind::tcp)
+    asio::co_spawn(ex_, serve_tcp(std::move(stream), std::move(request)), asio::detached);
+  else
+    asio::co_spawn(ex_, serve_udp(std::move(stream), std::move(request)), asio::detached);
+}
+
+asio::awaitable<void> server::serve_tcp(std::unique_ptr<wire::mux_stream> stream, wire::open_request request) {
+  auto self = shared_from_this();
+  const auto target = request.target.to_host_port();
+  auto options = outbound_options(request, stream->id());
+  auto r = co_await net::async_connect(ex_, resolver_, target, options, asio::use_awaitable);
+  if (r.ec) {
+    spdlog::info("server: {}: {}", stream->description(), r.detail);
+    stream->refuse(code_for(r.ec), r.detail);
+    co_return;
+  }
+  stream->accept();
+  auto outbound =
+      stream::make_tcp_stream(std::move(*r.socket), net::format_host_port(r.peer.address().to_string(), r.peer.port()));
+  spdlog::debug("server: {} connected to {}", stream->description(), outbound->description());
+  auto stats = co_await stream::pump(*stream, *outbound);
+  spdlog::debug("server: {} done: {} bytes up, {} down{}", stream->description(), stats.a_to_b, stats.b_to_a,
+                stats.error ? ", " + net::describe(stats.error) : "");
+}
+
+asio::awaitable<void> server::serve_udp(std::unique_ptr<wire::mux_stream> stream, wire::open_request request) {
+  auto self = shared_from_this();
+  const auto target = request.target.to_host_port();
+  auto options = outbound_options(request, stream->id());
+  // Resolve with the same policy filter by asking the connector's resolver path.
+  std::vector<asio::ip::address> candidates;
+  if (auto ip = net::parse_ip(target.host)) {
+    candidates.push_back(*ip);
+  } else {
+    for (auto f : {net::ip_family::v4, net::ip_family::v6}) {
+      auto [rec, found] = co_await net::async_resolve(resolver_, ex_, target.host, f, use_tuple);
+      candidates.insert(candidates.end(), found.begin(), found.end());
+    }
+  }
+  std::erase_if(candidates, [&](const auto& a) { return !options.allow(a); });
+  if (candidates.empty()) {
+    stream->refuse(wire::reset_code::denied, "no allowed address for " + request.target.to_string());
+    co_return;
+  }
+  udp::socket socket(ex_);
+  error_code ec;
+  const udp::endpoint ep(candidates.front(), target.port);
+  socket.open(ep.protocol(), ec);
+  if (!ec)
+    socket.connect(ep, ec);
+  if (ec) {
+    stream->refuse(code_for(ec), "cannot reach " + request.target.to_string() + ": " + net::describe(ec));
+    co_return;
+  }
+  stream->accept();
+  auto last = std::make_shared<steady_clock::time_point>(steady_clock::now());
+  auto up = [&]() -> asio::awaitable<void> {
+    for (;;) {
+      auto d = co_await stream->receive_datagram();
+      if (!d)
+        co_return;
+      *last = steady_clock::now();
+      error_code sec;
+      socket.send(asio::buffer(*d), 0, sec);
+    }
+  };
+  auto down = [&]() -> asio::awaitable<void> {
+    std::vector<std::uint8_t> buf(65536);
+    for (;;) {
+      auto [rec, n] = co_await socket.async_receive(asio::buffer(buf), use_tuple);
+      if (rec == asio::error::operation_aborted)
+        co_return;
+      if (rec)
+        continue; // ICMP errors: keep the flow, UDP may lose
+      *last = steady_clock::now();
+      stream->send_datagram(std::span(buf.data(), n));
+    }
+  };
+  auto idle = [&]() -> asio::awaitable<void> {
+    asio::steady_timer t(ex_);
+    for (;;) {
+      t.expires_at(*last + options_.udp_idle_timeout);
+      co_await t.async_wait(use_tuple);
+      if (steady_clock::now() - *last >= options_.udp_idle_timeout)
+        co_return;
+    }
+  };
+  co_await (up() || down() || idle());
+  error_code ignored;
+  socket.close(ignored);
+}
+
+void server::stop(std::function<void()> done) {
+  stopping_ = true;
+  error_code ignored;
+  for (auto& a : acceptors_)
+    a.close(ignored);
+  for (auto& s : sessions_)
+    s->goaway(wire::reset_code::closed, "the server is shutting down");
+  asio::co_spawn(
+      ex_,
+      [self = shared_from_this(), done = std::move(done)]() -> asio::awaitable<void> {
+        // Open streams may finish until the drain deadline; idle sessions close at once.
+        const auto deadline = steady_clock::now() + self->options_.drain_timeout;
+        asio::steady_timer tick(self->ex_);
+        while (!self->sessions_.empty() && steady_clock::now() < deadline) {
+          for (auto& s : std::list(self->sessions_))
+            if (s->stream_count() == 0)
+              s->close("server shutting down");
+          self->sessions_.remove_if([](const auto& p) { return p->closed(); });
+          if (self->sessions_.empty())
+            break;
+          tick.expires_after(std::chrono::milliseconds(50));
+          co_await tick.async_wait(use_tuple);
+        }
+        for (auto& s : std::list(self->sessions_))
+          s->close("drain deadline passed");
+        self->sessions_.clear();
+        done();
+      },
+      asio::detached);
+}
+
+} // namespace warren::tunnel

@@ -1,0 +1,68 @@
+// The tunnel server: accepts tunnel connections on a listen URL, checks the
+// token, runs one mux session per client, and serves each stream by
+// connecting to its target (Happy Eyeballs, destination policy checked on the
+// resolved addresses) and relaying; UDP flows get a connected UDP socket.
+//
+// Graceful stop: GOAWAY to every client (no new streams), open streams may
+// finish until the drain deadline, then everything closes.
+// Lifetime: create with make_shared, start(), stop(); single-threaded.
+#pragma once
+
+#include "net/connector.hpp"
+#include "net/listen.hpp"
+#include "transport/transport.hpp"
+#include "tunnel/policy.hpp"
+#include "wire/session.hpp"
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include <functional>
+#include <list>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace warren::tunnel {
+
+struct server_options {
+  transport::url listen;
+  transport::accept_options accept;
+  destination_policy policy;
+  net::connect_options connect; // he settings for outbound connections
+  wire::session_config session;
+  std::chrono::milliseconds drain_timeout{10'000};
+  std::chrono::milliseconds udp_idle_timeout{60'000};
+  std::size_t max_clients = 1024;
+};
+
+class server : public std::enable_shared_from_this<server> {
+ public:
+  server(boost::asio::any_io_executor ex, net::resolver& r, server_options options);
+
+  /// Binds the listen address; the error is a sentence for the user.
+  expected<std::vector<boost::asio::ip::tcp::endpoint>> bind();
+  void start();
+  /// Graceful stop; `done` runs when every session has ended.
+  void stop(std::function<void()> done);
+  std::size_t sessions() const { return sessions_.size(); }
+
+ private:
+  void accept_loop(boost::asio::ip::tcp::acceptor& acceptor);
+  boost::asio::awaitable<void> handshake(boost::asio::ip::tcp::socket socket);
+  void on_open(std::weak_ptr<wire::session> s, std::unique_ptr<wire::mux_stream> stream, wire::open_request request);
+  boost::asio::awaitable<void> serve_tcp(std::unique_ptr<wire::mux_stream> stream, wire::open_request request);
+  boost::asio::awaitable<void> serve_udp(std::unique_ptr<wire::mux_stream> stream, wire::open_request request);
+  net::connect_options outbound_options(const wire::open_request& request, std::uint32_t id) const;
+
+  boost::asio::any_io_executor ex_;
+  net::resolver& resolver_;
+  server_options options_;
+  std::vector<boost::asio::ip::tcp::acceptor> acceptors_;
+  std::list<std::shared_ptr<wire::session>> sessions_;
+  transport::auth_limiter limiter_;
+  std::uint64_t next_client_ = 0;
+  bool stopping_ = false;
+};
+
+} // namespace warren::tunnel

@@ -1,0 +1,77 @@
+// Timing rules of a mux session as pure classes that take `now` (tested on a
+// manual clock):
+//  - window_tuner: receive-window credit. Credit is returned once half the
+//    window has been consumed; when a whole window is consumed in less than
+//    two round trips the grant doubles (up to max_window), so one stream can
+//    fill a long fat path while a stalled reader pins at most one window.
+//  - liveness: PING every interval; a peer silent for 7/4 of the interval,
+//    checked every interval/4, is dead — noticed within 2x the interval even
+//    when the OS reports nothing.
+#pragma once
+
+#include "core/clock.hpp"
+
+#include <algorithm>
+#include <cstdint>
+#include <optional>
+
+namespace warren::wire {
+
+class window_tuner {
+ public:
+  window_tuner(std::uint32_t initial, std::uint32_t max) : window_(initial), max_(std::max(initial, max)) {}
+
+  /// The application consumed `n` bytes; returns the WINDOW increment to send, if any.
+  std::optional<std::uint32_t> on_consumed(std::uint32_t n, time_point now, duration srtt) {
+    unacked_ += n;
+    if (unacked_ < window_ / 2)
+      return std::nullopt;
+    std::uint64_t increment = unacked_;
+    if (last_update_ && srtt > duration::zero() && now - *last_update_ < srtt && window_ < max_) {
+      // Half a window per round trip or faster: the window limits throughput.
+      const std::uint32_t grown = std::min<std::uint64_t>(std::uint64_t{window_} * 2, max_);
+      increment += grown - window_;
+      window_ = grown;
+    }
+    unacked_ = 0;
+    last_update_ = now;
+    return static_cast<std::uint32_t>(increment);
+  }
+
+  std::uint32_t window() const { return window_; }
+
+ private:
+  std::uint32_t window_;
+  std::uint32_t max_;
+  std::uint64_t unacked_ = 0;
+  std::optional<time_point> last_update_;
+};
+
+class liveness {
+ public:
+  enum class action { none, send_ping, dead };
+
+  liveness(duration interval, time_point now) : interval_(interval), last_rx_(now), last_ping_(now) {}
+
+  duration tick() const { return interval_ / 4; }
+  void on_receive(time_point now) { last_rx_ = now; }
+
+  action on_tick(time_point now) {
+    if (now - last_rx_ >= interval_ * 7 / 4)
+      return action::dead;
+    if (now - last_ping_ >= interval_) {
+      last_ping_ = now;
+      return action::send_ping;
+    }
+    return action::none;
+  }
+
+  duration silent_for(time_point now) const { return now - last_rx_; }
+
+ private:
+  duration interval_;
+  time_point last_rx_;
+  time_point last_ping_;
+};
+
+} // namespace warren::wire

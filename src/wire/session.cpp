@@ -1,0 +1,745 @@
+#include "wire/session.hpp"
+
+#include "core/clock.hpp"
+#include "stream/event.hpp"
+#include "wire/flow.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/post.hpp>
+#include <spdlog/spdlog.h>
+
+#include <cstring>
+
+namespace warren::wire {
+
+namespace asio = boost::asio;
+
+namespace {
+constexpr std::size_t k_read_buffer = 512 * 1024;
+constexpr std::size_t k_write_batch = 256 * 1024;
+constexpr std::size_t k_data_high_water = 8u << 20; // writers wait beyond this many queued bytes
+constexpr std::size_t k_pool_max = 64;
+
+error_code error_for(const reset_info& r) {
+  switch (r.code) {
+  case reset_code::refused:
+    return asio::error::connection_refused;
+  case reset_code::timed_out:
+    return asio::error::timed_out;
+  case reset_code::unreachable:
+    return asio::error::host_unreachable;
+  case reset_code::unresolvable:
+    return asio::error::host_not_found;
+  case reset_code::denied:
+    return asio::error::access_denied;
+  default:
+    return asio::error::connection_reset;
+  }
+}
+
+std::uint64_t now_ns() {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(steady_clock::now().time_since_epoch()).count());
+}
+} // namespace
+
+struct stream_state {
+  stream_state(const asio::any_io_executor& ex, std::uint32_t initial_window, std::uint32_t max_window)
+      : tuner(initial_window, max_window), readable(ex), writable(ex), opened(ex) {}
+
+  enum class phase { opening, open, failed };
+  std::uint32_t id = 0;
+  stream_kind kind = stream_kind::tcp;
+  std::string target;
+  phase state = phase::opening;
+  std::int64_t send_window = 0;
+  bool fin_sent = false;
+  std::deque<std::vector<std::uint8_t>> chunks;
+  std::size_t front_offset = 0;
+  std::size_t buffered = 0;
+  std::uint64_t peer_may_send = 0;
+  window_tuner tuner;
+  bool fin_received = false;
+  std::optional<reset_info> reset;
+  bool removed = false;
+  std::deque<std::vector<std::uint8_t>> datagrams;
+  stream::async_event readable;
+  stream::async_event writable;
+  stream::async_event opened;
+
+  void wake_all() {
+    readable.notify();
+    writable.notify();
+    opened.notify();
+  }
+};
+
+struct session_events {
+  explicit session_events(const asio::any_io_executor& ex) : writer_wake(ex), drained(ex), ping_timer(ex) {}
+  stream::async_event writer_wake;
+  stream::async_event drained;
+  asio::steady_timer ping_timer;
+  std::optional<liveness> live;
+};
+
+// ---- session ---------------------------------------------------------------
+
+std::shared_ptr<session> session::create(stream::byte_stream_ptr transport, session_config config) {
+  return std::shared_ptr<session>(new session(std::move(transport), std::move(config)));
+}
+
+session::session(stream::byte_stream_ptr transport, session_config config)
+    : ex_(transport->get_executor()), transport_(std::move(transport)), config_(std::move(config)),
+      next_id_(config_.is_client ? 1 : 2), peer_initial_window_(k_min_initial_window),
+      events_(std::make_unique<session_events>(ex_)) {}
+
+session::~session() = default;
+
+void session::start() {
+  hello h;
+  h.initial_window = config_.initial_window;
+  h.max_payload = k_default_max_payload;
+  h.max_streams = config_.max_streams;
+  h.ping_interval_ms = static_cast<std::uint32_t>(config_.ping_interval.count());
+  auto frame = take_buffer();
+  encode_hello(frame, h);
+  send_control(std::move(frame));
+  if (config_.is_client) {
+    // An early ping measures the round trip for window tuning.
+    ping_payload p{};
+    const auto t = now_ns();
+    std::memcpy(p.data(), &t, sizeof t);
+    auto ping = take_buffer();
+    encode_ping(ping, p, false);
+    send_control(std::move(ping));
+  }
+  events_->live.emplace(config_.ping_interval, steady_clock::now());
+  auto self = shared_from_this();
+  asio::co_spawn(
+      ex_, [self]() { return self->reader(); }, asio::detached);
+  asio::co_spawn(
+      ex_, [self]() { return self->writer(); }, asio::detached);
+  asio::co_spawn(
+      ex_, [self]() { return self->pinger(); }, asio::detached);
+}
+
+std::unique_ptr<mux_stream> session::open(stream_kind kind, const target_address& target) {
+  if (closed_ || draining() || streams_.size() >= peer_max_streams_)
+    return nullptr;
+  auto st = std::make_shared<stream_state>(ex_, config_.initial_window, config_.max_window);
+  st->id = next_id_;
+  next_id_ += 2;
+  st->kind = kind;
+  st->target = target.to_string();
+  st->send_window = peer_initial_window_;
+  st->peer_may_send = config_.initial_window;
+  streams_[st->id] = st;
+  ++stats_.streams_opened;
+  auto frame = take_buffer();
+  encode_open(frame, st->id, kind, target);
+  send_control(std::move(frame));
+  return std::make_unique<mux_stream>(shared_from_this(), st);
+}
+
+void session::goaway(reset_code code, std::string_view reason) {
+  if (closed_ || draining_)
+    return;
+  draining_ = true;
+  auto frame = take_buffer();
+  encode_goaway(frame, last_peer_id_, code, reason);
+  send_control(std::move(frame));
+}
+
+void session::close(std::string reason) {
+  if (closed_)
+    return;
+  closed_ = true;
+  close_reason_ = reason;
+  spdlog::debug("{}: closed: {}", config_.label, reason);
+  transport_->close();
+  for (auto& [id, st] : streams_) {
+    st->removed = true;
+    if (!st->reset)
+      st->reset = reset_info{reset_code::internal_error, "tunnel closed: " + reason};
+    st->state = stream_state::phase::failed;
+    st->wake_all();
+  }
+  streams_.clear();
+  control_q_.clear();
+  data_q_.clear();
+  data_q_bytes_ = 0;
+  events_->writer_wake.notify();
+  events_->drained.notify();
+  events_->ping_timer.cancel();
+  open_handler_ = nullptr;
+  goaway_handler_ = nullptr;
+  if (auto h = std::move(closed_handler_)) {
+    closed_handler_ = nullptr;
+    asio::post(ex_, [h = std::move(h), reason] { h(reason); });
+  }
+}
+
+std::vector<std::uint8_t> session::take_buffer() {
+  if (pool_.empty())
+    return {};
+  auto b = std::move(pool_.back());
+  pool_.pop_back();
+  b.clear();
+  return b;
+}
+
+void session::send_control(std::vector<std::uint8_t> frame) {
+  if (closed_)
+    return;
+  control_q_.push_back(std::move(frame));
+  events_->writer_wake.notify();
+}
+
+void session::send_data(std::vector<std::uint8_t> frame) {
+  if (closed_)
+    return;
+  data_q_bytes_ += frame.size();
+  data_q_.push_back(std::move(frame));
+  events_->writer_wake.notify();
+}
+
+void session::send_reset(std::uint32_t id, reset_code code, std::string_view reason) {
+  auto frame = take_buffer();
+  encode_reset(frame, id, code, reason);
+  send_control(std::move(frame));
+}
+
+void session::finish_stream(const std::shared_ptr<stream_state>& st) {
+  if (!st->removed && st->fin_sent && st->fin_received) {
+    st->removed = true;
+    streams_.erase(st->id);
+  }
+}
+
+void session::fail_stream(const std::shared_ptr<stream_state>& st, reset_info why, bool send) {
+  if (st->reset || st->removed) {
+    st->wake_all();
+    return;
+  }
+  if (send)
+    send_reset(st->id, why.code, why.reason);
+  st->reset = std::move(why);
+  st->state = stream_state::phase::failed;
+  st->removed = true;
+  streams_.erase(st->id);
+  st->wake_all();
+}
+
+void session::consumed(stream_state& st, std::size_t n) {
+  if (st.fin_received || st.removed || closed_)
+    return;
+  const auto srtt = std::chrono::duration_cast<duration>(stats_.srtt);
+  if (auto inc = st.tuner.on_consumed(static_cast<std::uint32_t>(n), steady_clock::now(), srtt)) {
+    st.peer_may_send += *inc;
+    auto frame = take_buffer();
+    encode_window(frame, st.id, *inc);
+    send_control(std::move(frame));
+  }
+}
+
+void session::protocol_error(reset_code code, const std::string& message) {
+  spdlog::warn("{}: protocol error from peer: {}", config_.label, message);
+  auto frame = take_buffer();
+  encode_goaway(frame, last_peer_id_, code, message);
+  // The GOAWAY is the last frame written; the writer closes after it.
+  control_q_.clear();
+  data_q_.clear();
+  data_q_bytes_ = 0;
+  control_q_.push_back(std::move(frame));
+  draining_ = true;
+  close_after_flush_ = "protocol error: " + message;
+  events_->writer_wake.notify();
+}
+
+asio::awaitable<void> session::writer() {
+  auto self = shared_from_this();
+  std::vector<std::vector<std::uint8_t>> batch;
+  std::vector<asio::const_buffer> bufs;
+  while (!closed_) {
+    if (control_q_.empty() && data_q_.empty()) {
+      co_await events_->writer_wake.wait();
+      continue;
+    }
+    std::size_t bytes = 0;
+    while (!control_q_.empty()) {
+      bytes += control_q_.front().size();
+      batch.push_back(std::move(control_q_.front()));
+      control_q_.pop_front();
+    }
+    while (!data_q_.empty() && bytes < k_write_batch) {
+      bytes += data_q_.front().size();
+      data_q_bytes_ -= data_q_.front().size();
+      batch.push_back(std::move(data_q_.front()));
+      data_q_.pop_front();
+    }
+    if (data_q_bytes_ < k_data_high_water)
+      events_->drained.notify();
+    bufs.clear();
+    for (auto& f : batch)
+      bufs.emplace_back(f.data(), f.size());
+    error_code ec;
+    co_await transport_->write(bufs, ec);
+    if (closed_)
+      break;
+    if (ec) {
+      close("write to peer failed: " + ec.message());
+      break;
+    }
+    stats_.bytes_out += bytes;
+    if (!close_after_flush_.empty() && control_q_.empty()) {
+      close(close_after_flush_);
+      break;
+    }
+    for (auto& f : batch)
+      if (pool_.size() < k_pool_max && f.capacity() <= 2 * k_default_max_payload)
+        pool_.push_back(std::move(f));
+    batch.clear();
+  }
+}
+
+asio::awaitable<void> session::reader() {
+  auto self = shared_from_this();
+  std::vector<std::uint8_t> buf(k_read_buffer);
+  std::size_t begin = 0;
+  std::size_t end = 0;
+  while (!closed_) {
+    if (buf.size() - end < k_header_size + k_default_max_payload) {
+      std::memmove(buf.data(), buf.data() + begin, end - begin);
+      end -= begin;
+      begin = 0;
+    }
+    error_code ec;
+    const std::size_t n = co_await transport_->read_some(asio::buffer(buf.data() + end, buf.size() - end), ec);
+    if (closed_)
+      break;
+    if (ec) {
+      close(ec == asio::error::eof ? "the peer closed the connection" : "read from peer failed: " + ec.message());
+      break;
+    }
+    end += n;
+    stats_.bytes_in += n;
+    events_->live->on_receive(steady_clock::now());
+    while (!closed_ && begin < end) {
+      auto result = decode(std::span(buf.data() + begin, end - begin), k_default_max_payload);
+      if (std::holds_alternative<need_more>(result))
+        break;
+      if (auto* err = std::get_if<decode_error>(&result)) {
+        protocol_error(err->code, err->message);
+        co_return;
+      }
+      const auto& f = std::get<decoded_frame>(result);
+      if (!on_frame(f))
+        co_return;
+      begin += f.consumed;
+    }
+    if (begin == end)
+      begin = end = 0;
+  }
+}
+
+asio::awaitable<void> session::pinger() {
+  auto self = shared_from_this();
+  auto& timer = events_->ping_timer;
+  while (!closed_) {
+    timer.expires_after(events_->live->tick());
+    [[maybe_unused]] auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (closed_)
+      break;
+    const auto now = steady_clock::now();
+    switch (events_->live->on_tick(now)) {
+    case liveness::action::dead:
+      close("no data from the peer for " + std::to_string(to_ms(events_->live->silent_for(now)) / 1000) +
+            " s (ping timeout)");
+      co_return;
+    case liveness::action::send_ping: {
+      ping_payload p{};
+      const auto t = now_ns();
+      std::memcpy(p.data(), &t, sizeof t);
+      auto frame = take_buffer();
+      encode_ping(frame, p, false);
+      send_control(std::move(frame));
+      break;
+    }
+    case liveness::action::none:
+      break;
+    }
+  }
+}
+
+bool session::on_frame(const decoded_frame& f) {
+  const auto& h = f.header;
+  if (!hello_received_) {
+    if (h.type != frame_type::hello) {
+      protocol_error(reset_code::protocol_error, "the first frame was " + std::string(frame_type_name(h.type)) +
+                                                     ", not HELLO (not a warren peer?)");
+      return false;
+    }
+    on_hello(f.payload);
+    return !closed_ && !draining_;
+  }
+  switch (h.type) {
+  case frame_type::hello:
+    protocol_error(reset_code::protocol_error, "a second HELLO");
+    return false;
+  case frame_type::open:
+    on_open(h, f.payload);
+    break;
+  case frame_type::open_ok:
+    if (auto it = streams_.find(h.stream); it != streams_.end() && it->second->state == stream_state::phase::opening) {
+      it->second->state = stream_state::phase::open;
+      it->second->opened.notify();
+    }
+    break;
+  case frame_type::data:
+    on_data(h, f.payload);
+    break;
+  case frame_type::window:
+    on_window(h, f.payload);
+    break;
+  case frame_type::reset:
+    on_reset(h, f.payload);
+    break;
+  case frame_type::datagram:
+    on_datagram(h, f.payload);
+    break;
+  case frame_type::ping:
+    on_ping(h, f.payload);
+    break;
+  case frame_type::goaway:
+    on_goaway(f.payload);
+    break;
+  default:
+    break; // unknown frame types are skipped (forward compatibility)
+  }
+  return !closed_;
+}
+
+void session::on_hello(std::span<const std::uint8_t> payload) {
+  auto h = parse_hello(payload);
+  if (!h) {
+    protocol_error(reset_code::protocol_error, h.error());
+    return;
+  }
+  if (h->version != k_version) {
+    protocol_error(reset_code::protocol_error, "unsupported protocol version " + std::to_string(h->version));
+    return;
+  }
+  hello_received_ = true;
+  const std::uint32_t initial = h->initial_window.value_or(k_default_initial_window);
+  // Streams opened before HELLO used the minimum window; grant the difference.
+  for (auto& [id, st] : streams_) {
+    st->send_window += static_cast<std::int64_t>(initial) - peer_initial_window_;
+    st->writable.notify();
+  }
+  peer_initial_window_ = initial;
+  // We send frames no larger than the default, which every peer accepts.
+  peer_max_payload_ = k_default_max_payload;
+  peer_max_streams_ = h->max_streams.value_or(k_default_max_streams);
+}
+
+void session::on_open(const frame_header& h, std::span<const std::uint8_t> payload) {
+  const bool peer_is_client = !config_.is_client;
+  if (!peer_is_client) {
+    send_reset(h.stream, reset_code::refused, "this client accepts no streams");
+    return;
+  }
+  if (h.stream % 2 == 0 || h.stream <= last_peer_id_) {
+    protocol_error(reset_code::protocol_error,
+                   "OPEN with stream id " + std::to_string(h.stream) + " (must be odd and increasing)");
+    return;
+  }
+  last_peer_id_ = h.stream;
+  if (draining_) {
+    send_reset(h.stream, reset_code::refused, "the server is shutting down");
+    return;
+  }
+  if (streams_.size() >= config_.max_streams) {
+    send_reset(h.stream, reset_code::limit_reached,
+               "too many open streams (limit " + std::to_string(config_.max_streams) + ")");
+    return;
+  }
+  auto request = parse_open(payload);
+  if (!request) {
+    send_reset(h.stream, reset_code::protocol_error, request.error());
+    return;
+  }
+  if (!open_handler_) {
+    send_reset(h.stream, reset_code::refused, "no handler for new streams");
+    return;
+  }
+  auto st = std::make_shared<stream_state>(ex_, config_.initial_window, config_.max_window);
+  st->id = h.stream;
+  st->kind = request->kind;
+  st->target = request->target.to_string();
+  st->send_window = peer_initial_window_;
+  st->peer_may_send = config_.initial_window;
+  streams_[st->id] = st;
+  ++stats_.streams_opened;
+  open_handler_(std::make_unique<mux_stream>(shared_from_this(), st), std::move(request).value());
+}
+
+void session::on_data(const frame_header& h, std::span<const std::uint8_t> payload) {
+  auto it = streams_.find(h.stream);
+  if (it == streams_.end())
+    return; // late data for a stream we reset: dropped
+  auto st = it->second;
+  if (st->fin_received) {
+    fail_stream(st, {reset_code::protocol_error, "DATA after FIN"}, true);
+    return;
+  }
+  if (payload.size() > st->peer_may_send) {
+    fail_stream(st,
+                {reset_code::flow_control_error, "the peer sent " + std::to_string(payload.size()) +
+                                                     " bytes beyond its window of " +
+                                                     std::to_string(st->peer_may_send)},
+                true);
+    return;
+  }
+  st->peer_may_send -= payload.size();
+  if (!payload.empty()) {
+    st->chunks.emplace_back(payload.begin(), payload.end());
+    st->buffered += payload.size();
+  }
+  if (h.flags & k_flag_fin)
+    st->fin_received = true;
+  st->readable.notify();
+  finish_stream(st);
+}
+
+void session::on_window(const frame_header& h, std::span<const std::uint8_t> payload) {
+  auto it = streams_.find(h.stream);
+  if (it == streams_.end())
+    return;
+  auto inc = parse_window(payload);
+  if (!inc) {
+    fail_stream(it->second, {reset_code::protocol_error, inc.error()}, true);
+    return;
+  }
+  auto st = it->second;
+  st->send_window += *inc;
+  if (st->send_window > (std::int64_t{1} << 31)) {
+    fail_stream(st, {reset_code::flow_control_error, "window grew beyond 2 GiB"}, true);
+    return;
+  }
+  st->writable.notify();
+}
+
+void session::on_reset(const frame_header& h, std::span<const std::uint8_t> payload) {
+  auto it = streams_.find(h.stream);
+  if (it == streams_.end())
+    return;
+  auto info = parse_reset(payload);
+  fail_stream(it->second, info ? std::move(info).value() : reset_info{reset_code::protocol_error, info.error()}, false);
+}
+
+void session::on_datagram(const frame_header& h, std::span<const std::uint8_t> payload) {
+  auto it = streams_.find(h.stream);
+  if (it == streams_.end() || it->second->kind != stream_kind::udp)
+    return;
+  auto& st = *it->second;
+  if (st.datagrams.size() >= config_.max_queued_datagrams) {
+    ++stats_.datagrams_dropped;
+    return;
+  }
+  st.datagrams.emplace_back(payload.begin(), payload.end());
+  st.readable.notify();
+}
+
+void session::on_ping(const frame_header& h, std::span<const std::uint8_t> payload) {
+  auto p = parse_ping(payload);
+  if (!p)
+    return;
+  if (!(h.flags & k_flag_ack)) {
+    auto frame = take_buffer();
+    encode_ping(frame, *p, true);
+    send_control(std::move(frame));
+    return;
+  }
+  std::uint64_t sent = 0;
+  std::memcpy(&sent, p->data(), sizeof sent);
+  const auto now = now_ns();
+  if (sent == 0 || sent > now)
+    return;
+  const auto rtt = std::chrono::microseconds((now - sent) / 1000);
+  stats_.srtt = stats_.srtt.count() == 0 ? rtt : (stats_.srtt * 7 + rtt) / 8;
+}
+
+void session::on_goaway(std::span<const std::uint8_t> payload) {
+  auto g = parse_goaway(payload);
+  peer_goaway_ = true;
+  goaway_info info = g ? std::move(g).value() : goaway_info{0, reset_code::protocol_error, g.error()};
+  spdlog::debug("{}: peer sent GOAWAY ({}: {})", config_.label, reset_code_name(info.code), info.reason);
+  if (goaway_handler_)
+    goaway_handler_(info);
+}
+
+// ---- mux_stream -------------------------------------------------------------
+
+mux_stream::mux_stream(std::shared_ptr<session> s, std::shared_ptr<stream_state> st)
+    : session_(std::move(s)), state_(std::move(st)) {}
+
+mux_stream::~mux_stream() {
+  close();
+}
+
+asio::any_io_executor mux_stream::get_executor() {
+  return session_->ex_;
+}
+std::uint32_t mux_stream::id() const {
+  return state_->id;
+}
+stream_kind mux_stream::kind() const {
+  return state_->kind;
+}
+std::string mux_stream::description() const {
+  return "stream " + std::to_string(state_->id) + " to " + state_->target;
+}
+std::optional<reset_info> mux_stream::reset_reason() const {
+  return state_->reset;
+}
+
+asio::awaitable<std::size_t> mux_stream::read_some(asio::mutable_buffer buffer, error_code& ec) {
+  auto st = state_;
+  auto s = session_;
+  for (;;) {
+    if (st->buffered > 0) {
+      std::size_t copied = 0;
+      auto* out = static_cast<std::uint8_t*>(buffer.data());
+      while (copied < buffer.size() && !st->chunks.empty()) {
+        auto& chunk = st->chunks.front();
+        const std::size_t n = std::min(buffer.size() - copied, chunk.size() - st->front_offset);
+        std::memcpy(out + copied, chunk.data() + st->front_offset, n);
+        copied += n;
+        st->front_offset += n;
+        if (st->front_offset == chunk.size()) {
+          st->chunks.pop_front();
+          st->front_offset = 0;
+        }
+      }
+      st->buffered -= copied;
+      s->consumed(*st, copied);
+      ec = {};
+      co_return copied;
+    }
+    if (st->reset) {
+      ec = error_for(*st->reset);
+      co_return 0;
+    }
+    if (st->fin_received) {
+      ec = asio::error::eof;
+      co_return 0;
+    }
+    co_await st->readable.wait();
+  }
+}
+
+asio::awaitable<void> mux_stream::write(std::span<const asio::const_buffer> buffers, error_code& ec) {
+  auto st = state_;
+  auto s = session_;
+  ec = {};
+  for (const auto& b : buffers) {
+    const auto* data = static_cast<const std::uint8_t*>(b.data());
+    std::size_t offset = 0;
+    while (offset < b.size()) {
+      while (!st->reset && !st->fin_sent && (st->send_window <= 0 || s->data_q_bytes_ >= k_data_high_water)) {
+        if (st->send_window <= 0)
+          co_await st->writable.wait();
+        else
+          co_await s->events_->drained.wait();
+      }
+      if (st->reset) {
+        ec = error_for(*st->reset);
+        co_return;
+      }
+      if (st->fin_sent) {
+        ec = asio::error::shut_down;
+        co_return;
+      }
+      const std::size_t n =
+          std::min<std::size_t>({b.size() - offset, static_cast<std::size_t>(st->send_window), s->max_payload()});
+      auto frame = s->take_buffer();
+      frame.reserve(k_header_size + n);
+      encode_data_header(frame, st->id, static_cast<std::uint32_t>(n), false);
+      frame.insert(frame.end(), data + offset, data + offset + n);
+      s->send_data(std::move(frame));
+      st->send_window -= static_cast<std::int64_t>(n);
+      offset += n;
+    }
+  }
+}
+
+asio::awaitable<void> mux_stream::shutdown(error_code& ec) {
+  ec = {};
+  auto st = state_;
+  if (st->reset) {
+    ec = error_for(*st->reset);
+    co_return;
+  }
+  if (!st->fin_sent) {
+    st->fin_sent = true;
+    auto frame = session_->take_buffer();
+    encode_data_header(frame, st->id, 0, true);
+    session_->send_data(std::move(frame));
+    session_->finish_stream(st);
+  }
+  co_return;
+}
+
+void mux_stream::close() {
+  if (!state_->removed && !state_->reset)
+    session_->fail_stream(state_, {reset_code::closed, "closed"}, true);
+}
+
+asio::awaitable<std::optional<reset_info>> mux_stream::wait_open() {
+  auto st = state_;
+  while (st->state == stream_state::phase::opening && !st->reset)
+    co_await st->opened.wait();
+  co_return st->reset;
+}
+
+void mux_stream::accept() {
+  if (state_->reset || state_->state != stream_state::phase::opening)
+    return;
+  state_->state = stream_state::phase::open;
+  auto frame = session_->take_buffer();
+  encode_open_ok(frame, state_->id);
+  session_->send_control(std::move(frame));
+}
+
+void mux_stream::refuse(reset_code code, std::string_view reason) {
+  session_->fail_stream(state_, {code, std::string(reason)}, true);
+}
+
+bool mux_stream::send_datagram(std::span<const std::uint8_t> datagram) {
+  auto& s = *session_;
+  if (state_->reset || s.closed_ || datagram.size() > s.max_payload() ||
+      s.data_q_bytes_ + datagram.size() > s.config_.datagram_send_limit) {
+    ++s.stats_.datagrams_dropped;
+    return false;
+  }
+  auto frame = s.take_buffer();
+  encode_datagram_header(frame, state_->id, static_cast<std::uint32_t>(datagram.size()));
+  frame.insert(frame.end(), datagram.begin(), datagram.end());
+  s.send_data(std::move(frame));
+  return true;
+}
+
+asio::awaitable<std::optional<std::vector<std::uint8_t>>> mux_stream::receive_datagram() {
+  auto st = state_;
+  while (st->datagrams.empty() && !st->reset)
+    co_await st->readable.wait();
+  if (st->datagrams.empty())
+    co_return std::nullopt;
+  auto d = std::move(st->datagrams.front());
+  st->datagrams.pop_front();
+  co_return d;
+}
+
+} // namespace warren::wire

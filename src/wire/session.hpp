@@ -1,0 +1,185 @@
+// The mux session: many TCP streams and UDP flows over one byte_stream,
+// speaking the wire protocol of docs/PROTOCOL.md. Knows nothing of sockets.
+//
+// Shape: three coroutines per session on one executor — the reader (decodes
+// frames, dispatches), the writer (the only writer of the transport: exactly
+// one write in flight, control frames before data, frames batched into one
+// transport write) and the pinger (liveness + RTT). Streams are byte_streams
+// (mux_stream), so the code above (SOCKS5, forwards, the server's outbound
+// relay) uses them like sockets.
+//
+// Memory bounds: per stream, at most one receive window of buffered data
+// (the peer may not send more) and at most one send window queued; UDP
+// datagrams are dropped and counted when their queue is full.
+//
+// Lifetime: session is shared (its coroutines hold it); a mux_stream handle
+// is owned by its user and resets the stream if destroyed while still open.
+// Thread-safety: none; everything runs on the transport's executor.
+#pragma once
+
+#include "stream/byte_stream.hpp"
+#include "wire/frame.hpp"
+
+#include <boost/asio/awaitable.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace warren::wire {
+
+struct session_config {
+  bool is_client = true;
+  std::uint32_t initial_window = k_default_initial_window; // granted to each new stream
+  std::uint32_t max_window = 16u << 20;                    // auto-tuning ceiling
+  std::uint32_t max_streams = k_default_max_streams;       // concurrent streams we accept
+  std::chrono::milliseconds ping_interval{15'000};
+  std::size_t max_queued_datagrams = 256;    // per flow, receive side
+  std::size_t datagram_send_limit = 1 << 20; // queued bytes beyond which outgoing datagrams drop
+  std::string label = "session";             // log prefix
+};
+
+struct session_stats {
+  std::uint64_t bytes_in = 0; // transport bytes
+  std::uint64_t bytes_out = 0;
+  std::uint64_t streams_opened = 0;
+  std::uint64_t datagrams_dropped = 0;
+  std::chrono::microseconds srtt{0};
+};
+
+class session;
+struct stream_state;
+
+/// One multiplexed TCP stream or UDP flow. Owned by its user.
+class mux_stream final : public stream::byte_stream {
+ public:
+  mux_stream(std::shared_ptr<session> s, std::shared_ptr<stream_state> st);
+  ~mux_stream() override;
+  mux_stream(const mux_stream&) = delete;
+  mux_stream& operator=(const mux_stream&) = delete;
+
+  // byte_stream (TCP streams)
+  boost::asio::any_io_executor get_executor() override;
+  boost::asio::awaitable<std::size_t> read_some(boost::asio::mutable_buffer buffer, error_code& ec) override;
+  boost::asio::awaitable<void> write(std::span<const boost::asio::const_buffer> buffers, error_code& ec) override;
+  boost::asio::awaitable<void> shutdown(error_code& ec) override; // DATA + FIN (half-close)
+  void close() override;                                          // RESET (closed) unless already finished
+  std::string description() const override;
+
+  std::uint32_t id() const;
+  stream_kind kind() const;
+
+  /// Client: waits for OPEN_OK (nullopt) or the RESET that refused the open.
+  boost::asio::awaitable<std::optional<reset_info>> wait_open();
+  /// Server: the outbound side is up (OPEN_OK) / could not be opened (RESET).
+  void accept();
+  void refuse(reset_code code, std::string_view reason);
+  /// The reset that ended the stream, if any.
+  std::optional<reset_info> reset_reason() const;
+
+  // UDP flows
+  bool send_datagram(std::span<const std::uint8_t> datagram); // false: dropped (congested or closed)
+  /// The next datagram; nullopt when the flow or session ended.
+  boost::asio::awaitable<std::optional<std::vector<std::uint8_t>>> receive_datagram();
+
+ private:
+  std::shared_ptr<session> session_;
+  std::shared_ptr<stream_state> state_;
+};
+
+class session : public std::enable_shared_from_this<session> {
+ public:
+  using open_handler = std::function<void(std::unique_ptr<mux_stream>, open_request)>;
+  using closed_handler = std::function<void(const std::string& reason)>;
+
+  static std::shared_ptr<session> create(stream::byte_stream_ptr transport, session_config config);
+  ~session();
+
+  /// Server side: called for every accepted OPEN.
+  void set_open_handler(open_handler h) { open_handler_ = std::move(h); }
+  /// Called once when the session ends (reason: why, for the user).
+  void set_closed_handler(closed_handler h) { closed_handler_ = std::move(h); }
+  /// Called when the peer sends GOAWAY (no new streams on this session).
+  void set_goaway_handler(std::function<void(const goaway_info&)> h) { goaway_handler_ = std::move(h); }
+
+  /// Sends HELLO and starts the reader, writer and pinger.
+  void start();
+
+  /// Client: a new stream; data may be written at once (no round trip).
+  /// Null when the session is closed or draining.
+  std::unique_ptr<mux_stream> open(stream_kind kind, const target_address& target);
+
+  /// No new streams from the peer; open ones continue. Sends GOAWAY.
+  void goaway(reset_code code, std::string_view reason);
+  /// Ends the session now; every stream fails.
+  void close(std::string reason);
+
+  bool closed() const { return closed_; }
+  bool draining() const { return draining_ || peer_goaway_; }
+  std::size_t stream_count() const { return streams_.size(); }
+  const session_stats& stats() const { return stats_; }
+  const std::string& label() const { return config_.label; }
+  boost::asio::any_io_executor get_executor() const { return ex_; }
+
+ private:
+  friend class mux_stream;
+  session(stream::byte_stream_ptr transport, session_config config);
+
+  boost::asio::awaitable<void> reader();
+  boost::asio::awaitable<void> writer();
+  boost::asio::awaitable<void> pinger();
+  bool on_frame(const decoded_frame& f); // false: connection error (closed)
+  void on_hello(std::span<const std::uint8_t> payload);
+  void on_open(const frame_header& h, std::span<const std::uint8_t> payload);
+  void on_data(const frame_header& h, std::span<const std::uint8_t> payload);
+  void on_window(const frame_header& h, std::span<const std::uint8_t> payload);
+  void on_reset(const frame_header& h, std::span<const std::uint8_t> payload);
+  void on_datagram(const frame_header& h, std::span<const std::uint8_t> payload);
+  void on_ping(const frame_header& h, std::span<const std::uint8_t> payload);
+  void on_goaway(std::span<const std::uint8_t> payload);
+  void protocol_error(reset_code code, const std::string& message);
+
+  // Frame output: control frames jump the data queue.
+  std::vector<std::uint8_t> take_buffer();
+  void send_control(std::vector<std::uint8_t> frame);
+  void send_data(std::vector<std::uint8_t> frame);
+  void send_reset(std::uint32_t id, reset_code code, std::string_view reason);
+  void finish_stream(const std::shared_ptr<stream_state>& st); // remove when both directions are done
+  void fail_stream(const std::shared_ptr<stream_state>& st, reset_info why, bool send);
+  void consumed(stream_state& st, std::size_t n);
+  std::uint32_t max_payload() const { return peer_max_payload_; }
+
+  boost::asio::any_io_executor ex_;
+  stream::byte_stream_ptr transport_;
+  session_config config_;
+  std::map<std::uint32_t, std::shared_ptr<stream_state>> streams_;
+  std::uint32_t next_id_;
+  std::uint32_t last_peer_id_ = 0;
+  std::uint32_t peer_initial_window_ = k_default_initial_window;
+  std::uint32_t peer_max_payload_ = k_default_max_payload;
+  std::uint32_t peer_max_streams_ = k_default_max_streams;
+  bool hello_received_ = false;
+  bool closed_ = false;
+  bool draining_ = false;
+  bool peer_goaway_ = false;
+  std::deque<std::vector<std::uint8_t>> control_q_;
+  std::deque<std::vector<std::uint8_t>> data_q_;
+  std::size_t data_q_bytes_ = 0;
+  std::vector<std::vector<std::uint8_t>> pool_;
+  std::unique_ptr<struct session_events> events_;
+  open_handler open_handler_;
+  closed_handler closed_handler_;
+  std::function<void(const goaway_info&)> goaway_handler_;
+  session_stats stats_;
+  std::string close_reason_;
+  std::string close_after_flush_; // set by a protocol error: close once the GOAWAY is written
+};
+
+} // namespace warren::wire
