@@ -35,11 +35,14 @@ class backoff {
     return std::min<std::chrono::milliseconds>(cap_, base_ * (1LL << shift));
   }
 
-  void connected(time_point now) { connected_at_ = now; }
+  void connected(time_point now) {
+    connected_at_ = now;
+    connected_ = true;
+  }
   void disconnected(time_point now) {
-    if (connected_at_ && now - *connected_at_ >= stable_)
+    if (connected_ && now - connected_at_ >= stable_)
       attempt_ = 0;
-    connected_at_.reset();
+    connected_ = false;
   }
   int attempt() const { return attempt_; }
 
@@ -48,7 +51,8 @@ class backoff {
   std::chrono::milliseconds cap_;
   std::chrono::milliseconds stable_;
   int attempt_ = 0;
-  std::optional<time_point> connected_at_;
+  time_point connected_at_{}; // valid when connected_
+  bool connected_ = false;
 };
 
 } // namespace warren::tunnel

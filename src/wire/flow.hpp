@@ -27,7 +27,7 @@ class window_tuner {
     if (unacked_ < window_ / 2)
       return std::nullopt;
     std::uint64_t increment = unacked_;
-    if (last_update_ && srtt > duration::zero() && now - *last_update_ < srtt && window_ < max_) {
+    if (updated_ && srtt > duration::zero() && now - last_update_ < srtt && window_ < max_) {
       // Half a window per round trip or faster: the window limits throughput.
       const std::uint32_t grown = std::min<std::uint64_t>(std::uint64_t{window_} * 2, max_);
       increment += grown - window_;
@@ -35,6 +35,7 @@ class window_tuner {
     }
     unacked_ = 0;
     last_update_ = now;
+    updated_ = true;
     return static_cast<std::uint32_t>(increment);
   }
 
@@ -44,7 +45,8 @@ class window_tuner {
   std::uint32_t window_;
   std::uint32_t max_;
   std::uint64_t unacked_ = 0;
-  std::optional<time_point> last_update_;
+  time_point last_update_{}; // valid when updated_ (no std::optional: GCC 12 -O2 false warnings)
+  bool updated_ = false;
 };
 
 class liveness {
