@@ -4,7 +4,11 @@
 
 #include "tunnel/client.hpp"
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <spdlog/spdlog.h>
 
@@ -94,7 +98,18 @@ int run(const client_args& a) {
       return;
     spdlog::info("client: {} received, shutting down", signo == SIGINT ? "SIGINT" : "SIGTERM");
     c->stop();
-    io.stop();
+    // Give the tunnel up to ~1 s to close politely (WebSocket close, TLS close_notify).
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+          asio::steady_timer t(io);
+          for (int i = 0; i < 24 && !c->idle(); ++i) {
+            t.expires_after(std::chrono::milliseconds(50));
+            co_await t.async_wait(asio::use_awaitable);
+          }
+          io.stop();
+        },
+        asio::detached);
   });
   io.run();
   if (!fatal.empty())

@@ -167,7 +167,7 @@ void client::stop() {
   sweep_timer_.cancel();
   retry_timer_.cancel();
   if (current_)
-    current_->close("client stopping");
+    current_->shutdown("client stopping");
   tunnel_changed_.notify();
 }
 

@@ -49,6 +49,8 @@ class client : public std::enable_shared_from_this<client> {
   /// (token refused, certificate pin mismatch).
   void start(std::function<void(const std::string&)> fatal);
   void stop();
+  /// No tunnel is up (after stop(): the polite close has finished).
+  bool idle() const { return !current_; }
 
  private:
   struct forward;

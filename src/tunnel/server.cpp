@@ -102,7 +102,7 @@ asio::awaitable<void> server::handshake(tcp::socket socket) {
   config.label = "client#" + std::to_string(++next_client_) + " " + from;
   auto s = wire::session::create(std::move(accepted.stream), config);
   sessions_.push_back(s);
-  spdlog::info("server: {} connected ({})", config.label, s->label());
+  spdlog::info("server: {} connected over {}", config.label, transport::to_string(options_.listen.scheme));
   std::weak_ptr<wire::session> weak = s;
   s->set_open_handler([self, weak](std::unique_ptr<wire::mux_stream> stream, wire::open_request request) {
     self->on_open(weak, std::move(stream), std::move(request));
@@ -240,7 +240,7 @@ void server::stop(std::function<void()> done) {
         while (!self->sessions_.empty() && steady_clock::now() < deadline) {
           for (auto& s : std::list(self->sessions_))
             if (s->stream_count() == 0)
-              s->close("server shutting down");
+              s->shutdown("server shutting down");
           self->sessions_.remove_if([](const auto& p) { return p->closed(); });
           if (self->sessions_.empty())
             break;

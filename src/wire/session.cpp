@@ -181,6 +181,22 @@ void session::close(std::string reason) {
   }
 }
 
+void session::shutdown(std::string reason) {
+  if (closed_ || !close_after_flush_.empty())
+    return;
+  draining_ = true;
+  close_after_flush_ = std::move(reason);
+  graceful_ = true;
+  events_->writer_wake.notify();
+  if (control_q_.empty() && data_q_.empty()) {
+    // Nothing to flush: put a PING out so the writer runs the close path.
+    ping_payload p{};
+    auto frame = take_buffer();
+    encode_ping(frame, p, false);
+    send_control(std::move(frame));
+  }
+}
+
 std::vector<std::uint8_t> session::take_buffer() {
   if (pool_.empty())
     return {};
@@ -293,7 +309,18 @@ asio::awaitable<void> session::writer() {
       break;
     }
     stats_.bytes_out += bytes;
-    if (!close_after_flush_.empty() && control_q_.empty()) {
+    if (!close_after_flush_.empty() && control_q_.empty() && (!graceful_ || data_q_.empty())) {
+      if (graceful_) {
+        // Polite end of the transport, bounded: the peer may be gone.
+        asio::steady_timer limit(ex_, std::chrono::seconds(1));
+        limit.async_wait([self](error_code e) {
+          if (!e)
+            self->transport_->close();
+        });
+        error_code sec;
+        co_await transport_->shutdown(sec);
+        limit.cancel();
+      }
       close(close_after_flush_);
       break;
     }

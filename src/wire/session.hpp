@@ -120,6 +120,10 @@ class session : public std::enable_shared_from_this<session> {
   void goaway(reset_code code, std::string_view reason);
   /// Ends the session now; every stream fails.
   void close(std::string reason);
+  /// Ends the session politely: queued frames are written, then the
+  /// transport is shut down (WebSocket close, TLS close_notify) within
+  /// 1 s, then close(reason).
+  void shutdown(std::string reason);
 
   bool closed() const { return closed_; }
   bool draining() const { return draining_ || peer_goaway_; }
@@ -179,7 +183,8 @@ class session : public std::enable_shared_from_this<session> {
   std::function<void(const goaway_info&)> goaway_handler_;
   session_stats stats_;
   std::string close_reason_;
-  std::string close_after_flush_; // set by a protocol error: close once the GOAWAY is written
+  std::string close_after_flush_; // close once the queued frames are written (protocol error, shutdown)
+  bool graceful_ = false;         // shutdown(): also end the transport politely
 };
 
 } // namespace warren::wire
