@@ -7,9 +7,9 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/signal_set.hpp>
 #include <spdlog/spdlog.h>
 
 #include <fstream>
@@ -123,8 +123,10 @@ std::function<int()> add_client_command(CLI::App& app) {
   auto a = std::make_shared<client_args>();
   auto* cmd = app.add_subcommand("client", "Connect to a warren server and forward ports through it");
   cmd->add_option("URL", a->url, "wss://HOST[:PORT][/path], ws://, tls:// or tcp://")->required();
-  cmd->add_option("-L", a->local, "[udp/][bind:]port:host:port  forward a local port through the tunnel");
-  cmd->add_option("-D", a->dynamic, "[bind:]port  SOCKS5 server (names resolved by the server)");
+  cmd->add_option("-L", a->local, "[udp/][bind:]port:host:port  forward a local port through the tunnel")
+      ->allow_extra_args(false);
+  cmd->add_option("-D", a->dynamic, "[bind:]port  SOCKS5 server (names resolved by the server)")
+      ->allow_extra_args(false);
   cmd->add_option("--token-file", a->token_file, "File holding the token (or WARREN_TOKEN)");
   cmd->add_option("--pin", a->pin, "Trust a self-signed server by its certificate's sha256:... fingerprint");
   cmd->add_option("--ca", a->ca, "Verify the server against this CA file instead of the system store");

@@ -32,7 +32,7 @@ struct server_args {
 int run(const server_args& a) {
   init_logging(a.log_level);
   tunnel::server_options o;
-  auto url = transport::parse_url(a.listen);
+  auto url = transport::parse_url(a.listen, true);
   if (!url)
     throw user_error("--listen: " + url.error());
   o.listen = *url;
@@ -125,7 +125,9 @@ std::function<int()> add_server_command(CLI::App& app) {
   cmd->add_option("--client-ca", a->client_ca, "Require client certificates signed by this CA (mTLS)");
   cmd->add_option("--state-dir", a->state_dir, "Where the generated certificate lives");
   cmd->add_option("--token-file", a->token_file, "File holding the token clients must present (or WARREN_TOKEN)");
-  cmd->add_option("--allow", a->allow, "Allowed destination: CIDR[:ports], host[:ports], *.domain[:ports], *");
+  // allow_extra_args(false): otherwise CLI11 reads "[::1]" as a bracketed list.
+  cmd->add_option("--allow", a->allow, "Allowed destination: CIDR[:ports], host[:ports], *.domain[:ports], *")
+      ->allow_extra_args(false);
   cmd->add_option("--log-level", a->log_level)->capture_default_str();
   cmd->add_option("--family", a->family, "Outbound family policy: auto, prefer-ipv4, ipv4, ipv6")
       ->capture_default_str();

@@ -31,6 +31,14 @@ class byte_stream {
   /// Reads at least one byte; end of stream is boost::asio::error::eof.
   virtual boost::asio::awaitable<std::size_t> read_some(boost::asio::mutable_buffer buffer, error_code& ec) = 0;
 
+  /// Completes when read_some would not block (data, end of stream or an
+  /// error is ready), without taking a buffer: idle streams then hold no read
+  /// buffer at all. Carriers that cannot tell complete at once.
+  virtual boost::asio::awaitable<void> wait_readable(error_code& ec) {
+    ec = {};
+    co_return;
+  }
+
   /// Writes every byte of every buffer (a WebSocket adapter sends them as one message).
   virtual boost::asio::awaitable<void> write(std::span<const boost::asio::const_buffer> buffers, error_code& ec) = 0;
 

@@ -23,6 +23,11 @@ class tcp_byte_stream final : public byte_stream {
     co_return n;
   }
 
+  asio::awaitable<void> wait_readable(error_code& ec) override {
+    auto [e] = co_await socket_.async_wait(asio::ip::tcp::socket::wait_read, use_tuple);
+    ec = e;
+  }
+
   asio::awaitable<void> write(std::span<const asio::const_buffer> buffers, error_code& ec) override {
     auto [e, n] = co_await asio::async_write(socket_, buffers, use_tuple);
     ec = e;

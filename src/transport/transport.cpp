@@ -4,6 +4,7 @@
 #include "stream/tcp_stream.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/read.hpp>
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -188,6 +189,24 @@ asio::awaitable<std::string> ws_client_handshake(websocket::stream<Next>& ws, co
   co_return "WebSocket upgrade failed: " + net::describe(ec);
 }
 
+/// tcp:// and tls:// authentication (docs/PROTOCOL.md): send the token line,
+/// read exactly the 3-byte answer (what follows it is the server's HELLO).
+/// Returns an empty string on success.
+template <class Next>
+asio::awaitable<std::string> client_preamble(Next& next, const std::string& token) {
+  const std::string preamble = std::string(k_preamble_magic) + token + "\n";
+  auto [we, wn] = co_await asio::async_write(next, asio::buffer(preamble), use_tuple);
+  if (we)
+    co_return "failed: " + net::describe(we);
+  std::array<char, 3> reply{};
+  auto [re, rn] = co_await asio::async_read(next, asio::buffer(reply), use_tuple);
+  if (re)
+    co_return "failed: " + net::describe(re);
+  if (std::string_view(reply.data(), rn) != "OK\n")
+    co_return "the server refused the token (check --token-file)";
+  co_return std::string();
+}
+
 bool loopback_host(const std::string& host) {
   if (auto ip = net::parse_ip(host))
     return ip->is_loopback();
@@ -226,19 +245,10 @@ asio::awaitable<dial_result> dial(const url& target, const dial_options& options
 
   if (!target.uses_tls()) {
     if (target.scheme == scheme::tcp) {
-      std::string preamble = std::string(k_preamble_magic) + options.token + "\n";
-      auto [we, wn] = co_await asio::async_write(socket, asio::buffer(preamble), use_tuple);
-      asio::streambuf reply(16);
-      auto [re, rn] =
-          we ? std::tuple{we, std::size_t{0}} : co_await asio::async_read_until(socket, reply, '\n', use_tuple);
-      if (we || re) {
-        out.error = guard.fired() ? timed_out("authentication")
-                                  : "authentication with " + show(out.peer) + " failed: " + net::describe(we ? we : re);
-        co_return out;
-      }
-      std::string line(asio::buffers_begin(reply.data()), asio::buffers_begin(reply.data()) + rn);
-      if (line != "OK\n") {
-        out.error = "the server refused the token (check --token-file)";
+      auto failure = co_await client_preamble(socket, options.token);
+      if (!failure.empty()) {
+        out.error =
+            guard.fired() ? timed_out("authentication") : "authentication with " + show(out.peer) + ": " + failure;
         co_return out;
       }
       guard.disarm();
@@ -321,18 +331,10 @@ asio::awaitable<dial_result> dial(const url& target, const dial_options& options
                 SSL_get_cipher_name(tls.native_handle()));
 
   if (target.scheme == scheme::tls) {
-    std::string preamble = std::string(k_preamble_magic) + options.token + "\n";
-    auto [we, wn] = co_await asio::async_write(tls, asio::buffer(preamble), use_tuple);
-    asio::streambuf reply(16);
-    auto [re, rn] = we ? std::tuple{we, std::size_t{0}} : co_await asio::async_read_until(tls, reply, '\n', use_tuple);
-    if (we || re) {
-      out.error = guard.fired() ? timed_out("authentication")
-                                : "authentication with " + show(out.peer) + " failed: " + net::describe(we ? we : re);
-      co_return out;
-    }
-    std::string line(asio::buffers_begin(reply.data()), asio::buffers_begin(reply.data()) + rn);
-    if (line != "OK\n") {
-      out.error = "the server refused the token (check --token-file)";
+    auto failure = co_await client_preamble(tls, options.token);
+    if (!failure.empty()) {
+      out.error =
+          guard.fired() ? timed_out("authentication") : "authentication with " + show(out.peer) + ": " + failure;
       co_return out;
     }
     guard.disarm();

@@ -16,7 +16,7 @@ std::string_view to_string(scheme s) {
   return "?";
 }
 
-expected<url> parse_url(std::string_view text) {
+expected<url> parse_url(std::string_view text, bool listening) {
   using result = expected<url>;
   const auto shown = std::string(text.substr(0, 120));
   const auto sep = text.find("://");
@@ -61,7 +61,7 @@ expected<url> parse_url(std::string_view text) {
       return result::failure("'" + shown + "': tcp:// needs a port, e.g. tcp://host:7000");
     with_port += ":" + std::to_string(default_port);
   }
-  auto hp = net::parse_host_port(with_port);
+  auto hp = net::parse_host_port(with_port, listening);
   if (!hp)
     return result::failure("URL '" + shown + "': " + hp.error());
   u.endpoint = *hp;

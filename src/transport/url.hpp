@@ -21,7 +21,8 @@ struct url {
   bool uses_websocket() const { return scheme == scheme::ws || scheme == scheme::wss; }
 };
 
-expected<url> parse_url(std::string_view text);
+/// `listening`: port 0 is allowed (the kernel picks one).
+expected<url> parse_url(std::string_view text, bool listening = false);
 std::string to_string(const url& u);
 std::string_view to_string(scheme s);
 

@@ -667,6 +667,14 @@ asio::awaitable<std::size_t> mux_stream::read_some(asio::mutable_buffer buffer, 
   }
 }
 
+asio::awaitable<void> mux_stream::wait_readable(error_code& ec) {
+  auto st = state_;
+  ec = {};
+  while (st->buffered == 0 && !st->reset && !st->fin_received)
+    co_await st->readable.wait();
+  co_return;
+}
+
 asio::awaitable<void> mux_stream::write(std::span<const asio::const_buffer> buffers, error_code& ec) {
   auto st = state_;
   auto s = session_;

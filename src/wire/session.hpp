@@ -68,6 +68,7 @@ class mux_stream final : public stream::byte_stream {
   // byte_stream (TCP streams)
   boost::asio::any_io_executor get_executor() override;
   boost::asio::awaitable<std::size_t> read_some(boost::asio::mutable_buffer buffer, error_code& ec) override;
+  boost::asio::awaitable<void> wait_readable(error_code& ec) override;
   boost::asio::awaitable<void> write(std::span<const boost::asio::const_buffer> buffers, error_code& ec) override;
   boost::asio::awaitable<void> shutdown(error_code& ec) override; // DATA + FIN (half-close)
   void close() override;                                          // RESET (closed) unless already finished
