@@ -22,12 +22,13 @@ class window_tuner {
   window_tuner(std::uint32_t initial, std::uint32_t max) : window_(initial), max_(std::max(initial, max)) {}
 
   /// The application consumed `n` bytes; returns the WINDOW increment to send, if any.
-  std::optional<std::uint32_t> on_consumed(std::uint32_t n, time_point now, duration srtt) {
+  /// `may_grow` false (the session's memory budget is spent) keeps the window as is.
+  std::optional<std::uint32_t> on_consumed(std::uint32_t n, time_point now, duration srtt, bool may_grow = true) {
     unacked_ += n;
     if (unacked_ < window_ / 2)
       return std::nullopt;
     std::uint64_t increment = unacked_;
-    if (updated_ && srtt > duration::zero() && now - last_update_ < srtt && window_ < max_) {
+    if (may_grow && updated_ && srtt > duration::zero() && now - last_update_ < srtt && window_ < max_) {
       // Half a window per round trip or faster: the window limits throughput.
       const std::uint32_t grown = std::min<std::uint64_t>(std::uint64_t{window_} * 2, max_);
       increment += grown - window_;

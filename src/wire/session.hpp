@@ -40,6 +40,7 @@ struct session_config {
   std::uint32_t initial_window = k_default_initial_window; // granted to each new stream
   std::uint32_t max_window = 16u << 20;                    // auto-tuning ceiling
   std::uint32_t max_streams = k_default_max_streams;       // concurrent streams we accept
+  std::uint64_t max_buffered = 64u << 20; // windows stop growing once their sum reaches this (per session)
   std::chrono::milliseconds ping_interval{15'000};
   std::size_t max_queued_datagrams = 256;    // per flow, receive side
   std::size_t datagram_send_limit = 1 << 20; // queued bytes beyond which outgoing datagrams drop
@@ -159,6 +160,8 @@ class session : public std::enable_shared_from_this<session> {
   void finish_stream(const std::shared_ptr<stream_state>& st); // remove when both directions are done
   void fail_stream(const std::shared_ptr<stream_state>& st, reset_info why, bool send);
   void consumed(stream_state& st, std::size_t n);
+  void add_stream(const std::shared_ptr<stream_state>& st);
+  void remove_stream(const std::shared_ptr<stream_state>& st);
   std::uint32_t max_payload() const { return peer_max_payload_; }
 
   boost::asio::any_io_executor ex_;
@@ -166,6 +169,7 @@ class session : public std::enable_shared_from_this<session> {
   session_config config_;
   std::map<std::uint32_t, std::shared_ptr<stream_state>> streams_;
   std::uint32_t next_id_;
+  std::uint64_t granted_windows_ = 0; // sum of the receive windows of live streams (memory bound)
   std::uint32_t last_peer_id_ = 0;
   std::uint32_t peer_initial_window_ = k_default_initial_window;
   std::uint32_t peer_max_payload_ = k_default_max_payload;
