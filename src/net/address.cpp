@@ -1,4 +1,5 @@
 #include "net/address.hpp"
+#include "core/text.hpp"
 
 #include <arpa/inet.h>
 
@@ -8,16 +9,7 @@ namespace warren::net {
 namespace {
 
 std::string quoted(std::string_view text) {
-  // Echo at most 80 characters of hostile input back, printable only.
-  std::string out = "'";
-  for (std::size_t i = 0; i < text.size() && i < 80; ++i) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    out += (c >= 0x20 && c < 0x7f) ? static_cast<char>(c) : '?';
-  }
-  if (text.size() > 80)
-    out += "...";
-  out += "'";
-  return out;
+  return quote_untrusted(text);
 }
 
 } // namespace

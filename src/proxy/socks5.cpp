@@ -2,6 +2,7 @@
 // and checks every field the moment its byte is available, so a hostile or
 // confused client is answered at once instead of being waited on.
 #include "proxy/socks5.hpp"
+#include "core/text.hpp"
 
 #include <arpa/inet.h>
 
@@ -26,16 +27,7 @@ std::string hex_byte(std::uint8_t b) {
 }
 
 std::string quoted(std::string_view text) {
-  // Echo at most 80 characters of hostile input back, printable only.
-  std::string out = "'";
-  for (std::size_t i = 0; i < text.size() && i < k_max_quoted; ++i) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    out += (c >= 0x20 && c < 0x7f) ? static_cast<char>(c) : '?';
-  }
-  if (text.size() > k_max_quoted)
-    out += "...";
-  out += "'";
-  return out;
+  return quote_untrusted(text);
 }
 
 bool is_name_char(char c) noexcept {

@@ -4,6 +4,7 @@
 // received bytes other than as numbers. Encoders grow the output vector once
 // per frame and write in place.
 #include "wire/frame.hpp"
+#include "core/text.hpp"
 
 #include <arpa/inet.h>
 
@@ -104,16 +105,8 @@ bool is_domain_char(std::uint8_t c) noexcept {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
 }
 
-// At most 80 printable characters of untrusted text, quoted.
 std::string quoted(std::string_view text) {
-  std::string out = "'";
-  for (std::size_t i = 0; i < text.size() && i < 80; ++i) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    out += (c >= 0x20 && c < 0x7f) ? static_cast<char>(c) : '?';
-  }
-  if (text.size() > 80)
-    out += "...";
-  return out + "'";
+  return quote_untrusted(text);
 }
 
 std::string hex_byte(std::uint8_t c) {
