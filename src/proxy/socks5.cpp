@@ -13,7 +13,6 @@ namespace warren::proxy::socks5 {
 namespace {
 
 constexpr std::array<std::uint8_t, 12> k_v4_mapped_prefix{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-constexpr std::size_t k_max_quoted = 80;
 constexpr std::size_t k_min_address_size = 1 + 4 + 2; // IPv4
 constexpr std::size_t k_min_request_size = 3 + k_min_address_size;
 constexpr std::size_t k_min_userpass_size = 1 + 1 + 1 + 1 + 1;
