@@ -52,7 +52,7 @@ expected<url> parse_url(std::string_view text, bool listening) {
         return result::failure("'" + shown + "': the path contains a space or control character");
   }
   if (authority.find('@') != std::string_view::npos)
-    return result::failure("'" + shown + "': credentials in the URL are not supported; use --token-file");
+    return result::failure("credentials in the URL are not supported (and are not echoed here); use --token-file");
   const bool has_port = authority.starts_with("[") ? authority.find("]:") != std::string_view::npos
                                                    : authority.find(':') != std::string_view::npos;
   std::string with_port(authority);

@@ -1,6 +1,7 @@
 #include "wire/session.hpp"
 
 #include "core/clock.hpp"
+#include "core/text.hpp"
 #include "stream/event.hpp"
 #include "wire/flow.hpp"
 
@@ -368,6 +369,16 @@ asio::awaitable<void> session::reader() {
     end += n;
     stats_.bytes_in += n;
     events_->live->on_receive(steady_clock::now());
+    if (!hello_received_ && begin < end && buf[begin] != static_cast<std::uint8_t>(frame_type::hello)) {
+      // Judge the peer by its first byte, before any length check: an HTTP
+      // or SSH banner read as a header would otherwise look like a huge frame.
+      const auto shown = std::min<std::size_t>(end - begin, 40);
+      protocol_error(reset_code::protocol_error,
+                     "the first frame was not HELLO; the peer sent " +
+                         quote_untrusted(std::string_view(reinterpret_cast<const char*>(buf.data() + begin), shown)) +
+                         " (not a warren peer?)");
+      co_return;
+    }
     while (!closed_ && begin < end) {
       auto result = decode(std::span(buf.data() + begin, end - begin), k_default_max_payload);
       if (std::holds_alternative<need_more>(result))

@@ -1,0 +1,191 @@
+// Tests of stream::pump (src/stream/pump.*) between two TCP byte_streams on
+// loopback: app_a <-> [A  pump  B] <-> app_b, where the apps are plain
+// sockets. Data crosses intact both ways at once, end of stream on one side
+// becomes a half-close on the other while the reverse direction keeps
+// working, the pump ends with byte counts once both directions are done,
+// and an error in one direction (a reset) closes both streams.
+#include "stream/pump.hpp"
+
+#include "../net/test_util.hpp"
+#include "stream/tcp_stream.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <gtest/gtest.h>
+
+#include <random>
+
+using namespace std::chrono_literals;
+using namespace warren;
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using bytes = std::vector<std::uint8_t>;
+
+namespace {
+
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+std::pair<tcp::socket, tcp::socket> tcp_pair(asio::io_context& io) {
+  tcp::acceptor a(io, tcp::endpoint(test::v4_loopback(), 0));
+  tcp::socket near(io);
+  near.connect(a.local_endpoint());
+  tcp::socket far = a.accept();
+  return {std::move(near), std::move(far)};
+}
+
+bytes random_bytes(std::size_t n, std::uint64_t seed) {
+  bytes v(n);
+  std::mt19937_64 rng(seed);
+  for (auto& c : v)
+    c = static_cast<std::uint8_t>(rng());
+  return v;
+}
+
+struct write_job {
+  bool done = false;
+  error_code ec;
+};
+struct read_job {
+  bool done = false;
+  bytes data;
+  error_code ec;
+};
+
+asio::awaitable<void> write_all(tcp::socket& s, const bytes& data, write_job& job, bool fin) {
+  auto [ec, n] = co_await asio::async_write(s, asio::buffer(data), use_tuple);
+  job.ec = ec;
+  if (!ec && fin)
+    s.shutdown(tcp::socket::shutdown_send, job.ec);
+  job.done = true;
+}
+
+asio::awaitable<void> read_all(tcp::socket& s, read_job& job, std::size_t limit = SIZE_MAX) {
+  std::vector<std::uint8_t> buf(64 * 1024);
+  while (job.data.size() < limit) {
+    auto [ec, n] =
+        co_await s.async_read_some(asio::buffer(buf.data(), std::min(buf.size(), limit - job.data.size())), use_tuple);
+    job.data.insert(job.data.end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n));
+    if (ec) {
+      job.ec = ec;
+      break;
+    }
+  }
+  job.done = true;
+}
+
+class pump_test : public ::testing::Test {
+ protected:
+  asio::io_context io;
+  tcp::socket app_a{io};
+  tcp::socket app_b{io};
+  stream::byte_stream_ptr a;
+  stream::byte_stream_ptr b;
+  std::optional<stream::pump_stats> result;
+
+  void SetUp() override {
+    auto [a_near, a_far] = tcp_pair(io);
+    auto [b_near, b_far] = tcp_pair(io);
+    app_a = std::move(a_near);
+    app_b = std::move(b_near);
+    a = stream::make_tcp_stream(std::move(a_far), "A");
+    b = stream::make_tcp_stream(std::move(b_far), "B");
+    asio::co_spawn(
+        io, [this]() -> asio::awaitable<void> { result = co_await stream::pump(*a, *b); },
+        [](const std::exception_ptr& e) {
+          if (e)
+            std::rethrow_exception(e);
+        });
+  }
+
+  bool run(const std::function<bool()>& pred, std::chrono::milliseconds limit = 20s) {
+    return test::run_until(io, pred, limit);
+  }
+};
+
+TEST_F(pump_test, CarriesDataBothWaysAtOnce) {
+  const bytes ab = random_bytes(4 << 20, 1);
+  const bytes ba = random_bytes(3 << 20, 2);
+  write_job wa;
+  write_job wb;
+  read_job ra;
+  read_job rb;
+  asio::co_spawn(io, write_all(app_a, ab, wa, true), asio::detached);
+  asio::co_spawn(io, write_all(app_b, ba, wb, true), asio::detached);
+  asio::co_spawn(io, read_all(app_a, ra), asio::detached);
+  asio::co_spawn(io, read_all(app_b, rb), asio::detached);
+  ASSERT_TRUE(run([&] { return ra.done && rb.done && result.has_value(); }, 60s));
+  EXPECT_FALSE(wa.ec) << wa.ec.message();
+  EXPECT_FALSE(wb.ec) << wb.ec.message();
+  EXPECT_EQ(rb.ec, asio::error::eof);
+  EXPECT_EQ(ra.ec, asio::error::eof);
+  EXPECT_TRUE(rb.data == ab) << rb.data.size() << " bytes arrived at B";
+  EXPECT_TRUE(ra.data == ba) << ra.data.size() << " bytes arrived at A";
+  EXPECT_EQ(result->a_to_b, ab.size());
+  EXPECT_EQ(result->b_to_a, ba.size());
+  EXPECT_FALSE(result->error) << result->error.message();
+}
+
+TEST_F(pump_test, HalfClosePassesThroughAndReverseDirectionContinues) {
+  // A says everything and ends its direction.
+  const bytes request = random_bytes(100'000, 3);
+  write_job wa;
+  read_job rb;
+  asio::co_spawn(io, write_all(app_a, request, wa, true), asio::detached);
+  asio::co_spawn(io, read_all(app_b, rb), asio::detached);
+  ASSERT_TRUE(run([&] { return rb.done; }));
+  EXPECT_EQ(rb.ec, asio::error::eof) << "B did not see A's end of stream";
+  EXPECT_TRUE(rb.data == request);
+  EXPECT_FALSE(result) << "the pump ended while B -> A was still open";
+
+  // B answers afterwards; A still receives it.
+  const bytes response = random_bytes(2 << 20, 4);
+  write_job wb;
+  read_job ra;
+  asio::co_spawn(io, write_all(app_b, response, wb, false), asio::detached);
+  asio::co_spawn(io, read_all(app_a, ra, response.size()), asio::detached);
+  ASSERT_TRUE(run([&] { return ra.done && wb.done; }));
+  EXPECT_FALSE(wb.ec) << wb.ec.message();
+  EXPECT_TRUE(ra.data == response);
+  EXPECT_FALSE(result);
+
+  // B ends too: A reads end of stream and the pump finishes cleanly.
+  app_b.shutdown(tcp::socket::shutdown_send);
+  read_job ra_end;
+  asio::co_spawn(io, read_all(app_a, ra_end), asio::detached);
+  ASSERT_TRUE(run([&] { return ra_end.done && result.has_value(); }));
+  EXPECT_EQ(ra_end.ec, asio::error::eof);
+  EXPECT_TRUE(ra_end.data.empty());
+  EXPECT_EQ(result->a_to_b, request.size());
+  EXPECT_EQ(result->b_to_a, response.size());
+  EXPECT_FALSE(result->error) << result->error.message();
+}
+
+TEST_F(pump_test, ResetInOneDirectionClosesBoth) {
+  // Some traffic first, so both directions are in their read loops.
+  const bytes hello = {'h', 'i'};
+  write_job wa;
+  read_job rb;
+  asio::co_spawn(io, write_all(app_a, hello, wa, false), asio::detached);
+  asio::co_spawn(io, read_all(app_b, rb, hello.size()), asio::detached);
+  ASSERT_TRUE(run([&] { return rb.done; }));
+
+  // B's application aborts: RST instead of FIN.
+  app_b.set_option(asio::socket_base::linger(true, 0));
+  app_b.close();
+
+  // The pump ends with the error, and A's application sees its connection
+  // end although A itself never failed.
+  read_job ra;
+  asio::co_spawn(io, read_all(app_a, ra), asio::detached);
+  ASSERT_TRUE(run([&] { return result.has_value() && ra.done; }));
+  EXPECT_EQ(result->error, asio::error::connection_reset) << result->error.message();
+  EXPECT_TRUE(ra.ec == asio::error::eof || ra.ec == asio::error::connection_reset) << ra.ec.message();
+  EXPECT_EQ(result->a_to_b, hello.size());
+  EXPECT_EQ(result->b_to_a, 0u);
+}
+
+} // namespace

@@ -1,0 +1,203 @@
+// Tests of the TLS helpers (src/transport/tls.*) that need no network:
+// certificate pins in every accepted spelling and the wrong ones, the
+// fingerprint format, the self-signed certificate kept in a state
+// directory (created once with a private key file of mode 0600, then
+// reused; its fingerprint matches certificate_fingerprint_file), and
+// context construction errors that name the file at fault.
+#include "transport/tls.hpp"
+
+#include <gtest/gtest.h>
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+using namespace warren;
+using namespace warren::transport;
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::vector<unsigned char> k_digest = [] {
+  std::vector<unsigned char> d(32);
+  for (std::size_t i = 0; i < d.size(); ++i)
+    d[i] = static_cast<unsigned char>(i * 8 + 5); // 05 0D 15 ... FD
+  return d;
+}();
+
+std::string hex(const std::vector<unsigned char>& d, bool colons, bool upper) {
+  std::string out;
+  const char* digits = upper ? "0123456789ABCDEF" : "0123456789abcdef";
+  for (std::size_t i = 0; i < d.size(); ++i) {
+    if (colons && i)
+      out += ':';
+    out += digits[d[i] >> 4];
+    out += digits[d[i] & 15];
+  }
+  return out;
+}
+
+/// A fresh directory under the test temp dir, removed at the end.
+class temp_dir {
+ public:
+  temp_dir() {
+    std::string pattern = (fs::path(::testing::TempDir()) / "warren-tls-XXXXXX").string();
+    if (::mkdtemp(pattern.data()) == nullptr)
+      throw std::runtime_error("mkdtemp failed");
+    path_ = pattern;
+  }
+  ~temp_dir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+TEST(Pin, ColonsAndPrefix) {
+  auto p = parse_pin("sha256:" + hex(k_digest, true, true));
+  ASSERT_TRUE(p) << p.error();
+  EXPECT_EQ(*p, k_digest);
+}
+
+TEST(Pin, BareHexWithoutColons) {
+  auto p = parse_pin(hex(k_digest, false, true));
+  ASSERT_TRUE(p) << p.error();
+  EXPECT_EQ(*p, k_digest);
+}
+
+TEST(Pin, CaseDoesNotMatter) {
+  auto lower = parse_pin("sha256:" + hex(k_digest, true, false));
+  auto upper = parse_pin("SHA256:" + hex(k_digest, false, true));
+  ASSERT_TRUE(lower) << lower.error();
+  ASSERT_TRUE(upper) << upper.error();
+  EXPECT_EQ(*lower, k_digest);
+  EXPECT_EQ(*upper, k_digest);
+}
+
+TEST(Pin, WrongLength) {
+  const std::string full = hex(k_digest, false, true);
+  auto short_pin = parse_pin("sha256:" + full.substr(0, 62));
+  ASSERT_FALSE(short_pin);
+  EXPECT_NE(short_pin.error().find("64 hex digits"), std::string::npos) << short_pin.error();
+  EXPECT_FALSE(parse_pin("sha256:" + full + "00")) << "33 bytes";
+  EXPECT_FALSE(parse_pin("sha256:" + full.substr(0, 63))) << "an odd number of digits";
+  EXPECT_FALSE(parse_pin("sha256:" + full + "0")) << "65 digits";
+  EXPECT_FALSE(parse_pin(""));
+  EXPECT_FALSE(parse_pin("sha256:"));
+}
+
+TEST(Pin, NotHex) {
+  std::string bad = hex(k_digest, true, true);
+  bad[4] = 'G';
+  auto p = parse_pin("sha256:" + bad);
+  ASSERT_FALSE(p);
+  EXPECT_NE(p.error().find("not hex"), std::string::npos) << p.error();
+  EXPECT_FALSE(parse_pin("sha1:" + hex(k_digest, true, true))) << "another algorithm";
+  EXPECT_FALSE(parse_pin("sha256: " + hex(k_digest, true, true))) << "a space";
+}
+
+TEST(Pin, FormatRoundTrips) {
+  const auto text = format_fingerprint(k_digest.data(), k_digest.size());
+  EXPECT_EQ(text, "sha256:" + hex(k_digest, true, true));
+  auto back = parse_pin(text);
+  ASSERT_TRUE(back) << back.error();
+  EXPECT_EQ(*back, k_digest);
+}
+
+TEST(SelfSigned, CreatesOnceThenReuses) {
+  temp_dir dir;
+  const auto state = (dir.path() / "state").string(); // does not exist yet
+  auto first = ensure_self_signed(state, {"gw.example", "192.0.2.10"});
+  ASSERT_TRUE(first) << first.error();
+  EXPECT_TRUE(first->created);
+  EXPECT_EQ(first->cert_file, (fs::path(state) / "cert.pem").string());
+  EXPECT_EQ(first->key_file, (fs::path(state) / "key.pem").string());
+  EXPECT_TRUE(fs::exists(first->cert_file));
+  EXPECT_TRUE(fs::exists(first->key_file));
+
+  struct stat st {};
+  ASSERT_EQ(::stat(first->key_file.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u) << std::oct << (st.st_mode & 0777);
+  ASSERT_EQ(::stat(state.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0077, 0u) << "the state directory is open to others: " << std::oct << (st.st_mode & 0777);
+
+  auto fp = certificate_fingerprint_file(first->cert_file);
+  ASSERT_TRUE(fp) << fp.error();
+  EXPECT_EQ(*fp, first->fingerprint);
+  auto pin = parse_pin(first->fingerprint);
+  EXPECT_TRUE(pin) << "the printed fingerprint is not a valid --pin: " << pin.error();
+
+  std::ifstream cert_in(first->cert_file);
+  const std::string cert_text((std::istreambuf_iterator<char>(cert_in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(cert_text.find("BEGIN CERTIFICATE"), std::string::npos);
+
+  auto second = ensure_self_signed(state, {"other.example"});
+  ASSERT_TRUE(second) << second.error();
+  EXPECT_FALSE(second->created);
+  EXPECT_EQ(second->fingerprint, first->fingerprint);
+  std::ifstream again(first->cert_file);
+  const std::string cert_again((std::istreambuf_iterator<char>(again)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(cert_again, cert_text) << "the certificate was rewritten";
+
+  // A server context loads the pair.
+  auto ctx = make_server_context({first->cert_file, first->key_file, {}});
+  EXPECT_TRUE(ctx) << ctx.error();
+}
+
+TEST(SelfSigned, TwoDirectoriesTwoCertificates) {
+  temp_dir dir;
+  auto a = ensure_self_signed((dir.path() / "a").string(), {});
+  auto b = ensure_self_signed((dir.path() / "b").string(), {});
+  ASSERT_TRUE(a) << a.error();
+  ASSERT_TRUE(b) << b.error();
+  EXPECT_NE(a->fingerprint, b->fingerprint);
+}
+
+TEST(SelfSigned, CorruptCertificateIsAnError) {
+  temp_dir dir;
+  std::ofstream(dir.path() / "cert.pem") << "not a certificate\n";
+  std::ofstream(dir.path() / "key.pem") << "not a key\n";
+  auto r = ensure_self_signed(dir.path().string(), {});
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().find("cert.pem"), std::string::npos) << r.error();
+}
+
+TEST(Fingerprint, MissingFile) {
+  auto r = certificate_fingerprint_file("/nonexistent/warren/cert.pem");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().find("/nonexistent/warren/cert.pem"), std::string::npos) << r.error();
+}
+
+TEST(Contexts, ErrorsNameTheFile) {
+  auto server = make_server_context({"/nonexistent/cert.pem", "/nonexistent/key.pem", {}});
+  ASSERT_FALSE(server);
+  EXPECT_NE(server.error().find("/nonexistent/cert.pem"), std::string::npos) << server.error();
+
+  tls_client_options ca;
+  ca.ca_file = "/nonexistent/ca.pem";
+  auto client = make_client_context(ca);
+  ASSERT_FALSE(client);
+  EXPECT_NE(client.error().find("/nonexistent/ca.pem"), std::string::npos) << client.error();
+
+  tls_client_options bad_pin;
+  bad_pin.pin = "sha256:1234";
+  auto pinned = make_client_context(bad_pin);
+  ASSERT_FALSE(pinned);
+  EXPECT_NE(pinned.error().find("pin"), std::string::npos) << pinned.error();
+
+  tls_client_options good_pin;
+  good_pin.pin = format_fingerprint(k_digest.data(), k_digest.size());
+  auto ok = make_client_context(good_pin);
+  ASSERT_TRUE(ok) << ok.error();
+  ASSERT_TRUE(ok->pin);
+  EXPECT_EQ(*ok->pin, k_digest);
+}
+
+} // namespace

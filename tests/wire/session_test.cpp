@@ -1,0 +1,750 @@
+// Tests of the mux session (src/wire/session.*) over real loopback TCP
+// connections: a client session and a server session on the two ends of one
+// socket pair (or one session facing a raw socket that plays a scripted or
+// misbehaving peer). Covers 0-RTT data before OPEN_OK, accept and refuse,
+// bulk data both ways, half-close, reset on close(), per-stream flow control
+// without head-of-line blocking, many concurrent streams, UDP flows and their
+// drop accounting, HELLO checks, transport end of stream, GOAWAY draining and
+// the ping timeout. Everything runs on one io_context driven by run_until.
+#include "wire/session.hpp"
+
+#include "../net/test_util.hpp"
+#include "stream/tcp_stream.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <limits>
+#include <random>
+
+using namespace std::chrono_literals;
+using namespace warren;
+using namespace warren::wire;
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using bytes = std::vector<std::uint8_t>;
+
+namespace {
+
+constexpr std::size_t k_mib = 1u << 20;
+
+std::pair<tcp::socket, tcp::socket> tcp_pair(asio::io_context& io) {
+  tcp::acceptor a(io, tcp::endpoint(test::v4_loopback(), 0));
+  tcp::socket near(io);
+  near.connect(a.local_endpoint());
+  tcp::socket far = a.accept();
+  return {std::move(near), std::move(far)};
+}
+
+bytes random_bytes(std::size_t n, std::uint64_t seed) {
+  bytes v(n);
+  std::mt19937_64 rng(seed);
+  for (auto& c : v)
+    c = static_cast<std::uint8_t>(rng());
+  return v;
+}
+
+bytes text(std::string_view s) {
+  return bytes(s.begin(), s.end());
+}
+
+template <class F>
+void spawn(asio::io_context& io, F&& f) {
+  asio::co_spawn(io, std::forward<F>(f), [](const std::exception_ptr& e) {
+    if (e)
+      std::rethrow_exception(e);
+  });
+}
+
+target_address target(const std::string& host, std::uint16_t port) {
+  auto t = target_address::from_host_port({host, port});
+  EXPECT_TRUE(t) << t.error();
+  return *t;
+}
+
+/// Result slots filled by the coroutines below.
+struct write_job {
+  bool done = false;
+  error_code ec;
+};
+struct read_job {
+  bool done = false;
+  bytes data;
+  error_code ec; // the error that ended the read (eof for a clean end)
+};
+
+/// Writes `data` in `chunk`-sized writes; with `fin`, shuts the direction down after.
+asio::awaitable<void> write_all(stream::byte_stream& s, bytes data, write_job& job, std::size_t chunk, bool fin) {
+  for (std::size_t off = 0; off < data.size() && !job.ec; off += chunk) {
+    const asio::const_buffer b(data.data() + off, std::min(chunk, data.size() - off));
+    co_await s.write(std::span(&b, 1), job.ec);
+  }
+  if (!job.ec && fin)
+    co_await s.shutdown(job.ec);
+  job.done = true;
+}
+
+/// Reads until an error (eof included) or until `limit` bytes arrived.
+asio::awaitable<void> read_all(stream::byte_stream& s, read_job& job,
+                               std::size_t limit = std::numeric_limits<std::size_t>::max()) {
+  std::vector<std::uint8_t> buf(64 * 1024);
+  while (job.data.size() < limit) {
+    error_code ec;
+    const std::size_t n =
+        co_await s.read_some(asio::buffer(buf.data(), std::min(buf.size(), limit - job.data.size())), ec);
+    job.data.insert(job.data.end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n));
+    if (ec) {
+      job.ec = ec;
+      break;
+    }
+  }
+  job.done = true;
+}
+
+struct open_job {
+  bool done = false;
+  std::optional<reset_info> reset;
+};
+
+asio::awaitable<void> wait_open(mux_stream& s, open_job& job) {
+  job.reset = co_await s.wait_open();
+  job.done = true;
+}
+
+session_config client_config() {
+  session_config c;
+  c.is_client = true;
+  c.label = "client";
+  return c;
+}
+
+session_config server_config() {
+  session_config c;
+  c.is_client = false;
+  c.label = "server";
+  return c;
+}
+
+class session_test : public ::testing::Test {
+ protected:
+  asio::io_context io; // first: destroyed last
+  std::shared_ptr<session> client;
+  std::shared_ptr<session> server;
+  std::vector<std::unique_ptr<mux_stream>> accepted; // server side streams, in order of arrival
+  std::vector<open_request> requests;
+  std::function<void(mux_stream&)> on_accept; // optional, runs for each new server stream
+  std::optional<std::string> client_closed;
+  std::optional<std::string> server_closed;
+
+  void start(session_config cc = client_config(), session_config sc = server_config()) {
+    auto [a, b] = tcp_pair(io);
+    client = session::create(stream::make_tcp_stream(std::move(a), "client end"), cc);
+    server = session::create(stream::make_tcp_stream(std::move(b), "server end"), sc);
+    server->set_open_handler([this](std::unique_ptr<mux_stream> s, open_request r) {
+      accepted.push_back(std::move(s));
+      requests.push_back(std::move(r));
+      if (on_accept)
+        on_accept(*accepted.back());
+    });
+    client->set_closed_handler([this](const std::string& why) { client_closed = why; });
+    server->set_closed_handler([this](const std::string& why) { server_closed = why; });
+    client->start();
+    server->start();
+  }
+
+  bool run(const std::function<bool()>& pred, std::chrono::milliseconds limit = 20s) {
+    return test::run_until(io, pred, limit);
+  }
+
+  // No TearDown that runs the loop: after a failed ASSERT, coroutines may
+  // still point at the test body's locals. Destroying io (declared first,
+  // so destroyed last) destroys their frames without resuming them, which
+  // releases the sessions.
+};
+
+// ---- opening streams ----------------------------------------------------------
+
+TEST_F(session_test, DataWrittenBeforeOpenOkReachesTheServer) {
+  start();
+  auto s = client->open(stream_kind::tcp, target("example.com", 80));
+  ASSERT_TRUE(s);
+  write_job w;
+  spawn(io, write_all(*s, text("early data"), w, 1024, false));
+  open_job o;
+  spawn(io, wait_open(*s, o));
+
+  ASSERT_TRUE(run([&] { return w.done && accepted.size() == 1; }));
+  EXPECT_FALSE(w.ec) << w.ec.message();
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_EQ(requests[0].kind, stream_kind::tcp);
+  EXPECT_EQ(requests[0].target, target("example.com", 80));
+
+  // The server has not answered yet, but the bytes are already there.
+  read_job r;
+  spawn(io, read_all(*accepted[0], r, 10));
+  ASSERT_TRUE(run([&] { return r.done; }));
+  EXPECT_EQ(r.data, text("early data"));
+  EXPECT_FALSE(o.done) << "wait_open() returned before the server accepted";
+
+  accepted[0]->accept();
+  ASSERT_TRUE(run([&] { return o.done; }));
+  EXPECT_EQ(o.reset, std::nullopt);
+}
+
+TEST_F(session_test, RefuseReachesWaitOpenWithCodeAndReason) {
+  start();
+  auto s = client->open(stream_kind::tcp, target("10.0.0.1", 22));
+  ASSERT_TRUE(s);
+  open_job o;
+  spawn(io, wait_open(*s, o));
+  ASSERT_TRUE(run([&] { return accepted.size() == 1; }));
+  accepted[0]->refuse(reset_code::refused, "x");
+  ASSERT_TRUE(run([&] { return o.done; }));
+  ASSERT_TRUE(o.reset);
+  EXPECT_EQ(o.reset->code, reset_code::refused);
+  EXPECT_EQ(o.reset->reason, "x");
+  EXPECT_EQ(s->reset_reason(), o.reset);
+
+  // The stream is gone on both sides, and reading it reports the refusal.
+  read_job r;
+  spawn(io, read_all(*s, r));
+  ASSERT_TRUE(run([&] { return r.done; }));
+  EXPECT_EQ(r.ec, asio::error::connection_refused);
+  EXPECT_EQ(client->stream_count(), 0u);
+  EXPECT_EQ(server->stream_count(), 0u);
+}
+
+TEST_F(session_test, ClientRefusesStreamsOpenedByTheServer) {
+  start();
+  // A server-side open() is allowed by the API; the client has no handler
+  // for it and answers RESET refused.
+  auto s = server->open(stream_kind::tcp, target("example.com", 80));
+  ASSERT_TRUE(s);
+  open_job o;
+  spawn(io, wait_open(*s, o));
+  ASSERT_TRUE(run([&] { return o.done; }));
+  ASSERT_TRUE(o.reset);
+  EXPECT_EQ(o.reset->code, reset_code::refused);
+}
+
+// ---- data -------------------------------------------------------------------
+
+TEST_F(session_test, EightMebibytesBothWaysIntact) {
+  const bytes up = random_bytes(8 * k_mib, 1);
+  const bytes down = random_bytes(8 * k_mib, 2);
+  write_job server_w;
+  read_job server_r;
+  on_accept = [&](mux_stream& s) {
+    s.accept();
+    spawn(io, write_all(s, down, server_w, 100'000, true));
+    spawn(io, read_all(s, server_r));
+  };
+  start();
+  auto s = client->open(stream_kind::tcp, target("example.com", 80));
+  ASSERT_TRUE(s);
+  write_job client_w;
+  read_job client_r;
+  spawn(io, write_all(*s, up, client_w, 1 * k_mib, true));
+  spawn(io, read_all(*s, client_r));
+
+  ASSERT_TRUE(run([&] { return client_w.done && client_r.done && server_w.done && server_r.done; }, 60s));
+  EXPECT_FALSE(client_w.ec) << client_w.ec.message();
+  EXPECT_FALSE(server_w.ec) << server_w.ec.message();
+  EXPECT_EQ(server_r.ec, asio::error::eof);
+  EXPECT_EQ(client_r.ec, asio::error::eof);
+  EXPECT_TRUE(server_r.data == up) << "client -> server: " << server_r.data.size() << " bytes arrived";
+  EXPECT_TRUE(client_r.data == down) << "server -> client: " << client_r.data.size() << " bytes arrived";
+  // Both directions finished: the stream is gone on both sides.
+  EXPECT_TRUE(run([&] { return client->stream_count() == 0 && server->stream_count() == 0; }));
+  EXPECT_GT(client->stats().bytes_out, 8 * k_mib);
+  EXPECT_GT(client->stats().bytes_in, 8 * k_mib);
+}
+
+TEST_F(session_test, HalfCloseEndsOneDirectionOnly) {
+  on_accept = [](mux_stream& s) { s.accept(); };
+  start();
+  auto s = client->open(stream_kind::tcp, target("example.com", 80));
+  ASSERT_TRUE(s);
+  write_job w;
+  spawn(io, write_all(*s, text("request"), w, 1024, true)); // write, then shutdown()
+  ASSERT_TRUE(run([&] { return w.done && accepted.size() == 1; }));
+  ASSERT_FALSE(w.ec) << w.ec.message();
+
+  read_job server_r;
+  spawn(io, read_all(*accepted[0], server_r));
+  ASSERT_TRUE(run([&] { return server_r.done; }));
+  EXPECT_EQ(server_r.data, text("request"));
+  EXPECT_EQ(server_r.ec, asio::error::eof);
+
+  // The other direction still works after the client's FIN.
+  EXPECT_EQ(server->stream_count(), 1u);
+  write_job server_w;
+  read_job client_r;
+  spawn(io, read_all(*s, client_r));
+  spawn(io, write_all(*accepted[0], text("response"), server_w, 1024, false));
+  ASSERT_TRUE(run([&] { return server_w.done && client_r.data.size() == 8; }));
+  EXPECT_FALSE(server_w.ec) << server_w.ec.message();
+  EXPECT_EQ(client_r.data, text("response"));
+  EXPECT_FALSE(client_r.done) << "the client's read ended before the server's FIN";
+
+  // Writing after our own shutdown() fails; the stream is not reset by it.
+  write_job late;
+  spawn(io, write_all(*s, text("more"), late, 1024, false));
+  ASSERT_TRUE(run([&] { return late.done; }));
+  EXPECT_EQ(late.ec, asio::error::shut_down);
+
+  error_code ec;
+  spawn(io, [&]() -> asio::awaitable<void> { co_await accepted[0]->shutdown(ec); });
+  ASSERT_TRUE(run([&] { return client_r.done; }));
+  EXPECT_FALSE(ec);
+  EXPECT_EQ(client_r.ec, asio::error::eof);
+  EXPECT_TRUE(run([&] { return client->stream_count() == 0 && server->stream_count() == 0; }));
+}
+
+TEST_F(session_test, CloseResetsThePeer) {
+  on_accept = [](mux_stream& s) { s.accept(); };
+  start();
+  auto s = client->open(stream_kind::tcp, target("example.com", 80));
+  ASSERT_TRUE(s);
+  ASSERT_TRUE(run([&] { return accepted.size() == 1; }));
+  read_job server_r;
+  spawn(io, read_all(*accepted[0], server_r));
+  s->close();
+  ASSERT_TRUE(run([&] { return server_r.done; }));
+  EXPECT_EQ(server_r.ec, asio::error::connection_reset);
+  ASSERT_TRUE(accepted[0]->reset_reason());
+  EXPECT_EQ(accepted[0]->reset_reason()->code, reset_code::closed);
+  EXPECT_TRUE(run([&] { return server->stream_count() == 0; }));
+  EXPECT_EQ(client->stream_count(), 0u);
+}
+
+TEST_F(session_test, DestroyingAStreamHandleResetsThePeer) {
+  on_accept = [](mux_stream& s) { s.accept(); };
+  start();
+  auto s = client->open(stream_kind::tcp, target("example.com", 80));
+  ASSERT_TRUE(run([&] { return accepted.size() == 1; }));
+  read_job server_r;
+  spawn(io, read_all(*accepted[0], server_r));
+  s.reset();
+  ASSERT_TRUE(run([&] { return server_r.done; }));
+  EXPECT_EQ(server_r.ec, asio::error::connection_reset);
+}
+
+// ---- flow control -------------------------------------------------------------
+
+// A stream whose reader stalls pins at most one window: its writer stops
+// after about initial_window bytes while another stream on the same session
+// moves 4 MiB. Reading the stalled stream then lets its writer finish.
+TEST_F(session_test, StalledStreamDoesNotBlockOthers) {
+  on_accept = [](mux_stream& s) { s.accept(); };
+  auto sc = server_config();
+  sc.initial_window = k_default_initial_window; // 256 KiB
+  start(client_config(), sc);
+
+  auto stalled = client->open(stream_kind::tcp, target("stalled.example", 80));
+  ASSERT_TRUE(stalled);
+  const bytes stalled_data = random_bytes(1 * k_mib, 3);
+  write_job stalled_w;
+  spawn(io, write_all(*stalled, stalled_data, stalled_w, stalled_data.size(), false));
+  // Wait until the whole first window has arrived at the server.
+  ASSERT_TRUE(run([&] { return server->stats().bytes_in >= sc.initial_window; }));
+  const std::uint64_t stalled_in = server->stats().bytes_in;
+
+  auto busy = client->open(stream_kind::tcp, target("busy.example", 80));
+  ASSERT_TRUE(busy);
+  const bytes busy_data = random_bytes(4 * k_mib, 4);
+  write_job busy_w;
+  spawn(io, write_all(*busy, busy_data, busy_w, 256 * 1024, true));
+  ASSERT_TRUE(run([&] { return accepted.size() == 2; }));
+  read_job busy_r;
+  spawn(io, read_all(*accepted[1], busy_r));
+  ASSERT_TRUE(run([&] { return busy_r.done; }, 60s));
+  EXPECT_EQ(busy_r.ec, asio::error::eof);
+  EXPECT_TRUE(busy_r.data == busy_data) << busy_r.data.size() << " bytes arrived";
+
+  // The stalled stream's writer is still blocked, having sent one window.
+  EXPECT_FALSE(stalled_w.done) << "a write of 1 MiB completed although nobody read the stream";
+  const std::uint64_t in = server->stats().bytes_in;
+  EXPECT_LT(stalled_in, sc.initial_window + 4096u) << "more than one window (plus framing) was sent";
+  EXPECT_GE(in - busy_data.size(), sc.initial_window);
+  EXPECT_LT(in - busy_data.size(), sc.initial_window + 16 * 1024u)
+      << "the stalled stream kept sending beyond its window while the other stream ran";
+
+  // Reading the stalled stream returns credit and the writer completes.
+  read_job stalled_r;
+  spawn(io, read_all(*accepted[0], stalled_r, stalled_data.size()));
+  ASSERT_TRUE(run([&] { return stalled_w.done && stalled_r.done; }, 30s));
+  EXPECT_FALSE(stalled_w.ec) << stalled_w.ec.message();
+  EXPECT_TRUE(stalled_r.data == stalled_data);
+}
+
+TEST_F(session_test, TwoHundredConcurrentStreams) {
+  constexpr int k_streams = 200;
+  std::vector<std::unique_ptr<write_job>> echo_w;
+  std::vector<std::unique_ptr<read_job>> echo_r;
+  // Echo server: read everything, then send it back and FIN.
+  on_accept = [&](mux_stream& s) {
+    s.accept();
+    spawn(io, [&s]() -> asio::awaitable<void> {
+      read_job r;
+      co_await read_all(s, r);
+      if (r.ec != asio::error::eof)
+        co_return;
+      write_job w;
+      co_await write_all(s, r.data, w, 16 * 1024, true);
+    });
+  };
+  start();
+  std::vector<std::unique_ptr<mux_stream>> streams;
+  std::vector<bytes> sent;
+  std::vector<std::unique_ptr<write_job>> writes;
+  std::vector<std::unique_ptr<read_job>> reads;
+  for (int i = 0; i < k_streams; ++i) {
+    streams.push_back(client->open(stream_kind::tcp, target("echo.example", static_cast<std::uint16_t>(1000 + i))));
+    ASSERT_TRUE(streams.back()) << "open " << i;
+    sent.push_back(random_bytes(1000 + 97 * static_cast<std::size_t>(i), static_cast<std::uint64_t>(100 + i)));
+    writes.push_back(std::make_unique<write_job>());
+    reads.push_back(std::make_unique<read_job>());
+  }
+  EXPECT_EQ(client->stream_count(), static_cast<std::size_t>(k_streams));
+  for (int i = 0; i < k_streams; ++i) {
+    spawn(io, write_all(*streams[i], sent[i], *writes[i], 4096, true));
+    spawn(io, read_all(*streams[i], *reads[i]));
+  }
+  ASSERT_TRUE(run([&] { return std::all_of(reads.begin(), reads.end(), [](const auto& r) { return r->done; }); }, 60s));
+  int intact = 0;
+  for (int i = 0; i < k_streams; ++i) {
+    EXPECT_FALSE(writes[i]->ec) << "stream " << i << ": " << writes[i]->ec.message();
+    EXPECT_EQ(reads[i]->ec, asio::error::eof) << "stream " << i;
+    if (reads[i]->data == sent[i])
+      ++intact;
+  }
+  EXPECT_EQ(intact, k_streams);
+  ASSERT_EQ(requests.size(), static_cast<std::size_t>(k_streams));
+  for (int i = 0; i < k_streams; ++i)
+    EXPECT_EQ(requests[i].target.port, 1000 + i);
+  EXPECT_EQ(client->stats().streams_opened, static_cast<std::uint64_t>(k_streams));
+  EXPECT_EQ(server->stats().streams_opened, static_cast<std::uint64_t>(k_streams));
+  EXPECT_TRUE(run([&] { return client->stream_count() == 0 && server->stream_count() == 0; }));
+}
+
+TEST_F(session_test, StreamLimitRefusesBeyondMaxStreams) {
+  auto sc = server_config();
+  sc.max_streams = 2;
+  start(client_config(), sc);
+  // Wait for the server's HELLO (the first bytes the client reads, handled
+  // in the same step) so the client knows the limit...
+  ASSERT_TRUE(run([&] { return client->stats().bytes_in > 0; }));
+  auto first = client->open(stream_kind::tcp, target("a.example", 1));
+  ASSERT_TRUE(first);
+  auto second = client->open(stream_kind::tcp, target("b.example", 1));
+  ASSERT_TRUE(second);
+  // ...after which it refuses locally rather than sending a doomed OPEN.
+  EXPECT_EQ(client->open(stream_kind::tcp, target("c.example", 1)), nullptr);
+}
+
+// ---- UDP flows ----------------------------------------------------------------
+
+struct datagram_job {
+  bool done = false;
+  std::vector<bytes> received;
+};
+
+asio::awaitable<void> receive_datagrams(mux_stream& s, datagram_job& job, std::size_t count) {
+  while (job.received.size() < count) {
+    auto d = co_await s.receive_datagram();
+    if (!d)
+      break;
+    job.received.push_back(std::move(*d));
+  }
+  job.done = true;
+}
+
+TEST_F(session_test, DatagramsBothWaysKeepBoundaries) {
+  start();
+  auto flow = client->open(stream_kind::udp, target("10.0.0.53", 53));
+  ASSERT_TRUE(flow);
+  EXPECT_EQ(flow->kind(), stream_kind::udp);
+  const std::vector<bytes> up = {text("a"), random_bytes(100, 5), random_bytes(1400, 6), bytes{}};
+  for (const auto& d : up)
+    EXPECT_TRUE(flow->send_datagram(d));
+  ASSERT_TRUE(run([&] { return accepted.size() == 1; }));
+  EXPECT_EQ(requests[0].kind, stream_kind::udp);
+  EXPECT_EQ(accepted[0]->kind(), stream_kind::udp);
+  accepted[0]->accept();
+
+  datagram_job server_rx;
+  spawn(io, receive_datagrams(*accepted[0], server_rx, up.size()));
+  ASSERT_TRUE(run([&] { return server_rx.done; }));
+  EXPECT_EQ(server_rx.received, up);
+
+  const std::vector<bytes> down = {random_bytes(512, 7), text("reply")};
+  for (const auto& d : down)
+    EXPECT_TRUE(accepted[0]->send_datagram(d));
+  datagram_job client_rx;
+  spawn(io, receive_datagrams(*flow, client_rx, down.size()));
+  ASSERT_TRUE(run([&] { return client_rx.done; }));
+  EXPECT_EQ(client_rx.received, down);
+  EXPECT_EQ(client->stats().datagrams_dropped, 0u);
+  EXPECT_EQ(server->stats().datagrams_dropped, 0u);
+}
+
+TEST_F(session_test, ReceiveQueueOverflowDropsAndCounts) {
+  auto sc = server_config();
+  sc.max_queued_datagrams = 4;
+  start(client_config(), sc);
+  auto flow = client->open(stream_kind::udp, target("10.0.0.53", 53));
+  ASSERT_TRUE(flow);
+  std::vector<bytes> sent;
+  for (int i = 0; i < 10; ++i) {
+    sent.push_back(random_bytes(200, static_cast<std::uint64_t>(50 + i)));
+    ASSERT_TRUE(flow->send_datagram(sent.back())) << i;
+  }
+  // Nobody reads the server's flow: 4 are queued, 6 dropped on arrival.
+  ASSERT_TRUE(run([&] { return server->stats().datagrams_dropped >= 6; }));
+  ASSERT_EQ(accepted.size(), 1u);
+  datagram_job rx;
+  spawn(io, receive_datagrams(*accepted[0], rx, 4));
+  ASSERT_TRUE(run([&] { return rx.done; }));
+  EXPECT_EQ(rx.received, std::vector<bytes>(sent.begin(), sent.begin() + 4)) << "the oldest ones are kept";
+  EXPECT_EQ(server->stats().datagrams_dropped, 6u);
+  EXPECT_EQ(client->stats().datagrams_dropped, 0u);
+
+  // With room in the queue again, datagrams are delivered.
+  ASSERT_TRUE(flow->send_datagram(text("after")));
+  datagram_job rx2;
+  spawn(io, receive_datagrams(*accepted[0], rx2, 1));
+  ASSERT_TRUE(run([&] { return rx2.done; }));
+  EXPECT_EQ(rx2.received, std::vector<bytes>{text("after")});
+  EXPECT_EQ(server->stats().datagrams_dropped, 6u);
+}
+
+TEST_F(session_test, SendSideDropsOversizedAndCongestedDatagrams) {
+  auto cc = client_config();
+  cc.datagram_send_limit = 1000;
+  start(cc, server_config());
+  auto flow = client->open(stream_kind::udp, target("10.0.0.53", 53));
+  ASSERT_TRUE(flow);
+  EXPECT_FALSE(flow->send_datagram(bytes(k_default_max_payload + 1))) << "larger than a frame";
+  EXPECT_EQ(client->stats().datagrams_dropped, 1u);
+  // No I/O runs between these calls, so the first is still queued.
+  EXPECT_TRUE(flow->send_datagram(bytes(600)));
+  EXPECT_FALSE(flow->send_datagram(bytes(600))) << "beyond datagram_send_limit queued bytes";
+  EXPECT_EQ(client->stats().datagrams_dropped, 2u);
+}
+
+// ---- session life -------------------------------------------------------------
+
+/// One session against a raw socket that the test scripts byte by byte.
+class raw_peer_test : public ::testing::Test {
+ protected:
+  asio::io_context io;
+  std::shared_ptr<session> s;
+  std::optional<std::string> closed;
+  tcp::socket raw{io};
+
+  void start(session_config config) {
+    auto [a, b] = tcp_pair(io);
+    raw = std::move(b);
+    s = session::create(stream::make_tcp_stream(std::move(a), "session end"), config);
+    s->set_closed_handler([this](const std::string& why) { closed = why; });
+    s->start();
+  }
+
+  void send_raw(const bytes& b) { asio::write(raw, asio::buffer(b)); }
+
+  /// Everything the session wrote until it closed the connection.
+  bytes read_raw_until_eof() {
+    bytes out;
+    read_job job;
+    auto peer = stream::make_tcp_stream(std::move(raw), "raw");
+    spawn(io, read_all(*peer, job));
+    EXPECT_TRUE(test::run_until(io, [&] { return job.done; }));
+    return job.data;
+  }
+
+  static bytes hello_frame() {
+    bytes f;
+    hello h;
+    h.initial_window = k_default_initial_window;
+    encode_hello(f, h);
+    return f;
+  }
+};
+
+std::vector<decoded_frame> frames_of(const bytes& b) {
+  std::vector<decoded_frame> out;
+  std::span<const std::uint8_t> rest(b);
+  while (!rest.empty()) {
+    auto r = decode(rest);
+    auto* f = std::get_if<decoded_frame>(&r);
+    if (!f)
+      break;
+    out.push_back(*f);
+    rest = rest.subspan(f->consumed);
+  }
+  return out;
+}
+
+struct garbage_case {
+  const char* name;
+  bytes data;
+};
+
+void PrintTo(const garbage_case& c, std::ostream* os) {
+  *os << c.name;
+}
+
+class garbage_test : public raw_peer_test, public ::testing::WithParamInterface<garbage_case> {};
+
+// Whatever a non-warren peer sends first, the session answers GOAWAY
+// (protocol error) and closes with a reason that says HELLO was expected
+// (docs/PROTOCOL.md, "Connection" 2).
+TEST_P(garbage_test, FirstFrameNotHelloClosesTheSession) {
+  start(server_config());
+  send_raw(GetParam().data);
+  ASSERT_TRUE(test::run_until(io, [&] { return closed.has_value(); }));
+  EXPECT_NE(closed->find("HELLO"), std::string::npos) << "close reason: " << *closed;
+  EXPECT_TRUE(s->closed());
+
+  const auto frames = frames_of(read_raw_until_eof());
+  ASSERT_FALSE(frames.empty());
+  EXPECT_EQ(frames.front().header.type, frame_type::hello);
+  const auto& last = frames.back();
+  ASSERT_EQ(last.header.type, frame_type::goaway) << "the session did not send GOAWAY before closing";
+  auto g = parse_goaway(last.payload);
+  ASSERT_TRUE(g) << g.error();
+  EXPECT_EQ(g->code, reset_code::protocol_error) << "GOAWAY code " << reset_code_name(g->code);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Garbage, garbage_test,
+    ::testing::Values(garbage_case{"DataFrame", bytes{0x03, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00}},
+                      garbage_case{"HttpResponse", text("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")},
+                      garbage_case{"SshBanner", text("SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n")}),
+    [](const ::testing::TestParamInfo<garbage_case>& p) { return std::string(p.param.name); });
+
+TEST_F(raw_peer_test, WrongHelloVersionClosesTheSession) {
+  start(server_config());
+  bytes f = hello_frame();
+  f[k_header_size + 3] = 2; // version byte after "WRN"
+  send_raw(f);
+  ASSERT_TRUE(test::run_until(io, [&] { return closed.has_value(); }));
+  EXPECT_NE(closed->find("version"), std::string::npos) << *closed;
+}
+
+TEST_F(raw_peer_test, TransportEofClosesSessionAndFailsAllStreams) {
+  start(client_config());
+  send_raw(hello_frame());
+  std::vector<std::unique_ptr<mux_stream>> streams;
+  std::vector<std::unique_ptr<read_job>> reads;
+  std::vector<std::unique_ptr<open_job>> opens;
+  for (int i = 0; i < 3; ++i) {
+    streams.push_back(s->open(stream_kind::tcp, target("example.com", 80)));
+    ASSERT_TRUE(streams.back());
+    reads.push_back(std::make_unique<read_job>());
+    opens.push_back(std::make_unique<open_job>());
+    spawn(io, read_all(*streams.back(), *reads.back()));
+    spawn(io, wait_open(*streams.back(), *opens.back()));
+  }
+  // Let the session process the HELLO; nothing ends yet.
+  ASSERT_TRUE(test::run_until(io, [&] { return s->stats().bytes_in > 0; }));
+  EXPECT_FALSE(closed);
+  raw.shutdown(tcp::socket::shutdown_send); // FIN: end of the transport stream
+
+  ASSERT_TRUE(test::run_until(io, [&] { return closed.has_value(); }));
+  EXPECT_NE(closed->find("closed the connection"), std::string::npos) << *closed;
+  EXPECT_TRUE(s->closed());
+  ASSERT_TRUE(test::run_until(io, [&] {
+    return std::all_of(reads.begin(), reads.end(), [](const auto& r) { return r->done; }) &&
+           std::all_of(opens.begin(), opens.end(), [](const auto& o) { return o->done; });
+  }));
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(reads[i]->ec, asio::error::connection_reset) << "stream " << i << ": " << reads[i]->ec.message();
+    ASSERT_TRUE(opens[i]->reset) << "stream " << i;
+    EXPECT_NE(opens[i]->reset->reason.find("tunnel closed"), std::string::npos) << opens[i]->reset->reason;
+  }
+  EXPECT_EQ(s->stream_count(), 0u);
+  EXPECT_EQ(s->open(stream_kind::tcp, target("example.com", 80)), nullptr);
+  write_job w;
+  spawn(io, write_all(*streams[0], text("late"), w, 16, false));
+  ASSERT_TRUE(test::run_until(io, [&] { return w.done; }));
+  EXPECT_TRUE(w.ec) << "a write on a stream of a closed session succeeded";
+}
+
+// The peer says HELLO and then nothing, not even PING replies: the session
+// gives up between 7/4 and 2 ping intervals later.
+TEST_F(raw_peer_test, SilentPeerTimesOut) {
+  auto config = client_config();
+  config.ping_interval = 200ms;
+  const auto started = std::chrono::steady_clock::now();
+  start(config);
+  send_raw(hello_frame());
+  ASSERT_TRUE(test::run_until(
+      io, [&] { return closed.has_value(); }, 5s));
+  const auto elapsed = std::chrono::steady_clock::now() - started;
+  EXPECT_NE(closed->find("ping timeout"), std::string::npos) << *closed;
+  EXPECT_GE(elapsed, 350ms);
+}
+
+TEST_F(session_test, GoawayDrainsButExistingStreamsContinue) {
+  on_accept = [](mux_stream& s) { s.accept(); };
+  start();
+  std::optional<goaway_info> seen;
+  client->set_goaway_handler([&](const goaway_info& g) { seen = g; });
+  auto s = client->open(stream_kind::tcp, target("example.com", 80));
+  ASSERT_TRUE(s);
+  ASSERT_TRUE(run([&] { return accepted.size() == 1; }));
+
+  server->goaway(reset_code::closed, "maintenance");
+  EXPECT_TRUE(server->draining());
+  ASSERT_TRUE(run([&] { return seen.has_value(); }));
+  EXPECT_EQ(seen->code, reset_code::closed);
+  EXPECT_EQ(seen->reason, "maintenance");
+  EXPECT_EQ(seen->last_stream, s->id());
+  EXPECT_TRUE(client->draining());
+  EXPECT_FALSE(client->closed());
+  EXPECT_EQ(client->open(stream_kind::tcp, target("example.com", 80)), nullptr);
+
+  // The stream opened before GOAWAY still works both ways.
+  const bytes up = random_bytes(300'000, 8);
+  const bytes down = random_bytes(300'000, 9);
+  write_job cw;
+  write_job sw;
+  read_job cr;
+  read_job sr;
+  spawn(io, write_all(*s, up, cw, 64 * 1024, true));
+  spawn(io, write_all(*accepted[0], down, sw, 64 * 1024, true));
+  spawn(io, read_all(*s, cr));
+  spawn(io, read_all(*accepted[0], sr));
+  ASSERT_TRUE(run([&] { return cw.done && sw.done && cr.done && sr.done; }));
+  EXPECT_TRUE(sr.data == up);
+  EXPECT_TRUE(cr.data == down);
+  EXPECT_EQ(sr.ec, asio::error::eof);
+  EXPECT_EQ(cr.ec, asio::error::eof);
+  EXPECT_FALSE(client->closed());
+  EXPECT_FALSE(server->closed());
+}
+
+TEST_F(session_test, SessionCloseFailsStreamsOnBothSides) {
+  on_accept = [](mux_stream& s) { s.accept(); };
+  start();
+  auto s = client->open(stream_kind::tcp, target("example.com", 80));
+  ASSERT_TRUE(run([&] { return accepted.size() == 1; }));
+  read_job cr;
+  read_job sr;
+  spawn(io, read_all(*s, cr));
+  spawn(io, read_all(*accepted[0], sr));
+  client->close("bye");
+  ASSERT_TRUE(run([&] { return cr.done && sr.done && client_closed && server_closed; }));
+  EXPECT_EQ(*client_closed, "bye");
+  EXPECT_TRUE(cr.ec);
+  EXPECT_TRUE(sr.ec);
+  EXPECT_TRUE(server->closed());
+}
+
+} // namespace
