@@ -10,7 +10,6 @@
 // Dependency-free on purpose (POSIX sockets + std::thread): it must not share
 // code, or bugs, with the program it measures.
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
@@ -18,7 +17,6 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
@@ -170,14 +168,18 @@ endpoint make_endpoint(const std::string& host, int port) {
         answer(fd); // close() also removes it from the epoll set
         continue;
       }
-      for (;;) {
+      // A bounded batch: a thread that only accepted would starve the
+      // connections parked in its own epoll set (their clients would time
+      // out); what is left makes the listener ready again.
+      for (int batch = 0; batch < 32; ++batch) {
         const int c = ::accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (c < 0) {
-          if (errno == EINTR || errno == ECONNABORTED)
+          const int err = errno;
+          if (err == EINTR || err == ECONNABORTED)
             continue;
-          if (errno != EAGAIN)
-            std::fprintf(stderr, "connrate serve: accept: %s\n", std::strerror(errno));
-          if (errno == EMFILE || errno == ENFILE)
+          if (err != EAGAIN)
+            std::fprintf(stderr, "connrate serve: accept: %s\n", std::strerror(err));
+          if (err == EMFILE || err == ENFILE)
             std::this_thread::sleep_for(std::chrono::milliseconds(10));
           break;
         }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # relay_bench.sh: loopback benchmark of `warren relay` against socat and a
-# direct connection, in one run (~1 minute with the defaults):
+# direct connection, in one run (~1.5 minutes with the defaults):
 #   throughput  single-stream iperf3 (-t BENCH_SECONDS), direct / warren relay
 #               (splice) / warren relay --no-splice / socat fork
 #   conn/s      bench/connrate (connect, 1-byte echo, close; BENCH_CONCURRENCY
@@ -11,20 +11,25 @@
 #
 # Environment: WARREN (default build/release/warren), CONNRATE (default
 # build/release/bench/connrate), BENCH_SECONDS (5), BENCH_CONN_SECONDS
-# (BENCH_SECONDS), BENCH_CONCURRENCY (8). Loopback only: nothing leaves
+# (BENCH_SECONDS), BENCH_CONCURRENCY (8), BENCH_ROUNDS (2: every measurement
+# is taken that many times, interleaved, and the best kept -- on a shared
+# machine, noise only ever makes a run slower). Loopback only: nothing leaves
 # 127.0.0.1.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 
-"$here/../scripts/deps"
+# Installs iperf3, socat, ... when missing. If it cannot run (say, another
+# apt-get holds the dpkg lock), go on with what is installed: checked below.
+"$here/../scripts/deps" || echo "relay_bench: warning: scripts/deps failed; using the tools already installed" >&2
 
 WARREN=${WARREN:-$root/build/release/warren}
 CONNRATE=${CONNRATE:-$root/build/release/bench/connrate}
 SECONDS_TP=${BENCH_SECONDS:-5}
 SECONDS_CONN=${BENCH_CONN_SECONDS:-$SECONDS_TP}
 CONCURRENCY=${BENCH_CONCURRENCY:-8}
+ROUNDS=${BENCH_ROUNDS:-2}
 HOST=127.0.0.1
 
 for tool in "$WARREN" "$CONNRATE"; do
@@ -159,27 +164,38 @@ start_relay() { # start_relay KEY PORT CMD...
   relay_pid[$key]=$last_pid
   wait_listening "$port" "$last_pid" || fail "$key did not start listening on port $port"
 }
-start_relay warren-tp "$P_RELAY_TP" "$WARREN" relay "$HOST:$P_RELAY_TP" "$HOST:$P_IPERF" --log-level warn
-start_relay warren-copy-tp "$P_COPY_TP" "$WARREN" relay "$HOST:$P_COPY_TP" "$HOST:$P_IPERF" --log-level warn --no-splice
+# --no-target-check in front of iperf3: the start-up probe is a connection
+# iperf3 would take for a (failed) test, and it serves one test at a time.
+start_relay warren-tp "$P_RELAY_TP" "$WARREN" relay "$HOST:$P_RELAY_TP" "$HOST:$P_IPERF" --log-level warn \
+  --no-target-check
+start_relay warren-copy-tp "$P_COPY_TP" "$WARREN" relay "$HOST:$P_COPY_TP" "$HOST:$P_IPERF" --log-level warn \
+  --no-target-check --no-splice
 start_relay socat-tp "$P_SOCAT_TP" socat "TCP-LISTEN:$P_SOCAT_TP,bind=$HOST,fork,reuseaddr" "TCP:$HOST:$P_IPERF"
 start_relay warren-conn "$P_RELAY_CONN" "$WARREN" relay "$HOST:$P_RELAY_CONN" "$HOST:$P_ECHO" --log-level warn
 start_relay socat-conn "$P_SOCAT_CONN" socat "TCP-LISTEN:$P_SOCAT_CONN,bind=$HOST,fork,reuseaddr,backlog=4096" "TCP:$HOST:$P_ECHO"
-# warren's start-up target check is one connection to iperf3; let it settle.
-sleep 0.3
-
 echo "relay_bench: warren=$WARREN connrate=$CONNRATE"
-echo "relay_bench: iperf3 ${SECONDS_TP}s single stream; connrate ${SECONDS_CONN}s x $CONCURRENCY threads; $(nproc) CPUs, $(uname -sr)"
+echo "relay_bench: iperf3 ${SECONDS_TP}s single stream; connrate ${SECONDS_CONN}s x $CONCURRENCY threads;" \
+  "best of $ROUNDS rounds; $(nproc) CPUs, $(uname -sr), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---------------------------------------------------------------- measurements
 
 declare -A gbps conns errs cpu
 
-# throughput KEY PORT [RELAY_KEY]
+# greater A B: is A > B (B may be empty)?
+greater() { python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) > float(sys.argv[2] or "-1") else 1)' "$1" "${2:-}"; }
+
+# relay_cpu RELAY_KEY BEFORE SECONDS: the relay's CPU use since BEFORE, in % of one core
+relay_cpu() {
+  sleep 0.2 # let socat reap its child, so the child's CPU is counted
+  python3 -c 'import sys; print("%.0f%%" % (100 * (float(sys.argv[1]) - float(sys.argv[2])) / float(sys.argv[3])))' \
+    "$(cpu_seconds "${relay_pid[$1]}")" "$2" "$3"
+}
+
+# throughput KEY PORT [RELAY_KEY]: keeps the best Gbit/s in gbps[KEY]
 throughput() {
-  local key=$1 port=$2 rkey=${3:-} attempt json out before after
+  local key=$1 port=$2 rkey=${3:-} attempt json out before=0
   for attempt in 1 2; do
     start_iperf_server
-    before=nan
     [[ -n $rkey ]] && before=$(cpu_seconds "${relay_pid[$rkey]}")
     if json=$(timeout $((SECONDS_TP + 30)) iperf3 -c "$HOST" -p "$port" -t "$SECONDS_TP" -J 2>>"$work/iperf3-client.log") &&
       out=$(python3 -c '
@@ -188,13 +204,13 @@ d = json.loads(sys.stdin.read())
 if "error" in d: sys.exit("iperf3: " + d["error"])
 print("%.3f" % (d["end"]["sum_received"]["bits_per_second"] / 1e9))
 ' <<<"$json" 2>>"$work/iperf3-client.log"); then
-      gbps[$key]=$out
-      if [[ -n $rkey ]]; then
-        sleep 0.2 # let socat reap its child, so its CPU is counted
-        after=$(cpu_seconds "${relay_pid[$rkey]}")
-        cpu[$key]=$(python3 -c "print('%.0f%%' % (100 * ($after - $before) / $SECONDS_TP))")
+      local used=""
+      [[ -n $rkey ]] && used=$(relay_cpu "$rkey" "$before" "$SECONDS_TP")
+      printf '  %-20s %8s Gbit/s  relay CPU %s\n' "$key" "$out" "${used:--}"
+      if greater "$out" "${gbps[$key]:-}"; then
+        gbps[$key]=$out
+        cpu[$key]=$used
       fi
-      printf '  %-28s %8s Gbit/s\n' "$key" "$out"
       return 0
     fi
     echo "relay_bench: iperf3 through $key failed (attempt $attempt), restarting the iperf3 server" >&2
@@ -203,36 +219,36 @@ print("%.3f" % (d["end"]["sum_received"]["bits_per_second"] / 1e9))
   fail "throughput measurement through $key"
 }
 
-# connrate_run KEY PORT [RELAY_KEY]
+# connrate_run KEY PORT [RELAY_KEY]: keeps the best conn/s in conns[KEY], sums errors
 connrate_run() {
-  local key=$1 port=$2 rkey=${3:-} line before after
-  before=nan
+  local key=$1 port=$2 rkey=${3:-} line before=0 used=""
   [[ -n $rkey ]] && before=$(cpu_seconds "${relay_pid[$rkey]}")
   line=$(timeout $((SECONDS_CONN + 30)) "$CONNRATE" client --host "$HOST" --port "$port" \
     --seconds "$SECONDS_CONN" --concurrency "$CONCURRENCY" 2>>"$work/connrate-client.log" | tail -n 1) ||
     fail "connrate through $key"
   [[ $line =~ ^connections_per_second\ ([0-9.]+)\ errors\ ([0-9]+) ]] || fail "connrate through $key printed '$line'"
-  conns[$key]=${BASH_REMATCH[1]}
-  errs[$key]=${BASH_REMATCH[2]}
-  if [[ -n $rkey ]]; then
-    sleep 0.2
-    after=$(cpu_seconds "${relay_pid[$rkey]}")
-    cpu[conn-$key]=$(python3 -c "print('%.0f%%' % (100 * ($after - $before) / $SECONDS_CONN))")
+  local rate=${BASH_REMATCH[1]} errors=${BASH_REMATCH[2]}
+  [[ -n $rkey ]] && used=$(relay_cpu "$rkey" "$before" "$SECONDS_CONN")
+  printf '  %-20s %8s conn/s  relay CPU %s  (%s errors)\n' "$key" "$rate" "${used:--}" "$errors"
+  errs[$key]=$((${errs[$key]:-0} + errors))
+  if greater "$rate" "${conns[$key]:-}"; then
+    conns[$key]=$rate
+    cpu[conn-$key]=$used
   fi
-  printf '  %-28s %8s conn/s (%s errors)\n' "$key" "${conns[$key]}" "${errs[$key]}"
-  # Let the previous run's connections finish closing before the next one.
-  sleep 1
+  sleep 1 # let this run's connections finish closing before the next one
 }
 
-echo "throughput:"
-throughput direct "$P_IPERF"
-throughput warren "$P_RELAY_TP" warren-tp
-throughput warren-no-splice "$P_COPY_TP" warren-copy-tp
-throughput socat "$P_SOCAT_TP" socat-tp
-echo "connections:"
-connrate_run direct "$P_ECHO"
-connrate_run warren "$P_RELAY_CONN" warren-conn
-connrate_run socat "$P_SOCAT_CONN" socat-conn
+for ((round = 1; round <= ROUNDS; round++)); do
+  echo "round $round/$ROUNDS, throughput:"
+  throughput direct "$P_IPERF"
+  throughput warren "$P_RELAY_TP" warren-tp
+  throughput warren-no-splice "$P_COPY_TP" warren-copy-tp
+  throughput socat "$P_SOCAT_TP" socat-tp
+  echo "round $round/$ROUNDS, new connections:"
+  connrate_run direct "$P_ECHO"
+  connrate_run warren "$P_RELAY_CONN" warren-conn
+  connrate_run socat "$P_SOCAT_CONN" socat-conn
+done
 
 # ---------------------------------------------------------------- report
 
@@ -240,9 +256,10 @@ python3 - "${gbps[direct]}" "${gbps[warren]}" "${gbps[warren-no-splice]}" "${gbp
   "${conns[direct]}" "${conns[warren]}" "${conns[socat]}" \
   "${errs[direct]}" "${errs[warren]}" "${errs[socat]}" \
   "${cpu[warren]:-}" "${cpu[warren-no-splice]:-}" "${cpu[socat]:-}" \
-  "${cpu[conn-warren]:-}" "${cpu[conn-socat]:-}" <<'EOF'
+  "${cpu[conn-warren]:-}" "${cpu[conn-socat]:-}" "$ROUNDS" <<'EOF'
 import sys
 a = sys.argv[1:]
+rounds = a.pop()
 g = dict(direct=float(a[0]), warren=float(a[1]), copy=float(a[2]), socat=float(a[3]))
 c = dict(direct=float(a[4]), warren=float(a[5]), socat=float(a[6]))
 e = dict(direct=a[7], warren=a[8], socat=a[9])
@@ -265,6 +282,7 @@ for name, tk, ck in rows:
         cells += ["-", "-", "-", "-", "-"]
     print("| " + " | ".join(cells) + " |")
 print()
+print("best of %s rounds; relay CPU = CPU time of the relay process (socat: with its children) in %% of one core" % rounds)
 tp = g["warren"] / g["socat"] if g["socat"] > 0 else 0
 cr = c["warren"] / c["socat"] if c["socat"] > 0 else 0
 print("goal: warren relay throughput >= 2x socat: %.2fx  %s" % (tp, "met" if tp >= 2 else "MISSED"))

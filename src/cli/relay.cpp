@@ -130,10 +130,10 @@ class tcp_relay : public std::enable_shared_from_this<tcp_relay> {
   void on_accept(Socket socket) {
     const auto id = ++next_id_;
     error_code ec;
-    const std::string from = peer_name(socket);
+    // The peer's name is only for log lines: looked up when one is written.
     if (active_ >= config_.max_connections) {
-      spdlog::warn("relay: conn#{} from {} refused: {} connections already open (--max-connections)", id, from,
-                   active_);
+      spdlog::warn("relay: conn#{} from {} refused: {} connections already open (--max-connections)", id,
+                   peer_name(socket), active_);
       return;
     }
     if constexpr (std::is_same_v<Socket, tcp::socket>)
@@ -141,19 +141,20 @@ class tcp_relay : public std::enable_shared_from_this<tcp_relay> {
     ++active_;
     net::connect_options options = config_.connect;
     options.log_label = "conn#" + std::to_string(id);
-    spdlog::debug("relay: conn#{} accepted from {}", id, from);
+    if (spdlog::should_log(spdlog::level::debug))
+      spdlog::debug("relay: conn#{} accepted from {}", id, peer_name(socket));
     auto client = std::make_shared<Socket>(std::move(socket));
     net::async_connect(ex_, resolver_, config_.target, std::move(options),
-                       [self = shared_from_this(), client, id, from](net::connect_result r) {
-                         self->on_connected(id, from, *client, std::move(r));
+                       [self = shared_from_this(), client, id](net::connect_result r) {
+                         self->on_connected(id, *client, std::move(r));
                        });
   }
 
   template <class Socket>
-  void on_connected(std::uint64_t id, const std::string& from, Socket& client, net::connect_result r) {
+  void on_connected(std::uint64_t id, Socket& client, net::connect_result r) {
     if (r.ec) {
       --active_;
-      spdlog::warn("relay: conn#{} from {}: {}", id, from, r.detail);
+      spdlog::warn("relay: conn#{} from {}: {}", id, peer_name(client), r.detail);
       // Reset the client: a refused target looks refused, not like an empty reply.
       const linger lg{1, 0};
       ::setsockopt(client.native_handle(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
@@ -161,8 +162,9 @@ class tcp_relay : public std::enable_shared_from_this<tcp_relay> {
       client.close(ignored);
       return;
     }
-    spdlog::debug("relay: conn#{} {} -> {} ({} ms)", id, from,
-                  net::format_host_port(r.peer.address().to_string(), r.peer.port()), r.elapsed.count());
+    if (spdlog::should_log(spdlog::level::debug))
+      spdlog::debug("relay: conn#{} {} -> {} ({} ms)", id, peer_name(client),
+                    net::format_host_port(r.peer.address().to_string(), r.peer.port()), r.elapsed.count());
     const int a = client.release();
     const int b = r.socket->release();
     net::start_relay(

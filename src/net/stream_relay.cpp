@@ -18,7 +18,11 @@ using asio::posix::stream_descriptor;
 
 namespace {
 
-constexpr std::size_t k_pipe_size = 1 << 20; // asked of F_SETPIPE_SZ; the kernel may give less
+// Pipe size asked of F_SETPIPE_SZ. 256 KiB keeps an unprivileged user with
+// many connections under fs.pipe-user-pages-soft for longer; past it the
+// kernel hands out small pipes, and below k_min_pipe we copy instead.
+constexpr std::size_t k_pipe_size = 256 * 1024;
+constexpr std::size_t k_min_pipe = 64 * 1024;
 constexpr std::size_t k_copy_buffer = 1 << 16;
 
 error_code last_error() {
@@ -65,9 +69,15 @@ class relay : public std::enable_shared_from_this<relay> {
   static bool make_pipe(direction& d) {
     if (::pipe2(d.pipe.data(), O_NONBLOCK | O_CLOEXEC) != 0)
       return false;
-    ::fcntl(d.pipe[1], F_SETPIPE_SZ, static_cast<int>(k_pipe_size)); // best effort
+    ::fcntl(d.pipe[1], F_SETPIPE_SZ, static_cast<int>(k_pipe_size)); // may fail past the per-user limit
     const int cap = ::fcntl(d.pipe[1], F_GETPIPE_SZ);
-    d.capacity = cap > 0 ? static_cast<std::size_t>(cap) : 65536;
+    if (cap < static_cast<int>(k_min_pipe)) {
+      ::close(d.pipe[0]);
+      ::close(d.pipe[1]);
+      d.pipe = {-1, -1};
+      return false; // a tiny pipe splices slower than a plain copy
+    }
+    d.capacity = static_cast<std::size_t>(cap);
     return true;
   }
 
