@@ -143,6 +143,10 @@ void tune(websocket::stream<Next>& ws, bool client) {
   ws.binary(true);
   ws.auto_fragment(false);
   ws.read_message_max(k_max_ws_message);
+  // Beast's default 4 KiB write buffer makes a masked (client) write of a
+  // 256 KiB batch into 64 frames, TLS records and sendto calls; 64 KiB
+  // halves the CPU per byte on the wss path (bench/tunnel_bench.sh).
+  ws.write_buffer_bytes(64 * 1024);
   // Liveness is the tunnel's own ping (docs/PROTOCOL.md); no Beast idle timer.
   websocket::stream_base::timeout t =
       websocket::stream_base::timeout::suggested(client ? beast::role_type::client : beast::role_type::server);

@@ -277,8 +277,13 @@ asio::awaitable<void> client::serve_tcp_forward(tcp::socket socket, forward& f) 
   }
   auto local = stream::make_tcp_stream(std::move(socket), "local");
   auto stats = co_await stream::pump(*local, *st);
-  if (auto r = st->reset_reason(); r && r->code != wire::reset_code::closed)
-    spdlog::warn("forward {}: {}: {}", f.spec.text, wire::reset_code_name(r->code), r->reason);
+  if (auto r = st->reset_reason(); r && r->code != wire::reset_code::closed) {
+    // A target's refusal is worth a warning; streams ended by a lost tunnel
+    // are already reported once, by the supervisor.
+    const bool target_problem = r->code != wire::reset_code::internal_error;
+    spdlog::log(target_problem ? spdlog::level::warn : spdlog::level::debug, "forward {}: {}: {}", f.spec.text,
+                wire::reset_code_name(r->code), r->reason);
+  }
   spdlog::debug("forward {}: done, {} bytes up, {} down", f.spec.text, stats.a_to_b, stats.b_to_a);
 }
 

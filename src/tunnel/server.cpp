@@ -151,10 +151,12 @@ asio::awaitable<void> server::serve_tcp(std::unique_ptr<wire::mux_stream> stream
   stream->accept();
   auto outbound =
       stream::make_tcp_stream(std::move(*r.socket), net::format_host_port(r.peer.address().to_string(), r.peer.port()));
-  spdlog::debug("server: {} connected to {}", stream->description(), outbound->description());
+  if (spdlog::should_log(spdlog::level::debug))
+    spdlog::debug("server: {} connected to {}", stream->description(), outbound->description());
   auto stats = co_await stream::pump(*stream, *outbound);
-  spdlog::debug("server: {} done: {} bytes up, {} down{}", stream->description(), stats.a_to_b, stats.b_to_a,
-                stats.error ? ", " + net::describe(stats.error) : "");
+  if (spdlog::should_log(spdlog::level::debug))
+    spdlog::debug("server: {} done: {} bytes up, {} down{}", stream->description(), stats.a_to_b, stats.b_to_a,
+                  stats.error ? ", " + net::describe(stats.error) : "");
 }
 
 asio::awaitable<void> server::serve_udp(std::unique_ptr<wire::mux_stream> stream, wire::open_request request) {

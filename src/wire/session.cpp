@@ -237,7 +237,8 @@ void session::add_stream(const std::shared_ptr<stream_state>& st) {
   ++stats_.streams_opened;
 }
 
-void session::remove_stream(const std::shared_ptr<stream_state>& st) {
+void session::remove_stream(const std::shared_ptr<stream_state>& ref) {
+  const auto st = ref; // `ref` may be the map's own entry, which erase() destroys
   st->removed = true;
   if (streams_.erase(st->id) != 0)
     granted_windows_ -= st->tuner.window();
@@ -248,7 +249,8 @@ void session::finish_stream(const std::shared_ptr<stream_state>& st) {
     remove_stream(st);
 }
 
-void session::fail_stream(const std::shared_ptr<stream_state>& st, reset_info why, bool send) {
+void session::fail_stream(const std::shared_ptr<stream_state>& ref, reset_info why, bool send) {
+  const auto st = ref; // keeps the state alive across remove_stream()
   if (st->reset || st->removed) {
     st->wake_all();
     return;

@@ -611,7 +611,8 @@ TEST_P(garbage_test, FirstFrameNotHelloClosesTheSession) {
   EXPECT_NE(closed->find("HELLO"), std::string::npos) << "close reason: " << *closed;
   EXPECT_TRUE(s->closed());
 
-  const auto frames = frames_of(read_raw_until_eof());
+  const auto received = read_raw_until_eof(); // the frames point into it
+  const auto frames = frames_of(received);
   ASSERT_FALSE(frames.empty());
   EXPECT_EQ(frames.front().header.type, frame_type::hello);
   const auto& last = frames.back();
