@@ -9,6 +9,8 @@
 // and the client's ephemeral ports are not exhausted at high rates.
 // Dependency-free on purpose (POSIX sockets + std::thread): it must not share
 // code, or bugs, with the program it measures.
+#include "bench_util.hpp"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -29,16 +31,13 @@
 #include <thread>
 #include <vector>
 
+const char* const k_bench_tool = "connrate";
+
 namespace {
 
+using namespace bench_util;
+
 using clock_type = std::chrono::steady_clock;
-
-[[noreturn]] void die(const std::string& what) {
-  std::fprintf(stderr, "connrate: %s\n", what.c_str());
-  std::exit(2);
-}
-
-[[noreturn]] void die_errno(const std::string& what) { die(what + ": " + std::strerror(errno)); }
 
 void usage() {
   std::fputs("usage: connrate serve  --port P [--host 127.0.0.1] [--threads N]\n"
@@ -54,16 +53,6 @@ struct options {
   int concurrency = 8;
   int threads = 2;
 };
-
-long number(std::string_view flag, const char* text, long lo, long hi) {
-  char* end = nullptr;
-  errno = 0;
-  const long v = std::strtol(text, &end, 10);
-  if (errno != 0 || end == text || *end != '\0' || v < lo || v > hi)
-    die(std::string(flag) + ": '" + text + "' is not a number in [" + std::to_string(lo) + ", " +
-        std::to_string(hi) + "]");
-  return v;
-}
 
 options parse(int argc, char** argv) {
   options o;
@@ -92,37 +81,6 @@ options parse(int argc, char** argv) {
   if (o.port < 0)
     usage();
   return o;
-}
-
-/// A numeric IPv4 or IPv6 address and port (no name resolution, on purpose).
-struct endpoint {
-  sockaddr_storage storage{};
-  socklen_t length = 0;
-  int family = AF_INET;
-
-  const sockaddr* addr() const { return reinterpret_cast<const sockaddr*>(&storage); }
-};
-
-endpoint make_endpoint(const std::string& host, int port) {
-  endpoint e;
-  sockaddr_in v4{};
-  sockaddr_in6 v6{};
-  if (::inet_pton(AF_INET, host.c_str(), &v4.sin_addr) == 1) {
-    v4.sin_family = AF_INET;
-    v4.sin_port = htons(static_cast<std::uint16_t>(port));
-    std::memcpy(&e.storage, &v4, sizeof v4);
-    e.length = sizeof v4;
-    e.family = AF_INET;
-  } else if (::inet_pton(AF_INET6, host.c_str(), &v6.sin6_addr) == 1) {
-    v6.sin6_family = AF_INET6;
-    v6.sin6_port = htons(static_cast<std::uint16_t>(port));
-    std::memcpy(&e.storage, &v6, sizeof v6);
-    e.length = sizeof v6;
-    e.family = AF_INET6;
-  } else {
-    die("--host '" + host + "' is not a numeric IPv4 or IPv6 address");
-  }
-  return e;
 }
 
 // ---------------------------------------------------------------- serve
@@ -282,7 +240,8 @@ int client(const options& o) {
   std::vector<worker_result> results(static_cast<std::size_t>(o.concurrency));
   std::vector<std::thread> workers;
   const auto start = clock_type::now();
-  const auto deadline = start + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(o.seconds));
+  const auto deadline =
+      start + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(o.seconds));
   for (auto& r : results)
     workers.emplace_back(client_loop, std::cref(e), deadline, std::ref(r));
   for (auto& w : workers)
@@ -300,8 +259,7 @@ int client(const options& o) {
     std::fprintf(stderr, "connrate client: %llu x %s\n", static_cast<unsigned long long>(count), why.c_str());
   const double rate = elapsed > 0 ? static_cast<double>(total.completed) / elapsed : 0.0;
   std::printf("connections_per_second %.1f errors %llu connections %llu seconds %.3f\n", rate,
-              static_cast<unsigned long long>(total.errors), static_cast<unsigned long long>(total.completed),
-              elapsed);
+              static_cast<unsigned long long>(total.errors), static_cast<unsigned long long>(total.completed), elapsed);
   return total.completed > 0 ? 0 : 1;
 }
 

@@ -20,6 +20,8 @@
 // RLIMIT_NOFILE to count + 100 (needs a hard limit that high).
 // Dependency-free on purpose (POSIX sockets): it must not share code, or
 // bugs, with the program it measures.
+#include "bench_util.hpp"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -41,20 +43,19 @@
 #include <string_view>
 #include <vector>
 
+const char* const k_bench_tool = "idle_streams";
+
 namespace {
+
+using namespace bench_util;
 
 using clock_type = std::chrono::steady_clock;
 
 volatile std::sig_atomic_t released = 0;
 
-extern "C" void on_release(int) { released = 1; }
-
-[[noreturn]] void die(const std::string& what) {
-  std::fprintf(stderr, "idle_streams: %s\n", what.c_str());
-  std::exit(2);
+extern "C" void on_release(int) {
+  released = 1;
 }
-
-[[noreturn]] void die_errno(const std::string& what) { die(what + ": " + std::strerror(errno)); }
 
 [[noreturn]] void usage() {
   std::fputs("usage: idle_streams --port P [--host 127.0.0.1] [--count 10000] [--batch 250] [--hold 120]\n", stderr);
@@ -68,16 +69,6 @@ struct options {
   long batch = 250;
   long hold = 120;
 };
-
-long number(std::string_view flag, const char* text, long lo, long hi) {
-  char* end = nullptr;
-  errno = 0;
-  const long v = std::strtol(text, &end, 10);
-  if (errno != 0 || end == text || *end != '\0' || v < lo || v > hi)
-    die(std::string(flag) + ": '" + text + "' is not a number in [" + std::to_string(lo) + ", " +
-        std::to_string(hi) + "]");
-  return v;
-}
 
 options parse(int argc, char** argv) {
   options o;
@@ -102,37 +93,6 @@ options parse(int argc, char** argv) {
   if (o.port < 0)
     usage();
   return o;
-}
-
-/// A numeric IPv4 or IPv6 address and port (no name resolution, on purpose).
-struct endpoint {
-  sockaddr_storage storage{};
-  socklen_t length = 0;
-  int family = AF_INET;
-
-  const sockaddr* addr() const { return reinterpret_cast<const sockaddr*>(&storage); }
-};
-
-endpoint make_endpoint(const std::string& host, int port) {
-  endpoint e;
-  sockaddr_in v4{};
-  sockaddr_in6 v6{};
-  if (::inet_pton(AF_INET, host.c_str(), &v4.sin_addr) == 1) {
-    v4.sin_family = AF_INET;
-    v4.sin_port = htons(static_cast<std::uint16_t>(port));
-    std::memcpy(&e.storage, &v4, sizeof v4);
-    e.length = sizeof v4;
-    e.family = AF_INET;
-  } else if (::inet_pton(AF_INET6, host.c_str(), &v6.sin6_addr) == 1) {
-    v6.sin6_family = AF_INET6;
-    v6.sin6_port = htons(static_cast<std::uint16_t>(port));
-    std::memcpy(&e.storage, &v6, sizeof v6);
-    e.length = sizeof v6;
-    e.family = AF_INET6;
-  } else {
-    die("--host '" + host + "' is not a numeric IPv4 or IPv6 address");
-  }
-  return e;
 }
 
 void raise_nofile(long count) {
@@ -164,7 +124,9 @@ int open_stream(const endpoint& e) {
   return fd;
 }
 
-bool send_byte(int fd, char byte) { return ::send(fd, &byte, 1, MSG_NOSIGNAL) == 1; }
+bool send_byte(int fd, char byte) {
+  return ::send(fd, &byte, 1, MSG_NOSIGNAL) == 1;
+}
 
 bool echoed(int fd, char byte) {
   char reply = 0;

@@ -17,6 +17,8 @@
 // Every client socket operation times out after 5 s, so nothing hangs.
 // Dependency-free on purpose (POSIX sockets): it must not share code, or
 // bugs, with the program it measures.
+#include "bench_util.hpp"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -38,16 +40,13 @@
 #include <unordered_map>
 #include <vector>
 
+const char* const k_bench_tool = "rrlat";
+
 namespace {
 
+using namespace bench_util;
+
 using clock_type = std::chrono::steady_clock;
-
-[[noreturn]] void die(const std::string& what) {
-  std::fprintf(stderr, "rrlat: %s\n", what.c_str());
-  std::exit(2);
-}
-
-[[noreturn]] void die_errno(const std::string& what) { die(what + ": " + std::strerror(errno)); }
 
 [[noreturn]] void usage() {
   std::fputs("usage: rrlat serve  --port P [--host 127.0.0.1]\n"
@@ -63,16 +62,6 @@ struct options {
   long count = -1;  // mode-dependent default
   long warmup = -1; // mode-dependent default
 };
-
-long number(std::string_view flag, const char* text, long lo, long hi) {
-  char* end = nullptr;
-  errno = 0;
-  const long v = std::strtol(text, &end, 10);
-  if (errno != 0 || end == text || *end != '\0' || v < lo || v > hi)
-    die(std::string(flag) + ": '" + text + "' is not a number in [" + std::to_string(lo) + ", " +
-        std::to_string(hi) + "]");
-  return v;
-}
 
 options parse(int argc, char** argv) {
   options o;
@@ -95,37 +84,6 @@ options parse(int argc, char** argv) {
   if (o.port < 0)
     usage();
   return o;
-}
-
-/// A numeric IPv4 or IPv6 address and port (no name resolution, on purpose).
-struct endpoint {
-  sockaddr_storage storage{};
-  socklen_t length = 0;
-  int family = AF_INET;
-
-  const sockaddr* addr() const { return reinterpret_cast<const sockaddr*>(&storage); }
-};
-
-endpoint make_endpoint(const std::string& host, int port) {
-  endpoint e;
-  sockaddr_in v4{};
-  sockaddr_in6 v6{};
-  if (::inet_pton(AF_INET, host.c_str(), &v4.sin_addr) == 1) {
-    v4.sin_family = AF_INET;
-    v4.sin_port = htons(static_cast<std::uint16_t>(port));
-    std::memcpy(&e.storage, &v4, sizeof v4);
-    e.length = sizeof v4;
-    e.family = AF_INET;
-  } else if (::inet_pton(AF_INET6, host.c_str(), &v6.sin6_addr) == 1) {
-    v6.sin6_family = AF_INET6;
-    v6.sin6_port = htons(static_cast<std::uint16_t>(port));
-    std::memcpy(&e.storage, &v6, sizeof v6);
-    e.length = sizeof v6;
-    e.family = AF_INET6;
-  } else {
-    die("--host '" + host + "' is not a numeric IPv4 or IPv6 address");
-  }
-  return e;
 }
 
 /// Raises the open-file soft limit as far as the hard limit allows.
@@ -275,7 +233,9 @@ void exchange(int fd, char byte) {
     die("recv: echo mismatch");
 }
 
-double micros(clock_type::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
+double micros(clock_type::duration d) {
+  return std::chrono::duration<double, std::micro>(d).count();
+}
 
 struct summary {
   double mean = 0, p50 = 0, p99 = 0;
@@ -334,8 +294,7 @@ int first(const options& o) {
   }
   const summary s = summarize(std::move(total));
   const summary c = summarize(std::move(connect));
-  std::printf("first_us mean %.1f p50 %.1f p99 %.1f connect_p50 %.1f count %ld\n", s.mean, s.p50, s.p99, c.p50,
-              count);
+  std::printf("first_us mean %.1f p50 %.1f p99 %.1f connect_p50 %.1f count %ld\n", s.mean, s.p50, s.p99, c.p50, count);
   return 0;
 }
 
