@@ -539,9 +539,16 @@ class IperfTest(TunnelTestCase):
                    % (mbps, mbps / 8, received))
 
         with self.subTest(proto="udp"):
-            r = self.run_tool(["iperf3", "-c", "127.0.0.1", "-p", str(lport), "-u", "-b", "50M", "-t", "3", "-J"],
-                              timeout=60)
-            out = json.loads(r.stdout.decode() or "{}")
+            # iperf3 -s re-creates its listening socket after each test; a
+            # run that starts in that gap is refused by iperf3 itself (the
+            # tunnel reports "refused"), so wait for it and retry.
+            for attempt in range(5):
+                r = self.run_tool(["iperf3", "-c", "127.0.0.1", "-p", str(lport), "-u", "-b", "50M", "-t", "3", "-J"],
+                                  timeout=60)
+                out = json.loads(r.stdout.decode() or "{}")
+                if "control socket has closed" not in str(out.get("error", "")):
+                    break
+                time.sleep(0.5)
             self.assertEqual(r.returncode, 0, "iperf3 UDP failed: %s %s" % (out.get("error"), r.stderr))
             end = out.get("end", {})
             self.assertIn("sum_received", end, "iperf3 UDP gave no receiver summary: %s\nclient log:\n%s"
