@@ -5,6 +5,7 @@
 #include <boost/asio/post.hpp>
 
 #include <dirent.h>
+#include <random>
 #include <sys/socket.h>
 
 namespace warren::test {
@@ -56,6 +57,22 @@ hanging_listener::hanging_listener(asio::io_context& io, const asio::ip::address
     [[maybe_unused]] int rc = ::connect(s.native_handle(), target.data(), static_cast<socklen_t>(target.size()));
     fillers_.push_back(std::move(s));
   }
+}
+
+std::pair<asio::ip::tcp::socket, asio::ip::tcp::socket> tcp_pair(asio::io_context& io) {
+  asio::ip::tcp::acceptor a(io, asio::ip::tcp::endpoint(v4_loopback(), 0));
+  asio::ip::tcp::socket near(io);
+  near.connect(a.local_endpoint());
+  asio::ip::tcp::socket far = a.accept();
+  return {std::move(near), std::move(far)};
+}
+
+std::vector<std::uint8_t> random_bytes(std::size_t n, std::uint64_t seed) {
+  std::vector<std::uint8_t> v(n);
+  std::mt19937_64 rng(seed);
+  for (auto& c : v)
+    c = static_cast<std::uint8_t>(rng());
+  return v;
 }
 
 asio::ip::address v4_loopback() {

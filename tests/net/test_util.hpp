@@ -14,6 +14,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <utility>
 #include <vector>
 
 namespace warren::test {
@@ -52,6 +53,12 @@ class hanging_listener {
   boost::asio::ip::tcp::acceptor acceptor_;
   std::vector<boost::asio::ip::tcp::socket> fillers_;
 };
+
+/// A connected TCP pair on 127.0.0.1: {the connecting end, the accepted end}.
+std::pair<boost::asio::ip::tcp::socket, boost::asio::ip::tcp::socket> tcp_pair(boost::asio::io_context& io);
+
+/// n deterministic pseudo-random bytes.
+std::vector<std::uint8_t> random_bytes(std::size_t n, std::uint64_t seed);
 
 boost::asio::ip::address v4_loopback();
 boost::asio::ip::address v6_loopback();

@@ -27,23 +27,10 @@ using bytes = std::vector<std::uint8_t>;
 
 namespace {
 
+using test::random_bytes;
+using test::tcp_pair;
+
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
-
-std::pair<tcp::socket, tcp::socket> tcp_pair(asio::io_context& io) {
-  tcp::acceptor a(io, tcp::endpoint(test::v4_loopback(), 0));
-  tcp::socket near(io);
-  near.connect(a.local_endpoint());
-  tcp::socket far = a.accept();
-  return {std::move(near), std::move(far)};
-}
-
-bytes random_bytes(std::size_t n, std::uint64_t seed) {
-  bytes v(n);
-  std::mt19937_64 rng(seed);
-  for (auto& c : v)
-    c = static_cast<std::uint8_t>(rng());
-  return v;
-}
 
 struct write_job {
   bool done = false;

@@ -35,6 +35,8 @@ using bytes = std::vector<std::uint8_t>;
 
 namespace {
 
+using test::random_bytes;
+
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 const std::string k_token = "correct-horse-battery-staple";
 
@@ -44,14 +46,6 @@ void spawn(asio::io_context& io, F&& f) {
     if (e)
       std::rethrow_exception(e);
   });
-}
-
-bytes random_bytes(std::size_t n, std::uint64_t seed) {
-  bytes v(n);
-  std::mt19937_64 rng(seed);
-  for (auto& c : v)
-    c = static_cast<std::uint8_t>(rng());
-  return v;
 }
 
 struct io_job {

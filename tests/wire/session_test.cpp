@@ -30,23 +30,10 @@ using bytes = std::vector<std::uint8_t>;
 
 namespace {
 
+using test::random_bytes;
+using test::tcp_pair;
+
 constexpr std::size_t k_mib = 1u << 20;
-
-std::pair<tcp::socket, tcp::socket> tcp_pair(asio::io_context& io) {
-  tcp::acceptor a(io, tcp::endpoint(test::v4_loopback(), 0));
-  tcp::socket near(io);
-  near.connect(a.local_endpoint());
-  tcp::socket far = a.accept();
-  return {std::move(near), std::move(far)};
-}
-
-bytes random_bytes(std::size_t n, std::uint64_t seed) {
-  bytes v(n);
-  std::mt19937_64 rng(seed);
-  for (auto& c : v)
-    c = static_cast<std::uint8_t>(rng());
-  return v;
-}
 
 bytes text(std::string_view s) {
   return bytes(s.begin(), s.end());
