@@ -13,8 +13,8 @@ using namespace asio::experimental::awaitable_operators;
 
 namespace {
 
-constexpr std::size_t k_buffer = 64 * 1024;
-constexpr std::size_t k_pool_max = 64;
+constexpr std::size_t k_buffer = 256 * 1024;
+constexpr std::size_t k_pool_max = 16;
 
 /// Read buffers are borrowed only between "readable" and "written", so an
 /// idle stream holds none (10,000 idle streams cost no 64 KiB buffers).

@@ -132,6 +132,8 @@ expected<std::shared_ptr<ssl::context>> make_server_context(const tls_server_opt
   using result = expected<std::shared_ptr<ssl::context>>;
   auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
   base_context(*ctx);
+  // warren does not resume TLS sessions: no NewSessionTickets after the handshake.
+  SSL_CTX_set_num_tickets(ctx->native_handle(), 0);
   error_code ec;
   ctx->use_certificate_chain_file(options.cert_file, ec);
   if (ec)

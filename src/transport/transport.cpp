@@ -2,6 +2,7 @@
 
 #include "core/duration.hpp"
 #include "stream/tcp_stream.hpp"
+#include "transport/tls_stream.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/read.hpp>
@@ -15,7 +16,6 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
-#include <boost/beast/websocket/ssl.hpp>
 #include <spdlog/spdlog.h>
 
 #include <sys/socket.h>
@@ -36,7 +36,7 @@ constexpr std::size_t k_max_ws_message = 1 << 20;
 constexpr std::size_t k_max_preamble = 1024;
 constexpr std::string_view k_preamble_magic = "WARREN/1 ";
 
-using tls_socket = ssl::stream<tcp::socket>;
+using tls_socket = tls_stream;
 
 std::chrono::milliseconds since(steady_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(steady_clock::now() - t);
@@ -143,10 +143,10 @@ void tune(websocket::stream<Next>& ws, bool client) {
   ws.binary(true);
   ws.auto_fragment(false);
   ws.read_message_max(k_max_ws_message);
-  // Beast's default 4 KiB write buffer makes a masked (client) write of a
-  // 256 KiB batch into 64 frames, TLS records and sendto calls; 64 KiB
-  // halves the CPU per byte on the wss path (bench/tunnel_bench.sh).
-  ws.write_buffer_bytes(64 * 1024);
+  // A masked (client) write goes through this buffer: Beast's default 4 KiB
+  // would split the session's 256 KiB batches into 64 pieces, TLS batches
+  // and system calls; one batch per piece is what tls_stream is built for.
+  ws.write_buffer_bytes(256 * 1024);
   // Liveness is the tunnel's own ping (docs/PROTOCOL.md); no Beast idle timer.
   websocket::stream_base::timeout t =
       websocket::stream_base::timeout::suggested(client ? beast::role_type::client : beast::role_type::server);
@@ -281,15 +281,12 @@ asio::awaitable<dial_result> dial(const url& target, const dial_options& options
   }
   auto ctx = made->context;
   auto report = made->report;
-  tls_socket tls(std::move(socket), *ctx);
+  tls_socket tls(std::move(socket), *ctx, tls_stream::client);
   const std::string& host = target.endpoint.host;
   if (!net::is_ip_literal(host))
-    // SSL_set_tlsext_host_name is a macro with an old-style cast; call what it expands to.
-    SSL_ctrl(tls.native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
-             const_cast<char*>(host.c_str()));
+    tls.engine().set_server_name(host);
   if (made->pin) {
-    tls.set_verify_callback([pin = *made->pin, report](bool, ssl::verify_context& vc) {
-      X509_STORE_CTX* store = vc.native_handle();
+    tls.engine().set_verify_callback([pin = *made->pin, report](bool, X509_STORE_CTX* store) {
       if (X509_STORE_CTX_get_error_depth(store) > 0)
         return true; // only the leaf is pinned
       X509* cert = X509_STORE_CTX_get_current_cert(store);
@@ -307,11 +304,12 @@ asio::awaitable<dial_result> dial(const url& target, const dial_options& options
       return false;
     });
   } else {
-    tls.set_verify_callback([inner = ssl::host_name_verification(host), report](bool preverified,
-                                                                                ssl::verify_context& vc) mutable {
+    tls.engine().set_verify_callback([inner = ssl::host_name_verification(host), report](
+                                         bool preverified, X509_STORE_CTX* store) mutable {
+      ssl::verify_context vc(store);
       const bool ok = inner(preverified, vc);
       if (!ok && report->failure.empty()) {
-        const int err = X509_STORE_CTX_get_error(vc.native_handle());
+        const int err = X509_STORE_CTX_get_error(store);
         report->failure = err != X509_V_OK
                               ? std::string("certificate verification failed: ") + X509_verify_cert_error_string(err)
                               : "certificate verification failed: the certificate is not for this "
@@ -323,7 +321,7 @@ asio::awaitable<dial_result> dial(const url& target, const dial_options& options
     });
   }
   const auto t_tls = steady_clock::now();
-  auto [hec] = co_await tls.async_handshake(ssl::stream_base::client, use_tuple);
+  auto [hec] = co_await tls.async_handshake(use_tuple);
   if (hec) {
     out.error = guard.fired() ? timed_out("TLS handshake")
                               : "TLS handshake with " + show(out.peer) +
@@ -489,8 +487,8 @@ asio::awaitable<accept_result> accept_stream(tcp::socket socket, const url& list
     co_return out;
   }
 
-  tls_socket tls(std::move(socket), *options.tls);
-  auto [hec] = co_await tls.async_handshake(ssl::stream_base::server, use_tuple);
+  tls_socket tls(std::move(socket), *options.tls, tls_stream::server);
+  auto [hec] = co_await tls.async_handshake(use_tuple);
   if (hec) {
     fail("TLS handshake failed: " + net::describe(hec));
     co_return out;

@@ -1,0 +1,337 @@
+// Tests of tls_stream / tls_engine (src/transport/tls_stream.*): two engines
+// in memory handing each other their output in 1-byte and odd-sized pieces
+// (every record boundary and partial header); then real loopback sockets:
+// 8 MiB each way at once with one read and one write in flight on each side,
+// a large write taken whole and sent in few system calls, close_notify read
+// as end of stream and a bare TCP close as truncation, garbage after the
+// handshake failing the read (and staying failed), a refused certificate
+// ending both handshakes with a reason, and garbage instead of a ServerHello.
+#include "transport/tls_stream.hpp"
+
+#include "transport/tls.hpp"
+
+#include "../net/test_util.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <gtest/gtest.h>
+
+#include <openssl/err.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <optional>
+
+using namespace warren;
+using namespace warren::transport;
+namespace asio = boost::asio;
+namespace fs = std::filesystem;
+using asio::ip::tcp;
+using bytes = std::vector<std::uint8_t>;
+
+namespace {
+
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+template <class F>
+void spawn(asio::io_context& io, F&& f) {
+  asio::co_spawn(io, std::forward<F>(f), [](const std::exception_ptr& e) {
+    if (e)
+      std::rethrow_exception(e);
+  });
+}
+
+class tls_stream_test : public ::testing::Test {
+ protected:
+  asio::io_context io;
+  fs::path state_dir;
+  std::shared_ptr<asio::ssl::context> server_ctx;
+  std::shared_ptr<asio::ssl::context> client_ctx;
+  std::vector<unsigned char> pin;
+
+  void SetUp() override {
+    std::string pattern = (fs::path(::testing::TempDir()) / "warren-tls-stream-XXXXXX").string();
+    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
+    state_dir = pattern;
+    auto made = ensure_self_signed(state_dir.string(), {"localhost"});
+    ASSERT_TRUE(made) << made.error();
+    auto s = make_server_context({made->cert_file, made->key_file, {}});
+    ASSERT_TRUE(s) << s.error();
+    server_ctx = *s;
+    // Trust the certificate as a CA: chain and host name are checked for real.
+    auto c = make_client_context({made->cert_file, {}, {}, {}});
+    ASSERT_TRUE(c) << c.error();
+    client_ctx = c->context;
+  }
+
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(state_dir, ec);
+  }
+
+  /// A connected pair of TCP sockets on loopback.
+  std::pair<tcp::socket, tcp::socket> sockets() {
+    tcp::acceptor acceptor(io, tcp::endpoint(test::v4_loopback(), 0));
+    tcp::socket client(io);
+    client.connect(acceptor.local_endpoint());
+    tcp::socket server = acceptor.accept();
+    return {std::move(client), std::move(server)};
+  }
+
+  /// Both handshakes, run to completion; returns their results.
+  std::pair<error_code, error_code> handshake(tls_stream& client, tls_stream& server) {
+    std::optional<error_code> cec, sec;
+    client.async_handshake([&](error_code ec) { cec = ec; });
+    server.async_handshake([&](error_code ec) { sec = ec; });
+    test::run_until(io, [&] { return cec && sec; });
+    EXPECT_TRUE(cec && sec) << "handshake did not finish";
+    return {cec.value_or(asio::error::timed_out), sec.value_or(asio::error::timed_out)};
+  }
+};
+
+/// Moves everything `from` has produced into `to`, `piece` bytes at a time.
+void shuttle(tls_engine& from, tls_engine& to, std::size_t piece) {
+  if (!from.has_output())
+    return;
+  const auto out = from.begin_send();
+  const auto* p = static_cast<const std::uint8_t*>(out.data());
+  for (std::size_t off = 0; off < out.size(); off += piece) {
+    const std::size_t n = std::min(piece, out.size() - off);
+    const auto space = to.input_space();
+    ASSERT_GE(space.size(), n);
+    std::memcpy(space.data(), p + off, n);
+    to.commit_input(n);
+  }
+  from.end_send();
+}
+
+TEST_F(tls_stream_test, EnginesAgreeWhateverTheChunking) {
+  for (const std::size_t piece : {std::size_t{1}, std::size_t{7}, std::size_t{4096}, std::size_t{1} << 20}) {
+    SCOPED_TRACE("piece " + std::to_string(piece));
+    tls_engine client(client_ctx->native_handle(), false);
+    tls_engine server(server_ctx->native_handle(), true);
+    client.set_server_name("localhost");
+    error_code cec, sec;
+    auto c = tls_engine::result::want_input;
+    auto s = tls_engine::result::want_input;
+    for (int round = 0; round < 20 && (c != tls_engine::result::ok || s != tls_engine::result::ok); ++round) {
+      c = client.handshake(cec);
+      shuttle(client, server, piece);
+      s = server.handshake(sec);
+      shuttle(server, client, piece);
+    }
+    ASSERT_EQ(c, tls_engine::result::ok) << cec.message();
+    ASSERT_EQ(s, tls_engine::result::ok) << sec.message();
+    EXPECT_EQ(SSL_version(client.native_handle()), TLS1_3_VERSION);
+
+    // 1 MiB + 3 bytes: many full records and a short last one, handed over
+    // `piece` bytes at a time with a decrypt after each, as a socket would.
+    const bytes data = test::random_bytes((1 << 20) + 3, static_cast<unsigned>(piece));
+    ASSERT_EQ(client.encrypt(data.data(), data.size(), cec), tls_engine::result::ok) << cec.message();
+    const auto out = client.begin_send();
+    const auto* p = static_cast<const std::uint8_t*>(out.data());
+    bytes got;
+    std::vector<std::uint8_t> buf(100'000);
+    for (std::size_t off = 0; off < out.size(); off += piece) {
+      const std::size_t n = std::min(piece, out.size() - off);
+      for (std::size_t moved = 0; moved < n;) {
+        const auto space = server.input_space();
+        const std::size_t m = std::min(space.size(), n - moved);
+        std::memcpy(space.data(), p + off + moved, m);
+        server.commit_input(m);
+        moved += m;
+        std::size_t got_now = 0;
+        do {
+          const auto r = server.decrypt(buf.data(), buf.size(), got_now, sec);
+          ASSERT_NE(r, tls_engine::result::failed) << sec.message();
+          got.insert(got.end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(got_now));
+        } while (got_now == buf.size());
+      }
+    }
+    client.end_send();
+    EXPECT_TRUE(got == data) << got.size() << " bytes, differ";
+    std::size_t n = 0;
+
+    client.shutdown();
+    shuttle(client, server, piece);
+    std::uint8_t byte = 0;
+    EXPECT_EQ(server.decrypt(&byte, 1, n, sec), tls_engine::result::closed);
+    EXPECT_EQ(n, 0u);
+  }
+}
+
+TEST_F(tls_stream_test, EightMegabytesEachWayAtOnce) {
+  auto [cs, ss] = sockets();
+  tls_stream client(std::move(cs), *client_ctx, tls_stream::client);
+  tls_stream server(std::move(ss), *server_ctx, tls_stream::server);
+  client.engine().set_server_name("localhost");
+  auto [cec, sec] = handshake(client, server);
+  ASSERT_FALSE(cec) << cec.message();
+  ASSERT_FALSE(sec) << sec.message();
+
+  const bytes up = test::random_bytes(8 << 20, 1);
+  const bytes down = test::random_bytes(8 << 20, 2);
+  bytes got_up, got_down;
+  int finished = 0;
+  auto send = [&](tls_stream& s, const bytes& data) -> asio::awaitable<void> {
+    // Odd sizes, so writes and records never line up.
+    for (std::size_t off = 0; off < data.size();) {
+      const std::size_t n = std::min<std::size_t>(100'003, data.size() - off);
+      auto [ec, w] = co_await asio::async_write(s, asio::buffer(data.data() + off, n), use_tuple);
+      EXPECT_FALSE(ec) << ec.message();
+      if (ec)
+        break;
+      off += w;
+    }
+    auto [ec] = co_await s.async_shutdown(use_tuple);
+    EXPECT_FALSE(ec) << ec.message();
+    ++finished;
+  };
+  auto receive = [&](tls_stream& s, bytes& into) -> asio::awaitable<void> {
+    std::vector<std::uint8_t> buf(70'001);
+    for (;;) {
+      auto [ec, n] = co_await s.async_read_some(asio::buffer(buf), use_tuple);
+      into.insert(into.end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n));
+      if (ec) {
+        EXPECT_EQ(ec, asio::error::eof) << ec.message(); // close_notify, not truncation
+        break;
+      }
+    }
+    ++finished;
+  };
+  spawn(io, send(client, up));
+  spawn(io, send(server, down));
+  spawn(io, receive(server, got_up));
+  spawn(io, receive(client, got_down));
+  test::run_until(io, [&] { return finished == 4; }, std::chrono::seconds(60));
+  ASSERT_EQ(finished, 4);
+  EXPECT_TRUE(got_up == up) << "client to server: " << got_up.size() << " bytes, differ";
+  EXPECT_TRUE(got_down == down) << "server to client: " << got_down.size() << " bytes, differ";
+}
+
+TEST_F(tls_stream_test, ALargeWriteIsTakenWholeAndBatched) {
+  auto [cs, ss] = sockets();
+  tls_stream client(std::move(cs), *client_ctx, tls_stream::client);
+  tls_stream server(std::move(ss), *server_ctx, tls_stream::server);
+  client.engine().set_server_name("localhost");
+  auto [cec, sec] = handshake(client, server);
+  ASSERT_FALSE(cec || sec);
+
+  // One write_some of 512 KiB in three pieces: all of it is taken (as 32+
+  // records), not one record's worth as asio::ssl::stream would.
+  const bytes data = test::random_bytes(512 * 1024, 3);
+  const std::array<asio::const_buffer, 3> pieces{asio::buffer(data.data(), 1000),
+                                                 asio::buffer(data.data() + 1000, 200'000),
+                                                 asio::buffer(data.data() + 201'000, data.size() - 201'000)};
+  std::optional<std::size_t> written;
+  client.async_write_some(pieces, [&](error_code ec, std::size_t n) {
+    EXPECT_FALSE(ec) << ec.message();
+    written = n;
+  });
+  bytes got;
+  std::vector<std::uint8_t> buf(1 << 20);
+  std::function<void()> read_more = [&] {
+    server.async_read_some(asio::buffer(buf), [&](error_code ec, std::size_t n) {
+      got.insert(got.end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n));
+      if (!ec && got.size() < data.size())
+        read_more();
+    });
+  };
+  read_more();
+  test::run_until(io, [&] { return written && got.size() >= data.size(); });
+  ASSERT_TRUE(written);
+  EXPECT_EQ(*written, data.size());
+  EXPECT_TRUE(got == data);
+}
+
+TEST_F(tls_stream_test, BareTcpCloseIsTruncationNotEndOfStream) {
+  auto [cs, ss] = sockets();
+  tls_stream client(std::move(cs), *client_ctx, tls_stream::client);
+  tls_stream server(std::move(ss), *server_ctx, tls_stream::server);
+  client.engine().set_server_name("localhost");
+  auto [cec, sec] = handshake(client, server);
+  ASSERT_FALSE(cec || sec);
+  server.next_layer().close(); // no close_notify: an attacker could have cut the stream
+  std::optional<error_code> result;
+  std::array<char, 16> buf{};
+  client.async_read_some(asio::buffer(buf), [&](error_code ec, std::size_t) { result = ec; });
+  test::run_until(io, [&] { return result.has_value(); });
+  ASSERT_TRUE(result);
+  EXPECT_EQ(*result, asio::ssl::error::stream_truncated) << result->message();
+}
+
+TEST_F(tls_stream_test, GarbageAfterTheHandshakeFailsTheReadForGood) {
+  auto [cs, ss] = sockets();
+  tls_stream client(std::move(cs), *client_ctx, tls_stream::client);
+  tls_stream server(std::move(ss), *server_ctx, tls_stream::server);
+  client.engine().set_server_name("localhost");
+  auto [cec, sec] = handshake(client, server);
+  ASSERT_FALSE(cec || sec);
+  // An application-data record header with a body that does not authenticate.
+  bytes junk{0x17, 0x03, 0x03, 0x00, 0x20};
+  junk.resize(junk.size() + 0x20, 0xAB);
+  asio::write(server.next_layer(), asio::buffer(junk));
+  std::vector<error_code> results;
+  std::array<char, 16> buf{};
+  for (int i = 0; i < 2; ++i) {
+    std::optional<error_code> result;
+    client.async_read_some(asio::buffer(buf), [&](error_code ec, std::size_t n) {
+      EXPECT_EQ(n, 0u);
+      result = ec;
+    });
+    test::run_until(io, [&] { return result.has_value(); });
+    ASSERT_TRUE(result);
+    results.push_back(*result);
+  }
+  EXPECT_EQ(results[0].category(), asio::error::get_ssl_category()) << results[0].message();
+  EXPECT_NE(results[0].message().find("bad record mac"), std::string::npos) << results[0].message();
+  EXPECT_EQ(results[1], results[0]) << "a failed TLS connection must stay failed";
+}
+
+TEST_F(tls_stream_test, RefusedCertificateEndsBothHandshakesWithAReason) {
+  auto [cs, ss] = sockets();
+  tls_stream client(std::move(cs), *client_ctx, tls_stream::client);
+  tls_stream server(std::move(ss), *server_ctx, tls_stream::server);
+  client.engine().set_server_name("localhost");
+  int calls = 0;
+  client.engine().set_verify_callback([&](bool, X509_STORE_CTX*) {
+    ++calls;
+    return false;
+  });
+  auto [cec, sec] = handshake(client, server);
+  EXPECT_GE(calls, 1);
+  ASSERT_TRUE(cec);
+  EXPECT_NE(cec.message().find("certificate verify failed"), std::string::npos) << cec.message();
+  // The client's alert reached the server, which says what it was told.
+  ASSERT_TRUE(sec);
+  EXPECT_NE(sec.message().find("alert"), std::string::npos) << sec.message();
+}
+
+TEST_F(tls_stream_test, WrongHostNameFailsVerification) {
+  auto [cs, ss] = sockets();
+  tls_stream client(std::move(cs), *client_ctx, tls_stream::client);
+  tls_stream server(std::move(ss), *server_ctx, tls_stream::server);
+  client.engine().set_server_name("example.org");
+  X509_VERIFY_PARAM_set1_host(SSL_get0_param(client.native_handle()), "example.org", 0);
+  auto [cec, sec] = handshake(client, server);
+  ASSERT_TRUE(cec);
+  EXPECT_NE(cec.message().find("certificate verify failed"), std::string::npos) << cec.message();
+}
+
+TEST_F(tls_stream_test, GarbageInsteadOfServerHelloFailsTheHandshake) {
+  auto [cs, ss] = sockets();
+  tls_stream client(std::move(cs), *client_ctx, tls_stream::client);
+  const std::string banner = "SSH-2.0-OpenSSH_9.2\r\n";
+  asio::write(ss, asio::buffer(banner));
+  std::optional<error_code> result;
+  client.async_handshake([&](error_code ec) { result = ec; });
+  test::run_until(io, [&] { return result.has_value(); });
+  ASSERT_TRUE(result);
+  EXPECT_TRUE(*result);
+  EXPECT_EQ(result->category(), asio::error::get_ssl_category()) << result->message();
+}
+
+} // namespace
