@@ -171,6 +171,36 @@ tls_engine::result tls_engine::encrypt(const void* data, std::size_t size, error
   return result::ok;
 }
 
+bool tls_engine::encrypt_gather(const void* data, std::size_t size, error_code& ec) {
+  constexpr std::size_t record = SSL3_RT_MAX_PLAIN_LENGTH;
+  const auto* p = static_cast<const std::uint8_t*>(data);
+  if (!gather_.empty() || size < record) {
+    // Top up the partial record first.
+    const std::size_t n = std::min(size, record - gather_.size());
+    gather_.insert(gather_.end(), p, p + n);
+    p += n;
+    size -= n;
+    if (gather_.size() < record)
+      return true;
+    if (encrypt(gather_.data(), gather_.size(), ec) != result::ok)
+      return false;
+    gather_.clear();
+  }
+  // Whole records straight from the caller's memory; the tail waits.
+  const std::size_t whole = size - size % record;
+  if (whole > 0 && encrypt(p, whole, ec) != result::ok)
+    return false;
+  gather_.insert(gather_.end(), p + whole, p + size);
+  return true;
+}
+
+void tls_engine::encrypt_gather_end(error_code& ec) {
+  if (gather_.empty())
+    return;
+  encrypt(gather_.data(), gather_.size(), ec);
+  gather_.clear();
+}
+
 tls_engine::result tls_engine::decrypt(void* data, std::size_t capacity, std::size_t& n, error_code& ec) {
   ec = {};
   n = 0;

@@ -63,6 +63,12 @@ class tls_engine {
   result handshake(error_code& ec);
   /// Encrypts all of [data, data + size) into the pending output.
   result encrypt(const void* data, std::size_t size, error_code& ec);
+  /// Like encrypt(), for a sequence of pieces: small pieces (a WebSocket
+  /// header, a frame header) are gathered so that records come out full
+  /// (16 KiB) instead of one record per piece. Ends with encrypt_gather_end().
+  bool encrypt_gather(const void* data, std::size_t size, error_code& ec);
+  void encrypt_gather_end(error_code& ec);
+
   /// Decrypts into [data, data + capacity) as much as the input allows;
   /// `n` > 0 means data (whatever the result says about what comes next).
   result decrypt(void* data, std::size_t capacity, std::size_t& n, error_code& ec);
@@ -87,6 +93,7 @@ class tls_engine {
   verify_callback verify_;
   bool shutdown_sent_ = false;
   error_code failure_; // the first fatal error; the SSL object is unusable after it
+  std::vector<std::uint8_t> gather_; // less than one record of plaintext, waiting for more
   std::vector<std::uint8_t> output_;
   std::vector<std::uint8_t> sending_;
   std::vector<std::uint8_t> input_;
@@ -142,10 +149,12 @@ class tls_stream {
         continue;
       if (taken > 0 && taken + b.size() > k_max_write_batch)
         break;
-      if (engine_->encrypt(b.data(), b.size(), ec) != tls_engine::result::ok)
+      if (!engine_->encrypt_gather(b.data(), b.size(), ec))
         break;
       taken += b.size();
     }
+    if (!ec)
+      engine_->encrypt_gather_end(ec);
     return boost::asio::async_compose<Token, void(error_code, std::size_t)>(write_op{*this, taken, ec}, token,
                                                                               socket_);
   }

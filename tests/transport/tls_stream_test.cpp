@@ -1,6 +1,7 @@
 // Tests of tls_stream / tls_engine (src/transport/tls_stream.*): two engines
 // in memory handing each other their output in 1-byte and odd-sized pieces
-// (every record boundary and partial header); then real loopback sockets:
+// (every record boundary and partial header), small pieces of a write
+// gathered into full records; then real loopback sockets:
 // 8 MiB each way at once with one read and one write in flight on each side,
 // a large write taken whole and sent in few system calls, close_notify read
 // as end of stream and a bare TCP close as truncation, garbage after the
@@ -161,6 +162,72 @@ TEST_F(tls_stream_test, EnginesAgreeWhateverTheChunking) {
     EXPECT_EQ(server.decrypt(&byte, 1, n, sec), tls_engine::result::closed);
     EXPECT_EQ(n, 0u);
   }
+}
+
+/// Sizes of the TLS records in a stretch of ciphertext.
+std::vector<std::size_t> record_sizes(asio::const_buffer out) {
+  std::vector<std::size_t> sizes;
+  const auto* p = static_cast<const std::uint8_t*>(out.data());
+  for (std::size_t off = 0; off + 5 <= out.size();) {
+    const std::size_t n = (std::size_t{p[off + 3]} << 8) | p[off + 4];
+    sizes.push_back(n);
+    off += 5 + n;
+  }
+  return sizes;
+}
+
+TEST_F(tls_stream_test, GatheredPiecesMakeFullRecords) {
+  tls_engine client(client_ctx->native_handle(), false);
+  tls_engine server(server_ctx->native_handle(), true);
+  error_code cec, sec;
+  for (int round = 0; round < 10; ++round) {
+    client.handshake(cec);
+    shuttle(client, server, 1 << 20);
+    server.handshake(sec);
+    shuttle(server, client, 1 << 20);
+  }
+  ASSERT_TRUE(SSL_is_init_finished(client.native_handle()));
+  // A WebSocket header, a frame header and a payload: one record, not three.
+  const bytes data = test::random_bytes(100, 4);
+  ASSERT_TRUE(client.encrypt_gather(data.data(), 2, cec));
+  ASSERT_TRUE(client.encrypt_gather(data.data() + 2, 7, cec));
+  ASSERT_TRUE(client.encrypt_gather(data.data() + 9, 91, cec));
+  client.encrypt_gather_end(cec);
+  ASSERT_FALSE(cec);
+  const auto first = client.begin_send();
+  EXPECT_EQ(record_sizes(first).size(), 1u);
+  const auto in = server.input_space();
+  std::memcpy(in.data(), first.data(), first.size());
+  server.commit_input(first.size());
+  client.end_send();
+  bytes small(data.size());
+  std::size_t small_n = 0;
+  server.decrypt(small.data(), small.size(), small_n, sec);
+  EXPECT_TRUE(small_n == data.size() && small == data);
+
+  // 10 + 70000 + 5 bytes: four full records and one short one.
+  const bytes big = test::random_bytes(70'015, 5);
+  ASSERT_TRUE(client.encrypt_gather(big.data(), 10, cec));
+  ASSERT_TRUE(client.encrypt_gather(big.data() + 10, 70'000, cec));
+  ASSERT_TRUE(client.encrypt_gather(big.data() + 70'010, 5, cec));
+  client.encrypt_gather_end(cec);
+  const auto out = client.begin_send();
+  const auto sizes = record_sizes(out);
+  ASSERT_EQ(sizes.size(), 5u);
+  for (std::size_t i = 0; i < 4; ++i)
+    EXPECT_EQ(sizes[i], 16384u + 17u) << "record " << i; // plaintext + content type + GCM tag
+  // And the peer reads back exactly what went in.
+  const auto* p = static_cast<const std::uint8_t*>(out.data());
+  const auto space = server.input_space();
+  ASSERT_GE(space.size(), out.size());
+  std::memcpy(space.data(), p, out.size());
+  server.commit_input(out.size());
+  client.end_send();
+  bytes got(big.size());
+  std::size_t n = 0;
+  server.decrypt(got.data(), got.size(), n, sec);
+  EXPECT_EQ(n, big.size());
+  EXPECT_TRUE(got == big);
 }
 
 TEST_F(tls_stream_test, EightMegabytesEachWayAtOnce) {
