@@ -304,19 +304,29 @@ class tls_stream {
 // Beast's WebSocket close ends its next layer through these (found by ADL).
 void teardown(boost::beast::role_type role, tls_stream& stream, error_code& ec);
 
+/// Beast's end of a WebSocket over TLS, after the close frames: close_notify,
+/// end of our write side, then (like Beast's TCP teardown) reading and
+/// discarding until the peer closes too, so that closing the socket does not
+/// reset a connection with unread data. The caller bounds the wait.
 struct tls_teardown_op {
   tls_stream& stream;
-  bool shut = false;
+  enum { start, draining } state = start;
+  std::unique_ptr<char[]> scratch;
 
   template <class Self>
-  void operator()(Self& self, error_code ec = {}) {
-    if (!shut) {
-      shut = true;
+  void operator()(Self& self, error_code ec = {}, std::size_t = 0) {
+    if (state == start) {
+      state = draining;
       return stream.async_shutdown(std::move(self));
+    }
+    if (!ec) {
+      if (!scratch)
+        scratch = std::make_unique<char[]>(4096);
+      return stream.next_layer().async_read_some(boost::asio::buffer(scratch.get(), 4096), std::move(self));
     }
     error_code ignored;
     stream.next_layer().close(ignored);
-    self.complete(ec);
+    self.complete(ec == boost::asio::error::eof ? error_code() : ec);
   }
 };
 
