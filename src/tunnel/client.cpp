@@ -93,7 +93,7 @@ struct client::forward {
 };
 
 client::client(asio::any_io_executor ex, net::resolver& r, client_options options)
-    : ex_(ex), resolver_(r), options_(std::move(options)), tunnel_changed_(ex), rng_(std::random_device{}()),
+    : ex_(ex), resolver_(r), options_(std::move(options)), rng_(std::random_device{}()),
       sweep_timer_(ex), retry_timer_(ex) {
   options_.session.is_client = true;
 }
@@ -196,7 +196,7 @@ asio::awaitable<void> client::supervise() {
     auto config = options_.session;
     config.label = "tunnel";
     auto s = wire::session::create(std::move(r.stream), config);
-    stream::async_event ended(ex_);
+    stream::async_event ended;
     std::string reason;
     s->set_closed_handler([&ended, &reason](const std::string& why) {
       reason = why;
