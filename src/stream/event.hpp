@@ -20,8 +20,8 @@
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/execution/outstanding_work.hpp>
-#include <boost/asio/prefer.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/prefer.hpp>
 #include <boost/asio/system_executor.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -43,9 +43,9 @@ class async_event {
   auto async_wait(CompletionToken&& token) {
     return boost::asio::async_initiate<CompletionToken, void()>(
         [this](auto handler) {
-          static_assert(!std::is_same_v<boost::asio::associated_executor_t<decltype(handler)>,
-                                        boost::asio::system_executor>,
-                        "async_event waiters need an associated executor (bind_executor)");
+          static_assert(
+              !std::is_same_v<boost::asio::associated_executor_t<decltype(handler)>, boost::asio::system_executor>,
+              "async_event waiters need an associated executor (bind_executor)");
           const std::uint64_t id = next_id_++;
           // Like a pending timer wait, a waiter keeps its executor's context running.
           boost::asio::any_io_executor ex = boost::asio::prefer(boost::asio::get_associated_executor(handler),

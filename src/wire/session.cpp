@@ -697,12 +697,20 @@ asio::awaitable<std::size_t> mux_stream::read_some(asio::mutable_buffer buffer, 
   }
 }
 
-asio::awaitable<void> mux_stream::wait_readable(error_code& ec) {
-  auto st = state_;
-  ec = {};
-  while (st->buffered == 0 && !st->reset && !st->fin_received)
-    co_await st->readable.wait();
-  co_return;
+void mux_stream::async_wait_readable(std::function<void(error_code)> ready) {
+  session_->wait_readable(state_, std::move(ready));
+}
+
+void session::wait_readable(const std::shared_ptr<stream_state>& st, std::function<void(error_code)> ready) {
+  if (st->buffered > 0 || st->reset || st->fin_received) {
+    asio::post(ex_, [ready = std::move(ready)] { ready({}); });
+    return;
+  }
+  // readable is also notified for what read_some does not return (an empty
+  // DATA frame): look again when it fires.
+  st->readable.async_wait(asio::bind_executor(ex_, [self = shared_from_this(), st, ready = std::move(ready)]() mutable {
+    self->wait_readable(st, std::move(ready));
+  }));
 }
 
 asio::awaitable<void> mux_stream::write(std::span<const asio::const_buffer> buffers, error_code& ec) {
