@@ -3,7 +3,10 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/error.hpp>
+#include <boost/asio/execution/context_as.hpp>
+#include <boost/asio/execution_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/query.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <array>
@@ -40,15 +43,45 @@ class buffer_pool {
 
 thread_local buffer_pool pool;
 
-/// One pump. Owns itself: deleted once both directions have ended, and
-/// until then every pending callback or coroutine of it points here. A
-/// direction is either waiting for readiness (a callback, no coroutine) or
-/// moving one chunk (a coroutine spawned for that chunk: read, write, then
-/// back to waiting).
+class pump_state;
+
+/// The running pumps of one execution context. A pump owns itself (its
+/// pending callbacks merely point at it), so destroying the context while
+/// pumps still run (io.stop() on a signal) would leak them and the streams
+/// their done handlers own. This service deletes them when the context
+/// shuts down, as Asio destroys the pending operations of its I/O objects;
+/// their callbacks are then destroyed, never run.
+class pump_registry final : public asio::execution_context::service {
+ public:
+  static inline asio::execution_context::id id;
+
+  explicit pump_registry(asio::execution_context& context) : service(context) {}
+
+  void add(pump_state& p);
+  void remove(pump_state& p);
+
+ private:
+  void shutdown() override;
+
+  pump_state* first_ = nullptr;
+};
+
+/// One pump. Owns itself: deleted once both directions have ended (or by
+/// its registry), and until then every pending callback or coroutine of it
+/// points here. A direction is either waiting for readiness (a callback, no
+/// coroutine) or moving one chunk (a coroutine spawned for that chunk: read,
+/// write, then back to waiting).
 class pump_state {
  public:
   pump_state(byte_stream& a, byte_stream& b, asio::any_completion_handler<void(pump_stats)> done)
-      : streams_{&a, &b}, done_(std::move(done)) {}
+      : streams_{&a, &b}, done_(std::move(done)),
+        registry_(asio::use_service<pump_registry>(
+            asio::query(a.get_executor(), asio::execution::context_as<asio::execution_context&>))) {
+    registry_.add(*this);
+  }
+  ~pump_state() { registry_.remove(*this); }
+  pump_state(const pump_state&) = delete;
+  pump_state& operator=(const pump_state&) = delete;
 
   void start() {
     wait(0);
@@ -108,11 +141,37 @@ class pump_state {
     delete this;
   }
 
+  friend class pump_registry;
+
   std::array<byte_stream*, 2> streams_;
   asio::any_completion_handler<void(pump_stats)> done_;
   pump_stats stats_;
   int ended_ = 0;
+  pump_registry& registry_;
+  pump_state* prev_ = nullptr; // registry_'s list
+  pump_state* next_ = nullptr;
 };
+
+void pump_registry::add(pump_state& p) {
+  p.next_ = first_;
+  if (first_)
+    first_->prev_ = &p;
+  first_ = &p;
+}
+
+void pump_registry::remove(pump_state& p) {
+  if (p.prev_)
+    p.prev_->next_ = p.next_;
+  else
+    first_ = p.next_;
+  if (p.next_)
+    p.next_->prev_ = p.prev_;
+}
+
+void pump_registry::shutdown() {
+  while (first_)
+    delete first_;
+}
 
 } // namespace
 

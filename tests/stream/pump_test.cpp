@@ -207,4 +207,28 @@ TEST(start_pump, DoneOwnsTheStreamsAndRunsOnceBothDirectionsEnded) {
   EXPECT_EQ(ec, asio::error::eof);
 }
 
+TEST(start_pump, DestroyingTheContextDestroysARunningPumpAndItsStreams) {
+  // io.stop() with streams still open, then the io_context goes: the pump
+  // and the streams its done handler owns go with it, as pending operations
+  // would (no leak; the done handler never runs).
+  auto io = std::make_unique<asio::io_context>();
+  auto [a_near, a_far] = tcp_pair(*io);
+  auto [b_near, b_far] = tcp_pair(*io);
+  auto a = stream::make_tcp_stream(std::move(a_far), "A");
+  auto b = stream::make_tcp_stream(std::move(b_far), "B");
+  auto& a_ref = *a;
+  auto& b_ref = *b;
+  auto alive = std::make_shared<int>(0);
+  bool done = false;
+  stream::start_pump(a_ref, b_ref,
+                     [&done, alive, a = std::move(a), b = std::move(b)](stream::pump_stats) { done = true; });
+  io->poll();
+  EXPECT_EQ(alive.use_count(), 2);
+  a_near.close();
+  b_near.close();
+  io.reset();
+  EXPECT_EQ(alive.use_count(), 1) << "the pump's done handler outlived its io_context";
+  EXPECT_FALSE(done);
+}
+
 } // namespace
