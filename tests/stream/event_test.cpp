@@ -1,7 +1,8 @@
 // Tests of stream::async_event (src/stream/event.hpp): notify() wakes every
 // current waiter, coroutine or callback, posted and never inline; a later
 // waiter waits for the next notify(); a cancelled wait (the losing branch of
-// `||`) completes at once; destroying the event wakes its waiters.
+// `||`) completes at once; destroying the event wakes its waiters, and
+// destroying the io_context frees them.
 #include "stream/event.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -102,6 +103,27 @@ TEST(async_event, DestroyingTheEventWakesItsWaiters) {
   ev.reset();
   io.poll();
   EXPECT_TRUE(woken);
+}
+
+TEST(async_event, DestroyingTheContextFreesAWaiterThatOwnsTheEvent) {
+  // A coroutine waiting on an event it owns, when the io_context goes (as
+  // after io.stop()): the context frees it, as it frees pending operations.
+  auto io = std::make_unique<asio::io_context>();
+  auto alive = std::make_shared<int>(0);
+  bool woken = false;
+  asio::co_spawn(
+      *io,
+      [&woken, alive]() -> asio::awaitable<void> {
+        stream::async_event own;
+        co_await own.wait();
+        woken = true;
+      },
+      asio::detached);
+  io->poll();
+  EXPECT_EQ(alive.use_count(), 2);
+  io.reset();
+  EXPECT_EQ(alive.use_count(), 1) << "the waiting coroutine outlived its io_context";
+  EXPECT_FALSE(woken);
 }
 
 } // namespace
