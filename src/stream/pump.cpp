@@ -1,7 +1,13 @@
 #include "stream/pump.hpp"
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/error.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/execution/context_as.hpp>
+#include <boost/asio/execution_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/query.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include <array>
 #include <vector>
@@ -9,7 +15,6 @@
 namespace warren::stream {
 
 namespace asio = boost::asio;
-using namespace asio::experimental::awaitable_operators;
 
 namespace {
 
@@ -38,10 +43,61 @@ class buffer_pool {
 
 thread_local buffer_pool pool;
 
-asio::awaitable<void> one_way(byte_stream& from, byte_stream& to, std::uint64_t& bytes, error_code& first_error) {
-  for (;;) {
-    error_code ec;
-    co_await from.wait_readable(ec);
+class pump_state;
+
+/// The running pumps of one execution context. A pump owns itself (its
+/// pending callbacks merely point at it), so destroying the context while
+/// pumps still run (io.stop() on a signal) would leak them and the streams
+/// their done handlers own. This service deletes them when the context
+/// shuts down, as Asio destroys the pending operations of its I/O objects;
+/// their callbacks are then destroyed, never run.
+class pump_registry final : public asio::execution_context::service {
+ public:
+  static inline asio::execution_context::id id;
+
+  explicit pump_registry(asio::execution_context& context) : service(context) {}
+
+  void add(pump_state& p);
+  void remove(pump_state& p);
+
+ private:
+  void shutdown() override;
+
+  pump_state* first_ = nullptr;
+};
+
+/// One pump. Owns itself: deleted once both directions have ended (or by
+/// its registry), and until then every pending callback or coroutine of it
+/// points here. A direction is either waiting for readiness (a callback, no
+/// coroutine) or moving one chunk (a coroutine spawned for that chunk: read,
+/// write, then back to waiting).
+class pump_state {
+ public:
+  pump_state(byte_stream& a, byte_stream& b, asio::any_completion_handler<void(pump_stats)> done)
+      : streams_{&a, &b}, done_(std::move(done)),
+        registry_(asio::use_service<pump_registry>(
+            asio::query(a.get_executor(), asio::execution::context_as<asio::execution_context&>))) {
+    registry_.add(*this);
+  }
+  ~pump_state() { registry_.remove(*this); }
+  pump_state(const pump_state&) = delete;
+  pump_state& operator=(const pump_state&) = delete;
+
+  void start() {
+    wait(0);
+    wait(1);
+  }
+
+ private:
+  // Direction d reads streams_[d] and writes streams_[1 - d].
+  void wait(int d) {
+    streams_[d]->async_wait_readable(
+        [this, d](error_code ec) { asio::co_spawn(streams_[d]->get_executor(), move_chunk(d, ec), asio::detached); });
+  }
+
+  asio::awaitable<void> move_chunk(int d, error_code ec) {
+    byte_stream& from = *streams_[d];
+    byte_stream& to = *streams_[1 - d];
     std::unique_ptr<char[]> buffer;
     std::size_t n = 0;
     if (!ec) {
@@ -55,7 +111,7 @@ asio::awaitable<void> one_way(byte_stream& from, byte_stream& to, std::uint64_t&
       if (wec) {
         ec = wec;
       } else {
-        bytes += n;
+        (d == 0 ? stats_.a_to_b : stats_.b_to_a) += n;
       }
     }
     if (buffer)
@@ -63,24 +119,69 @@ asio::awaitable<void> one_way(byte_stream& from, byte_stream& to, std::uint64_t&
     if (ec == asio::error::eof) {
       error_code sec;
       co_await to.shutdown(sec);
+      ended();
       co_return;
     }
     if (ec) {
-      if (!first_error)
-        first_error = ec;
+      if (!stats_.error)
+        stats_.error = ec;
       from.close(); // ends the other direction too
       to.close();
+      ended();
       co_return;
     }
+    wait(d);
   }
+
+  void ended() {
+    if (++ended_ < 2)
+      return;
+    auto ex = streams_[0]->get_executor();
+    asio::post(ex, [done = std::move(done_), stats = stats_]() mutable { std::move(done)(stats); });
+    delete this;
+  }
+
+  friend class pump_registry;
+
+  std::array<byte_stream*, 2> streams_;
+  asio::any_completion_handler<void(pump_stats)> done_;
+  pump_stats stats_;
+  int ended_ = 0;
+  pump_registry& registry_;
+  pump_state* prev_ = nullptr; // registry_'s list
+  pump_state* next_ = nullptr;
+};
+
+void pump_registry::add(pump_state& p) {
+  p.next_ = first_;
+  if (first_)
+    first_->prev_ = &p;
+  first_ = &p;
+}
+
+void pump_registry::remove(pump_state& p) {
+  if (p.prev_)
+    p.prev_->next_ = p.next_;
+  else
+    first_ = p.next_;
+  if (p.next_)
+    p.next_->prev_ = p.prev_;
+}
+
+void pump_registry::shutdown() {
+  while (first_)
+    delete first_;
 }
 
 } // namespace
 
+void start_pump(byte_stream& a, byte_stream& b, asio::any_completion_handler<void(pump_stats)> done) {
+  (new pump_state(a, b, std::move(done)))->start();
+}
+
 asio::awaitable<pump_stats> pump(byte_stream& a, byte_stream& b) {
-  pump_stats stats;
-  co_await (one_way(a, b, stats.a_to_b, stats.error) && one_way(b, a, stats.b_to_a, stats.error));
-  co_return stats;
+  return asio::async_initiate<decltype(asio::use_awaitable), void(pump_stats)>(
+      [&a, &b](auto handler) { start_pump(a, b, std::move(handler)); }, asio::use_awaitable);
 }
 
 } // namespace warren::stream

@@ -3,10 +3,17 @@
 // on the other). An error in either direction closes both streams. Used for
 // tunnel streams (mux stream <-> TCP socket); plain socket pairs use the
 // zero-copy net/stream_relay instead.
+//
+// Idle costs next to nothing: each direction waits with a readiness callback
+// (byte_stream::async_wait_readable) and a coroutine runs only while bytes
+// move, with a read buffer borrowed from a pool. So a relay nobody talks on
+// holds no coroutine frame and no buffer (bench goal: 10,000 idle streams
+// through one tunnel at <= 8 KiB each, client and server together).
 #pragma once
 
 #include "stream/byte_stream.hpp"
 
+#include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/awaitable.hpp>
 
 #include <cstdint>
@@ -19,6 +26,12 @@ struct pump_stats {
   error_code error; // the first error, if any (eof is not an error)
 };
 
+/// Starts relaying; `done` runs (posted, on a's executor) once both
+/// directions have ended. Both streams must live until then: a caller that
+/// does not wait can hand them to `done` (it is destroyed right after it ran).
+void start_pump(byte_stream& a, byte_stream& b, boost::asio::any_completion_handler<void(pump_stats)> done);
+
+/// The same, awaited.
 boost::asio::awaitable<pump_stats> pump(byte_stream& a, byte_stream& b);
 
 } // namespace warren::stream

@@ -23,9 +23,8 @@ class tcp_byte_stream final : public byte_stream {
     co_return n;
   }
 
-  asio::awaitable<void> wait_readable(error_code& ec) override {
-    auto [e] = co_await socket_.async_wait(asio::ip::tcp::socket::wait_read, use_tuple);
-    ec = e;
+  void async_wait_readable(std::function<void(error_code)> ready) override {
+    socket_.async_wait(asio::ip::tcp::socket::wait_read, std::move(ready));
   }
 
   asio::awaitable<void> write(std::span<const asio::const_buffer> buffers, error_code& ec) override {

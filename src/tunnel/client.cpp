@@ -93,7 +93,7 @@ struct client::forward {
 };
 
 client::client(asio::any_io_executor ex, net::resolver& r, client_options options)
-    : ex_(ex), resolver_(r), options_(std::move(options)), tunnel_changed_(ex), rng_(std::random_device{}()),
+    : ex_(ex), resolver_(r), options_(std::move(options)), rng_(std::random_device{}()),
       sweep_timer_(ex), retry_timer_(ex) {
   options_.session.is_client = true;
 }
@@ -196,7 +196,7 @@ asio::awaitable<void> client::supervise() {
     auto config = options_.session;
     config.label = "tunnel";
     auto s = wire::session::create(std::move(r.stream), config);
-    stream::async_event ended(ex_);
+    stream::async_event ended;
     std::string reason;
     s->set_closed_handler([&ended, &reason](const std::string& why) {
       reason = why;
@@ -276,15 +276,20 @@ asio::awaitable<void> client::serve_tcp_forward(tcp::socket socket, forward& f) 
     co_return;
   }
   auto local = stream::make_tcp_stream(std::move(socket), "local");
-  auto stats = co_await stream::pump(*local, *st);
-  if (auto r = st->reset_reason(); r && r->code != wire::reset_code::closed) {
-    // A target's refusal is worth a warning; streams ended by a lost tunnel
-    // are already reported once, by the supervisor.
-    const bool target_problem = r->code != wire::reset_code::internal_error;
-    spdlog::log(target_problem ? spdlog::level::warn : spdlog::level::debug, "forward {}: {}: {}", f.spec.text,
-                wire::reset_code_name(r->code), r->reason);
-  }
-  spdlog::debug("forward {}: done, {} bytes up, {} down", f.spec.text, stats.a_to_b, stats.b_to_a);
+  // Not awaited: this coroutine ends here and the pump's done handler owns the
+  // streams, so an idle stream holds no coroutine frame (stream/pump.hpp).
+  auto& from = *local;
+  auto& to = *st;
+  stream::start_pump(from, to, [self, &f, local = std::move(local), st = std::move(st)](stream::pump_stats stats) {
+    if (auto r = st->reset_reason(); r && r->code != wire::reset_code::closed) {
+      // A target's refusal is worth a warning; streams ended by a lost tunnel
+      // are already reported once, by the supervisor.
+      const bool target_problem = r->code != wire::reset_code::internal_error;
+      spdlog::log(target_problem ? spdlog::level::warn : spdlog::level::debug, "forward {}: {}: {}", f.spec.text,
+                  wire::reset_code_name(r->code), r->reason);
+    }
+    spdlog::debug("forward {}: done, {} bytes up, {} down", f.spec.text, stats.a_to_b, stats.b_to_a);
+  });
 }
 
 // ---- SOCKS5 -----------------------------------------------------------------
@@ -407,7 +412,9 @@ asio::awaitable<void> client::serve_socks(tcp::socket socket) {
       co_return;
   }
   auto local = stream::make_tcp_stream(std::move(socket), "socks client");
-  co_await stream::pump(*local, *st);
+  auto& from = *local;
+  auto& to = *st;
+  stream::start_pump(from, to, [self, local = std::move(local), st = std::move(st)](stream::pump_stats) {});
 }
 
 asio::awaitable<void> client::socks_udp(tcp::socket& control, std::vector<std::uint8_t>) {

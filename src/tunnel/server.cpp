@@ -153,10 +153,16 @@ asio::awaitable<void> server::serve_tcp(std::unique_ptr<wire::mux_stream> stream
       stream::make_tcp_stream(std::move(*r.socket), net::format_host_port(r.peer.address().to_string(), r.peer.port()));
   if (spdlog::should_log(spdlog::level::debug))
     spdlog::debug("server: {} connected to {}", stream->description(), outbound->description());
-  auto stats = co_await stream::pump(*stream, *outbound);
-  if (spdlog::should_log(spdlog::level::debug))
-    spdlog::debug("server: {} done: {} bytes up, {} down{}", stream->description(), stats.a_to_b, stats.b_to_a,
-                  stats.error ? ", " + net::describe(stats.error) : "");
+  // Not awaited: this coroutine ends here and the pump's done handler owns the
+  // streams, so an idle stream holds no coroutine frame (stream/pump.hpp).
+  auto& inbound = *stream;
+  auto& outward = *outbound;
+  stream::start_pump(inbound, outward,
+                     [self, stream = std::move(stream), outbound = std::move(outbound)](stream::pump_stats stats) {
+                       if (spdlog::should_log(spdlog::level::debug))
+                         spdlog::debug("server: {} done: {} bytes up, {} down{}", stream->description(), stats.a_to_b,
+                                       stats.b_to_a, stats.error ? ", " + net::describe(stats.error) : "");
+                     });
 }
 
 asio::awaitable<void> server::serve_udp(std::unique_ptr<wire::mux_stream> stream, wire::open_request request) {

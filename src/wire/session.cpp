@@ -5,10 +5,14 @@
 #include "stream/event.hpp"
 #include "wire/flow.hpp"
 
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
 
 #include <cstring>
@@ -48,8 +52,7 @@ std::uint64_t now_ns() {
 } // namespace
 
 struct stream_state {
-  stream_state(const asio::any_io_executor& ex, std::uint32_t initial_window, std::uint32_t max_window)
-      : tuner(initial_window, max_window), readable(ex), writable(ex), opened(ex) {}
+  stream_state(std::uint32_t initial_window, std::uint32_t max_window) : tuner(initial_window, max_window) {}
 
   enum class phase { opening, open, failed };
   std::uint32_t id = 0;
@@ -81,7 +84,7 @@ struct stream_state {
 };
 
 struct session_events {
-  explicit session_events(const asio::any_io_executor& ex) : writer_wake(ex), drained(ex), ping_timer(ex) {}
+  explicit session_events(const asio::any_io_executor& ex) : ping_timer(ex) {}
   stream::async_event writer_wake;
   stream::async_event drained;
   asio::steady_timer ping_timer;
@@ -132,7 +135,7 @@ void session::start() {
 std::unique_ptr<mux_stream> session::open(stream_kind kind, const target_address& target) {
   if (closed_ || draining() || streams_.size() >= peer_max_streams_)
     return nullptr;
-  auto st = std::make_shared<stream_state>(ex_, config_.initial_window, config_.max_window);
+  auto st = std::make_shared<stream_state>(config_.initial_window, config_.max_window);
   st->id = next_id_;
   next_id_ += 2;
   st->kind = kind;
@@ -529,7 +532,7 @@ void session::on_open(const frame_header& h, std::span<const std::uint8_t> paylo
     send_reset(h.stream, reset_code::refused, "no handler for new streams");
     return;
   }
-  auto st = std::make_shared<stream_state>(ex_, config_.initial_window, config_.max_window);
+  auto st = std::make_shared<stream_state>(config_.initial_window, config_.max_window);
   st->id = h.stream;
   st->kind = request->kind;
   st->target = request->target.to_string();
@@ -694,12 +697,20 @@ asio::awaitable<std::size_t> mux_stream::read_some(asio::mutable_buffer buffer, 
   }
 }
 
-asio::awaitable<void> mux_stream::wait_readable(error_code& ec) {
-  auto st = state_;
-  ec = {};
-  while (st->buffered == 0 && !st->reset && !st->fin_received)
-    co_await st->readable.wait();
-  co_return;
+void mux_stream::async_wait_readable(std::function<void(error_code)> ready) {
+  session_->wait_readable(state_, std::move(ready));
+}
+
+void session::wait_readable(const std::shared_ptr<stream_state>& st, std::function<void(error_code)> ready) {
+  if (st->buffered > 0 || st->reset || st->fin_received) {
+    asio::post(ex_, [ready = std::move(ready)] { ready({}); });
+    return;
+  }
+  // readable is also notified for what read_some does not return (an empty
+  // DATA frame): look again when it fires.
+  st->readable.async_wait(asio::bind_executor(ex_, [self = shared_from_this(), st, ready = std::move(ready)]() mutable {
+    self->wait_readable(st, std::move(ready));
+  }));
 }
 
 asio::awaitable<void> mux_stream::write(std::span<const asio::const_buffer> buffers, error_code& ec) {

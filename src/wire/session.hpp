@@ -69,7 +69,7 @@ class mux_stream final : public stream::byte_stream {
   // byte_stream (TCP streams)
   boost::asio::any_io_executor get_executor() override;
   boost::asio::awaitable<std::size_t> read_some(boost::asio::mutable_buffer buffer, error_code& ec) override;
-  boost::asio::awaitable<void> wait_readable(error_code& ec) override;
+  void async_wait_readable(std::function<void(error_code)> ready) override;
   boost::asio::awaitable<void> write(std::span<const boost::asio::const_buffer> buffers, error_code& ec) override;
   boost::asio::awaitable<void> shutdown(error_code& ec) override; // DATA + FIN (half-close)
   void close() override;                                          // RESET (closed) unless already finished
@@ -160,6 +160,7 @@ class session : public std::enable_shared_from_this<session> {
   void finish_stream(const std::shared_ptr<stream_state>& st); // remove when both directions are done
   void fail_stream(const std::shared_ptr<stream_state>& st, reset_info why, bool send);
   void consumed(stream_state& st, std::size_t n);
+  void wait_readable(const std::shared_ptr<stream_state>& st, std::function<void(error_code)> ready);
   void add_stream(const std::shared_ptr<stream_state>& st);
   void remove_stream(const std::shared_ptr<stream_state>& st);
   std::uint32_t max_payload() const { return peer_max_payload_; }

@@ -175,4 +175,60 @@ TEST_F(pump_test, ResetInOneDirectionClosesBoth) {
   EXPECT_EQ(result->b_to_a, 0u);
 }
 
+TEST(start_pump, DoneOwnsTheStreamsAndRunsOnceBothDirectionsEnded) {
+  // The tunnel's way: nobody awaits the pump; its done handler owns the
+  // streams and destroys them after it ran.
+  asio::io_context io;
+  auto [a_near, a_far] = tcp_pair(io);
+  auto [b_near, b_far] = tcp_pair(io);
+  auto a = stream::make_tcp_stream(std::move(a_far), "A");
+  auto b = stream::make_tcp_stream(std::move(b_far), "B");
+  auto& a_ref = *a;
+  auto& b_ref = *b;
+  std::optional<stream::pump_stats> result;
+  stream::start_pump(a_ref, b_ref,
+                     [&result, a = std::move(a), b = std::move(b)](stream::pump_stats stats) { result = stats; });
+  const bytes hello = {'h', 'i'};
+  asio::write(a_near, asio::buffer(hello));
+  a_near.shutdown(tcp::socket::shutdown_send);
+  b_near.shutdown(tcp::socket::shutdown_send);
+  ASSERT_TRUE(test::run_until(
+      io, [&] { return result.has_value(); }, 20s));
+  EXPECT_EQ(result->a_to_b, hello.size());
+  EXPECT_EQ(result->b_to_a, 0u);
+  EXPECT_FALSE(result->error) << result->error.message();
+  // The streams went with the handler: both applications see them closed.
+  bytes got(16);
+  error_code ec;
+  const auto n = asio::read(b_near, asio::buffer(got), ec);
+  EXPECT_EQ(n, hello.size());
+  EXPECT_EQ(ec, asio::error::eof);
+  a_near.read_some(asio::buffer(got), ec);
+  EXPECT_EQ(ec, asio::error::eof);
+}
+
+TEST(start_pump, DestroyingTheContextDestroysARunningPumpAndItsStreams) {
+  // io.stop() with streams still open, then the io_context goes: the pump
+  // and the streams its done handler owns go with it, as pending operations
+  // would (no leak; the done handler never runs).
+  auto io = std::make_unique<asio::io_context>();
+  auto [a_near, a_far] = tcp_pair(*io);
+  auto [b_near, b_far] = tcp_pair(*io);
+  auto a = stream::make_tcp_stream(std::move(a_far), "A");
+  auto b = stream::make_tcp_stream(std::move(b_far), "B");
+  auto& a_ref = *a;
+  auto& b_ref = *b;
+  auto alive = std::make_shared<int>(0);
+  bool done = false;
+  stream::start_pump(a_ref, b_ref,
+                     [&done, alive, a = std::move(a), b = std::move(b)](stream::pump_stats) { done = true; });
+  io->poll();
+  EXPECT_EQ(alive.use_count(), 2);
+  a_near.close();
+  b_near.close();
+  io.reset();
+  EXPECT_EQ(alive.use_count(), 1) << "the pump's done handler outlived its io_context";
+  EXPECT_FALSE(done);
+}
+
 } // namespace
