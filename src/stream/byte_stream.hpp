@@ -15,6 +15,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/buffer.hpp>
+#include <boost/asio/error.hpp>
 #include <boost/asio/post.hpp>
 
 #include <functional>
@@ -41,6 +42,19 @@ class byte_stream {
   /// after close()). Carriers that cannot tell call `ready` at once.
   virtual void async_wait_readable(std::function<void(error_code)> ready) {
     boost::asio::post(get_executor(), [ready = std::move(ready)] { ready({}); });
+  }
+
+  /// Non-blocking variants for the pump's fast path (no coroutine, no
+  /// completion posted): they move what can be moved right now and report
+  /// boost::asio::error::would_block when nothing can. Carriers without
+  /// them always say would_block, and the pump takes the coroutine path.
+  virtual std::size_t try_read_some(boost::asio::mutable_buffer, error_code& ec) {
+    ec = boost::asio::error::would_block;
+    return 0;
+  }
+  virtual std::size_t try_write_some(boost::asio::const_buffer, error_code& ec) {
+    ec = boost::asio::error::would_block;
+    return 0;
   }
 
   /// Writes every byte of every buffer (a WebSocket adapter sends them as one message).

@@ -4,6 +4,10 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include <sys/socket.h>
+
+#include <cerrno>
+
 namespace warren::stream {
 namespace {
 
@@ -27,6 +31,20 @@ class tcp_byte_stream final : public byte_stream {
     socket_.async_wait(asio::ip::tcp::socket::wait_read, std::move(ready));
   }
 
+  std::size_t try_read_some(asio::mutable_buffer buffer, error_code& ec) override {
+    if (buffer.size() == 0) {
+      ec = {};
+      return 0;
+    }
+    const ssize_t n = ::recv(socket_.native_handle(), buffer.data(), buffer.size(), MSG_DONTWAIT);
+    return finish(n, ec, true);
+  }
+
+  std::size_t try_write_some(asio::const_buffer buffer, error_code& ec) override {
+    const ssize_t n = ::send(socket_.native_handle(), buffer.data(), buffer.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    return finish(n, ec, false);
+  }
+
   asio::awaitable<void> write(std::span<const asio::const_buffer> buffers, error_code& ec) override {
     auto [e, n] = co_await asio::async_write(socket_, buffers, use_tuple);
     ec = e;
@@ -45,6 +63,22 @@ class tcp_byte_stream final : public byte_stream {
   std::string description() const override { return description_; }
 
  private:
+  static std::size_t finish(ssize_t n, error_code& ec, bool reading) {
+    if (n > 0) {
+      ec = {};
+      return static_cast<std::size_t>(n);
+    }
+    if (n == 0 && reading)
+      ec = asio::error::eof;
+    else if (n == 0)
+      ec = asio::error::would_block;
+    else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+      ec = asio::error::would_block;
+    else
+      ec = error_code(errno, asio::error::get_system_category());
+    return 0;
+  }
+
   asio::ip::tcp::socket socket_;
   std::string description_;
 };

@@ -662,37 +662,42 @@ std::optional<reset_info> mux_stream::reset_reason() const {
   return state_->reset;
 }
 
+std::size_t mux_stream::try_read_some(asio::mutable_buffer buffer, error_code& ec) {
+  auto& st = *state_;
+  if (st.buffered > 0) {
+    std::size_t copied = 0;
+    auto* out = static_cast<std::uint8_t*>(buffer.data());
+    while (copied < buffer.size() && !st.chunks.empty()) {
+      auto& chunk = st.chunks.front();
+      const std::size_t n = std::min(buffer.size() - copied, chunk.size() - st.front_offset);
+      std::memcpy(out + copied, chunk.data() + st.front_offset, n);
+      copied += n;
+      st.front_offset += n;
+      if (st.front_offset == chunk.size()) {
+        st.chunks.pop_front();
+        st.front_offset = 0;
+      }
+    }
+    st.buffered -= copied;
+    session_->consumed(st, copied);
+    ec = {};
+    return copied;
+  }
+  if (st.reset)
+    ec = error_for(*st.reset);
+  else if (st.fin_received)
+    ec = asio::error::eof;
+  else
+    ec = asio::error::would_block;
+  return 0;
+}
+
 asio::awaitable<std::size_t> mux_stream::read_some(asio::mutable_buffer buffer, error_code& ec) {
   auto st = state_;
-  auto s = session_;
   for (;;) {
-    if (st->buffered > 0) {
-      std::size_t copied = 0;
-      auto* out = static_cast<std::uint8_t*>(buffer.data());
-      while (copied < buffer.size() && !st->chunks.empty()) {
-        auto& chunk = st->chunks.front();
-        const std::size_t n = std::min(buffer.size() - copied, chunk.size() - st->front_offset);
-        std::memcpy(out + copied, chunk.data() + st->front_offset, n);
-        copied += n;
-        st->front_offset += n;
-        if (st->front_offset == chunk.size()) {
-          st->chunks.pop_front();
-          st->front_offset = 0;
-        }
-      }
-      st->buffered -= copied;
-      s->consumed(*st, copied);
-      ec = {};
-      co_return copied;
-    }
-    if (st->reset) {
-      ec = error_for(*st->reset);
-      co_return 0;
-    }
-    if (st->fin_received) {
-      ec = asio::error::eof;
-      co_return 0;
-    }
+    const std::size_t n = try_read_some(buffer, ec);
+    if (ec != asio::error::would_block)
+      co_return n;
     co_await st->readable.wait();
   }
 }
@@ -713,37 +718,56 @@ void session::wait_readable(const std::shared_ptr<stream_state>& st, std::functi
   }));
 }
 
+std::size_t mux_stream::try_write_some(asio::const_buffer buffer, error_code& ec) {
+  auto& st = *state_;
+  auto& s = *session_;
+  if (st.reset) {
+    ec = error_for(*st.reset);
+    return 0;
+  }
+  if (st.fin_sent) {
+    ec = asio::error::shut_down;
+    return 0;
+  }
+  if (st.send_window <= 0 || s.data_q_bytes_ >= k_data_high_water) {
+    ec = asio::error::would_block;
+    return 0;
+  }
+  ec = {};
+  const auto* data = static_cast<const std::uint8_t*>(buffer.data());
+  std::size_t offset = 0;
+  while (offset < buffer.size() && st.send_window > 0) {
+    const std::size_t n =
+        std::min<std::size_t>({buffer.size() - offset, static_cast<std::size_t>(st.send_window), s.max_payload()});
+    auto frame = s.take_buffer();
+    frame.reserve(k_header_size + n);
+    encode_data_header(frame, st.id, static_cast<std::uint32_t>(n), false);
+    frame.insert(frame.end(), data + offset, data + offset + n);
+    s.send_data(std::move(frame));
+    st.send_window -= static_cast<std::int64_t>(n);
+    offset += n;
+  }
+  return offset;
+}
+
 asio::awaitable<void> mux_stream::write(std::span<const asio::const_buffer> buffers, error_code& ec) {
   auto st = state_;
   auto s = session_;
   ec = {};
   for (const auto& b : buffers) {
-    const auto* data = static_cast<const std::uint8_t*>(b.data());
     std::size_t offset = 0;
     while (offset < b.size()) {
-      while (!st->reset && !st->fin_sent && (st->send_window <= 0 || s->data_q_bytes_ >= k_data_high_water)) {
+      offset += try_write_some(b + offset, ec);
+      if (ec == asio::error::would_block) {
         if (st->send_window <= 0)
           co_await st->writable.wait();
         else
           co_await s->events_->drained.wait();
+        ec = {};
+        continue;
       }
-      if (st->reset) {
-        ec = error_for(*st->reset);
+      if (ec)
         co_return;
-      }
-      if (st->fin_sent) {
-        ec = asio::error::shut_down;
-        co_return;
-      }
-      const std::size_t n =
-          std::min<std::size_t>({b.size() - offset, static_cast<std::size_t>(st->send_window), s->max_payload()});
-      auto frame = s->take_buffer();
-      frame.reserve(k_header_size + n);
-      encode_data_header(frame, st->id, static_cast<std::uint32_t>(n), false);
-      frame.insert(frame.end(), data + offset, data + offset + n);
-      s->send_data(std::move(frame));
-      st->send_window -= static_cast<std::int64_t>(n);
-      offset += n;
     }
   }
 }

@@ -70,6 +70,8 @@ class mux_stream final : public stream::byte_stream {
   boost::asio::any_io_executor get_executor() override;
   boost::asio::awaitable<std::size_t> read_some(boost::asio::mutable_buffer buffer, error_code& ec) override;
   void async_wait_readable(std::function<void(error_code)> ready) override;
+  std::size_t try_read_some(boost::asio::mutable_buffer buffer, error_code& ec) override;
+  std::size_t try_write_some(boost::asio::const_buffer buffer, error_code& ec) override;
   boost::asio::awaitable<void> write(std::span<const boost::asio::const_buffer> buffers, error_code& ec) override;
   boost::asio::awaitable<void> shutdown(error_code& ec) override; // DATA + FIN (half-close)
   void close() override;                                          // RESET (closed) unless already finished
