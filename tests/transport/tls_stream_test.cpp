@@ -82,6 +82,29 @@ class tls_stream_test : public ::testing::Test {
     return {std::move(client), std::move(server)};
   }
 
+  struct stream_pair {
+    tls_stream client;
+    tls_stream server;
+  };
+
+  /// A client and a server stream over one loopback connection, not yet shaken hands.
+  stream_pair make_pair(const std::string& server_name = "localhost") {
+    auto [cs, ss] = sockets();
+    stream_pair p{tls_stream(std::move(cs), *client_ctx, tls_stream::client),
+                  tls_stream(std::move(ss), *server_ctx, tls_stream::server)};
+    p.client.engine().set_server_name(server_name);
+    return p;
+  }
+
+  /// make_pair() after both handshakes succeeded (the test fails otherwise).
+  stream_pair connected_pair() {
+    auto p = make_pair();
+    auto [cec, sec] = handshake(p.client, p.server);
+    EXPECT_FALSE(cec) << cec.message();
+    EXPECT_FALSE(sec) << sec.message();
+    return p;
+  }
+
   /// Both handshakes, run to completion; returns their results.
   std::pair<error_code, error_code> handshake(tls_stream& client, tls_stream& server) {
     std::optional<error_code> cec, sec;
@@ -231,13 +254,8 @@ TEST_F(tls_stream_test, GatheredPiecesMakeFullRecords) {
 }
 
 TEST_F(tls_stream_test, EightMegabytesEachWayAtOnce) {
-  auto [cs, ss] = sockets();
-  tls_stream client(std::move(cs), *client_ctx, tls_stream::client);
-  tls_stream server(std::move(ss), *server_ctx, tls_stream::server);
-  client.engine().set_server_name("localhost");
-  auto [cec, sec] = handshake(client, server);
-  ASSERT_FALSE(cec) << cec.message();
-  ASSERT_FALSE(sec) << sec.message();
+  auto [client, server] = connected_pair();
+  ASSERT_FALSE(HasFailure());
 
   const bytes up = test::random_bytes(8 << 20, 1);
   const bytes down = test::random_bytes(8 << 20, 2);
@@ -280,12 +298,8 @@ TEST_F(tls_stream_test, EightMegabytesEachWayAtOnce) {
 }
 
 TEST_F(tls_stream_test, ALargeWriteIsTakenWholeAndBatched) {
-  auto [cs, ss] = sockets();
-  tls_stream client(std::move(cs), *client_ctx, tls_stream::client);
-  tls_stream server(std::move(ss), *server_ctx, tls_stream::server);
-  client.engine().set_server_name("localhost");
-  auto [cec, sec] = handshake(client, server);
-  ASSERT_FALSE(cec || sec);
+  auto [client, server] = connected_pair();
+  ASSERT_FALSE(HasFailure());
 
   // One write_some of 512 KiB in three pieces: all of it is taken (as 32+
   // records), not one record's worth as asio::ssl::stream would.
@@ -315,12 +329,8 @@ TEST_F(tls_stream_test, ALargeWriteIsTakenWholeAndBatched) {
 }
 
 TEST_F(tls_stream_test, BareTcpCloseIsTruncationNotEndOfStream) {
-  auto [cs, ss] = sockets();
-  tls_stream client(std::move(cs), *client_ctx, tls_stream::client);
-  tls_stream server(std::move(ss), *server_ctx, tls_stream::server);
-  client.engine().set_server_name("localhost");
-  auto [cec, sec] = handshake(client, server);
-  ASSERT_FALSE(cec || sec);
+  auto [client, server] = connected_pair();
+  ASSERT_FALSE(HasFailure());
   server.next_layer().close(); // no close_notify: an attacker could have cut the stream
   std::optional<error_code> result;
   std::array<char, 16> buf{};
@@ -331,12 +341,8 @@ TEST_F(tls_stream_test, BareTcpCloseIsTruncationNotEndOfStream) {
 }
 
 TEST_F(tls_stream_test, GarbageAfterTheHandshakeFailsTheReadForGood) {
-  auto [cs, ss] = sockets();
-  tls_stream client(std::move(cs), *client_ctx, tls_stream::client);
-  tls_stream server(std::move(ss), *server_ctx, tls_stream::server);
-  client.engine().set_server_name("localhost");
-  auto [cec, sec] = handshake(client, server);
-  ASSERT_FALSE(cec || sec);
+  auto [client, server] = connected_pair();
+  ASSERT_FALSE(HasFailure());
   // An application-data record header with a body that does not authenticate.
   bytes junk{0x17, 0x03, 0x03, 0x00, 0x20};
   junk.resize(junk.size() + 0x20, 0xAB);
@@ -359,10 +365,7 @@ TEST_F(tls_stream_test, GarbageAfterTheHandshakeFailsTheReadForGood) {
 }
 
 TEST_F(tls_stream_test, RefusedCertificateEndsBothHandshakesWithAReason) {
-  auto [cs, ss] = sockets();
-  tls_stream client(std::move(cs), *client_ctx, tls_stream::client);
-  tls_stream server(std::move(ss), *server_ctx, tls_stream::server);
-  client.engine().set_server_name("localhost");
+  auto [client, server] = make_pair();
   int calls = 0;
   client.engine().set_verify_callback([&](bool, X509_STORE_CTX*) {
     ++calls;
@@ -378,10 +381,7 @@ TEST_F(tls_stream_test, RefusedCertificateEndsBothHandshakesWithAReason) {
 }
 
 TEST_F(tls_stream_test, WrongHostNameFailsVerification) {
-  auto [cs, ss] = sockets();
-  tls_stream client(std::move(cs), *client_ctx, tls_stream::client);
-  tls_stream server(std::move(ss), *server_ctx, tls_stream::server);
-  client.engine().set_server_name("example.org");
+  auto [client, server] = make_pair("example.org");
   X509_VERIFY_PARAM_set1_host(SSL_get0_param(client.native_handle()), "example.org", 0);
   auto [cec, sec] = handshake(client, server);
   ASSERT_TRUE(cec);
