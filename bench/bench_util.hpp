@@ -1,5 +1,6 @@
 // Shared by the bench tools (connrate, rrlat, idle_streams): fatal errors,
-// numeric flags and numeric endpoints (no name resolution, on purpose).
+// numeric flags, numeric endpoints (no name resolution, on purpose) and a
+// non-blocking TCP listener.
 // Each tool defines k_bench_tool, the name its error lines start with.
 #pragma once
 
@@ -67,6 +68,29 @@ inline endpoint make_endpoint(const std::string& host, int port) {
     die("--host '" + host + "' is not a numeric IPv4 or IPv6 address");
   }
   return e;
+}
+
+/// A non-blocking TCP listener on host:port (port 0: the kernel picks one;
+/// `bound_port` says which). Dies on failure.
+inline int listen_tcp(const std::string& host, int port, unsigned* bound_port = nullptr) {
+  const endpoint e = make_endpoint(host, port);
+  const int listener = ::socket(e.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (listener < 0)
+    die_errno("socket");
+  const int one = 1;
+  ::setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (::bind(listener, e.addr(), e.length) != 0)
+    die_errno("bind " + host + ":" + std::to_string(port));
+  if (::listen(listener, 4096) != 0)
+    die_errno("listen");
+  if (bound_port) {
+    sockaddr_storage bound{};
+    socklen_t len = sizeof bound;
+    ::getsockname(listener, reinterpret_cast<sockaddr*>(&bound), &len);
+    *bound_port = ntohs(e.family == AF_INET ? reinterpret_cast<const sockaddr_in*>(&bound)->sin_port
+                                            : reinterpret_cast<const sockaddr_in6*>(&bound)->sin6_port);
+  }
+  return listener;
 }
 
 } // namespace bench_util

@@ -154,21 +154,8 @@ options parse(int argc, char** argv) {
 }
 
 int serve(const options& o) {
-  const endpoint e = make_endpoint(o.host, o.port);
-  const int listener = ::socket(e.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (listener < 0)
-    die_errno("socket");
-  const int one = 1;
-  ::setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (::bind(listener, e.addr(), e.length) != 0)
-    die_errno("bind " + o.host + ":" + std::to_string(o.port));
-  if (::listen(listener, 4096) != 0)
-    die_errno("listen");
-  sockaddr_storage bound{};
-  socklen_t len = sizeof bound;
-  ::getsockname(listener, reinterpret_cast<sockaddr*>(&bound), &len);
-  const auto port = ntohs(e.family == AF_INET ? reinterpret_cast<const sockaddr_in*>(&bound)->sin_port
-                                              : reinterpret_cast<const sockaddr_in6*>(&bound)->sin6_port);
+  unsigned port = 0;
+  const int listener = listen_tcp(o.host, o.port, &port);
   std::printf("connrate: echo server listening on %s port %u, %d threads\n", o.host.c_str(), port, o.threads);
   std::fflush(stdout);
 

@@ -102,16 +102,8 @@ void raise_nofile() {
 /// been flushed (so a slow reader cannot make the server buffer without bound).
 [[noreturn]] void serve(const options& o) {
   raise_nofile();
-  const endpoint e = make_endpoint(o.host, o.port);
-  const int listener = ::socket(e.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (listener < 0)
-    die_errno("socket");
+  const int listener = listen_tcp(o.host, o.port);
   const int one = 1;
-  ::setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (::bind(listener, e.addr(), e.length) != 0)
-    die_errno("bind " + o.host + ":" + std::to_string(o.port));
-  if (::listen(listener, 4096) != 0)
-    die_errno("listen");
   std::printf("rrlat: echo server listening on %s port %d\n", o.host.c_str(), o.port);
   std::fflush(stdout);
 
