@@ -44,8 +44,15 @@ std::optional<std::vector<unsigned char>> sha256_of(X509* cert) {
   return md;
 }
 
+// The TLS 1.3 suites, fastest first: OpenSSL's default order puts
+// AES-256-GCM first; AES-128-GCM is ~15% cheaper with AES-NI (openssl speed,
+// 16 KiB: 3.95 vs 3.37 GB/s here) and is what Go, BoringSSL and browsers
+// prefer. All three stay allowed; a client's order decides.
+constexpr const char* k_tls13_suites = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
+
 void base_context(ssl::context& ctx) {
   SSL_CTX_set_min_proto_version(ctx.native_handle(), TLS1_3_VERSION);
+  SSL_CTX_set_ciphersuites(ctx.native_handle(), k_tls13_suites);
   ctx.set_options(ssl::context::default_workarounds | ssl::context::no_compression);
 }
 

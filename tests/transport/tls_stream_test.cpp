@@ -6,7 +6,8 @@
 // a large write taken whole and sent in few system calls, close_notify read
 // as end of stream and a bare TCP close as truncation, garbage after the
 // handshake failing the read (and staying failed), a refused certificate
-// ending both handshakes with a reason, and garbage instead of a ServerHello.
+// ending both handshakes with a reason, and garbage instead of a ServerHello;
+// AES-128-GCM negotiated first, the other TLS 1.3 suites still accepted.
 #include "transport/tls_stream.hpp"
 
 #include "transport/tls.hpp"
@@ -378,6 +379,24 @@ TEST_F(tls_stream_test, RefusedCertificateEndsBothHandshakesWithAReason) {
   // The client's alert reached the server, which says what it was told.
   ASSERT_TRUE(sec);
   EXPECT_NE(sec.message().find("alert"), std::string::npos) << sec.message();
+}
+
+TEST_F(tls_stream_test, NegotiatesAes128GcmFirstButAcceptsTheOthers) {
+  {
+    auto [client, server] = connected_pair();
+    EXPECT_STREQ(SSL_CIPHER_get_name(SSL_get_current_cipher(client.native_handle())), "TLS_AES_128_GCM_SHA256");
+    EXPECT_STREQ(SSL_CIPHER_get_name(SSL_get_current_cipher(server.native_handle())), "TLS_AES_128_GCM_SHA256");
+  }
+  // A client that offers only AES-256-GCM (OpenSSL's default first choice,
+  // e.g. stunnel or curl with a suite list) still gets through.
+  for (const char* suite : {"TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"}) {
+    auto [client, server] = make_pair();
+    ASSERT_EQ(SSL_set_ciphersuites(client.native_handle(), suite), 1);
+    auto [cec, sec] = handshake(client, server);
+    ASSERT_FALSE(cec) << cec.message();
+    ASSERT_FALSE(sec) << sec.message();
+    EXPECT_STREQ(SSL_CIPHER_get_name(SSL_get_current_cipher(server.native_handle())), suite);
+  }
 }
 
 TEST_F(tls_stream_test, WrongHostNameFailsVerification) {
