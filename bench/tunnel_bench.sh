@@ -4,9 +4,11 @@
 # client/server pair, in one run (~2.5 minutes with the defaults):
 #   throughput  single-stream iperf3 (-t BENCH_SECONDS): direct / warren wss /
 #               warren ws / ssh -L (private sshd, default ciphers) / stunnel
-#               (TLS 1.3, self-signed)
+#               (TLS 1.3, self-signed) / two `warren relay --no-splice` in
+#               series (the reference: the same two user-space hops any
+#               tunnel adds, with plain copies, no framing and no crypto)
 #   latency     bench/rrlat client: 1-byte request/response on one persistent
-#               connection, same five paths; a tunnel's added latency is its
+#               connection, same six paths; a tunnel's added latency is its
 #               p50 minus the direct p50
 #   new stream  bench/rrlat first: connect + first 1-byte exchange on a NEW
 #               connection through the established tunnel. Judged through a
@@ -96,11 +98,12 @@ fail() {
   exit 1
 }
 
-# Twenty distinct free ports below the kernel's ephemeral range (the idle
+# Twenty-four distinct free ports below the kernel's ephemeral range (the idle
 # streams use 2 x BENCH_STREAMS ephemeral ports), each checked by binding it.
 read -r P_IPERF P_ECHO P_WSS P_WS P_WSS_IDLE P_SSH P_ST_SRV P_ST_CLI \
   P_WSS_TP P_WSS_RR P_WS_TP P_WS_RR P_SSH_TP P_IDLE \
-  P_SSH_RR P_ST_SRV_RR P_ST_CLI_RR P_DELAY P_DELAY_RR P_DELAY_TP < <(
+  P_SSH_RR P_ST_SRV_RR P_ST_CLI_RR P_DELAY P_DELAY_RR P_DELAY_TP \
+  P_RLY_A_TP P_RLY_B_TP P_RLY_A_RR P_RLY_B_RR < <(
   python3 - <<'EOF'
 import random, socket
 lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
@@ -115,14 +118,14 @@ for p in random.sample(range(first, last), 1000):
         continue
     held.append(s)
     ports.append(p)
-    if len(ports) == 20:
+    if len(ports) == 24:
         break
 for s in held:
     s.close()  # before printing: the script uses the ports as soon as it reads them
 print(" ".join(map(str, ports)), flush=True)
 EOF
 )
-[[ -n ${P_DELAY_TP:-} ]] || { echo "tunnel_bench: could not find 20 free ports" >&2; exit 2; }
+[[ -n ${P_RLY_B_RR:-} ]] || { echo "tunnel_bench: could not find 24 free ports" >&2; exit 2; }
 
 # start NAME CMD...: runs CMD in the background, logging to $work/NAME.log.
 # Sets $last_pid.
@@ -406,6 +409,24 @@ wait_listening "$P_ST_CLI" "$last_pid" || fail "stunnel client did not start on 
 wait_listening "$P_ST_CLI_RR" "$last_pid" || fail "stunnel client did not start on port $P_ST_CLI_RR"
 tunnel_pids[stunnel]="$st_server $last_pid"
 
+# The reference: two plain relays in series, each recv()/send() through a
+# 64 KiB buffer (warren relay --no-splice). Every tunnel puts two user-space
+# processes in the path; this is what those two hops cost with nothing else
+# (no framing, no multiplexing, no crypto) on this machine.
+relay_pids=
+for leg in TP RR; do
+  a_port=P_RLY_A_$leg b_port=P_RLY_B_$leg
+  target=$P_IPERF
+  [[ $leg == RR ]] && target=$P_ECHO
+  start "relay-b-$leg" "$WARREN" relay --no-splice --no-target-check --log-level warn "$HOST:${!b_port}" "$HOST:$target"
+  wait_listening "${!b_port}" "$last_pid" || fail "warren relay did not start on port ${!b_port}"
+  [[ $leg == TP ]] && relay_pids="$last_pid"
+  start "relay-a-$leg" "$WARREN" relay --no-splice --no-target-check --log-level warn "$HOST:${!a_port}" "$HOST:${!b_port}"
+  wait_listening "${!a_port}" "$last_pid" || fail "warren relay did not start on port ${!a_port}"
+  [[ $leg == TP ]] && relay_pids="$relay_pids $last_pid"
+done
+tunnel_pids[relays]="$relay_pids"
+
 # Latency on a VM is dominated by how fast an idle vCPU wakes (halt → host →
 # guest: ~30 us per hop here). Like tuned's latency-performance profile, hold
 # /dev/cpu_dma_latency at 0 for the run so idle CPUs poll instead of halting:
@@ -500,17 +521,20 @@ for ((round = 1; round <= ROUNDS; round++)); do
   throughput ws "$P_WS_TP"
   throughput ssh "$P_SSH_TP"
   throughput stunnel "$P_ST_CLI"
+  throughput relays "$P_RLY_A_TP"
   echo "round $round/$ROUNDS, latency:"
   latency direct "$P_ECHO"
   latency wss "$P_WSS_RR"
   latency ws "$P_WS_RR"
   latency ssh "$P_SSH_RR"
   latency stunnel "$P_ST_CLI_RR"
+  latency relays "$P_RLY_A_RR"
   first direct "$P_ECHO"
   first wss "$P_WSS_RR"
   first ws "$P_WS_RR"
   first ssh "$P_SSH_RR"
   first stunnel "$P_ST_CLI_RR"
+  first relays "$P_RLY_A_RR"
   throughput delayed "$P_DELAY_TP"
   latency delayed "$P_DELAY_RR" 100
   first delayed "$P_DELAY_RR" 50
@@ -556,12 +580,12 @@ python3 - "$ROUNDS" "$STREAMS" "$client_before" "$client_after" "$server_before"
 import sys
 rounds, streams, cb, ca, sb, sa = sys.argv[1:]
 streams, cb, ca, sb, sa = int(streams), int(cb), int(ca), int(sb), int(sa)
-g = dict(direct=${gbps[direct]}, wss=${gbps[wss]}, ws=${gbps[ws]}, ssh=${gbps[ssh]}, stunnel=${gbps[stunnel]})
-cpu = dict(direct="", wss="${cpu[wss]:-}", ws="${cpu[ws]:-}", ssh="${cpu[ssh]:-}", stunnel="${cpu[stunnel]:-}")
-r50 = dict(direct=${rtt_p50[direct]}, wss=${rtt_p50[wss]}, ws=${rtt_p50[ws]}, ssh=${rtt_p50[ssh]}, stunnel=${rtt_p50[stunnel]}, delayed=${rtt_p50[delayed]})
-r99 = dict(direct=${rtt_p99[direct]}, wss=${rtt_p99[wss]}, ws=${rtt_p99[ws]}, ssh=${rtt_p99[ssh]}, stunnel=${rtt_p99[stunnel]}, delayed=${rtt_p99[delayed]})
-f50 = dict(direct=${first_p50[direct]}, wss=${first_p50[wss]}, ws=${first_p50[ws]}, ssh=${first_p50[ssh]}, stunnel=${first_p50[stunnel]}, delayed=${first_p50[delayed]})
-f99 = dict(direct=${first_p99[direct]}, wss=${first_p99[wss]}, ws=${first_p99[ws]}, ssh=${first_p99[ssh]}, stunnel=${first_p99[stunnel]}, delayed=${first_p99[delayed]})
+g = dict(direct=${gbps[direct]}, wss=${gbps[wss]}, ws=${gbps[ws]}, ssh=${gbps[ssh]}, stunnel=${gbps[stunnel]}, relays=${gbps[relays]})
+cpu = dict(direct="", wss="${cpu[wss]:-}", ws="${cpu[ws]:-}", ssh="${cpu[ssh]:-}", stunnel="${cpu[stunnel]:-}", relays="${cpu[relays]:-}")
+r50 = dict(direct=${rtt_p50[direct]}, wss=${rtt_p50[wss]}, ws=${rtt_p50[ws]}, ssh=${rtt_p50[ssh]}, stunnel=${rtt_p50[stunnel]}, relays=${rtt_p50[relays]}, delayed=${rtt_p50[delayed]})
+r99 = dict(direct=${rtt_p99[direct]}, wss=${rtt_p99[wss]}, ws=${rtt_p99[ws]}, ssh=${rtt_p99[ssh]}, stunnel=${rtt_p99[stunnel]}, relays=${rtt_p99[relays]}, delayed=${rtt_p99[delayed]})
+f50 = dict(direct=${first_p50[direct]}, wss=${first_p50[wss]}, ws=${first_p50[ws]}, ssh=${first_p50[ssh]}, stunnel=${first_p50[stunnel]}, relays=${first_p50[relays]}, delayed=${first_p50[delayed]})
+f99 = dict(direct=${first_p99[direct]}, wss=${first_p99[wss]}, ws=${first_p99[ws]}, ssh=${first_p99[ssh]}, stunnel=${first_p99[stunnel]}, relays=${first_p99[relays]}, delayed=${first_p99[delayed]})
 delay_ms = float("$DELAY_MS")
 
 def ratio(x, y):
@@ -571,6 +595,7 @@ def goal(ok):
     return "met" if ok else "MISSED"
 
 names = dict(direct="direct", wss="warren wss", ws="warren ws", ssh="ssh -N -L", stunnel="stunnel (TLS 1.3)",
+             relays="2 x warren relay --no-splice (reference)",
              delayed="warren wss, +%g ms each way" % delay_ms)
 print()
 def cpu_per_gb(k):  # CPU seconds of both tunnel ends per GB carried: steadier than Gbit/s on a busy machine
@@ -578,13 +603,13 @@ def cpu_per_gb(k):  # CPU seconds of both tunnel ends per GB carried: steadier t
 
 print("| path | Gbit/s | vs ssh -L | vs stunnel | vs direct | tunnel CPU | tunnel CPU s/GB |")
 print("|---|---:|---:|---:|---:|---:|---:|")
-for k in ("direct", "wss", "ws", "ssh", "stunnel"):
+for k in ("direct", "wss", "ws", "ssh", "stunnel", "relays"):
     print("| %s | %.2f | %s | %s | %s | %s | %s |" % (names[k], g[k], ratio(g[k], g["ssh"]), ratio(g[k], g["stunnel"]),
                                                      ratio(g[k], g["direct"]), cpu[k] or "-", cpu_per_gb(k)))
 print()
 print("| path | RTT p50 us | RTT p99 us | added p50 us | new stream + first exchange p50 us | p99 us | first / steady |")
 print("|---|---:|---:|---:|---:|---:|---:|")
-for k in ("direct", "wss", "ws", "ssh", "stunnel", "delayed"):
+for k in ("direct", "wss", "ws", "ssh", "stunnel", "relays", "delayed"):
     added = "-" if k in ("direct", "delayed") else "%.1f" % (r50[k] - r50["direct"])
     print("| %s | %.1f | %.1f | %s | %.1f | %.1f | %.2fx |" % (names[k], r50[k], r99[k], added, f50[k], f99[k],
                                                                f50[k] / r50[k] if r50[k] > 0 else 0))
@@ -607,6 +632,11 @@ fixed = 256 * 1024 * 8 / (2 * delay_ms / 1000) / 1e9
 dtp = float("${gbps[delayed]:-0}")
 print("info: one stream over a %g ms round trip: %.3f Gbit/s; a fixed 256 KiB window would cap it at %.3f Gbit/s (%.1fx: the window grew)"
       % (2 * delay_ms, dtp, fixed, dtp / fixed if fixed else 0))
+ref_added = r50["relays"] - r50["direct"]
+print("info: reference, two plain relays in series (no framing, no crypto): %.2f Gbit/s = %.2fx ssh -L, added p50 %.1f us;"
+      % (g["relays"], g["relays"] / g["ssh"] if g["ssh"] > 0 else 0, ref_added))
+print("      warren wss reaches %.0f%% of that throughput and adds %+.1f us of latency beyond it"
+      % (100 * g["wss"] / g["relays"] if g["relays"] > 0 else 0, added - ref_added))
 print("goal: warren wss throughput >= 2.5x ssh -L:        %.2fx  %s" % (tp_ssh, goal(tp_ssh >= 2.5)))
 print("goal: warren wss throughput >= 1.2x stunnel:       %.2fx  %s" % (tp_st, goal(tp_st >= 1.2)))
 print("goal: warren wss added p50 latency <= 50 us:        %.1f us  %s" % (added, goal(added <= 50)))

@@ -44,18 +44,57 @@ class byte_stream {
     boost::asio::post(get_executor(), [ready = std::move(ready)] { ready({}); });
   }
 
+  /// Calls `ready` on the stream's executor (never inline) once a write
+  /// could take bytes, or would fail, without waiting. Returns false, and
+  /// never calls `ready`, when the carrier cannot tell (then only write()
+  /// waits properly).
+  virtual bool async_wait_writable(std::function<void(error_code)>) { return false; }
+
   /// Non-blocking variants for the pump's fast path (no coroutine, no
-  /// completion posted): they move what can be moved right now and report
+  /// completion posted): they move what can be moved right now, scattering
+  /// or gathering over `buffers` (one system call on a socket), and report
   /// boost::asio::error::would_block when nothing can. Carriers without
   /// them always say would_block, and the pump takes the coroutine path.
-  virtual std::size_t try_read_some(boost::asio::mutable_buffer, error_code& ec) {
+  virtual std::size_t try_read_some(std::span<const boost::asio::mutable_buffer>, error_code& ec) {
     ec = boost::asio::error::would_block;
     return 0;
   }
-  virtual std::size_t try_write_some(boost::asio::const_buffer, error_code& ec) {
+  virtual std::size_t try_write_some(std::span<const boost::asio::const_buffer>, error_code& ec) {
     ec = boost::asio::error::would_block;
     return 0;
   }
+  std::size_t try_read_some(boost::asio::mutable_buffer buffer, error_code& ec) {
+    return try_read_some(std::span(&buffer, 1), ec);
+  }
+  std::size_t try_write_some(boost::asio::const_buffer buffer, error_code& ec) {
+    return try_write_some(std::span(&buffer, 1), ec);
+  }
+
+  /// Zero-copy reading, for carriers that hold received bytes in memory (a
+  /// mux stream): fills `out` with up to out.size() pieces of what read_some
+  /// would return next, in place, and returns how many; they stay valid
+  /// until consume() or any other call on the stream. consume(n) then takes
+  /// n of those bytes. ec as for try_read_some (would_block, eof, the
+  /// stream's error); operation_not_supported when the carrier has no such
+  /// buffers (sockets: the kernel has them).
+  virtual std::size_t peek(std::span<boost::asio::const_buffer>, error_code& ec) {
+    ec = boost::asio::error::operation_not_supported;
+    return 0;
+  }
+  virtual void consume(std::size_t) {}
+
+  /// Zero-copy writing, for carriers that build their own output buffers (a
+  /// mux stream's frames): fills `out` with up to out.size() pieces of space
+  /// for at most `max` bytes that the stream may send right now (flow
+  /// control permitting) and returns how many; commit(n) then sends the
+  /// first n bytes written there (0: nothing) and must follow before any
+  /// other call on the stream. ec: would_block when nothing may be sent now,
+  /// the stream's error, or operation_not_supported.
+  virtual std::size_t prepare(std::size_t, std::span<boost::asio::mutable_buffer>, error_code& ec) {
+    ec = boost::asio::error::operation_not_supported;
+    return 0;
+  }
+  virtual void commit(std::size_t) {}
 
   /// Writes every byte of every buffer (a WebSocket adapter sends them as one message).
   virtual boost::asio::awaitable<void> write(std::span<const boost::asio::const_buffer> buffers, error_code& ec) = 0;

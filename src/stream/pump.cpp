@@ -20,6 +20,7 @@ namespace {
 
 constexpr std::size_t k_buffer = 256 * 1024;
 constexpr std::size_t k_pool_max = 16;
+constexpr std::size_t k_pieces = 16; // buffers per recvmsg/sendmsg on the zero-copy paths
 
 /// Read buffers are borrowed only between "readable" and "written", so an
 /// idle stream holds none (10,000 idle streams cost no 64 KiB buffers).
@@ -98,32 +99,97 @@ class pump_state {
   /// (the usual case for request/response traffic), move it right here, with
   /// no coroutine and no completion posted through the io_context: each of
   /// those is one more trip through Asio's queue (and an epoll_wait) per hop.
+  /// Between a mux stream and a socket it moves without a copy in user
+  /// space: the stream's received payloads go to sendmsg() in place, and
+  /// recvmsg() fills the stream's outgoing frames directly.
   /// Anything else (a partial write, end of stream, an error) goes on in a
   /// coroutine from where the fast path stopped.
   void on_readable(int d, error_code ec) {
-    std::unique_ptr<char[]> buffer;
-    std::size_t n = 0;
+    if (ec)
+      return spawn_move(d, ec);
+    byte_stream& from = *streams_[d];
+    byte_stream& to = *streams_[1 - d];
+
+    // A source that holds its bytes in memory (mux stream -> socket).
+    std::array<asio::const_buffer, k_pieces> view;
+    const std::size_t pieces = from.peek(view, ec);
+    if (ec != asio::error::operation_not_supported) {
+      if (ec == asio::error::would_block)
+        return wait(d); // nothing after all (an empty DATA frame)
+      if (ec)
+        return spawn_move(d, ec); // end of stream or the stream's error
+      if (write_in_place(d, std::span(view.data(), pieces), ec))
+        return wait(d);
+      // The sink is full: the bytes stay where they are (and the peer's
+      // window with them) until it drains.
+      if (ec == asio::error::would_block && to.async_wait_writable([this, d](error_code e) { on_readable(d, e); }))
+        return;
+      return spawn_move(d, ec == asio::error::would_block ? error_code{} : ec);
+    }
+
+    // A sink that builds its own frames (socket -> mux stream).
+    ec = {};
+    std::array<asio::mutable_buffer, k_pieces> space;
+    error_code pec;
+    const std::size_t slots = to.prepare(k_buffer, space, pec);
+    if (!pec) {
+      const std::size_t n = from.try_read_some(std::span<const asio::mutable_buffer>(space.data(), slots), ec);
+      to.commit(ec ? 0 : n);
+      if (!ec) {
+        count(d, n);
+        return wait(d);
+      }
+      if (ec == asio::error::would_block)
+        return wait(d); // spurious readiness
+      return spawn_move(d, ec);
+    }
+    // It takes nothing now (flow control): the bytes stay in the socket,
+    // whose buffer then pushes back on the sender, until it can.
+    if (pec == asio::error::would_block && to.async_wait_writable([this, d](error_code e) { on_readable(d, e); }))
+      return;
+    if (pec != asio::error::operation_not_supported)
+      return spawn_move(d, {}); // the sink failed: the coroutine's write reports why
+
+    // Neither: through a pool buffer.
+    auto buffer = pool.take();
+    const std::size_t n = from.try_read_some(asio::buffer(buffer.get(), k_buffer), ec);
     std::size_t written = 0;
     if (!ec) {
-      buffer = pool.take();
-      n = streams_[d]->try_read_some(asio::buffer(buffer.get(), k_buffer), ec);
-      if (ec == asio::error::would_block) {
-        ec = {}; // this carrier cannot say, or the readiness was spurious: read in the coroutine
-      } else if (!ec) {
-        error_code wec;
-        written = streams_[1 - d]->try_write_some(asio::const_buffer(buffer.get(), n), wec);
-        if (!wec && written == n) {
-          (d == 0 ? stats_.a_to_b : stats_.b_to_a) += n;
-          pool.give(std::move(buffer));
-          wait(d);
-          return;
-        }
-        if (wec && wec != asio::error::would_block)
-          ec = wec;
+      error_code wec;
+      written = to.try_write_some(asio::const_buffer(buffer.get(), n), wec);
+      count(d, written);
+      if (!wec && written == n) {
+        pool.give(std::move(buffer));
+        return wait(d);
       }
+      if (wec && wec != asio::error::would_block)
+        ec = wec;
+    } else if (ec == asio::error::would_block) {
+      ec = {}; // this carrier cannot say, or the readiness was spurious: read in the coroutine
     }
+    spawn_move(d, ec, std::move(buffer), ec ? 0 : n, written);
+  }
+
+  void spawn_move(int d, error_code ec, std::unique_ptr<char[]> buffer = {}, std::size_t n = 0,
+                  std::size_t written = 0) {
     asio::co_spawn(streams_[d]->get_executor(), move_chunk(d, ec, std::move(buffer), n, written), asio::detached);
   }
+
+  /// Writes a stream's buffered bytes to the sink in place; true when all
+  /// of them went. Otherwise `ec` says why (would_block: the sink is full).
+  bool write_in_place(int d, std::span<const asio::const_buffer> view, error_code& ec) {
+    std::size_t total = 0;
+    for (const auto& b : view)
+      total += b.size();
+    const std::size_t w = streams_[1 - d]->try_write_some(view, ec);
+    streams_[d]->consume(w);
+    count(d, w);
+    if (!ec && w < total)
+      ec = asio::error::would_block;
+    return !ec;
+  }
+
+  void count(int d, std::size_t n) { (d == 0 ? stats_.a_to_b : stats_.b_to_a) += n; }
 
   /// Moves one chunk, or what is left of it: `n` bytes already in `buffer`
   /// of which `written` went out (n == 0: nothing read yet).
@@ -143,7 +209,7 @@ class pump_state {
       if (wec) {
         ec = wec;
       } else {
-        (d == 0 ? stats_.a_to_b : stats_.b_to_a) += n;
+        count(d, n - written);
       }
     }
     if (buffer)

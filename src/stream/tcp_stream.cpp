@@ -5,7 +5,9 @@
 #include <boost/asio/write.hpp>
 
 #include <sys/socket.h>
+#include <sys/uio.h>
 
+#include <array>
 #include <cerrno>
 
 namespace warren::stream {
@@ -31,18 +33,18 @@ class tcp_byte_stream final : public byte_stream {
     socket_.async_wait(asio::ip::tcp::socket::wait_read, std::move(ready));
   }
 
-  std::size_t try_read_some(asio::mutable_buffer buffer, error_code& ec) override {
-    if (buffer.size() == 0) {
-      ec = {};
-      return 0;
-    }
-    const ssize_t n = ::recv(socket_.native_handle(), buffer.data(), buffer.size(), MSG_DONTWAIT);
-    return finish(n, ec, true);
+  bool async_wait_writable(std::function<void(error_code)> ready) override {
+    socket_.async_wait(asio::ip::tcp::socket::wait_write, std::move(ready));
+    return true;
   }
 
-  std::size_t try_write_some(asio::const_buffer buffer, error_code& ec) override {
-    const ssize_t n = ::send(socket_.native_handle(), buffer.data(), buffer.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-    return finish(n, ec, false);
+  std::size_t try_read_some(std::span<const asio::mutable_buffer> buffers, error_code& ec) override {
+    return transfer(buffers, ec, true, [](int fd, msghdr* msg) { return ::recvmsg(fd, msg, MSG_DONTWAIT); });
+  }
+
+  std::size_t try_write_some(std::span<const asio::const_buffer> buffers, error_code& ec) override {
+    return transfer(buffers, ec, false,
+                    [](int fd, msghdr* msg) { return ::sendmsg(fd, msg, MSG_DONTWAIT | MSG_NOSIGNAL); });
   }
 
   asio::awaitable<void> write(std::span<const asio::const_buffer> buffers, error_code& ec) override {
@@ -63,6 +65,36 @@ class tcp_byte_stream final : public byte_stream {
   std::string description() const override { return description_; }
 
  private:
+  static constexpr std::size_t k_max_iov = 64;
+
+  /// The non-empty buffers (at most k_max_iov) as an iovec array.
+  template <class Buffer>
+  static std::size_t to_iov(std::span<const Buffer> buffers, std::array<iovec, k_max_iov>& iov) {
+    std::size_t n = 0;
+    for (const auto& b : buffers) {
+      if (b.size() == 0)
+        continue;
+      if (n == iov.size())
+        break;
+      iov[n++] = {const_cast<void*>(static_cast<const void*>(b.data())), b.size()};
+    }
+    return n;
+  }
+
+  /// One non-blocking recvmsg/sendmsg (`call`) over the non-empty buffers.
+  template <class Buffer, class Call>
+  std::size_t transfer(std::span<const Buffer> buffers, error_code& ec, bool reading, Call call) {
+    std::array<iovec, k_max_iov> iov;
+    msghdr msg{};
+    msg.msg_iov = iov.data();
+    msg.msg_iovlen = to_iov(buffers, iov);
+    if (msg.msg_iovlen == 0) {
+      ec = {};
+      return 0;
+    }
+    return finish(call(socket_.native_handle(), &msg), ec, reading);
+  }
+
   static std::size_t finish(ssize_t n, error_code& ec, bool reading) {
     if (n > 0) {
       ec = {};

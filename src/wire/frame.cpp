@@ -429,6 +429,10 @@ std::string_view truncate_reason(std::string_view reason) noexcept {
   return reason.substr(0, cut);
 }
 
+void write_data_header(std::span<std::uint8_t, k_header_size> out, std::uint32_t stream, std::uint32_t length,
+                       bool fin) {
+  put_header(out.data(), frame_type::data, fin ? k_flag_fin : 0, stream, length);
+}
 void encode_header(std::vector<std::uint8_t>& out, const frame_header& h) {
   put_header(grow(out, k_header_size), h.type, h.flags, h.stream, h.length);
 }

@@ -210,6 +210,10 @@ void encode_open(std::vector<std::uint8_t>& out, std::uint32_t stream, stream_ki
 void encode_open_ok(std::vector<std::uint8_t>& out, std::uint32_t stream);
 /// DATA header only; the caller appends (or scatters) `length` payload bytes.
 void encode_data_header(std::vector<std::uint8_t>& out, std::uint32_t stream, std::uint32_t length, bool fin);
+/// The same header written in place, into space the caller set aside in
+/// front of the payload (zero-copy framing).
+void write_data_header(std::span<std::uint8_t, k_header_size> out, std::uint32_t stream, std::uint32_t length,
+                       bool fin);
 void encode_window(std::vector<std::uint8_t>& out, std::uint32_t stream, std::uint32_t increment);
 void encode_reset(std::vector<std::uint8_t>& out, std::uint32_t stream, reset_code code, std::string_view reason);
 /// DATAGRAM header only; the caller appends the datagram's `length` bytes.

@@ -15,6 +15,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
 
+#include <cassert>
 #include <cstring>
 #include <list>
 
@@ -210,6 +211,16 @@ std::vector<std::uint8_t> session::take_buffer() {
   auto b = std::move(pool_.back());
   pool_.pop_back();
   b.clear();
+  return b;
+}
+
+std::vector<std::uint8_t> session::take_frame(std::size_t size) {
+  std::vector<std::uint8_t> b;
+  if (!pool_.empty()) {
+    b = std::move(pool_.back());
+    pool_.pop_back();
+  }
+  b.resize(size); // a reused frame's old bytes are not cleared: they are overwritten
   return b;
 }
 
@@ -662,34 +673,79 @@ std::optional<reset_info> mux_stream::reset_reason() const {
   return state_->reset;
 }
 
-std::size_t mux_stream::try_read_some(asio::mutable_buffer buffer, error_code& ec) {
+namespace {
+/// What reading an empty stream reports.
+error_code empty_stream_error(const stream_state& st) {
+  if (st.reset)
+    return error_for(*st.reset);
+  if (st.fin_received)
+    return asio::error::eof;
+  return asio::error::would_block;
+}
+} // namespace
+
+std::size_t mux_stream::try_read_some(std::span<const asio::mutable_buffer> buffers, error_code& ec) {
   auto& st = *state_;
-  if (st.buffered > 0) {
-    std::size_t copied = 0;
+  if (st.buffered == 0) {
+    ec = empty_stream_error(st);
+    return 0;
+  }
+  std::size_t copied = 0;
+  for (const auto& buffer : buffers) {
     auto* out = static_cast<std::uint8_t*>(buffer.data());
-    while (copied < buffer.size() && !st.chunks.empty()) {
+    std::size_t filled = 0;
+    while (filled < buffer.size() && !st.chunks.empty()) {
       auto& chunk = st.chunks.front();
-      const std::size_t n = std::min(buffer.size() - copied, chunk.size() - st.front_offset);
-      std::memcpy(out + copied, chunk.data() + st.front_offset, n);
-      copied += n;
+      const std::size_t n = std::min(buffer.size() - filled, chunk.size() - st.front_offset);
+      std::memcpy(out + filled, chunk.data() + st.front_offset, n);
+      filled += n;
       st.front_offset += n;
       if (st.front_offset == chunk.size()) {
         st.chunks.pop_front();
         st.front_offset = 0;
       }
     }
-    st.buffered -= copied;
-    session_->consumed(st, copied);
-    ec = {};
-    return copied;
+    copied += filled;
   }
-  if (st.reset)
-    ec = error_for(*st.reset);
-  else if (st.fin_received)
-    ec = asio::error::eof;
-  else
-    ec = asio::error::would_block;
-  return 0;
+  st.buffered -= copied;
+  session_->consumed(st, copied);
+  ec = {};
+  return copied;
+}
+
+std::size_t mux_stream::peek(std::span<asio::const_buffer> out, error_code& ec) {
+  auto& st = *state_;
+  if (st.buffered == 0) {
+    ec = empty_stream_error(st);
+    return 0;
+  }
+  std::size_t pieces = 0;
+  std::size_t offset = st.front_offset;
+  for (const auto& chunk : st.chunks) {
+    if (pieces == out.size())
+      break;
+    out[pieces++] = asio::const_buffer(chunk.data() + offset, chunk.size() - offset);
+    offset = 0;
+  }
+  ec = {};
+  return pieces;
+}
+
+void mux_stream::consume(std::size_t n) {
+  auto& st = *state_;
+  std::size_t taken = 0;
+  while (taken < n && !st.chunks.empty()) {
+    auto& chunk = st.chunks.front();
+    const std::size_t m = std::min(n - taken, chunk.size() - st.front_offset);
+    taken += m;
+    st.front_offset += m;
+    if (st.front_offset == chunk.size()) {
+      st.chunks.pop_front();
+      st.front_offset = 0;
+    }
+  }
+  st.buffered -= taken;
+  session_->consumed(st, taken);
 }
 
 asio::awaitable<std::size_t> mux_stream::read_some(asio::mutable_buffer buffer, error_code& ec) {
@@ -706,48 +762,122 @@ void mux_stream::async_wait_readable(std::function<void(error_code)> ready) {
   session_->wait_readable(state_, std::move(ready));
 }
 
-void session::wait_readable(const std::shared_ptr<stream_state>& st, std::function<void(error_code)> ready) {
+void session::wait_readable(const std::shared_ptr<stream_state>& st, std::function<void(error_code)> ready,
+                            bool posted) {
   if (st->buffered > 0 || st->reset || st->fin_received) {
-    asio::post(ex_, [ready = std::move(ready)] { ready({}); });
+    if (posted)
+      ready({}); // already on a fresh stack: the event's completion was posted
+    else
+      asio::post(ex_, [ready = std::move(ready)] { ready({}); });
     return;
   }
   // readable is also notified for what read_some does not return (an empty
   // DATA frame): look again when it fires.
   st->readable.async_wait(asio::bind_executor(ex_, [self = shared_from_this(), st, ready = std::move(ready)]() mutable {
-    self->wait_readable(st, std::move(ready));
+    self->wait_readable(st, std::move(ready), true);
   }));
 }
 
-std::size_t mux_stream::try_write_some(asio::const_buffer buffer, error_code& ec) {
+namespace {
+/// Why a stream can take no bytes now, or nothing.
+error_code send_blocked(const stream_state& st, std::size_t queued) {
+  if (st.reset)
+    return error_for(*st.reset);
+  if (st.fin_sent)
+    return asio::error::shut_down;
+  if (st.send_window <= 0 || queued >= k_data_high_water)
+    return asio::error::would_block;
+  return {};
+}
+} // namespace
+
+std::size_t mux_stream::try_write_some(std::span<const asio::const_buffer> buffers, error_code& ec) {
   auto& st = *state_;
   auto& s = *session_;
-  if (st.reset) {
-    ec = error_for(*st.reset);
+  ec = send_blocked(st, s.data_q_bytes_);
+  if (ec)
     return 0;
+  std::size_t total = 0;
+  for (const auto& buffer : buffers) {
+    const auto* data = static_cast<const std::uint8_t*>(buffer.data());
+    std::size_t offset = 0;
+    while (offset < buffer.size() && st.send_window > 0) {
+      const std::size_t n =
+          std::min<std::size_t>({buffer.size() - offset, static_cast<std::size_t>(st.send_window), s.max_payload()});
+      auto frame = s.take_buffer();
+      frame.reserve(k_header_size + n);
+      encode_data_header(frame, st.id, static_cast<std::uint32_t>(n), false);
+      frame.insert(frame.end(), data + offset, data + offset + n);
+      s.send_data(std::move(frame));
+      st.send_window -= static_cast<std::int64_t>(n);
+      offset += n;
+    }
+    total += offset;
+    if (offset < buffer.size())
+      break;
   }
-  if (st.fin_sent) {
-    ec = asio::error::shut_down;
+  return total;
+}
+
+bool mux_stream::async_wait_writable(std::function<void(error_code)> ready) {
+  session_->wait_writable(state_, std::move(ready));
+  return true;
+}
+
+void session::wait_writable(const std::shared_ptr<stream_state>& st, std::function<void(error_code)> ready,
+                            bool posted) {
+  if (send_blocked(*st, data_q_bytes_) != asio::error::would_block) {
+    // Writable, or the next write says why not.
+    if (posted)
+      ready({});
+    else
+      asio::post(ex_, [ready = std::move(ready)] { ready({}); });
+    return;
+  }
+  // No window: the peer's WINDOW frame wakes us; too much queued: the writer does.
+  auto& event = st->send_window <= 0 ? st->writable : events_->drained;
+  event.async_wait(asio::bind_executor(ex_, [self = shared_from_this(), st, ready = std::move(ready)]() mutable {
+    self->wait_writable(st, std::move(ready), true);
+  }));
+}
+
+std::size_t mux_stream::prepare(std::size_t max, std::span<asio::mutable_buffer> out, error_code& ec) {
+  auto& st = *state_;
+  auto& s = *session_;
+  ec = send_blocked(st, s.data_q_bytes_);
+  if (ec)
     return 0;
+  assert(s.prepared_.empty() && "prepare() twice without commit()");
+  std::size_t allowed = std::min<std::size_t>(max, static_cast<std::size_t>(st.send_window));
+  std::size_t pieces = 0;
+  while (allowed > 0 && pieces < out.size()) {
+    const std::size_t n = std::min<std::size_t>(allowed, s.max_payload());
+    auto frame = s.take_frame(k_header_size + n);
+    out[pieces++] = asio::mutable_buffer(frame.data() + k_header_size, n);
+    s.prepared_.push_back(std::move(frame)); // moving keeps the bytes where they are
+    allowed -= n;
   }
-  if (st.send_window <= 0 || s.data_q_bytes_ >= k_data_high_water) {
-    ec = asio::error::would_block;
-    return 0;
-  }
-  ec = {};
-  const auto* data = static_cast<const std::uint8_t*>(buffer.data());
-  std::size_t offset = 0;
-  while (offset < buffer.size() && st.send_window > 0) {
-    const std::size_t n =
-        std::min<std::size_t>({buffer.size() - offset, static_cast<std::size_t>(st.send_window), s.max_payload()});
-    auto frame = s.take_buffer();
-    frame.reserve(k_header_size + n);
-    encode_data_header(frame, st.id, static_cast<std::uint32_t>(n), false);
-    frame.insert(frame.end(), data + offset, data + offset + n);
+  return pieces;
+}
+
+void mux_stream::commit(std::size_t n) {
+  auto& st = *state_;
+  auto& s = *session_;
+  for (auto& frame : s.prepared_) {
+    const std::size_t m = std::min(n, frame.size() - k_header_size);
+    if (m == 0) {
+      if (s.pool_.size() < k_pool_max)
+        s.pool_.push_back(std::move(frame));
+      continue;
+    }
+    frame.resize(k_header_size + m);
+    write_data_header(std::span(frame.data(), k_header_size).first<k_header_size>(), st.id,
+                      static_cast<std::uint32_t>(m), false);
     s.send_data(std::move(frame));
-    st.send_window -= static_cast<std::int64_t>(n);
-    offset += n;
+    st.send_window -= static_cast<std::int64_t>(m);
+    n -= m;
   }
-  return offset;
+  s.prepared_.clear();
 }
 
 asio::awaitable<void> mux_stream::write(std::span<const asio::const_buffer> buffers, error_code& ec) {

@@ -70,8 +70,17 @@ class mux_stream final : public stream::byte_stream {
   boost::asio::any_io_executor get_executor() override;
   boost::asio::awaitable<std::size_t> read_some(boost::asio::mutable_buffer buffer, error_code& ec) override;
   void async_wait_readable(std::function<void(error_code)> ready) override;
-  std::size_t try_read_some(boost::asio::mutable_buffer buffer, error_code& ec) override;
-  std::size_t try_write_some(boost::asio::const_buffer buffer, error_code& ec) override;
+  bool async_wait_writable(std::function<void(error_code)> ready) override;
+  using byte_stream::try_read_some;
+  using byte_stream::try_write_some;
+  std::size_t try_read_some(std::span<const boost::asio::mutable_buffer> buffers, error_code& ec) override;
+  std::size_t try_write_some(std::span<const boost::asio::const_buffer> buffers, error_code& ec) override;
+  // Zero-copy for the pump: received DATA payloads are written to the
+  // socket in place, and the socket is read straight into DATA frames.
+  std::size_t peek(std::span<boost::asio::const_buffer> out, error_code& ec) override;
+  void consume(std::size_t n) override;
+  std::size_t prepare(std::size_t max, std::span<boost::asio::mutable_buffer> out, error_code& ec) override;
+  void commit(std::size_t n) override;
   boost::asio::awaitable<void> write(std::span<const boost::asio::const_buffer> buffers, error_code& ec) override;
   boost::asio::awaitable<void> shutdown(error_code& ec) override; // DATA + FIN (half-close)
   void close() override;                                          // RESET (closed) unless already finished
@@ -156,13 +165,19 @@ class session : public std::enable_shared_from_this<session> {
 
   // Frame output: control frames jump the data queue.
   std::vector<std::uint8_t> take_buffer();
+  std::vector<std::uint8_t> take_frame(std::size_t size); // size bytes, contents unspecified
   void send_control(std::vector<std::uint8_t> frame);
   void send_data(std::vector<std::uint8_t> frame);
   void send_reset(std::uint32_t id, reset_code code, std::string_view reason);
   void finish_stream(const std::shared_ptr<stream_state>& st); // remove when both directions are done
   void fail_stream(const std::shared_ptr<stream_state>& st, reset_info why, bool send);
   void consumed(stream_state& st, std::size_t n);
-  void wait_readable(const std::shared_ptr<stream_state>& st, std::function<void(error_code)> ready);
+  // `posted`: called from the event's completion (a fresh stack), so
+  // `ready` may run at once instead of being posted once more.
+  void wait_readable(const std::shared_ptr<stream_state>& st, std::function<void(error_code)> ready,
+                     bool posted = false);
+  void wait_writable(const std::shared_ptr<stream_state>& st, std::function<void(error_code)> ready,
+                     bool posted = false);
   void add_stream(const std::shared_ptr<stream_state>& st);
   void remove_stream(const std::shared_ptr<stream_state>& st);
   std::uint32_t max_payload() const { return peer_max_payload_; }
@@ -185,6 +200,7 @@ class session : public std::enable_shared_from_this<session> {
   std::deque<std::vector<std::uint8_t>> data_q_;
   std::size_t data_q_bytes_ = 0;
   std::vector<std::vector<std::uint8_t>> pool_;
+  std::vector<std::vector<std::uint8_t>> prepared_; // mux_stream::prepare() .. commit()
   std::unique_ptr<struct session_events> events_;
   open_handler open_handler_;
   closed_handler closed_handler_;

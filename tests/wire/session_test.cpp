@@ -2,13 +2,14 @@
 // connections: a client session and a server session on the two ends of one
 // socket pair (or one session facing a raw socket that plays a scripted or
 // misbehaving peer). Covers 0-RTT data before OPEN_OK, accept and refuse,
-// bulk data both ways, half-close, reset on close(), per-stream flow control
+// bulk data both ways, the zero-copy prepare/commit and peek/consume calls, half-close, reset on close(), per-stream flow control
 // without head-of-line blocking, many concurrent streams, UDP flows and their
 // drop accounting, HELLO checks, transport end of stream, GOAWAY draining and
 // the ping timeout. Everything runs on one io_context driven by run_until.
 #include "wire/session.hpp"
 
 #include "../net/test_util.hpp"
+#include "stream/pump.hpp"
 #include "stream/tcp_stream.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -17,6 +18,8 @@
 #include <boost/asio/write.hpp>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <array>
 #include <cstring>
 #include <limits>
 #include <random>
@@ -249,6 +252,150 @@ TEST_F(session_test, EightMebibytesBothWaysIntact) {
   EXPECT_TRUE(run([&] { return client->stream_count() == 0 && server->stream_count() == 0; }));
   EXPECT_GT(client->stats().bytes_out, 8 * k_mib);
   EXPECT_GT(client->stats().bytes_in, 8 * k_mib);
+}
+
+// The pump's zero-copy calls: prepare() hands out frame payload space as far
+// as the window allows, commit() sends only what was filled; peek() shows the
+// received bytes in place and consume() takes them (returning window).
+TEST_F(session_test, PrepareCommitAndPeekConsumeMoveBytesInPlace) {
+  on_accept = [](mux_stream& s) { s.accept(); };
+  start();
+  auto s = client->open(stream_kind::tcp, target("example.com", 80));
+  ASSERT_TRUE(s);
+  open_job opened;
+  spawn(io, wait_open(*s, opened));
+  ASSERT_TRUE(run([&] { return opened.done; })); // HELLO arrived: the full initial window applies
+  ASSERT_FALSE(opened.reset);
+
+  std::array<asio::mutable_buffer, 16> space;
+  error_code ec;
+  std::size_t pieces = s->prepare(1 << 20, space, ec);
+  ASSERT_FALSE(ec) << ec.message();
+  std::size_t room = 0;
+  for (std::size_t i = 0; i < pieces; ++i) {
+    EXPECT_LE(space[i].size(), k_default_max_payload);
+    room += space[i].size();
+  }
+  EXPECT_EQ(room, k_default_initial_window);
+  const bytes data = random_bytes(room, 7);
+  std::size_t off = 0;
+  for (std::size_t i = 0; i < pieces; ++i) {
+    std::memcpy(space[i].data(), data.data() + off, space[i].size());
+    off += space[i].size();
+  }
+  s->commit(100'000); // only this much was "read"
+
+  // Takes whatever the server stream has buffered, in place.
+  bytes got;
+  auto drain = [&] {
+    std::array<asio::const_buffer, 16> view;
+    error_code e;
+    const std::size_t n = accepted.empty() ? 0 : accepted[0]->peek(view, e);
+    std::size_t taken = 0;
+    for (std::size_t i = 0; !e && i < n; ++i) {
+      const auto* p = static_cast<const std::uint8_t*>(view[i].data());
+      got.insert(got.end(), p, p + view[i].size());
+      taken += view[i].size();
+    }
+    if (taken)
+      accepted[0]->consume(taken);
+    return e;
+  };
+  ASSERT_TRUE(run([&] {
+    drain();
+    return got.size() >= 100'000;
+  }));
+  EXPECT_EQ(got.size(), 100'000u);
+  EXPECT_TRUE(std::equal(got.begin(), got.end(), data.begin()));
+  got.clear();
+
+  // commit(0) sends nothing; filling the window leaves prepare() would_block.
+  pieces = s->prepare(1 << 20, space, ec);
+  ASSERT_FALSE(ec);
+  s->commit(0);
+  std::size_t sent = 0;
+  for (;;) {
+    pieces = s->prepare(1 << 20, space, ec);
+    if (ec)
+      break;
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < pieces; ++i) {
+      std::memset(space[i].data(), 'x', space[i].size());
+      n += space[i].size();
+    }
+    s->commit(n);
+    sent += n;
+  }
+  EXPECT_EQ(ec, asio::error::would_block);
+  EXPECT_GT(sent, 0u);
+  bool writable = false;
+  EXPECT_TRUE(s->async_wait_writable([&](error_code e) {
+    EXPECT_FALSE(e);
+    writable = true;
+  }));
+  EXPECT_FALSE(run([&] { return writable; }, 200ms)) << "writable while the window is used up";
+  // The server reads: WINDOW frames come back and the writer may go on.
+  ASSERT_TRUE(run([&] {
+    drain();
+    return writable;
+  }));
+
+  // End of stream and reset show through peek() and prepare().
+  write_job fin;
+  spawn(io, write_all(*s, {}, fin, 1, true));
+  error_code end;
+  ASSERT_TRUE(run([&] {
+    end = drain();
+    return end && end != asio::error::would_block;
+  }));
+  EXPECT_EQ(end, asio::error::eof);
+  EXPECT_EQ(got.size(), sent);
+  accepted[0]->close();
+  ASSERT_TRUE(run([&] { return s->reset_reason().has_value(); }));
+  s->prepare(1 << 20, space, ec);
+  EXPECT_EQ(ec, asio::error::connection_reset);
+}
+
+// A tunnel stream as the server relays it: pump(mux stream, TCP socket),
+// moving bytes in place both ways. The socket's far end reads nothing for a
+// while (the socket fills, the pump waits for it to drain, the rest waits in
+// the mux stream and the client's window runs out), then everything; and the
+// far end's reply comes back through recvmsg() straight into DATA frames.
+TEST_F(session_test, PumpToASocketWaitsOutAStalledReceiverAndLosesNothing) {
+  auto [near, far] = tcp_pair(io);
+  stream::byte_stream_ptr near_stream = stream::make_tcp_stream(std::move(near), "near");
+  std::optional<stream::pump_stats> pumped;
+  on_accept = [&](mux_stream& s) {
+    s.accept();
+    stream::start_pump(s, *near_stream, [&](stream::pump_stats st) { pumped = st; });
+  };
+  start();
+  auto s = client->open(stream_kind::tcp, target("example.com", 80));
+  ASSERT_TRUE(s);
+  const bytes up = random_bytes(32 * k_mib, 11); // more than socket buffers and window hold
+  write_job w;
+  spawn(io, write_all(*s, up, w, 1 * k_mib, true));
+  EXPECT_FALSE(run([&] { return w.done; }, 300ms)) << "32 MiB went through while nobody read";
+
+  bytes down = random_bytes(3 * k_mib + 5, 12);
+  bytes got(up.size());
+  bool far_done = false;
+  spawn(io, [&]() -> asio::awaitable<void> {
+    co_await asio::async_write(far, asio::buffer(down), asio::use_awaitable);
+    far.shutdown(tcp::socket::shutdown_send);
+    co_await asio::async_read(far, asio::buffer(got), asio::use_awaitable);
+    far_done = true;
+  });
+  read_job r;
+  spawn(io, read_all(*s, r));
+  ASSERT_TRUE(run([&] { return w.done && far_done && r.done && pumped; }, 60s));
+  EXPECT_FALSE(w.ec) << w.ec.message();
+  EXPECT_TRUE(got == up);
+  EXPECT_EQ(r.ec, asio::error::eof);
+  EXPECT_TRUE(r.data == down) << r.data.size() << " bytes came back";
+  EXPECT_EQ(pumped->a_to_b, up.size());
+  EXPECT_EQ(pumped->b_to_a, down.size());
+  EXPECT_FALSE(pumped->error) << pumped->error.message();
 }
 
 TEST_F(session_test, HalfCloseEndsOneDirectionOnly) {
