@@ -1,4 +1,3 @@
-// The one translation unit that compiles Beast and Asio's SSL implementation
-// (BOOST_BEAST_SEPARATE_COMPILATION), so transport/*.cpp include headers only.
-#include <boost/asio/ssl/impl/src.hpp>
+// The one translation unit that compiles Beast (BOOST_BEAST_SEPARATE_COMPILATION),
+// so transport/*.cpp include headers only. Asio's SSL part is in asio_ssl_impl.cpp.
 #include <boost/beast/src.hpp>

@@ -153,10 +153,8 @@ tls_engine::result tls_engine::handshake(error_code& ec) {
 
 tls_engine::result tls_engine::encrypt(const void* data, std::size_t size, error_code& ec) {
   ec = {};
-  if (failure_) {
-    ec = failure_;
+  if (!writable(ec))
     return result::failed;
-  }
   const auto* p = static_cast<const std::uint8_t*>(data);
   while (size > 0) {
     std::size_t written = 0;
@@ -171,8 +169,22 @@ tls_engine::result tls_engine::encrypt(const void* data, std::size_t size, error
   return result::ok;
 }
 
+bool tls_engine::writable(error_code& ec) const {
+  if (failure_)
+    ec = failure_;
+  else if (shutdown_sent_) // a misuse, not a failure of the connection: reading goes on
+    ec = asio::error::shut_down;
+  else
+    return true;
+  return false;
+}
+
 bool tls_engine::encrypt_gather(const void* data, std::size_t size, error_code& ec) {
   constexpr std::size_t record = SSL3_RT_MAX_PLAIN_LENGTH;
+  // Refused now, not at encrypt_gather_end(): a caller counts what this
+  // takes as written.
+  if (!writable(ec))
+    return false;
   const auto* p = static_cast<const std::uint8_t*>(data);
   if (!gather_.empty() || size < record) {
     // Top up the partial record first.
@@ -204,6 +216,13 @@ void tls_engine::encrypt_gather_end(error_code& ec) {
 tls_engine::result tls_engine::decrypt(void* data, std::size_t capacity, std::size_t& n, error_code& ec) {
   ec = {};
   n = 0;
+  // Sticky, as for encrypt(). OpenSSL itself is not: after a fatal alert
+  // from the peer the next SSL_read reports SSL_ERROR_ZERO_RETURN (its
+  // warn_alert is still 0, which is close_notify), a clean end of stream.
+  if (failure_) {
+    ec = failure_;
+    return result::failed;
+  }
   auto* out = static_cast<std::uint8_t*>(data);
   while (n < capacity) {
     std::size_t got = 0;

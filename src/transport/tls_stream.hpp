@@ -65,7 +65,8 @@ class tls_engine {
   result encrypt(const void* data, std::size_t size, error_code& ec);
   /// Like encrypt(), for a sequence of pieces: small pieces (a WebSocket
   /// header, a frame header) are gathered so that records come out full
-  /// (16 KiB) instead of one record per piece. Ends with encrypt_gather_end().
+  /// (16 KiB) instead of one record per piece. Ends with encrypt_gather_end();
+  /// if that fails, what was gathered is lost.
   bool encrypt_gather(const void* data, std::size_t size, error_code& ec);
   void encrypt_gather_end(error_code& ec);
 
@@ -88,6 +89,8 @@ class tls_engine {
  private:
   friend struct tls_engine_bio;
   result fail_or_want(int ret, error_code& ec);
+  /// False, with the reason, once writing is over: after a failure or shutdown().
+  bool writable(error_code& ec) const;
 
   SSL* ssl_ = nullptr;
   verify_callback verify_;
@@ -248,12 +251,14 @@ class tls_stream {
   struct write_op {
     tls_stream& s;
     std::size_t taken;
-    error_code failure;
-    enum { start, writing } state = start;
+    error_code failure; // what was gathered is lost: nothing counts as written
+    enum { start, writing, posted } state = start;
 
     template <class Self>
     void operator()(Self& self, error_code ec = {}, std::size_t = 0) {
       auto& e = *s.engine_;
+      if (state == posted)
+        return self.complete(failure, failure ? 0 : taken);
       if (state == writing) {
         e.end_send();
         if (ec)
@@ -263,9 +268,11 @@ class tls_stream {
         state = writing;
         return boost::asio::async_write(s.socket_, e.begin_send(), whole_batch{}, std::move(self));
       }
-      if (state == start)
+      if (state == start) { // never complete inside the initiating call
+        state = posted;
         return boost::asio::post(s.socket_.get_executor(), std::move(self));
-      self.complete(taken == 0 ? failure : error_code(), taken);
+      }
+      self.complete(failure, failure ? 0 : taken);
     }
   };
 

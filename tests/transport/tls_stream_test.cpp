@@ -8,6 +8,10 @@
 // handshake failing the read (and staying failed), a refused certificate
 // ending both handshakes with a reason, and garbage instead of a ServerHello;
 // AES-128-GCM negotiated first, the other TLS 1.3 suites still accepted.
+// Found by tests/fuzz/fuzz_tls_engine.cpp and in its review: a fatal alert
+// fails every later decrypt (OpenSSL alone says close_notify the second
+// time); writes after a failure or after shutdown fail, complete, and do not
+// stop reading; an empty write completes.
 #include "transport/tls_stream.hpp"
 
 #include "transport/tls.hpp"
@@ -200,9 +204,8 @@ std::vector<std::size_t> record_sizes(asio::const_buffer out) {
   return sizes;
 }
 
-TEST_F(tls_stream_test, GatheredPiecesMakeFullRecords) {
-  tls_engine client(client_ctx->native_handle(), false);
-  tls_engine server(server_ctx->native_handle(), true);
+/// Both engines' handshakes, their output handed over whole.
+void shake_hands(tls_engine& client, tls_engine& server) {
   error_code cec, sec;
   for (int round = 0; round < 10; ++round) {
     client.handshake(cec);
@@ -210,6 +213,13 @@ TEST_F(tls_stream_test, GatheredPiecesMakeFullRecords) {
     server.handshake(sec);
     shuttle(server, client, 1 << 20);
   }
+}
+
+TEST_F(tls_stream_test, GatheredPiecesMakeFullRecords) {
+  tls_engine client(client_ctx->native_handle(), false);
+  tls_engine server(server_ctx->native_handle(), true);
+  error_code cec, sec;
+  shake_hands(client, server);
   ASSERT_TRUE(SSL_is_init_finished(client.native_handle()));
   // A WebSocket header, a frame header and a payload: one record, not three.
   const bytes data = test::random_bytes(100, 4);
@@ -252,6 +262,33 @@ TEST_F(tls_stream_test, GatheredPiecesMakeFullRecords) {
   server.decrypt(got.data(), got.size(), n, sec);
   EXPECT_EQ(n, big.size());
   EXPECT_TRUE(got == big);
+}
+
+TEST_F(tls_stream_test, AFatalAlertFromThePeerFailsEveryLaterDecrypt) {
+  tls_engine client(client_ctx->native_handle(), false);
+  tls_engine server(server_ctx->native_handle(), true);
+  client.set_server_name("localhost");
+  shake_hands(client, server);
+  ASSERT_TRUE(SSL_is_init_finished(client.native_handle()) && SSL_is_init_finished(server.native_handle()));
+  // A record that does not authenticate: the server fails and alerts the client.
+  bytes junk{0x17, 0x03, 0x03, 0x00, 0x20};
+  junk.resize(junk.size() + 0x20, 0xAB);
+  const auto space = server.input_space();
+  std::memcpy(space.data(), junk.data(), junk.size());
+  server.commit_input(junk.size());
+  std::uint8_t byte = 0;
+  std::size_t n = 0;
+  error_code sec;
+  ASSERT_EQ(server.decrypt(&byte, 1, n, sec), tls_engine::result::failed);
+  ASSERT_TRUE(server.has_output());
+  shuttle(server, client, 1 << 20);
+  error_code first, second;
+  EXPECT_EQ(client.decrypt(&byte, 1, n, first), tls_engine::result::failed);
+  EXPECT_NE(first.message().find("alert"), std::string::npos) << first.message();
+  // OpenSSL's SSL_read reports close_notify now: a clean end of stream.
+  EXPECT_EQ(client.decrypt(&byte, 1, n, second), tls_engine::result::failed);
+  EXPECT_EQ(n, 0u);
+  EXPECT_EQ(second, first) << second.message();
 }
 
 TEST_F(tls_stream_test, EightMegabytesEachWayAtOnce) {
@@ -363,6 +400,68 @@ TEST_F(tls_stream_test, GarbageAfterTheHandshakeFailsTheReadForGood) {
   EXPECT_EQ(results[0].category(), asio::error::get_ssl_category()) << results[0].message();
   EXPECT_NE(results[0].message().find("bad record mac"), std::string::npos) << results[0].message();
   EXPECT_EQ(results[1], results[0]) << "a failed TLS connection must stay failed";
+}
+
+TEST_F(tls_stream_test, WritesAfterAFailedReadFailAndComplete) {
+  auto [client, server] = connected_pair();
+  ASSERT_FALSE(HasFailure());
+  bytes junk{0x17, 0x03, 0x03, 0x00, 0x20};
+  junk.resize(junk.size() + 0x20, 0xAB);
+  asio::write(server.next_layer(), asio::buffer(junk));
+  std::optional<error_code> failure;
+  std::array<char, 16> buf{};
+  client.async_read_some(asio::buffer(buf), [&](error_code ec, std::size_t) { failure = ec; });
+  test::run_until(io, [&] { return failure.has_value(); });
+  ASSERT_TRUE(failure && *failure);
+  // Small writes are gathered, not encrypted at once; they fail all the
+  // same (the first one also sends the alert), and they complete.
+  const bytes data(100, 'x');
+  for (int i = 0; i < 2; ++i) {
+    std::optional<std::pair<error_code, std::size_t>> written;
+    client.async_write_some(asio::buffer(data), [&](error_code ec, std::size_t n) { written.emplace(ec, n); });
+    test::run_until(io, [&] { return written.has_value(); }, std::chrono::seconds(2));
+    ASSERT_TRUE(written) << "write " << i << " did not complete";
+    EXPECT_EQ(written->first, *failure) << "write " << i << ": " << written->first.message();
+    EXPECT_EQ(written->second, 0u) << "write " << i;
+  }
+}
+
+TEST_F(tls_stream_test, AfterShutdownWritesFailAndReadsGoOn) {
+  auto [client, server] = connected_pair();
+  ASSERT_FALSE(HasFailure());
+  std::optional<error_code> shut;
+  client.async_shutdown([&](error_code ec) { shut = ec; });
+  test::run_until(io, [&] { return shut.has_value(); });
+  ASSERT_TRUE(shut);
+  EXPECT_FALSE(*shut) << shut->message();
+  const bytes data(100, 'x');
+  std::optional<std::pair<error_code, std::size_t>> written;
+  client.async_write_some(asio::buffer(data), [&](error_code ec, std::size_t n) { written.emplace(ec, n); });
+  test::run_until(io, [&] { return written.has_value(); }, std::chrono::seconds(2));
+  ASSERT_TRUE(written) << "the write did not complete";
+  EXPECT_EQ(written->first, asio::error::shut_down) << written->first.message();
+  EXPECT_EQ(written->second, 0u);
+  // Half-close: the server still sends, the client still reads.
+  std::optional<error_code> sent;
+  asio::async_write(server, asio::buffer(data), [&](error_code ec, std::size_t) { sent = ec; });
+  bytes got(data.size());
+  std::optional<error_code> read;
+  asio::async_read(client, asio::buffer(got), [&](error_code ec, std::size_t) { read = ec; });
+  test::run_until(io, [&] { return sent && read; });
+  ASSERT_TRUE(sent && read);
+  EXPECT_FALSE(*read) << read->message();
+  EXPECT_TRUE(got == data);
+}
+
+TEST_F(tls_stream_test, AnEmptyWriteCompletes) {
+  auto [client, server] = connected_pair();
+  ASSERT_FALSE(HasFailure());
+  std::optional<std::pair<error_code, std::size_t>> written;
+  asio::async_write(client, asio::buffer(&written, 0), [&](error_code ec, std::size_t n) { written.emplace(ec, n); });
+  test::run_until(io, [&] { return written.has_value(); }, std::chrono::seconds(2));
+  ASSERT_TRUE(written) << "the write did not complete";
+  EXPECT_FALSE(written->first) << written->first.message();
+  EXPECT_EQ(written->second, 0u);
 }
 
 TEST_F(tls_stream_test, RefusedCertificateEndsBothHandshakesWithAReason) {
