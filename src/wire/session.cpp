@@ -28,6 +28,8 @@ constexpr std::size_t k_read_buffer = 512 * 1024;
 constexpr std::size_t k_write_batch = 256 * 1024;
 constexpr std::size_t k_data_high_water = 8u << 20; // writers wait beyond this many queued bytes
 constexpr std::size_t k_pool_max = 64;
+constexpr std::size_t k_full_frame = k_header_size + k_default_max_payload; // what prepare() fills
+constexpr std::size_t k_frame_pool_max = 16;
 
 error_code error_for(const reset_info& r) {
   switch (r.code) {
@@ -214,14 +216,28 @@ std::vector<std::uint8_t> session::take_buffer() {
   return b;
 }
 
-std::vector<std::uint8_t> session::take_frame(std::size_t size) {
+std::vector<std::uint8_t> session::take_frame() {
   std::vector<std::uint8_t> b;
-  if (!pool_.empty()) {
-    b = std::move(pool_.back());
-    pool_.pop_back();
+  if (!frame_pool_.empty()) {
+    b = std::move(frame_pool_.back());
+    frame_pool_.pop_back();
+  } else {
+    b.resize(k_full_frame);
   }
-  b.resize(size); // a reused frame's old bytes are not cleared: they are overwritten
   return b;
+}
+
+void session::recycle(std::vector<std::uint8_t> frame) {
+  if (frame.capacity() >= k_full_frame) {
+    if (frame_pool_.size() < k_frame_pool_max) {
+      // Growing a vector zeroes the new part: cheap here, because commit()
+      // sends a frame shrunk by at most half (a shorter payload is copied).
+      frame.resize(k_full_frame);
+      frame_pool_.push_back(std::move(frame));
+    }
+  } else if (pool_.size() < k_pool_max) {
+    pool_.push_back(std::move(frame));
+  }
 }
 
 void session::send_control(std::vector<std::uint8_t> frame) {
@@ -357,8 +373,8 @@ asio::awaitable<void> session::writer() {
       break;
     }
     for (auto& f : batch)
-      if (pool_.size() < k_pool_max && f.capacity() <= 2 * k_default_max_payload)
-        pool_.push_back(std::move(f));
+      if (f.capacity() <= 2 * k_default_max_payload)
+        recycle(std::move(f));
     batch.clear();
   }
 }
@@ -851,10 +867,10 @@ std::size_t mux_stream::prepare(std::size_t max, std::span<asio::mutable_buffer>
   std::size_t allowed = std::min<std::size_t>(max, static_cast<std::size_t>(st.send_window));
   std::size_t pieces = 0;
   while (allowed > 0 && pieces < out.size()) {
-    const std::size_t n = std::min<std::size_t>(allowed, s.max_payload());
-    auto frame = s.take_frame(k_header_size + n);
+    const std::size_t n = std::min<std::size_t>({allowed, s.max_payload(), k_full_frame - k_header_size});
+    auto frame = s.take_frame();
     out[pieces++] = asio::mutable_buffer(frame.data() + k_header_size, n);
-    s.prepared_.push_back(std::move(frame)); // moving keeps the bytes where they are
+    s.prepared_.emplace_back(std::move(frame), n); // moving keeps the bytes where they are
     allowed -= n;
   }
   return pieces;
@@ -863,19 +879,28 @@ std::size_t mux_stream::prepare(std::size_t max, std::span<asio::mutable_buffer>
 void mux_stream::commit(std::size_t n) {
   auto& st = *state_;
   auto& s = *session_;
-  for (auto& frame : s.prepared_) {
-    const std::size_t m = std::min(n, frame.size() - k_header_size);
-    if (m == 0) {
-      if (s.pool_.size() < k_pool_max)
-        s.pool_.push_back(std::move(frame));
+  for (auto& [frame, offered] : s.prepared_) {
+    const std::size_t m = std::min(n, offered);
+    n -= m;
+    st.send_window -= static_cast<std::int64_t>(m);
+    if (2 * m < frame.size()) {
+      // A short payload (request/response traffic) is copied into a frame
+      // of its own size: cheaper than shrinking this one, which would be
+      // zeroed again up to full size when reused.
+      if (m > 0) {
+        auto small = s.take_buffer();
+        small.reserve(k_header_size + m);
+        encode_data_header(small, st.id, static_cast<std::uint32_t>(m), false);
+        small.insert(small.end(), frame.data() + k_header_size, frame.data() + k_header_size + m);
+        s.send_data(std::move(small));
+      }
+      s.recycle(std::move(frame));
       continue;
     }
     frame.resize(k_header_size + m);
     write_data_header(std::span(frame.data(), k_header_size).first<k_header_size>(), st.id,
                       static_cast<std::uint32_t>(m), false);
     s.send_data(std::move(frame));
-    st.send_window -= static_cast<std::int64_t>(m);
-    n -= m;
   }
   s.prepared_.clear();
 }

@@ -31,6 +31,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace warren::wire {
@@ -165,7 +166,8 @@ class session : public std::enable_shared_from_this<session> {
 
   // Frame output: control frames jump the data queue.
   std::vector<std::uint8_t> take_buffer();
-  std::vector<std::uint8_t> take_frame(std::size_t size); // size bytes, contents unspecified
+  std::vector<std::uint8_t> take_frame();           // a full-size DATA frame, contents unspecified
+  void recycle(std::vector<std::uint8_t> frame);    // a written or unused frame, for reuse
   void send_control(std::vector<std::uint8_t> frame);
   void send_data(std::vector<std::uint8_t> frame);
   void send_reset(std::uint32_t id, reset_code code, std::string_view reason);
@@ -200,7 +202,8 @@ class session : public std::enable_shared_from_this<session> {
   std::deque<std::vector<std::uint8_t>> data_q_;
   std::size_t data_q_bytes_ = 0;
   std::vector<std::vector<std::uint8_t>> pool_;
-  std::vector<std::vector<std::uint8_t>> prepared_; // mux_stream::prepare() .. commit()
+  std::vector<std::vector<std::uint8_t>> frame_pool_; // full-size DATA frames (k_full_frame bytes)
+  std::vector<std::pair<std::vector<std::uint8_t>, std::size_t>> prepared_; // prepare() .. commit(): frame, offered
   std::unique_ptr<struct session_events> events_;
   open_handler open_handler_;
   closed_handler closed_handler_;

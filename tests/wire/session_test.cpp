@@ -309,10 +309,22 @@ TEST_F(session_test, PrepareCommitAndPeekConsumeMoveBytesInPlace) {
   EXPECT_TRUE(std::equal(got.begin(), got.end(), data.begin()));
   got.clear();
 
-  // commit(0) sends nothing; filling the window leaves prepare() would_block.
+  // A short payload (copied into a small frame) and commit(0), which sends nothing.
+  pieces = s->prepare(1 << 20, space, ec);
+  ASSERT_FALSE(ec);
+  std::memcpy(space[0].data(), "abc", 3);
+  s->commit(3);
+  ASSERT_TRUE(run([&] {
+    drain();
+    return got.size() >= 3;
+  }));
+  EXPECT_EQ(got, text("abc"));
+  got.clear();
   pieces = s->prepare(1 << 20, space, ec);
   ASSERT_FALSE(ec);
   s->commit(0);
+
+  // Filling the window leaves prepare() would_block.
   std::size_t sent = 0;
   for (;;) {
     pieces = s->prepare(1 << 20, space, ec);
