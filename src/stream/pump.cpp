@@ -145,10 +145,13 @@ class pump_state {
     }
     // It takes nothing now (flow control): the bytes stay in the socket,
     // whose buffer then pushes back on the sender, until it can.
-    if (pec == asio::error::would_block && to.async_wait_writable([this, d](error_code e) { on_readable(d, e); }))
+    if (pec == asio::error::would_block) {
+      if (!to.async_wait_writable([this, d](error_code e) { on_readable(d, e); }))
+        spawn_move(d, {}); // the coroutine reads, and its write waits
       return;
+    }
     if (pec != asio::error::operation_not_supported)
-      return spawn_move(d, {}); // the sink failed: the coroutine's write reports why
+      return spawn_move(d, pec); // the sink failed (reset, tunnel gone): end both directions now
 
     // Neither: through a pool buffer.
     auto buffer = pool.take();

@@ -12,6 +12,7 @@
 #include "stream/pump.hpp"
 #include "stream/tcp_stream.hpp"
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -408,6 +409,38 @@ TEST_F(session_test, PumpToASocketWaitsOutAStalledReceiverAndLosesNothing) {
   EXPECT_EQ(pumped->a_to_b, up.size());
   EXPECT_EQ(pumped->b_to_a, down.size());
   EXPECT_FALSE(pumped->error) << pumped->error.message();
+}
+
+// The client's side of a tunnel stream: pump(TCP socket, mux stream) with the
+// window used up (the server reads nothing), so the socket -> mux direction
+// waits for the stream to become writable. When the tunnel dies, that wait
+// ends, the pump ends both directions, and the local application sees its
+// connection close.
+TEST_F(session_test, PumpWaitingForTheWindowEndsWhenTheTunnelDies) {
+  on_accept = [](mux_stream& s) { s.accept(); }; // and never read
+  start();
+  auto s = client->open(stream_kind::tcp, target("example.com", 80));
+  ASSERT_TRUE(s);
+  auto [near, far] = tcp_pair(io);
+  stream::byte_stream_ptr near_stream = stream::make_tcp_stream(std::move(near), "near");
+  std::optional<stream::pump_stats> pumped;
+  stream::start_pump(*near_stream, *s, [&](stream::pump_stats st) { pumped = st; });
+  const bytes data = random_bytes(4 * k_mib, 13);
+  std::size_t sent = 0;
+  bool far_ended = false;
+  spawn(io, [&]() -> asio::awaitable<void> {
+    auto [ec, n] = co_await asio::async_write(far, asio::buffer(data), asio::as_tuple(asio::use_awaitable));
+    sent = n;
+    std::array<std::uint8_t, 16> buf;
+    co_await far.async_read_some(asio::buffer(buf), asio::as_tuple(asio::use_awaitable)); // EOF or reset
+    far_ended = true;
+  });
+  EXPECT_FALSE(run([&] { return pumped.has_value(); }, 300ms)) << "the pump ended on its own";
+  ASSERT_FALSE(accepted.empty());
+  server->close("test: the gateway went away");
+  ASSERT_TRUE(run([&] { return pumped && far_ended; }, 10s));
+  EXPECT_TRUE(pumped->error) << "a dead tunnel is an error, not end of stream";
+  EXPECT_LT(pumped->a_to_b, data.size());
 }
 
 TEST_F(session_test, HalfCloseEndsOneDirectionOnly) {
