@@ -6,11 +6,13 @@
 
 #include "net/resolver.hpp"
 
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include <chrono>
+#include <exception>
 #include <functional>
 #include <map>
 #include <memory>
@@ -62,5 +64,15 @@ std::vector<std::uint8_t> random_bytes(std::size_t n, std::uint64_t seed);
 
 boost::asio::ip::address v4_loopback();
 boost::asio::ip::address v6_loopback();
+
+/// Starts a coroutine on `io`; an exception escaping it is rethrown from
+/// io.run() (inside run_until), so a test fails loudly instead of hanging.
+template <class F>
+void spawn(boost::asio::io_context& io, F&& f) {
+  boost::asio::co_spawn(io, std::forward<F>(f), [](const std::exception_ptr& e) {
+    if (e)
+      std::rethrow_exception(e);
+  });
+}
 
 } // namespace warren::test

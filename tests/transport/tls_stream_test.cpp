@@ -42,13 +42,7 @@ namespace {
 
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
-template <class F>
-void spawn(asio::io_context& io, F&& f) {
-  asio::co_spawn(io, std::forward<F>(f), [](const std::exception_ptr& e) {
-    if (e)
-      std::rethrow_exception(e);
-  });
-}
+using test::spawn;
 
 class tls_stream_test : public ::testing::Test {
  protected:

@@ -40,13 +40,7 @@ using test::random_bytes;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 const std::string k_token = "correct-horse-battery-staple";
 
-template <class F>
-void spawn(asio::io_context& io, F&& f) {
-  asio::co_spawn(io, std::forward<F>(f), [](const std::exception_ptr& e) {
-    if (e)
-      std::rethrow_exception(e);
-  });
-}
+using test::spawn;
 
 struct io_job {
   bool done = false;

@@ -43,13 +43,7 @@ bytes text(std::string_view s) {
   return bytes(s.begin(), s.end());
 }
 
-template <class F>
-void spawn(asio::io_context& io, F&& f) {
-  asio::co_spawn(io, std::forward<F>(f), [](const std::exception_ptr& e) {
-    if (e)
-      std::rethrow_exception(e);
-  });
-}
+using test::spawn;
 
 target_address target(const std::string& host, std::uint16_t port) {
   auto t = target_address::from_host_port({host, port});
