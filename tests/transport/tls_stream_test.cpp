@@ -27,6 +27,7 @@
 
 #include <openssl/err.h>
 
+#include <array>
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
@@ -104,6 +105,23 @@ class tls_stream_test : public ::testing::Test {
     return p;
   }
 
+  /// One read_some of up to 16 bytes, run to completion (nullopt: it did not complete).
+  std::optional<std::pair<error_code, std::size_t>> read_once(tls_stream& s) {
+    std::optional<std::pair<error_code, std::size_t>> result;
+    std::array<char, 16> buf{};
+    s.async_read_some(asio::buffer(buf), [&](error_code ec, std::size_t n) { result.emplace(ec, n); });
+    test::run_until(io, [&] { return result.has_value(); });
+    return result;
+  }
+
+  /// One write_some, run to completion (nullopt: it did not complete within 2 s).
+  std::optional<std::pair<error_code, std::size_t>> write_once(tls_stream& s, const bytes& data) {
+    std::optional<std::pair<error_code, std::size_t>> result;
+    s.async_write_some(asio::buffer(data), [&](error_code ec, std::size_t n) { result.emplace(ec, n); });
+    test::run_until(io, [&] { return result.has_value(); }, std::chrono::seconds(2));
+    return result;
+  }
+
   /// Both handshakes, run to completion; returns their results.
   std::pair<error_code, error_code> handshake(tls_stream& client, tls_stream& server) {
     std::optional<error_code> cec, sec;
@@ -114,6 +132,13 @@ class tls_stream_test : public ::testing::Test {
     return {cec.value_or(asio::error::timed_out), sec.value_or(asio::error::timed_out)};
   }
 };
+
+/// An application-data record whose body does not authenticate.
+bytes unauthenticated_record() {
+  bytes junk{0x17, 0x03, 0x03, 0x00, 0x20};
+  junk.resize(junk.size() + 0x20, 0xAB);
+  return junk;
+}
 
 /// Moves everything `from` has produced into `to`, `piece` bytes at a time.
 void shuttle(tls_engine& from, tls_engine& to, std::size_t piece) {
@@ -265,8 +290,7 @@ TEST_F(tls_stream_test, AFatalAlertFromThePeerFailsEveryLaterDecrypt) {
   shake_hands(client, server);
   ASSERT_TRUE(SSL_is_init_finished(client.native_handle()) && SSL_is_init_finished(server.native_handle()));
   // A record that does not authenticate: the server fails and alerts the client.
-  bytes junk{0x17, 0x03, 0x03, 0x00, 0x20};
-  junk.resize(junk.size() + 0x20, 0xAB);
+  const bytes junk = unauthenticated_record();
   const auto space = server.input_space();
   std::memcpy(space.data(), junk.data(), junk.size());
   server.commit_input(junk.size());
@@ -364,32 +388,21 @@ TEST_F(tls_stream_test, BareTcpCloseIsTruncationNotEndOfStream) {
   auto [client, server] = connected_pair();
   ASSERT_FALSE(HasFailure());
   server.next_layer().close(); // no close_notify: an attacker could have cut the stream
-  std::optional<error_code> result;
-  std::array<char, 16> buf{};
-  client.async_read_some(asio::buffer(buf), [&](error_code ec, std::size_t) { result = ec; });
-  test::run_until(io, [&] { return result.has_value(); });
+  const auto result = read_once(client);
   ASSERT_TRUE(result);
-  EXPECT_EQ(*result, asio::ssl::error::stream_truncated) << result->message();
+  EXPECT_EQ(result->first, asio::ssl::error::stream_truncated) << result->first.message();
 }
 
 TEST_F(tls_stream_test, GarbageAfterTheHandshakeFailsTheReadForGood) {
   auto [client, server] = connected_pair();
   ASSERT_FALSE(HasFailure());
-  // An application-data record header with a body that does not authenticate.
-  bytes junk{0x17, 0x03, 0x03, 0x00, 0x20};
-  junk.resize(junk.size() + 0x20, 0xAB);
-  asio::write(server.next_layer(), asio::buffer(junk));
+  asio::write(server.next_layer(), asio::buffer(unauthenticated_record()));
   std::vector<error_code> results;
-  std::array<char, 16> buf{};
   for (int i = 0; i < 2; ++i) {
-    std::optional<error_code> result;
-    client.async_read_some(asio::buffer(buf), [&](error_code ec, std::size_t n) {
-      EXPECT_EQ(n, 0u);
-      result = ec;
-    });
-    test::run_until(io, [&] { return result.has_value(); });
+    const auto result = read_once(client);
     ASSERT_TRUE(result);
-    results.push_back(*result);
+    EXPECT_EQ(result->second, 0u);
+    results.push_back(result->first);
   }
   EXPECT_EQ(results[0].category(), asio::error::get_ssl_category()) << results[0].message();
   EXPECT_NE(results[0].message().find("bad record mac"), std::string::npos) << results[0].message();
@@ -399,23 +412,17 @@ TEST_F(tls_stream_test, GarbageAfterTheHandshakeFailsTheReadForGood) {
 TEST_F(tls_stream_test, WritesAfterAFailedReadFailAndComplete) {
   auto [client, server] = connected_pair();
   ASSERT_FALSE(HasFailure());
-  bytes junk{0x17, 0x03, 0x03, 0x00, 0x20};
-  junk.resize(junk.size() + 0x20, 0xAB);
-  asio::write(server.next_layer(), asio::buffer(junk));
-  std::optional<error_code> failure;
-  std::array<char, 16> buf{};
-  client.async_read_some(asio::buffer(buf), [&](error_code ec, std::size_t) { failure = ec; });
-  test::run_until(io, [&] { return failure.has_value(); });
-  ASSERT_TRUE(failure && *failure);
+  asio::write(server.next_layer(), asio::buffer(unauthenticated_record()));
+  const auto read = read_once(client);
+  ASSERT_TRUE(read && read->first);
+  const error_code failure = read->first;
   // Small writes are gathered, not encrypted at once; they fail all the
   // same (the first one also sends the alert), and they complete.
   const bytes data(100, 'x');
   for (int i = 0; i < 2; ++i) {
-    std::optional<std::pair<error_code, std::size_t>> written;
-    client.async_write_some(asio::buffer(data), [&](error_code ec, std::size_t n) { written.emplace(ec, n); });
-    test::run_until(io, [&] { return written.has_value(); }, std::chrono::seconds(2));
+    const auto written = write_once(client, data);
     ASSERT_TRUE(written) << "write " << i << " did not complete";
-    EXPECT_EQ(written->first, *failure) << "write " << i << ": " << written->first.message();
+    EXPECT_EQ(written->first, failure) << "write " << i << ": " << written->first.message();
     EXPECT_EQ(written->second, 0u) << "write " << i;
   }
 }
@@ -429,9 +436,7 @@ TEST_F(tls_stream_test, AfterShutdownWritesFailAndReadsGoOn) {
   ASSERT_TRUE(shut);
   EXPECT_FALSE(*shut) << shut->message();
   const bytes data(100, 'x');
-  std::optional<std::pair<error_code, std::size_t>> written;
-  client.async_write_some(asio::buffer(data), [&](error_code ec, std::size_t n) { written.emplace(ec, n); });
-  test::run_until(io, [&] { return written.has_value(); }, std::chrono::seconds(2));
+  const auto written = write_once(client, data);
   ASSERT_TRUE(written) << "the write did not complete";
   EXPECT_EQ(written->first, asio::error::shut_down) << written->first.message();
   EXPECT_EQ(written->second, 0u);
