@@ -540,6 +540,17 @@ for ((round = 1; round <= ROUNDS; round++)); do
   first delayed "$P_DELAY_RR" 50
 done
 
+# The cost of the cryptography alone, for the ceiling in the report: one core
+# encrypting and one decrypting 16 KiB records with the suite warren prefers.
+aes_speed() { # prints GB/s
+  openssl speed "$@" -evp aes-128-gcm -bytes 16384 -seconds 2 2>/dev/null |
+    awk '/^AES-128-GCM/ { sub(/k$/, "", $2); printf "%.3f\n", $2 / 1e6 }'
+}
+aes_enc=$(aes_speed)
+aes_dec=$(aes_speed -decrypt)
+[[ -n $aes_enc && -n $aes_dec ]] || fail "openssl speed -evp aes-128-gcm printed nothing"
+echo "AES-128-GCM, one core, 16 KiB records: encrypt $aes_enc GB/s, decrypt $aes_dec GB/s"
+
 # Idle streams, through a fresh wss tunnel of their own (so the baseline holds
 # none of the buffers the runs above left behind).
 echo "idle streams:"
@@ -637,6 +648,34 @@ print("info: reference, two plain relays in series (no framing, no crypto): %.2f
       % (g["relays"], g["relays"] / g["ssh"] if g["ssh"] > 0 else 0, ref_added))
 print("      warren wss reaches %.0f%% of that throughput and adds %+.1f us of latency beyond it"
       % (100 * g["wss"] / g["relays"] if g["relays"] > 0 else 0, added - ref_added))
+# What any TLS tunnel could reach here. Single-stream throughput on this
+# machine is bounded by CPU: T = C / (K + W), with T in GB/s, W the tunnel's
+# CPU seconds per GB (measured for each path), K what everything else (the
+# iperf3 ends, their share of loopback TCP) costs per GB, and C the CPU the
+# run gets. The ssh and reference rows of this run give two equations for C
+# and K. The cheapest conceivable TLS tunnel costs the reference's two plain
+# hops plus one AES-128-GCM encryption and one decryption per byte, with no
+# framing, no WebSocket masking and no other work: its T is the ceiling.
+def s_per_gb(k):
+    return float(cpu[k].rstrip("%")) / 100 * 8 / g[k] if cpu[k] and g[k] > 0 else None
+ws_, wr_, wt_ = s_per_gb("ssh"), s_per_gb("relays"), s_per_gb("wss")
+ts_, tr_ = g["ssh"] / 8, g["relays"] / 8
+if None not in (ws_, wr_, wt_) and tr_ != ts_ and ts_ > 0:
+    k_ = (tr_ * wr_ - ts_ * ws_) / (ts_ - tr_)
+    c_ = tr_ * (k_ + wr_)
+    crypto = 1 / $aes_enc + 1 / $aes_dec
+    if k_ > 0:
+        ceiling = c_ / (k_ + wr_ + crypto) * 8
+        print("info: ceiling for any TLS tunnel here: the reference's %.2f s/GB of CPU + %.2f s/GB of AES-128-GCM"
+              % (wr_, crypto))
+        print("      (one encryption, one decryption) -> %.2f Gbit/s = %.2fx ssh -L; the 2.5x goal asks %.2f Gbit/s"
+              % (ceiling, ceiling / g["ssh"], 2.5 * g["ssh"]))
+        print("      (model T = C / (K + W) fitted to the ssh and reference rows: C = %.2f, K = %.2f s/GB;"
+              % (c_, k_))
+        print("      it predicts %.2f Gbit/s for warren wss from its %.2f s/GB, measured %.2f)"
+              % (c_ / (k_ + wt_) * 8, wt_, g["wss"]))
+    else:
+        print("info: ceiling for a TLS tunnel: not computed (the ssh and reference rows do not fit T = C / (K + W))")
 print("goal: warren wss throughput >= 2.5x ssh -L:        %.2fx  %s" % (tp_ssh, goal(tp_ssh >= 2.5)))
 print("goal: warren wss throughput >= 1.2x stunnel:       %.2fx  %s" % (tp_st, goal(tp_st >= 1.2)))
 print("goal: warren wss added p50 latency <= 50 us:        %.1f us  %s" % (added, goal(added <= 50)))
