@@ -437,6 +437,35 @@ TEST_F(session_test, PumpWaitingForTheWindowEndsWhenTheTunnelDies) {
   EXPECT_LT(pumped->a_to_b, data.size());
 }
 
+// A socket holding more than one read can take (here: more than the
+// stream's 64 KiB window), whose sender then goes quiet waiting for an
+// answer. Readiness is edge-triggered: no new data, no new edge. The pump
+// must go on reading what the socket already holds as the window reopens,
+// not wait for readability that never comes again.
+TEST_F(session_test, PumpDrainsWhatTheSocketHoldsAfterItsSenderWentQuiet) {
+  session_config sc = server_config();
+  sc.initial_window = k_min_initial_window; // the client may send 64 KiB per grant
+  sc.max_window = k_min_initial_window;
+  read_job r;
+  constexpr std::size_t k_size = 200 * 1024;
+  on_accept = [&](mux_stream& s) {
+    s.accept();
+    spawn(io, read_all(s, r, k_size));
+  };
+  start(client_config(), sc);
+  auto [near, far] = tcp_pair(io);
+  near.set_option(asio::socket_base::receive_buffer_size(400 * 1024)); // holds all of it
+  const bytes data = random_bytes(k_size, 14);
+  asio::write(far, asio::buffer(data)); // all in near's receive buffer; then nothing more
+  ASSERT_TRUE(run([&] { return near.available() == k_size; }, 5s)) << near.available() << " bytes arrived";
+  auto s = client->open(stream_kind::tcp, target("example.com", 80));
+  ASSERT_TRUE(s);
+  stream::byte_stream_ptr near_stream = stream::make_tcp_stream(std::move(near), "near");
+  stream::start_pump(*near_stream, *s, [](stream::pump_stats) {});
+  ASSERT_TRUE(run([&] { return r.done; }, 10s)) << r.data.size() << " of " << k_size << " bytes arrived";
+  EXPECT_TRUE(r.data == data);
+}
+
 TEST_F(session_test, HalfCloseEndsOneDirectionOnly) {
   on_accept = [](mux_stream& s) { s.accept(); };
   start();
