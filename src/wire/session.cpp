@@ -30,6 +30,10 @@ constexpr std::size_t k_data_high_water = 8u << 20; // writers wait beyond this 
 constexpr std::size_t k_pool_max = 64;
 constexpr std::size_t k_full_frame = k_header_size + k_default_max_payload; // what prepare() fills
 constexpr std::size_t k_frame_pool_max = 16;
+// Replies (PONG, RESET for a refused OPEN) queued while the transport write
+// is blocked, beyond which the reader waits: ~100 bytes of memory each. A
+// peer that reads what it is sent never gets near it.
+constexpr std::size_t k_max_queued_replies = 4096;
 
 error_code error_for(const reset_info& r) {
   switch (r.code) {
@@ -247,6 +251,13 @@ void session::send_control(std::vector<std::uint8_t> frame) {
   events_->writer_wake.notify();
 }
 
+void session::send_reply(std::vector<std::uint8_t> frame) {
+  if (closed_)
+    return;
+  ++replies_queued_;
+  send_control(std::move(frame));
+}
+
 void session::send_data(std::vector<std::uint8_t> frame) {
   if (closed_)
     return;
@@ -255,10 +266,13 @@ void session::send_data(std::vector<std::uint8_t> frame) {
   events_->writer_wake.notify();
 }
 
-void session::send_reset(std::uint32_t id, reset_code code, std::string_view reason) {
+void session::send_reset(std::uint32_t id, reset_code code, std::string_view reason, bool reply) {
   auto frame = take_buffer();
   encode_reset(frame, id, code, reason);
-  send_control(std::move(frame));
+  if (reply)
+    send_reply(std::move(frame));
+  else
+    send_control(std::move(frame));
 }
 
 void session::add_stream(const std::shared_ptr<stream_state>& st) {
@@ -337,13 +351,14 @@ asio::awaitable<void> session::writer() {
       batch.push_back(std::move(control_q_.front()));
       control_q_.pop_front();
     }
+    replies_queued_ = 0;
     while (!data_q_.empty() && bytes < k_write_batch) {
       bytes += data_q_.front().size();
       data_q_bytes_ -= data_q_.front().size();
       batch.push_back(std::move(data_q_.front()));
       data_q_.pop_front();
     }
-    if (data_q_bytes_ < k_data_high_water)
+    if (data_q_bytes_ < k_data_high_water || reader_paused_)
       events_->drained.notify();
     bufs.clear();
     for (auto& f : batch)
@@ -385,6 +400,33 @@ asio::awaitable<void> session::reader() {
   std::size_t begin = 0;
   std::size_t end = 0;
   while (!closed_) {
+    if (replies_queued_ > k_max_queued_replies) {
+      // The peer asks for replies faster than it reads them: go on once
+      // the writer has taken them (the ping timeout ends a peer that never does).
+      reader_paused_ = true;
+      while (!closed_ && replies_queued_ > 0)
+        co_await events_->drained.wait();
+      reader_paused_ = false;
+      continue;
+    }
+    // The frames in the buffer first: a pause may have left some.
+    while (!closed_ && begin < end && replies_queued_ <= k_max_queued_replies) {
+      auto result = decode(std::span(buf.data() + begin, end - begin), k_default_max_payload);
+      if (std::holds_alternative<need_more>(result))
+        break;
+      if (auto* err = std::get_if<decode_error>(&result)) {
+        protocol_error(err->code, err->message);
+        co_return;
+      }
+      const auto& f = std::get<decoded_frame>(result);
+      if (!on_frame(f))
+        co_return;
+      begin += f.consumed;
+    }
+    if (closed_ || replies_queued_ > k_max_queued_replies)
+      continue;
+    if (begin == end)
+      begin = end = 0;
     if (buf.size() - end < k_header_size + k_default_max_payload) {
       std::memmove(buf.data(), buf.data() + begin, end - begin);
       end -= begin;
@@ -411,21 +453,6 @@ asio::awaitable<void> session::reader() {
                          " (not a warren peer?)");
       co_return;
     }
-    while (!closed_ && begin < end) {
-      auto result = decode(std::span(buf.data() + begin, end - begin), k_default_max_payload);
-      if (std::holds_alternative<need_more>(result))
-        break;
-      if (auto* err = std::get_if<decode_error>(&result)) {
-        protocol_error(err->code, err->message);
-        co_return;
-      }
-      const auto& f = std::get<decoded_frame>(result);
-      if (!on_frame(f))
-        co_return;
-      begin += f.consumed;
-    }
-    if (begin == end)
-      begin = end = 0;
   }
 }
 
@@ -440,8 +467,13 @@ asio::awaitable<void> session::pinger() {
     const auto now = steady_clock::now();
     switch (events_->live->on_tick(now)) {
     case liveness::action::dead:
-      close("no data from the peer for " + std::to_string(to_ms(events_->live->silent_for(now)) / 1000) +
-            " s (ping timeout)");
+      if (reader_paused_)
+        close("the peer read nothing we sent for " + std::to_string(to_ms(events_->live->silent_for(now)) / 1000) +
+              " s while " + std::to_string(replies_queued_) +
+              " replies to its frames waited (a flood of PINGs or OPENs?); ping timeout");
+      else
+        close("no data from the peer for " + std::to_string(to_ms(events_->live->silent_for(now)) / 1000) +
+              " s (ping timeout)");
       co_return;
     case liveness::action::send_ping: {
       ping_payload p{};
@@ -532,7 +564,7 @@ void session::on_hello(std::span<const std::uint8_t> payload) {
 void session::on_open(const frame_header& h, std::span<const std::uint8_t> payload) {
   const bool peer_is_client = !config_.is_client;
   if (!peer_is_client) {
-    send_reset(h.stream, reset_code::refused, "this client accepts no streams");
+    send_reset(h.stream, reset_code::refused, "this client accepts no streams", true);
     return;
   }
   if (h.stream % 2 == 0 || h.stream <= last_peer_id_) {
@@ -542,21 +574,21 @@ void session::on_open(const frame_header& h, std::span<const std::uint8_t> paylo
   }
   last_peer_id_ = h.stream;
   if (draining_) {
-    send_reset(h.stream, reset_code::refused, "the server is shutting down");
+    send_reset(h.stream, reset_code::refused, "the server is shutting down", true);
     return;
   }
   if (streams_.size() >= config_.max_streams) {
     send_reset(h.stream, reset_code::limit_reached,
-               "too many open streams (limit " + std::to_string(config_.max_streams) + ")");
+               "too many open streams (limit " + std::to_string(config_.max_streams) + ")", true);
     return;
   }
   auto request = parse_open(payload);
   if (!request) {
-    send_reset(h.stream, reset_code::protocol_error, request.error());
+    send_reset(h.stream, reset_code::protocol_error, request.error(), true);
     return;
   }
   if (!open_handler_) {
-    send_reset(h.stream, reset_code::refused, "no handler for new streams");
+    send_reset(h.stream, reset_code::refused, "no handler for new streams", true);
     return;
   }
   auto st = std::make_shared<stream_state>(config_.initial_window, config_.max_window);
@@ -643,7 +675,7 @@ void session::on_ping(const frame_header& h, std::span<const std::uint8_t> paylo
   if (!(h.flags & k_flag_ack)) {
     auto frame = take_buffer();
     encode_ping(frame, *p, true);
-    send_control(std::move(frame));
+    send_reply(std::move(frame));
     return;
   }
   std::uint64_t sent = 0;

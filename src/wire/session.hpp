@@ -10,7 +10,12 @@
 //
 // Memory bounds: per stream, at most one receive window of buffered data
 // (the peer may not send more) and at most one send window queued; UDP
-// datagrams are dropped and counted when their queue is full.
+// datagrams are dropped and counted when their queue is full. Replies the
+// peer's frames call for (PONG, the RESET refusing an OPEN) wait at most
+// k_max_queued_replies deep: beyond that the reader stops reading until the
+// writer has sent them, so a peer that floods PINGs or OPENs and reads
+// nothing back is slowed to its own reading pace, then cut off by the ping
+// timeout, instead of growing our queue without bound.
 //
 // Lifetime: session is shared (its coroutines hold it); a mux_stream handle
 // is owned by its user and resets the stream if destroyed while still open.
@@ -169,8 +174,9 @@ class session : public std::enable_shared_from_this<session> {
   std::vector<std::uint8_t> take_frame();           // a full-size DATA frame, contents unspecified
   void recycle(std::vector<std::uint8_t> frame);    // a written or unused frame, for reuse
   void send_control(std::vector<std::uint8_t> frame);
+  void send_reply(std::vector<std::uint8_t> frame); // a control frame that answers one of the peer's (counted)
   void send_data(std::vector<std::uint8_t> frame);
-  void send_reset(std::uint32_t id, reset_code code, std::string_view reason);
+  void send_reset(std::uint32_t id, reset_code code, std::string_view reason, bool reply = false);
   void finish_stream(const std::shared_ptr<stream_state>& st); // remove when both directions are done
   void fail_stream(const std::shared_ptr<stream_state>& st, reset_info why, bool send);
   void consumed(stream_state& st, std::size_t n);
@@ -199,6 +205,8 @@ class session : public std::enable_shared_from_this<session> {
   bool draining_ = false;
   bool peer_goaway_ = false;
   std::deque<std::vector<std::uint8_t>> control_q_;
+  std::size_t replies_queued_ = 0; // send_reply() frames in control_q_
+  bool reader_paused_ = false;     // waiting for the replies to go out
   std::deque<std::vector<std::uint8_t>> data_q_;
   std::size_t data_q_bytes_ = 0;
   std::vector<std::vector<std::uint8_t>> pool_;

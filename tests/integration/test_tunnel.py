@@ -1005,8 +1005,8 @@ class HostileInputTest(TunnelTestCase):
 
 
 class FrameTest(TunnelTestCase):
-    def raw_tunnel(self, server):
-        s = wt.connect("127.0.0.1", server.port)
+    def raw_tunnel(self, server, rcvbuf=None):
+        s = wt.connect("127.0.0.1", server.port, rcvbuf=rcvbuf)
         self.addCleanup(s.close)
         s.sendall(b"WARREN/1 " + self.token.encode() + b"\n")
         self.assertEqual(wt.recv_exactly(s, 3), b"OK\n")
@@ -1081,6 +1081,46 @@ class FrameTest(TunnelTestCase):
         head, _, content = bytes(body).partition(b"\r\n\r\n")
         self.assertRegex(head.split(b"\r\n")[0].decode(), r"^HTTP/1\.[01] 200 ")
         self.assertEqual(content, self.blob)
+        self.assertIsNone(server.proc.poll())
+
+
+    def test_12b_ping_flood_from_a_peer_that_reads_nothing(self):
+        """12b. A raw tcp:// session floods PINGs (each asks for a PONG) and
+        never reads. The server stops reading it once its replies back up,
+        so its memory stays bounded; it serves another session meanwhile,
+        and cuts the flooder off at the ping timeout with a log line that
+        says why."""
+        server = self.start_server(scheme="tcp", extra=["--ping-interval", "1s"], log_level="info")
+        s = self.raw_tunnel(server, rcvbuf=32768)
+        rss0 = vm_rss_kib(server.proc.pid)
+        pings = 1_500_000  # 25 MB of PINGs: a PONG queued for each would be ~80 MB
+        flood = frame(PING, 0, 0, b"floodppp") * pings
+        sent = [0]
+
+        def push():
+            view = memoryview(flood)
+            try:
+                while sent[0] < len(flood):
+                    sent[0] += s.send(view[sent[0]:sent[0] + (1 << 20)])
+            except OSError:
+                pass  # the server cut us off
+
+        pusher = threading.Thread(target=push, daemon=True)
+        pusher.start()
+        time.sleep(0.8)  # well inside the 2 s ping timeout
+        rss1 = vm_rss_kib(server.proc.pid)
+        self.assertLess(sent[0], len(flood), "the server read all %d PINGs within 0.8 s" % pings)
+        # Someone else is served meanwhile.
+        s2 = self.raw_tunnel(server)
+        self.ping_roundtrip(s2, b"notflood")
+        server.wait_for(r"replies to its frames waited", timeout=10)
+        pusher.join(10)
+        self.assertFalse(pusher.is_alive(), "the flooder was not cut off")
+        self.ping_roundtrip(self.raw_tunnel(server), b"stillok!")
+        figure("ping flood: %.1f of %.1f MB left the flooder (socket buffers included) before the server's "
+               "reading stopped it; server VmRSS %d -> %d KiB"
+               % (sent[0] / 1e6, len(flood) / 1e6, rss0, rss1))
+        self.assertLess(rss1 - rss0, 16 * 1024, "server VmRSS grew by %d KiB during the flood" % (rss1 - rss0))
         self.assertIsNone(server.proc.poll())
 
 

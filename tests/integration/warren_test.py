@@ -100,8 +100,12 @@ def closed_tcp_port():
     return s, s.getsockname()[1]
 
 
-def connect(host, port, timeout=WAIT):
+def connect(host, port, timeout=WAIT, rcvbuf=None):
+    """A connected TCP socket; `rcvbuf` sets SO_RCVBUF before connecting
+    (so the window it advertises is small from the start)."""
     s = socket.socket(family_of(host), socket.SOCK_STREAM)
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     s.settimeout(timeout)
     try:
         s.connect((host, port))

@@ -749,8 +749,16 @@ class raw_peer_test : public ::testing::Test {
   std::optional<std::string> closed;
   tcp::socket raw{io};
 
-  void start(session_config config) {
+  /// `small_buffers`: both ends get 32 KiB socket buffers, so that a
+  /// session writing to a peer that reads nothing blocks early.
+  void start(session_config config, bool small_buffers = false) {
     auto [a, b] = tcp_pair(io);
+    if (small_buffers) {
+      for (tcp::socket* sock : {&a, &b}) {
+        sock->set_option(asio::socket_base::send_buffer_size(32768));
+        sock->set_option(asio::socket_base::receive_buffer_size(32768));
+      }
+    }
     raw = std::move(b);
     s = session::create(stream::make_tcp_stream(std::move(a), "session end"), config);
     s->set_closed_handler([this](const std::string& why) { closed = why; });
@@ -881,6 +889,55 @@ TEST_F(raw_peer_test, TransportEofClosesSessionAndFailsAllStreams) {
 
 // The peer says HELLO and then nothing, not even PING replies: the session
 // gives up between 7/4 and 2 ping intervals later.
+// A peer that floods PINGs (each asks for a PONG) and reads nothing back:
+// the session must not queue replies without bound. It stops reading once
+// k_max_queued_replies wait, so the flood stalls in the peer's socket, and
+// the ping timeout then ends the session with a reason that says why.
+TEST_F(raw_peer_test, PingFloodFromAPeerThatReadsNothingStallsAndIsCutOff) {
+  auto config = server_config();
+  config.ping_interval = 300ms;
+  start(config, true);
+  bytes flood = hello_frame();
+  bytes ping;
+  encode_ping(ping, ping_payload{}, false);
+  constexpr std::size_t k_pings = 200'000; // 3.4 MB: far more than buffers and the reply bound hold
+  flood.reserve(flood.size() + k_pings * ping.size());
+  for (std::size_t i = 0; i < k_pings; ++i)
+    flood.insert(flood.end(), ping.begin(), ping.end());
+  bool written = false;
+  spawn(io, [&]() -> asio::awaitable<void> {
+    auto [ec, n] = co_await asio::async_write(raw, asio::buffer(flood), asio::as_tuple(asio::use_awaitable));
+    written = !ec;
+  });
+  ASSERT_TRUE(test::run_until(io, [&] { return closed.has_value(); }, 10s));
+  EXPECT_FALSE(written) << "the session read all " << k_pings << " PINGs and queued a PONG for each";
+  EXPECT_NE(closed->find("replies to its frames waited"), std::string::npos) << *closed;
+}
+
+// The same for OPENs beyond the stream limit: each is refused with a RESET.
+TEST_F(raw_peer_test, OpenFloodBeyondTheLimitFromAPeerThatReadsNothingStalls) {
+  auto config = server_config();
+  config.ping_interval = 300ms;
+  config.max_streams = 1;
+  start(config, true);
+  std::vector<std::unique_ptr<mux_stream>> kept; // never accepted: the one slot stays taken
+  s->set_open_handler([&kept](std::unique_ptr<mux_stream> m, open_request) { kept.push_back(std::move(m)); });
+  bytes flood = hello_frame();
+  constexpr std::uint32_t k_opens = 100'000;
+  auto t = target_address::from_host_port({"example.com", 80});
+  ASSERT_TRUE(t);
+  for (std::uint32_t i = 0; i < k_opens; ++i)
+    encode_open(flood, 2 * i + 1, stream_kind::tcp, *t);
+  bool written = false;
+  spawn(io, [&]() -> asio::awaitable<void> {
+    auto [ec, n] = co_await asio::async_write(raw, asio::buffer(flood), asio::as_tuple(asio::use_awaitable));
+    written = !ec;
+  });
+  ASSERT_TRUE(test::run_until(io, [&] { return closed.has_value(); }, 10s));
+  EXPECT_FALSE(written) << "the session read all " << k_opens << " OPENs and queued a refusal for each";
+  EXPECT_NE(closed->find("replies to its frames waited"), std::string::npos) << *closed;
+}
+
 TEST_F(raw_peer_test, SilentPeerTimesOut) {
   auto config = client_config();
   config.ping_interval = 200ms;
