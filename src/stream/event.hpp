@@ -100,14 +100,16 @@ class async_event {
 
   boost::asio::awaitable<void> wait() { co_await async_wait(boost::asio::use_awaitable); }
 
-  void notify() {
+  /// Wakes every current waiter; true if there was one.
+  bool notify() {
     if (waiters_.empty())
-      return;
+      return false;
     auto woken = std::move(waiters_);
     waiters_.clear();
     unregister();
     for (auto& w : woken)
       complete(w);
+    return true;
   }
 
  private:

@@ -207,6 +207,7 @@ class session : public std::enable_shared_from_this<session> {
   std::deque<std::vector<std::uint8_t>> control_q_;
   std::size_t replies_queued_ = 0; // send_reply() frames in control_q_
   bool reader_paused_ = false;     // waiting for the replies to go out
+  bool woke_readers_ = false;      // frames just decoded made a waiting stream readable
   std::deque<std::vector<std::uint8_t>> data_q_;
   std::size_t data_q_bytes_ = 0;
   std::vector<std::vector<std::uint8_t>> pool_;
