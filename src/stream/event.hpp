@@ -100,6 +100,23 @@ class async_event {
 
   boost::asio::awaitable<void> wait() { co_await async_wait(boost::asio::use_awaitable); }
 
+  /// Like notify(), but hands the woken handlers to `out` instead of
+  /// posting them: the caller runs each one itself, on a stack where
+  /// running it is safe (no trip through the io_context's queue, and so no
+  /// reactor poll in between). True if there was a waiter.
+  bool notify_into(std::vector<boost::asio::any_completion_handler<void()>>& out) {
+    if (waiters_.empty())
+      return false;
+    auto woken = std::move(waiters_);
+    waiters_.clear();
+    unregister();
+    for (auto& w : woken) {
+      detach(w);
+      out.push_back(std::move(w.handler));
+    }
+    return true;
+  }
+
   /// Wakes every current waiter; true if there was one.
   bool notify() {
     if (waiters_.empty())

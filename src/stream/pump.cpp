@@ -137,10 +137,7 @@ class pump_state {
       to.commit(ec ? 0 : n);
       if (!ec) {
         count(d, n);
-        // The commit woke the session's writer (a posted handler): let it
-        // send before this socket is armed again, so the frame goes out one
-        // system call (epoll_ctl) and one reactor trip sooner.
-        return asio::post(streams_[d]->get_executor(), [this, d] { wait(d); });
+        return wait(d);
       }
       if (ec == asio::error::would_block)
         return wait(d); // spurious readiness

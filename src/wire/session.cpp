@@ -258,12 +258,20 @@ void session::send_reply(std::vector<std::uint8_t> frame) {
   send_control(std::move(frame));
 }
 
-void session::send_data(std::vector<std::uint8_t> frame) {
+void session::send_data(std::vector<std::uint8_t> frame, bool wake) {
   if (closed_)
     return;
   data_q_bytes_ += frame.size();
   data_q_.push_back(std::move(frame));
-  events_->writer_wake.notify();
+  if (wake)
+    events_->writer_wake.notify();
+}
+
+void session::wake_writer_now() {
+  std::vector<asio::any_completion_handler<void()>> writer;
+  events_->writer_wake.notify_into(writer);
+  for (auto& h : writer)
+    std::move(h)();
 }
 
 void session::send_reset(std::uint32_t id, reset_code code, std::string_view reason, bool reply) {
@@ -394,6 +402,13 @@ asio::awaitable<void> session::writer() {
   }
 }
 
+void session::run_woken() {
+  auto run = std::move(woken_);
+  woken_.clear();
+  for (auto& h : run)
+    std::move(h)();
+}
+
 asio::awaitable<void> session::reader() {
   auto self = shared_from_this();
   std::vector<std::uint8_t> buf(k_read_buffer);
@@ -416,22 +431,25 @@ asio::awaitable<void> session::reader() {
         break;
       if (auto* err = std::get_if<decode_error>(&result)) {
         protocol_error(err->code, err->message);
+        run_woken();
         co_return;
       }
       const auto& f = std::get<decoded_frame>(result);
-      if (!on_frame(f))
+      if (!on_frame(f)) {
+        run_woken();
         co_return;
+      }
       begin += f.consumed;
     }
-    if (closed_ || replies_queued_ > k_max_queued_replies)
+    if (closed_ || replies_queued_ > k_max_queued_replies) {
+      run_woken();
       continue;
-    if (woke_readers_) {
-      // Let the readers woken by these frames (a pump writing to its
-      // socket) run before the next read is started: on request/response
-      // traffic the reply then goes out one system call and one trip
-      // through the reactor sooner.
-      woke_readers_ = false;
-      co_await asio::post(ex_, asio::use_awaitable);
+    }
+    if (!woken_.empty()) {
+      // The streams these frames made readable go first (a pump writing
+      // to its socket): on request/response traffic the reply leaves
+      // before the next read is even started.
+      run_woken();
       continue;
     }
     if (begin == end)
@@ -634,7 +652,7 @@ void session::on_data(const frame_header& h, std::span<const std::uint8_t> paylo
   }
   if (h.flags & k_flag_fin)
     st->fin_received = true;
-  woke_readers_ |= st->readable.notify();
+  st->readable.notify_into(woken_);
   finish_stream(st);
 }
 
@@ -674,7 +692,7 @@ void session::on_datagram(const frame_header& h, std::span<const std::uint8_t> p
     return;
   }
   st.datagrams.emplace_back(payload.begin(), payload.end());
-  woke_readers_ |= st.readable.notify();
+  st.readable.notify_into(woken_);
 }
 
 void session::on_ping(const frame_header& h, std::span<const std::uint8_t> payload) {
@@ -933,7 +951,7 @@ void mux_stream::commit(std::size_t n) {
         small.reserve(k_header_size + m);
         encode_data_header(small, st.id, static_cast<std::uint32_t>(m), false);
         small.insert(small.end(), frame.data() + k_header_size, frame.data() + k_header_size + m);
-        s.send_data(std::move(small));
+        s.send_data(std::move(small), false);
       }
       s.recycle(std::move(frame));
       continue;
@@ -941,9 +959,13 @@ void mux_stream::commit(std::size_t n) {
     frame.resize(k_header_size + m);
     write_data_header(std::span(frame.data(), k_header_size).first<k_header_size>(), st.id,
                       static_cast<std::uint32_t>(m), false);
-    s.send_data(std::move(frame));
+    s.send_data(std::move(frame), false);
   }
   s.prepared_.clear();
+  // An idle writer sends what was committed right here, inside the caller's
+  // readiness callback, instead of one trip through the io_context's queue
+  // (and one reactor poll) later. A busy one takes it after its write.
+  s.wake_writer_now();
 }
 
 asio::awaitable<void> mux_stream::write(std::span<const asio::const_buffer> buffers, error_code& ec) {

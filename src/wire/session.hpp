@@ -25,6 +25,7 @@
 #include "stream/byte_stream.hpp"
 #include "wire/frame.hpp"
 
+#include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/awaitable.hpp>
 
 #include <chrono>
@@ -168,6 +169,7 @@ class session : public std::enable_shared_from_this<session> {
   void on_ping(const frame_header& h, std::span<const std::uint8_t> payload);
   void on_goaway(std::span<const std::uint8_t> payload);
   void protocol_error(reset_code code, const std::string& message);
+  void run_woken(); // the waiters in woken_, now
 
   // Frame output: control frames jump the data queue.
   std::vector<std::uint8_t> take_buffer();
@@ -175,7 +177,8 @@ class session : public std::enable_shared_from_this<session> {
   void recycle(std::vector<std::uint8_t> frame);    // a written or unused frame, for reuse
   void send_control(std::vector<std::uint8_t> frame);
   void send_reply(std::vector<std::uint8_t> frame); // a control frame that answers one of the peer's (counted)
-  void send_data(std::vector<std::uint8_t> frame);
+  void send_data(std::vector<std::uint8_t> frame, bool wake = true); // wake: post the writer's wake-up
+  void wake_writer_now(); // an idle writer runs now, on this stack
   void send_reset(std::uint32_t id, reset_code code, std::string_view reason, bool reply = false);
   void finish_stream(const std::shared_ptr<stream_state>& st); // remove when both directions are done
   void fail_stream(const std::shared_ptr<stream_state>& st, reset_info why, bool send);
@@ -207,7 +210,10 @@ class session : public std::enable_shared_from_this<session> {
   std::deque<std::vector<std::uint8_t>> control_q_;
   std::size_t replies_queued_ = 0; // send_reply() frames in control_q_
   bool reader_paused_ = false;     // waiting for the replies to go out
-  bool woke_readers_ = false;      // frames just decoded made a waiting stream readable
+  // Waiters of streams that the frames just decoded made readable (a pump,
+  // a reading coroutine): the reader runs them between decoding and its
+  // next read, so a reply goes out before we look for more input.
+  std::vector<boost::asio::any_completion_handler<void()>> woken_;
   std::deque<std::vector<std::uint8_t>> data_q_;
   std::size_t data_q_bytes_ = 0;
   std::vector<std::vector<std::uint8_t>> pool_;
