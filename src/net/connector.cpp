@@ -10,6 +10,8 @@
 #include <net/if.h>
 #include <sys/socket.h>
 
+#include <array>
+
 namespace warren::net {
 
 namespace asio = boost::asio;
@@ -34,7 +36,9 @@ std::string show(const asio::ip::address& a, std::uint16_t port) {
 
 /// One Happy Eyeballs run. Owned by the pending operations that reference it
 /// (resolver callbacks hold only a weak_ptr, so a slow lookup does not keep a
-/// finished run alive). Single-threaded: everything runs on ex_.
+/// finished run alive; and a run that ends cancels its lookups, so one still
+/// queued is skipped instead of delaying everyone's). Single-threaded:
+/// everything runs on ex_.
 class connect_op : public std::enable_shared_from_this<connect_op> {
  public:
   connect_op(asio::any_io_executor ex, host_port target, connect_options options,
@@ -69,10 +73,13 @@ class connect_op : public std::enable_shared_from_this<connect_op> {
         if (!he_.wants(f))
           continue;
         std::weak_ptr<connect_op> weak = shared_from_this();
-        r.async_resolve(ex_, target_.host, f, [weak, f](error_code ec, std::vector<asio::ip::address> found) {
-          if (auto self = weak.lock())
-            self->on_resolved(f, ec, std::move(found));
-        });
+        r.async_resolve(
+            ex_, target_.host, f,
+            [weak, f](error_code ec, std::vector<asio::ip::address> found) {
+              if (auto self = weak.lock())
+                self->on_resolved(f, ec, std::move(found));
+            },
+            lookups_[f == ip_family::v6 ? 0 : 1].slot());
       }
     }
     arm_timer();
@@ -282,6 +289,8 @@ class connect_op : public std::enable_shared_from_this<connect_op> {
   void finish(connect_result result) {
     if (slot_.is_connected())
       slot_.clear();
+    for (auto& lookup : lookups_)
+      lookup.emit(asio::cancellation_type::terminal); // one still waiting is not needed any more
     for (auto& s : sockets_) {
       if (s) {
         error_code ignored;
@@ -302,6 +311,7 @@ class connect_op : public std::enable_shared_from_this<connect_op> {
   std::vector<std::optional<tcp::socket>> sockets_; // by attempt id; empty once ended
   std::optional<time_point> armed_;
   asio::cancellation_slot slot_;
+  std::array<asio::cancellation_signal, 2> lookups_; // AAAA, A
   std::size_t denied_ = 0;
   bool completed_ = false;
 };

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <memory>
 
@@ -92,18 +93,51 @@ error_code resolve_blocking(const std::string& host, ip_family family, std::vect
   return {};
 }
 
-system_resolver::system_resolver(std::size_t threads) : pool_(threads) {}
+system_resolver::system_resolver(std::size_t threads, lookup_function lookup)
+    : lookup_(std::move(lookup)), pool_(threads) {}
 
 system_resolver::~system_resolver() {
   pool_.stop();
   pool_.join();
 }
 
-void system_resolver::async_resolve(asio::any_io_executor ex, std::string host, ip_family family, handler h) {
-  asio::post(pool_, [ex = std::move(ex), host = std::move(host), family, h = std::move(h)]() mutable {
+namespace {
+/// One lookup: shared by the pool's task, the answer posted back and the
+/// cancellation handler. `h` and `done` are touched on the caller's executor
+/// only; the pool reads `abandoned`, which is atomic.
+struct lookup {
+  explicit lookup(resolver::handler handler) : h(std::move(handler)) {}
+  resolver::handler h;
+  bool done = false;
+  std::atomic<bool> abandoned{false};
+
+  void finish(error_code ec, std::vector<asio::ip::address> addresses) {
+    if (done)
+      return;
+    done = true;
+    auto handler = std::move(h);
+    handler(ec, std::move(addresses));
+  }
+};
+} // namespace
+
+void system_resolver::async_resolve(asio::any_io_executor ex, std::string host, ip_family family, handler h,
+                                    asio::cancellation_slot slot) {
+  auto op = std::make_shared<lookup>(std::move(h));
+  if (slot.is_connected()) {
+    // Not cleared on completion (as Asio's own operations leave theirs): a
+    // late cancellation finds the lookup done and does nothing.
+    slot.assign([op, ex](asio::cancellation_type) {
+      op->abandoned = true;
+      asio::post(ex, [op] { op->finish(asio::error::operation_aborted, {}); });
+    });
+  }
+  asio::post(pool_, [this, op, ex = std::move(ex), host = std::move(host), family]() mutable {
+    if (op->abandoned)
+      return; // nobody waits for it: do not hold up the lookups behind it
     std::vector<asio::ip::address> addresses;
-    const error_code ec = resolve_blocking(host, family, addresses);
-    asio::post(ex, [h = std::move(h), ec, addresses = std::move(addresses)]() mutable { h(ec, std::move(addresses)); });
+    const error_code ec = lookup_(host, family, addresses);
+    asio::post(ex, [op, ec, addresses = std::move(addresses)]() mutable { op->finish(ec, std::move(addresses)); });
   });
 }
 

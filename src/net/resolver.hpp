@@ -11,7 +11,9 @@
 #include "net/happy_eyeballs.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/thread_pool.hpp>
 
@@ -30,36 +32,51 @@ class resolver {
   using handler = std::function<void(error_code, std::vector<boost::asio::ip::address>)>;
   virtual ~resolver() = default;
   /// Resolves `host` for one family; `h` runs on `ex`. Must not call `h` inline.
-  virtual void async_resolve(boost::asio::any_io_executor ex, std::string host, ip_family family, handler h) = 0;
+  /// A cancellation emitted on `slot` makes `h` run at once with
+  /// operation_aborted, and a lookup that has not started yet is skipped:
+  /// lookups nobody waits for must not queue up in front of everyone
+  /// else's (a client that opens and resets streams to slow names).
+  virtual void async_resolve(boost::asio::any_io_executor ex, std::string host, ip_family family, handler h,
+                             boost::asio::cancellation_slot slot) = 0;
 };
 
+/// Blocking lookup of one family (start-up paths only).
+error_code resolve_blocking(const std::string& host, ip_family family, std::vector<boost::asio::ip::address>& out);
+
 /// getaddrinfo on a thread pool. Thread-safe. Destruction waits for lookups in progress.
+/// A cancelled lookup still queued is skipped; one in progress runs to its end
+/// (getaddrinfo cannot be interrupted) and its answer is dropped.
 class system_resolver final : public resolver {
  public:
-  explicit system_resolver(std::size_t threads = 2);
+  /// What runs on the pool for each lookup; tests pass one that blocks.
+  using lookup_function =
+      std::function<error_code(const std::string& host, ip_family, std::vector<boost::asio::ip::address>&)>;
+
+  explicit system_resolver(std::size_t threads = 2, lookup_function lookup = resolve_blocking);
   ~system_resolver() override;
-  void async_resolve(boost::asio::any_io_executor ex, std::string host, ip_family family, handler h) override;
+  void async_resolve(boost::asio::any_io_executor ex, std::string host, ip_family family, handler h,
+                     boost::asio::cancellation_slot slot) override;
 
  private:
+  lookup_function lookup_;
   boost::asio::thread_pool pool_;
 };
 
 /// Awaitable form of resolver::async_resolve; completion void(error_code, std::vector<address>).
+/// Cancellable through the handler's cancellation slot (e.g. the losing side of `||`).
 template <class CompletionToken>
 auto async_resolve(resolver& r, boost::asio::any_io_executor ex, std::string host, ip_family family,
                    CompletionToken&& token) {
   return boost::asio::async_initiate<CompletionToken, void(error_code, std::vector<boost::asio::ip::address>)>(
       [&r, ex](auto handler, std::string h, ip_family f) {
+        auto slot = boost::asio::get_associated_cancellation_slot(handler);
         auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-        r.async_resolve(ex, std::move(h), f, [shared](error_code ec, std::vector<boost::asio::ip::address> a) {
-          (*shared)(ec, std::move(a));
-        });
+        r.async_resolve(
+            ex, std::move(h), f,
+            [shared](error_code ec, std::vector<boost::asio::ip::address> a) { (*shared)(ec, std::move(a)); }, slot);
       },
       token, std::move(host), family);
 }
-
-/// Blocking lookup of one family (start-up paths only).
-error_code resolve_blocking(const std::string& host, ip_family family, std::vector<boost::asio::ip::address>& out);
 
 /// The fixed answer for localhost names (RFC 6761), or nullopt for other names.
 std::optional<std::vector<boost::asio::ip::address>> localhost_addresses(std::string_view host, ip_family family);

@@ -129,13 +129,15 @@ void udp_forwarder::resolve_session(const std::shared_ptr<session>& s, std::vect
     return;
   }
   const ip_family f = order[i];
-  resolver_.async_resolve(ex_, target_.host, f,
-                          [self = shared_from_this(), s, order = std::move(order),
-                           i](error_code, std::vector<asio::ip::address> found) mutable {
-                            if (!found.empty())
-                              return self->connect_session(s, found.front());
-                            self->resolve_session(s, std::move(order), i + 1);
-                          });
+  resolver_.async_resolve(
+      ex_, target_.host, f,
+      [self = shared_from_this(), s, order = std::move(order), i](error_code,
+                                                                  std::vector<asio::ip::address> found) mutable {
+        if (!found.empty())
+          return self->connect_session(s, found.front());
+        self->resolve_session(s, std::move(order), i + 1);
+      },
+      {});
 }
 
 void udp_forwarder::connect_session(const std::shared_ptr<session>& s, const asio::ip::address& address) {

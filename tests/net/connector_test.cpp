@@ -8,14 +8,21 @@
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/error.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ip/v6_only.hpp>
 #include <gtest/gtest.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
 
 using namespace std::chrono_literals;
 using namespace warren;
 using namespace warren::net;
 namespace asio = boost::asio;
 using asio::ip::tcp;
+using namespace asio::experimental::awaitable_operators;
 using test::v4_loopback;
 using test::v6_loopback;
 
@@ -161,6 +168,85 @@ TEST_F(connector, ResolverThatNeverAnswersTimesOut) {
   auto r = connect("dead-dns.test", 80, {.he = {.timeout = 200ms}});
   EXPECT_EQ(r.ec, warren::errc::timed_out);
   EXPECT_NE(r.detail.find("name resolution did not finish"), std::string::npos) << r.detail;
+  EXPECT_EQ(resolver.pending(), 0) << "the run ended but left its lookups queued";
+}
+
+// A run that has its answer cancels the lookup it still waits for, so a
+// slow lookup nobody needs any more is skipped instead of holding up the
+// lookups queued behind it.
+TEST_F(connector, AnEndedRunCancelsTheLookupItStillWaitsFor) {
+  auto v4 = listen_on(v4_loopback());
+  resolver.script[ip_family::v4] = {0ms, {}, {v4_loopback()}}; // AAAA never answers
+  auto r = connect("v4.test", v4.local_endpoint().port());
+  ASSERT_FALSE(r.ec) << r.detail;
+  EXPECT_EQ(resolver.cancelled[ip_family::v6], 1);
+  EXPECT_EQ(resolver.pending(), 0);
+}
+
+// The awaitable async_resolve is cancelled by the losing side of `||`.
+TEST_F(connector, AwaitedLookupIsCancelledByTheOtherSideOfOr) {
+  std::optional<std::size_t> winner;
+  test::spawn(io, [&]() -> asio::awaitable<void> {
+    asio::steady_timer t(io, 10ms);
+    auto r = co_await (async_resolve(resolver, io.get_executor(), "dead-dns.test", ip_family::v6, asio::use_awaitable) ||
+                       t.async_wait(asio::use_awaitable));
+    winner = r.index();
+  });
+  ASSERT_TRUE(test::run_until(io, [&] { return winner.has_value(); }));
+  EXPECT_EQ(*winner, 1u);
+  EXPECT_EQ(resolver.cancelled[ip_family::v6], 1);
+  EXPECT_EQ(resolver.pending(), 0);
+}
+
+// The system resolver skips a cancelled lookup that is still queued (a
+// slow lookup holds its only thread here), and completes each lookup
+// exactly once: a cancelled one at once, with operation_aborted.
+TEST(system_resolver_test, CancelledQueuedLookupsAreSkipped) {
+  asio::io_context io;
+  auto work = asio::make_work_guard(io); // answers come from the pool's thread
+  std::mutex m;
+  std::condition_variable cv;
+  bool release = false;
+  std::atomic<int> looked_up{0};
+  system_resolver r(1, [&](const std::string&, ip_family, std::vector<asio::ip::address>& out) {
+    ++looked_up;
+    std::unique_lock lock(m);
+    cv.wait(lock, [&] { return release; });
+    out = {v4_loopback()};
+    return error_code{};
+  });
+  constexpr int k_lookups = 20;
+  std::array<int, k_lookups> calls{};
+  std::array<error_code, k_lookups> results;
+  std::array<asio::cancellation_signal, k_lookups> signals;
+  for (int i = 0; i < k_lookups; ++i) {
+    r.async_resolve(
+        io.get_executor(), "slow.test", ip_family::v4,
+        [&, i](error_code ec, std::vector<asio::ip::address>) {
+          ++calls[i];
+          results[i] = ec;
+        },
+        signals[i].slot());
+  }
+  for (int i = 1; i < k_lookups; ++i)
+    signals[i].emit(asio::cancellation_type::terminal);
+  // The cancelled ones complete while the first still blocks the pool.
+  ASSERT_TRUE(test::run_until(io, [&] { return std::count(calls.begin() + 1, calls.end(), 1) == k_lookups - 1; }));
+  for (int i = 1; i < k_lookups; ++i)
+    EXPECT_EQ(results[i], asio::error::operation_aborted) << "lookup " << i;
+  {
+    std::lock_guard lock(m);
+    release = true;
+  }
+  cv.notify_all();
+  ASSERT_TRUE(test::run_until(io, [&] { return calls[0] == 1; }));
+  EXPECT_FALSE(results[0]);
+  signals[0].emit(asio::cancellation_type::terminal); // late: nothing happens
+  io.restart();
+  io.poll();
+  EXPECT_EQ(looked_up.load(), 1) << "cancelled lookups still ran";
+  for (int i = 0; i < k_lookups; ++i)
+    EXPECT_EQ(calls[i], 1) << "lookup " << i;
 }
 
 TEST_F(connector, CancellationClosesEveryAttempt) {

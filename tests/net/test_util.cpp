@@ -1,6 +1,7 @@
 #include "test_util.hpp"
 
 #include <boost/asio/connect.hpp>
+#include <boost/asio/error.hpp>
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/post.hpp>
 
@@ -30,16 +31,37 @@ bool run_until(asio::io_context& io, const std::function<bool()>& pred, std::chr
   return pred();
 }
 
-void fake_resolver::async_resolve(asio::any_io_executor ex, std::string, net::ip_family family, handler h) {
+int fake_resolver::pending() const {
+  int n = -answered;
+  for (const auto& [f, count] : asked)
+    n += count;
+  for (const auto& [f, count] : cancelled)
+    n -= count;
+  return n;
+}
+
+void fake_resolver::async_resolve(asio::any_io_executor ex, std::string, net::ip_family family, handler h,
+                                  asio::cancellation_slot slot) {
   ++asked[family];
+  auto waiting = std::make_shared<handler>(std::move(h)); // empty once answered or cancelled
+  if (slot.is_connected()) {
+    slot.assign([this, ex, waiting, family](asio::cancellation_type) {
+      if (!*waiting)
+        return;
+      ++cancelled[family];
+      asio::post(ex, [h = std::exchange(*waiting, nullptr)] { h(asio::error::operation_aborted, {}); });
+    });
+  }
   auto it = script.find(family);
   if (it == script.end())
     return; // never answers
   auto timer = std::make_shared<asio::steady_timer>(ex, it->second.delay);
   timers_.push_back(timer);
-  timer->async_wait([h = std::move(h), a = it->second](error_code ec) {
-    if (!ec)
-      h(a.ec, a.addresses);
+  timer->async_wait([this, waiting, a = it->second](error_code ec) {
+    if (ec || !*waiting)
+      return;
+    ++answered;
+    std::exchange(*waiting, nullptr)(a.ec, a.addresses);
   });
 }
 

@@ -28,7 +28,8 @@ int open_fd_count();
 bool run_until(boost::asio::io_context& io, const std::function<bool()>& pred,
                std::chrono::milliseconds limit = std::chrono::seconds(10));
 
-/// Answers each family after a scripted delay; a family without a script never answers.
+/// Answers each family after a scripted delay; a family without a script
+/// never answers unless the lookup is cancelled (then: operation_aborted).
 class fake_resolver final : public net::resolver {
  public:
   struct answer {
@@ -38,8 +39,14 @@ class fake_resolver final : public net::resolver {
   };
   std::map<net::ip_family, answer> script;
   std::map<net::ip_family, int> asked;
+  std::map<net::ip_family, int> cancelled;
+  int answered = 0;
 
-  void async_resolve(boost::asio::any_io_executor ex, std::string host, net::ip_family family, handler h) override;
+  /// Lookups asked for and neither answered nor cancelled yet.
+  int pending() const;
+
+  void async_resolve(boost::asio::any_io_executor ex, std::string host, net::ip_family family, handler h,
+                     boost::asio::cancellation_slot slot) override;
 
  private:
   std::vector<std::shared_ptr<boost::asio::steady_timer>> timers_;
