@@ -140,9 +140,18 @@ void server::on_open(std::weak_ptr<wire::session>, std::unique_ptr<wire::mux_str
 
 asio::awaitable<void> server::serve_tcp(std::unique_ptr<wire::mux_stream> stream, wire::open_request request) {
   auto self = shared_from_this();
+  if (stream->reset_reason())
+    co_return; // reset before we got to it: nothing to connect
   const auto target = request.target.to_host_port();
   auto options = outbound_options(request, stream->id());
-  auto r = co_await net::async_connect(ex_, resolver_, target, options, asio::use_awaitable);
+  // The connect (lookups, attempts) ends with the stream: the stream's slot
+  // is free once it is reset, so a client that resets streams as fast as it
+  // opens them would otherwise have any number of connects in flight.
+  auto outcome =
+      co_await (net::async_connect(ex_, resolver_, target, options, asio::use_awaitable) || stream->wait_reset());
+  if (outcome.index() == 1)
+    co_return;
+  auto& r = std::get<0>(outcome);
   if (r.ec) {
     spdlog::info("server: {}: {}", stream->description(), r.detail);
     stream->refuse(code_for(r.ec), r.detail);
@@ -167,6 +176,8 @@ asio::awaitable<void> server::serve_tcp(std::unique_ptr<wire::mux_stream> stream
 
 asio::awaitable<void> server::serve_udp(std::unique_ptr<wire::mux_stream> stream, wire::open_request request) {
   auto self = shared_from_this();
+  if (stream->reset_reason())
+    co_return;
   const auto target = request.target.to_host_port();
   auto options = outbound_options(request, stream->id());
   // Resolve with the same policy filter by asking the connector's resolver path.
@@ -174,10 +185,14 @@ asio::awaitable<void> server::serve_udp(std::unique_ptr<wire::mux_stream> stream
   if (auto ip = net::parse_ip(target.host)) {
     candidates.push_back(*ip);
   } else {
-    for (auto f : {net::ip_family::v4, net::ip_family::v6}) {
-      auto [rec, found] = co_await net::async_resolve(resolver_, ex_, target.host, f, use_tuple);
-      candidates.insert(candidates.end(), found.begin(), found.end());
-    }
+    auto resolve = [&]() -> asio::awaitable<void> {
+      for (auto f : {net::ip_family::v4, net::ip_family::v6}) {
+        auto [rec, found] = co_await net::async_resolve(resolver_, ex_, target.host, f, use_tuple);
+        candidates.insert(candidates.end(), found.begin(), found.end());
+      }
+    };
+    if ((co_await (resolve() || stream->wait_reset())).index() == 1)
+      co_return; // as for TCP: the lookups end with the flow
   }
   std::erase_if(candidates, [&](const auto& a) { return !options.allow(a); });
   if (candidates.empty()) {

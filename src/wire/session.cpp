@@ -1019,6 +1019,12 @@ asio::awaitable<std::optional<reset_info>> mux_stream::wait_open() {
   co_return st->reset;
 }
 
+asio::awaitable<void> mux_stream::wait_reset() {
+  auto st = state_;
+  while (!st->reset)
+    co_await st->opened.wait(); // every reset wakes all of a stream's events
+}
+
 void mux_stream::accept() {
   if (state_->reset || state_->state != stream_state::phase::opening)
     return;

@@ -98,6 +98,10 @@ class mux_stream final : public stream::byte_stream {
 
   /// Client: waits for OPEN_OK (nullopt) or the RESET that refused the open.
   boost::asio::awaitable<std::optional<reset_info>> wait_open();
+  /// Returns once the stream has been reset: by the peer, by close() or
+  /// refuse(), or because the session ended. The server awaits it next to
+  /// the outbound connect, which then ends with the stream.
+  boost::asio::awaitable<void> wait_reset();
   /// Server: the outbound side is up (OPEN_OK) / could not be opened (RESET).
   void accept();
   void refuse(reset_code code, std::string_view reason);

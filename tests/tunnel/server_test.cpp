@@ -1,0 +1,241 @@
+// The tunnel server (src/tunnel/server.*) against a raw client that speaks
+// the wire protocol frame by frame over a real loopback tcp:// tunnel, as a
+// hostile but authenticated client would. The outbound side is a scripted
+// resolver and, for sockets, a listener whose accept queue is full (connects
+// to it hang), so the tests see every lookup and socket the server starts.
+#include "tunnel/server.hpp"
+
+#include "../net/test_util.hpp"
+#include "wire/frame.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+using namespace std::chrono_literals;
+using namespace warren;
+using namespace warren::wire;
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using bytes = std::vector<std::uint8_t>;
+
+namespace {
+
+constexpr std::string_view k_token = "server-test-token";
+
+target_address target(const std::string& host, std::uint16_t port) {
+  auto t = target_address::from_host_port({host, port});
+  EXPECT_TRUE(t) << t.error();
+  return *t;
+}
+
+class server_test : public ::testing::Test {
+ protected:
+  asio::io_context io;
+  test::fake_resolver resolver;
+  std::shared_ptr<tunnel::server> srv;
+  tcp::socket peer{io};
+  bytes inbox; // what the server sent after its "OK\n"
+  bool authenticated = false; // "OK\n" arrived
+  bool peer_closed = false;
+  std::uint64_t next_ping = 1;
+
+  /// Server options: outbound connects to `slow.test` (which the resolver
+  /// never answers) and to 127.0.0.1 are allowed.
+  static tunnel::server_options options(std::uint32_t max_streams) {
+    tunnel::server_options o;
+    o.session.max_streams = max_streams;
+    o.connect.he.timeout = 30s; // longer than any test: only cancellation ends a connect early
+    o.drain_timeout = 100ms;    // TearDown stops the server
+    for (const char* rule : {"slow.test", "127.0.0.1"}) {
+      auto r = tunnel::parse_allow_rule(rule);
+      EXPECT_TRUE(r) << r.error();
+      o.policy.add(*r);
+    }
+    return o;
+  }
+
+  /// A stopped server lets go of its sessions (whose handlers hold it).
+  void TearDown() override {
+    if (!srv)
+      return;
+    bool stopped = false;
+    srv->stop([&stopped] { stopped = true; });
+    EXPECT_TRUE(test::run_until(io, [&] { return stopped; }, 5s)) << "the server did not stop";
+  }
+
+  /// Starts the server, connects the raw client and exchanges HELLO.
+  void start(tunnel::server_options o) {
+    auto url = transport::parse_url("tcp://127.0.0.1:0", true);
+    ASSERT_TRUE(url) << url.error();
+    o.listen = *url;
+    o.accept.token = std::string(k_token);
+    srv = std::make_shared<tunnel::server>(io.get_executor(), resolver, std::move(o));
+    auto eps = srv->bind();
+    ASSERT_TRUE(eps) << eps.error();
+    srv->start();
+    peer.connect(eps->front());
+    const std::string preamble = "WARREN/1 " + std::string(k_token) + "\n";
+    send(bytes(preamble.begin(), preamble.end()));
+    test::spawn(io, read_loop());
+    ASSERT_TRUE(test::run_until(io, [&] { return authenticated; })) << "no OK from the server";
+    bytes hello_frame;
+    encode_hello(hello_frame, hello{});
+    send(hello_frame);
+    ASSERT_TRUE(test::run_until(io, [&] { return !frames().empty(); })) << "no HELLO from the server";
+    ASSERT_EQ(frames().front().header.type, frame_type::hello);
+  }
+
+  asio::awaitable<void> read_loop() {
+    std::array<std::uint8_t, 64 * 1024> buf;
+    bytes raw;
+    for (;;) {
+      auto [ec, n] = co_await peer.async_read_some(asio::buffer(buf), asio::as_tuple(asio::use_awaitable));
+      if (ec) {
+        peer_closed = true;
+        co_return;
+      }
+      if (authenticated) {
+        inbox.insert(inbox.end(), buf.begin(), buf.begin() + n);
+        continue;
+      }
+      raw.insert(raw.end(), buf.begin(), buf.begin() + n);
+      if (raw.size() >= 3) {
+        EXPECT_EQ(std::string(raw.begin(), raw.begin() + 3), "OK\n");
+        inbox.assign(raw.begin() + 3, raw.end());
+        authenticated = true;
+      }
+    }
+  }
+
+  void send(const bytes& b) { asio::write(peer, asio::buffer(b)); }
+
+  /// The frames received so far (they point into inbox).
+  std::vector<decoded_frame> frames() const {
+    std::vector<decoded_frame> out;
+    std::span<const std::uint8_t> rest(inbox);
+    while (!rest.empty()) {
+      auto r = decode(rest);
+      auto* f = std::get_if<decoded_frame>(&r);
+      if (!f)
+        break;
+      out.push_back(*f);
+      rest = rest.subspan(f->consumed);
+    }
+    return out;
+  }
+
+  /// A PING round trip, then every handler that is ready has run: whatever
+  /// was sent before has been processed, and what it started has begun.
+  void sync() {
+    ping_payload p{};
+    const std::uint64_t mark = next_ping++;
+    std::memcpy(p.data(), &mark, sizeof mark);
+    bytes f;
+    encode_ping(f, p, false);
+    send(f);
+    ASSERT_TRUE(test::run_until(io, [&] {
+      for (const auto& fr : frames())
+        if (fr.header.type == frame_type::ping && (fr.header.flags & k_flag_ack) &&
+            std::equal(fr.payload.begin(), fr.payload.end(), p.begin()))
+          return true;
+      return false;
+    })) << "no answer to PING";
+    io.restart();
+    while (io.poll() != 0) {
+    }
+  }
+
+  static bytes open_streams(std::uint32_t first, std::uint32_t n, stream_kind kind, const target_address& t) {
+    bytes b;
+    for (std::uint32_t i = 0; i < n; ++i)
+      encode_open(b, first + 2 * i, kind, t);
+    return b;
+  }
+
+  static bytes reset_streams(std::uint32_t first, std::uint32_t n) {
+    bytes b;
+    for (std::uint32_t i = 0; i < n; ++i)
+      encode_reset(b, first + 2 * i, reset_code::closed, "changed my mind");
+    return b;
+  }
+
+  /// OPEN then RESET at once, `n` times, from stream id `first` on.
+  static bytes open_reset_churn(std::uint32_t first, std::uint32_t n, stream_kind kind, const target_address& t) {
+    bytes b;
+    for (std::uint32_t i = 0; i < n; ++i) {
+      encode_open(b, first + 2 * i, kind, t);
+      encode_reset(b, first + 2 * i, reset_code::closed, "changed my mind");
+    }
+    return b;
+  }
+};
+
+} // namespace
+
+// A client that opens streams to a slow name and resets each at once: the
+// server's lookups for them end with the streams, so the client cannot have
+// more lookups queued than its stream limit allows (here: none at all).
+TEST_F(server_test, OpenResetChurnLeavesNoLookupsBehind) {
+  start(options(8));
+  send(open_reset_churn(1, 200, stream_kind::tcp, target("slow.test", 80)));
+  sync();
+  EXPECT_EQ(resolver.pending(), 0) << "lookups for streams the client reset are still queued (stream limit 8)";
+  // Streams reset while their lookups wait: the lookups are cancelled.
+  send(open_streams(401, 8, stream_kind::tcp, target("slow.test", 80)));
+  sync();
+  EXPECT_EQ(resolver.pending(), 16) << "AAAA and A for each of 8 streams";
+  send(reset_streams(401, 8));
+  sync();
+  EXPECT_EQ(resolver.pending(), 0) << "lookups for streams the client reset are still queued";
+  EXPECT_FALSE(peer_closed);
+}
+
+// The same with a target whose connects hang: no socket outlives its stream.
+TEST_F(server_test, OpenResetChurnLeavesNoConnectsBehind) {
+  test::hanging_listener hang(io, test::v4_loopback());
+  start(options(8));
+  const int fds_before = test::open_fd_count();
+  send(open_reset_churn(1, 200, stream_kind::tcp, target("127.0.0.1", hang.port())));
+  sync();
+  EXPECT_LE(test::open_fd_count(), fds_before) << "connects for streams the client reset are still in flight";
+  // Streams that stay open keep their connects (the stream limit bounds them)
+  // until they are reset.
+  send(open_streams(401, 8, stream_kind::tcp, target("127.0.0.1", hang.port())));
+  sync();
+  EXPECT_EQ(test::open_fd_count(), fds_before + 8);
+  send(reset_streams(401, 8));
+  sync();
+  EXPECT_EQ(test::open_fd_count(), fds_before) << "connects for streams the client reset are still in flight";
+}
+
+// UDP flows resolve their target too: reset flows leave no lookup behind.
+TEST_F(server_test, UdpOpenResetChurnLeavesNoLookupsBehind) {
+  start(options(8));
+  send(open_reset_churn(1, 200, stream_kind::udp, target("slow.test", 53)));
+  sync();
+  EXPECT_EQ(resolver.pending(), 0) << "lookups for flows the client reset are still queued (stream limit 8)";
+  send(open_streams(401, 8, stream_kind::udp, target("slow.test", 53)));
+  sync();
+  EXPECT_EQ(resolver.pending(), 8);
+  send(reset_streams(401, 8));
+  sync();
+  EXPECT_EQ(resolver.pending(), 0) << "lookups for flows the client reset are still queued";
+}
+
+// A client that disconnects with streams still connecting: their lookups
+// end with the session, so reconnecting cannot pile them up either.
+TEST_F(server_test, DisconnectEndsTheConnectsOfItsStreams) {
+  start(options(8));
+  send(open_streams(1, 4, stream_kind::tcp, target("slow.test", 80)));
+  send(open_streams(9, 4, stream_kind::udp, target("slow.test", 53)));
+  sync();
+  EXPECT_EQ(resolver.pending(), 4 * 2 + 4);
+  peer.close();
+  ASSERT_TRUE(test::run_until(io, [&] { return srv->sessions() == 0; }));
+  ASSERT_TRUE(test::run_until(io, [&] { return resolver.pending() == 0; }, 2s))
+      << resolver.pending() << " lookups of a disconnected client are still queued";
+}
