@@ -30,9 +30,9 @@ constexpr std::size_t k_data_high_water = 8u << 20; // writers wait beyond this 
 constexpr std::size_t k_pool_max = 64;
 constexpr std::size_t k_full_frame = k_header_size + k_default_max_payload; // what prepare() fills
 constexpr std::size_t k_frame_pool_max = 16;
-// Replies (PONG, RESET for a refused OPEN) queued while the transport write
-// is blocked, beyond which the reader waits: ~100 bytes of memory each. A
-// peer that reads what it is sent never gets near it.
+// Replies (PONG; OPEN_OK and RESET for a stream the peer opened) queued
+// while the transport write is blocked, beyond which the reader waits: ~100
+// bytes of memory each. A peer that reads what it is sent never gets near it.
 constexpr std::size_t k_max_queued_replies = 4096;
 
 error_code error_for(const reset_info& r) {
@@ -308,7 +308,7 @@ void session::fail_stream(const std::shared_ptr<stream_state>& ref, reset_info w
     return;
   }
   if (send)
-    send_reset(st->id, why.code, why.reason);
+    send_reset(st->id, why.code, why.reason, peer_opened(st->id));
   st->reset = std::move(why);
   st->state = stream_state::phase::failed;
   remove_stream(st);
@@ -1031,7 +1031,7 @@ void mux_stream::accept() {
   state_->state = stream_state::phase::open;
   auto frame = session_->take_buffer();
   encode_open_ok(frame, state_->id);
-  session_->send_control(std::move(frame));
+  session_->send_reply(std::move(frame)); // answers the peer's OPEN
 }
 
 void mux_stream::refuse(reset_code code, std::string_view reason) {

@@ -11,11 +11,14 @@
 // Memory bounds: per stream, at most one receive window of buffered data
 // (the peer may not send more) and at most one send window queued; UDP
 // datagrams are dropped and counted when their queue is full. Replies the
-// peer's frames call for (PONG, the RESET refusing an OPEN) wait at most
-// k_max_queued_replies deep: beyond that the reader stops reading until the
-// writer has sent them, so a peer that floods PINGs or OPENs and reads
-// nothing back is slowed to its own reading pace, then cut off by the ping
-// timeout, instead of growing our queue without bound.
+// peer's frames call for (PONG; OPEN_OK and RESET for a stream the peer
+// opened, whoever ends it and why) wait at most k_max_queued_replies deep:
+// beyond that the reader stops reading until the writer has sent them, so a
+// peer that floods PINGs or OPENs (however quickly it resets them) and
+// reads nothing back is slowed to its own reading pace, then cut off by the
+// ping timeout, instead of growing our queue without bound. Frames we send
+// on our own (our OPENs and their RESETs, WINDOW, our PINGs) do not count:
+// a peer that stopped reading for that reason would never start again.
 //
 // Lifetime: session is shared (its coroutines hold it); a mux_stream handle
 // is owned by its user and resets the stream if destroyed while still open.
@@ -181,6 +184,7 @@ class session : public std::enable_shared_from_this<session> {
   void recycle(std::vector<std::uint8_t> frame);    // a written or unused frame, for reuse
   void send_control(std::vector<std::uint8_t> frame);
   void send_reply(std::vector<std::uint8_t> frame); // a control frame that answers one of the peer's (counted)
+  bool peer_opened(std::uint32_t id) const { return (id % 2 == 1) != config_.is_client; } // client ids are odd
   void send_data(std::vector<std::uint8_t> frame, bool wake = true); // wake: post the writer's wake-up
   void wake_writer_now(); // an idle writer runs now, on this stack
   void send_reset(std::uint32_t id, reset_code code, std::string_view reason, bool reply = false);

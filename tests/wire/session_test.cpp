@@ -887,8 +887,6 @@ TEST_F(raw_peer_test, TransportEofClosesSessionAndFailsAllStreams) {
   EXPECT_TRUE(w.ec) << "a write on a stream of a closed session succeeded";
 }
 
-// The peer says HELLO and then nothing, not even PING replies: the session
-// gives up between 7/4 and 2 ping intervals later.
 // A peer that floods PINGs (each asks for a PONG) and reads nothing back:
 // the session must not queue replies without bound. It stops reading once
 // k_max_queued_replies wait, so the flood stalls in the peer's socket, and
@@ -938,6 +936,66 @@ TEST_F(raw_peer_test, OpenFloodBeyondTheLimitFromAPeerThatReadsNothingStalls) {
   EXPECT_NE(closed->find("replies to its frames waited"), std::string::npos) << *closed;
 }
 
+// Within the stream limit, OPENs cost replies too: OPEN_OK when the stream
+// is accepted, RESET when it is refused or breaks a rule. A peer that
+// resets (or gets reset) each stream at once frees its slot for the next
+// OPEN, so without a bound on those replies a peer that reads nothing
+// makes the session queue one per OPEN without end.
+enum class open_answer { accept, refuse, flow_control_error };
+
+class open_churn_test : public raw_peer_test, public ::testing::WithParamInterface<open_answer> {};
+
+TEST_P(open_churn_test, FromAPeerThatReadsNothingStalls) {
+  auto config = server_config();
+  config.ping_interval = 300ms;
+  config.max_streams = 4;
+  start(config, true);
+  std::vector<std::unique_ptr<mux_stream>> kept;
+  s->set_open_handler([&](std::unique_ptr<mux_stream> m, open_request) {
+    if (GetParam() == open_answer::accept)
+      m->accept();
+    else if (GetParam() == open_answer::refuse)
+      m->refuse(reset_code::denied, "connect to example.com:80 denied by the destination policy");
+    kept.push_back(std::move(m)); // as the server does while it connects
+  });
+  bytes flood = hello_frame();
+  constexpr std::uint32_t k_opens = 100'000;
+  auto t = target_address::from_host_port({"example.com", 80});
+  ASSERT_TRUE(t);
+  for (std::uint32_t i = 0; i < k_opens; ++i) {
+    const std::uint32_t id = 2 * i + 1;
+    encode_open(flood, id, stream_kind::tcp, *t);
+    if (GetParam() == open_answer::accept)
+      encode_reset(flood, id, reset_code::closed, "");
+    else if (GetParam() == open_answer::flow_control_error)
+      encode_window(flood, id, 0xFFFFFFFF); // beyond 2 GiB: the session resets the stream
+  }
+  bool written = false;
+  spawn(io, [&]() -> asio::awaitable<void> {
+    auto [ec, n] = co_await asio::async_write(raw, asio::buffer(flood), asio::as_tuple(asio::use_awaitable));
+    written = !ec;
+  });
+  ASSERT_TRUE(test::run_until(io, [&] { return closed.has_value(); }, 10s));
+  EXPECT_FALSE(written) << "the session read all " << k_opens << " OPENs and queued a reply to each";
+  EXPECT_NE(closed->find("replies to its frames waited"), std::string::npos) << *closed;
+}
+
+INSTANTIATE_TEST_SUITE_P(OpenChurn, open_churn_test,
+                         ::testing::Values(open_answer::accept, open_answer::refuse, open_answer::flow_control_error),
+                         [](const ::testing::TestParamInfo<open_answer>& p) {
+                           switch (p.param) {
+                           case open_answer::accept:
+                             return std::string("AcceptedThenResetByThePeer");
+                           case open_answer::refuse:
+                             return std::string("Refused");
+                           case open_answer::flow_control_error:
+                             return std::string("ResetForAFlowControlError");
+                           }
+                           return std::string();
+                         });
+
+// The peer says HELLO and then nothing, not even PING replies: the session
+// gives up between 7/4 and 2 ping intervals later.
 TEST_F(raw_peer_test, SilentPeerTimesOut) {
   auto config = client_config();
   config.ping_interval = 200ms;
