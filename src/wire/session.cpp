@@ -79,6 +79,7 @@ struct stream_state {
   std::optional<reset_info> reset;
   bool removed = false;
   std::list<std::vector<std::uint8_t>> datagrams;
+  std::size_t datagram_bytes = 0; // in `datagrams`
   stream::async_event readable;
   stream::async_event writable;
   stream::async_event opened;
@@ -174,6 +175,7 @@ void session::close(std::string reason) {
   transport_->close();
   for (auto& [id, st] : streams_) {
     st->removed = true;
+    drop_datagrams(*st);
     if (!st->reset)
       st->reset = reset_info{reset_code::internal_error, "tunnel closed: " + reason};
     st->state = stream_state::phase::failed;
@@ -294,6 +296,13 @@ void session::remove_stream(const std::shared_ptr<stream_state>& ref) {
   st->removed = true;
   if (streams_.erase(st->id) != 0)
     granted_windows_ -= st->tuner.window();
+  drop_datagrams(*st);
+}
+
+void session::drop_datagrams(stream_state& st) {
+  datagram_bytes_ -= st.datagram_bytes;
+  st.datagram_bytes = 0;
+  st.datagrams.clear(); // a flow that ended delivers nothing more
 }
 
 void session::finish_stream(const std::shared_ptr<stream_state>& st) {
@@ -687,11 +696,16 @@ void session::on_datagram(const frame_header& h, std::span<const std::uint8_t> p
   if (it == streams_.end() || it->second->kind != stream_kind::udp)
     return;
   auto& st = *it->second;
-  if (st.datagrams.size() >= config_.max_queued_datagrams) {
+  // Bounded per flow and, since a peer may open as many flows as streams,
+  // for the session as a whole.
+  if (st.datagrams.size() >= config_.max_queued_datagrams ||
+      datagram_bytes_ + payload.size() > config_.max_queued_datagram_bytes) {
     ++stats_.datagrams_dropped;
     return;
   }
   st.datagrams.emplace_back(payload.begin(), payload.end());
+  st.datagram_bytes += payload.size();
+  datagram_bytes_ += payload.size();
   st.readable.notify_into(woken_);
 }
 
@@ -1060,6 +1074,8 @@ asio::awaitable<std::optional<std::vector<std::uint8_t>>> mux_stream::receive_da
     co_return std::nullopt;
   auto d = std::move(st->datagrams.front());
   st->datagrams.pop_front();
+  st->datagram_bytes -= d.size();
+  session_->datagram_bytes_ -= d.size();
   co_return d;
 }
 

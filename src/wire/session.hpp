@@ -10,7 +10,8 @@
 //
 // Memory bounds: per stream, at most one receive window of buffered data
 // (the peer may not send more) and at most one send window queued; UDP
-// datagrams are dropped and counted when their queue is full. Replies the
+// datagrams are dropped and counted when their flow's queue or the
+// session's (max_queued_datagram_bytes for all flows) is full. Replies the
 // peer's frames call for (PONG; OPEN_OK and RESET for a stream the peer
 // opened, whoever ends it and why) wait at most k_max_queued_replies deep:
 // beyond that the reader stops reading until the writer has sent them, so a
@@ -53,6 +54,7 @@ struct session_config {
   std::uint64_t max_buffered = 64u << 20; // windows stop growing once their sum reaches this (per session)
   std::chrono::milliseconds ping_interval{15'000};
   std::size_t max_queued_datagrams = 256;    // per flow, receive side
+  std::size_t max_queued_datagram_bytes = 4u << 20; // all flows together, receive side
   std::size_t datagram_send_limit = 1 << 20; // queued bytes beyond which outgoing datagrams drop
   std::string label = "session";             // log prefix
 };
@@ -199,6 +201,7 @@ class session : public std::enable_shared_from_this<session> {
                      bool posted = false);
   void add_stream(const std::shared_ptr<stream_state>& st);
   void remove_stream(const std::shared_ptr<stream_state>& st);
+  void drop_datagrams(stream_state& st);
   std::uint32_t max_payload() const { return peer_max_payload_; }
 
   boost::asio::any_io_executor ex_;
@@ -224,6 +227,7 @@ class session : public std::enable_shared_from_this<session> {
   std::vector<boost::asio::any_completion_handler<void()>> woken_;
   std::deque<std::vector<std::uint8_t>> data_q_;
   std::size_t data_q_bytes_ = 0;
+  std::size_t datagram_bytes_ = 0; // received, queued in all flows
   std::vector<std::vector<std::uint8_t>> pool_;
   std::vector<std::vector<std::uint8_t>> frame_pool_; // full-size DATA frames (k_full_frame bytes)
   std::vector<std::pair<std::vector<std::uint8_t>, std::size_t>> prepared_; // prepare() .. commit(): frame, offered

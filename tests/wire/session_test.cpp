@@ -994,6 +994,62 @@ INSTANTIATE_TEST_SUITE_P(OpenChurn, open_churn_test,
                            return std::string();
                          });
 
+// A peer that opens UDP flows (up to the stream limit) and floods them
+// while nobody takes their datagrams (the server still resolves the
+// targets, say): queued datagrams are bounded for the whole session, not
+// just per flow (256 datagrams x 64 KiB x 1,024 flows would be 16 GiB).
+TEST_F(raw_peer_test, DatagramFloodOnManyFlowsIsBoundedPerSession) {
+  auto config = server_config();
+  start(config);
+  std::vector<std::unique_ptr<mux_stream>> kept; // flows nobody reads
+  s->set_open_handler([&kept](std::unique_ptr<mux_stream> m, open_request) { kept.push_back(std::move(m)); });
+  constexpr std::uint32_t k_flows = 8;
+  constexpr std::size_t k_per_flow = 200; // within max_queued_datagrams (256)
+  constexpr std::size_t k_size = 16 * 1024;
+  const auto t = target("10.0.0.53", 53);
+  bytes flood = hello_frame();
+  const bytes payload(k_size, 0x55);
+  for (std::uint32_t f = 0; f < k_flows; ++f)
+    encode_open(flood, 2 * f + 1, stream_kind::udp, t);
+  for (std::size_t i = 0; i < k_per_flow; ++i) {
+    for (std::uint32_t f = 0; f < k_flows; ++f) {
+      encode_datagram_header(flood, 2 * f + 1, static_cast<std::uint32_t>(k_size));
+      flood.insert(flood.end(), payload.begin(), payload.end());
+    }
+  }
+  spawn(io, [&]() -> asio::awaitable<void> {
+    co_await asio::async_write(raw, asio::buffer(flood), asio::as_tuple(asio::use_awaitable));
+  });
+  ASSERT_TRUE(test::run_until(io, [&] { return s->stats().bytes_in >= flood.size(); }));
+  const std::size_t total = k_flows * k_per_flow;
+  const std::size_t kept_max = config.max_queued_datagram_bytes / k_size;
+  EXPECT_GE(s->stats().datagrams_dropped, total - kept_max)
+      << "the session queued " << (total - s->stats().datagrams_dropped) * k_size / k_mib
+      << " MiB of datagrams nobody took";
+  EXPECT_FALSE(closed);
+
+  // Flows that end give their share back.
+  const auto dropped = s->stats().datagrams_dropped;
+  bytes more;
+  for (std::uint32_t f = 0; f < k_flows; ++f)
+    encode_reset(more, 2 * f + 1, reset_code::closed, "");
+  encode_open(more, 101, stream_kind::udp, t);
+  encode_datagram_header(more, 101, static_cast<std::uint32_t>(k_size));
+  more.insert(more.end(), payload.begin(), payload.end());
+  send_raw(more);
+  ASSERT_TRUE(test::run_until(io, [&] { return s->stats().bytes_in >= flood.size() + more.size(); }));
+  EXPECT_EQ(s->stats().datagrams_dropped, dropped);
+  ASSERT_EQ(kept.size(), k_flows + 1);
+  std::optional<bytes> got;
+  spawn(io, [&]() -> asio::awaitable<void> {
+    auto d = co_await kept.back()->receive_datagram();
+    if (d)
+      got = std::move(*d);
+  });
+  ASSERT_TRUE(test::run_until(io, [&] { return got.has_value(); }));
+  EXPECT_EQ(*got, payload);
+}
+
 // The peer says HELLO and then nothing, not even PING replies: the session
 // gives up between 7/4 and 2 ping intervals later.
 TEST_F(raw_peer_test, SilentPeerTimesOut) {
