@@ -30,6 +30,7 @@ constexpr std::size_t k_data_high_water = 8u << 20; // writers wait beyond this 
 constexpr std::size_t k_pool_max = 64;
 constexpr std::size_t k_full_frame = k_header_size + k_default_max_payload; // what prepare() fills
 constexpr std::size_t k_frame_pool_max = 16;
+constexpr std::size_t k_min_chunk = 4096; // received bytes: the smallest chunk allocated (stream_state::keep)
 // Replies (PONG; OPEN_OK and RESET for a stream the peer opened) queued
 // while the transport write is blocked, beyond which the reader waits: ~100
 // bytes of memory each. A peer that reads what it is sent never gets near it.
@@ -83,6 +84,26 @@ struct stream_state {
   stream::async_event readable;
   stream::async_event writable;
   stream::async_event opened;
+
+  /// Keeps a received DATA payload for the reader. A full-size one gets a
+  /// chunk of its own (handed to sendmsg() in place later); a small one goes
+  /// into the last chunk's spare room, or starts a chunk with room for more.
+  /// Otherwise a peer that spends its window one byte per frame would cost
+  /// a list node and an allocation, ~80 bytes, per byte the window counts.
+  /// Appending never reallocates, so pieces peek() handed out stay valid.
+  void keep(std::span<const std::uint8_t> payload) {
+    if (!chunks.empty()) {
+      auto& last = chunks.back();
+      if (last.capacity() - last.size() >= payload.size()) {
+        last.insert(last.end(), payload.begin(), payload.end());
+        return;
+      }
+    }
+    std::vector<std::uint8_t> chunk;
+    chunk.reserve(std::max(payload.size(), k_min_chunk));
+    chunk.assign(payload.begin(), payload.end());
+    chunks.push_back(std::move(chunk));
+  }
 
   void wake_all() {
     readable.notify();
@@ -656,7 +677,7 @@ void session::on_data(const frame_header& h, std::span<const std::uint8_t> paylo
   }
   st->peer_may_send -= payload.size();
   if (!payload.empty()) {
-    st->chunks.emplace_back(payload.begin(), payload.end());
+    st->keep(payload);
     st->buffered += payload.size();
   }
   if (h.flags & k_flag_fin)

@@ -9,7 +9,8 @@
 // relay) uses them like sockets.
 //
 // Memory bounds: per stream, at most one receive window of buffered data
-// (the peer may not send more) and at most one send window queued; UDP
+// (the peer may not send more; small DATA payloads share chunks, so memory
+// stays near the bytes) and at most one send window queued; UDP
 // datagrams are dropped and counted when their flow's queue or the
 // session's (max_queued_datagram_bytes for all flows) is full. Replies the
 // peer's frames call for (PONG; OPEN_OK and RESET for a stream the peer

@@ -1050,6 +1050,44 @@ TEST_F(raw_peer_test, DatagramFloodOnManyFlowsIsBoundedPerSession) {
   EXPECT_EQ(*got, payload);
 }
 
+// A peer that spends its window one byte per DATA frame on a stream whose
+// target reads nothing: the window bounds the bytes, but kept one frame per
+// allocation (and list node) they would cost ~80 bytes of memory each,
+// 20 MiB per 256 KiB window. The session keeps them in a few chunks.
+TEST_F(raw_peer_test, TinyDataFramesAreKeptInFewChunks) {
+  start(server_config());
+  std::unique_ptr<mux_stream> kept;
+  s->set_open_handler([&kept](std::unique_ptr<mux_stream> m, open_request) { kept = std::move(m); });
+  bytes flood = hello_frame();
+  encode_open(flood, 1, stream_kind::tcp, target("example.com", 80));
+  constexpr std::size_t k_frames = 200'000; // within the 256 KiB window
+  for (std::size_t i = 0; i < k_frames; ++i) {
+    encode_data_header(flood, 1, 1, false);
+    flood.push_back(static_cast<std::uint8_t>(i));
+  }
+  spawn(io, [&]() -> asio::awaitable<void> {
+    co_await asio::async_write(raw, asio::buffer(flood), asio::as_tuple(asio::use_awaitable));
+  });
+  ASSERT_TRUE(test::run_until(io, [&] { return s->stats().bytes_in >= flood.size(); }));
+  ASSERT_TRUE(kept);
+  std::array<asio::const_buffer, 16> view;
+  error_code ec;
+  const std::size_t pieces = kept->peek(view, ec);
+  ASSERT_FALSE(ec) << ec.message();
+  std::size_t in_view = 0;
+  for (std::size_t i = 0; i < pieces; ++i)
+    in_view += view[i].size();
+  EXPECT_GE(in_view, 16 * 4000u) << "16 pieces hold " << in_view << " bytes: one chunk per tiny frame";
+  // Every byte is there, in order.
+  bytes got(k_frames + 1);
+  const std::size_t n = kept->try_read_some(asio::buffer(got), ec);
+  ASSERT_FALSE(ec) << ec.message();
+  ASSERT_EQ(n, k_frames);
+  for (std::size_t i = 0; i < k_frames; ++i)
+    ASSERT_EQ(got[i], static_cast<std::uint8_t>(i)) << "byte " << i;
+  EXPECT_FALSE(closed);
+}
+
 // The peer says HELLO and then nothing, not even PING replies: the session
 // gives up between 7/4 and 2 ping intervals later.
 TEST_F(raw_peer_test, SilentPeerTimesOut) {
