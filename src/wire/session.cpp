@@ -30,6 +30,9 @@ constexpr std::size_t k_data_high_water = 8u << 20; // writers wait beyond this 
 constexpr std::size_t k_pool_max = 64;
 constexpr std::size_t k_full_frame = k_header_size + k_default_max_payload; // what prepare() fills
 constexpr std::size_t k_frame_pool_max = 16;
+// What a queued datagram costs beyond its payload (list node, allocation):
+// counted too, so that empty datagrams fill the session's budget as well.
+constexpr std::size_t k_datagram_overhead = 64;
 constexpr std::size_t k_min_chunk = 4096; // received bytes: the smallest chunk allocated (stream_state::keep)
 // Replies (PONG; OPEN_OK and RESET for a stream the peer opened) queued
 // while the transport write is blocked, beyond which the reader waits: ~100
@@ -80,7 +83,7 @@ struct stream_state {
   std::optional<reset_info> reset;
   bool removed = false;
   std::list<std::vector<std::uint8_t>> datagrams;
-  std::size_t datagram_bytes = 0; // in `datagrams`
+  std::size_t datagram_bytes = 0; // in `datagrams`, each counted with k_datagram_overhead
   stream::async_event readable;
   stream::async_event writable;
   stream::async_event opened;
@@ -720,13 +723,13 @@ void session::on_datagram(const frame_header& h, std::span<const std::uint8_t> p
   // Bounded per flow and, since a peer may open as many flows as streams,
   // for the session as a whole.
   if (st.datagrams.size() >= config_.max_queued_datagrams ||
-      datagram_bytes_ + payload.size() > config_.max_queued_datagram_bytes) {
+      datagram_bytes_ + k_datagram_overhead + payload.size() > config_.max_queued_datagram_bytes) {
     ++stats_.datagrams_dropped;
     return;
   }
   st.datagrams.emplace_back(payload.begin(), payload.end());
-  st.datagram_bytes += payload.size();
-  datagram_bytes_ += payload.size();
+  st.datagram_bytes += k_datagram_overhead + payload.size();
+  datagram_bytes_ += k_datagram_overhead + payload.size();
   st.readable.notify_into(woken_);
 }
 
@@ -1095,8 +1098,8 @@ asio::awaitable<std::optional<std::vector<std::uint8_t>>> mux_stream::receive_da
     co_return std::nullopt;
   auto d = std::move(st->datagrams.front());
   st->datagrams.pop_front();
-  st->datagram_bytes -= d.size();
-  session_->datagram_bytes_ -= d.size();
+  st->datagram_bytes -= k_datagram_overhead + d.size();
+  session_->datagram_bytes_ -= k_datagram_overhead + d.size();
   co_return d;
 }
 

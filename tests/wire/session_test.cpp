@@ -1022,7 +1022,7 @@ TEST_F(raw_peer_test, DatagramFloodOnManyFlowsIsBoundedPerSession) {
   });
   ASSERT_TRUE(test::run_until(io, [&] { return s->stats().bytes_in >= flood.size(); }));
   const std::size_t total = k_flows * k_per_flow;
-  const std::size_t kept_max = config.max_queued_datagram_bytes / k_size;
+  const std::size_t kept_max = config.max_queued_datagram_bytes / k_size; // a little less: overhead counts
   EXPECT_GE(s->stats().datagrams_dropped, total - kept_max)
       << "the session queued " << (total - s->stats().datagrams_dropped) * k_size / k_mib
       << " MiB of datagrams nobody took";
@@ -1048,6 +1048,28 @@ TEST_F(raw_peer_test, DatagramFloodOnManyFlowsIsBoundedPerSession) {
   });
   ASSERT_TRUE(test::run_until(io, [&] { return got.has_value(); }));
   EXPECT_EQ(*got, payload);
+}
+
+// Empty datagrams are not free to queue (a list node, an allocation): they
+// count against the session's bound too.
+TEST_F(raw_peer_test, EmptyDatagramsCountTowardsTheSessionBound) {
+  auto config = server_config();
+  start(config);
+  std::vector<std::unique_ptr<mux_stream>> kept;
+  s->set_open_handler([&kept](std::unique_ptr<mux_stream> m, open_request) { kept.push_back(std::move(m)); });
+  constexpr std::uint32_t k_flows = 400;
+  const std::size_t per_flow = config.max_queued_datagrams;
+  bytes flood = hello_frame();
+  for (std::uint32_t f = 0; f < k_flows; ++f) {
+    encode_open(flood, 2 * f + 1, stream_kind::udp, target("10.0.0.53", 53));
+    for (std::size_t i = 0; i < per_flow; ++i)
+      encode_datagram_header(flood, 2 * f + 1, 0);
+  }
+  spawn(io, [&]() -> asio::awaitable<void> {
+    co_await asio::async_write(raw, asio::buffer(flood), asio::as_tuple(asio::use_awaitable));
+  });
+  ASSERT_TRUE(test::run_until(io, [&] { return s->stats().bytes_in >= flood.size(); }));
+  EXPECT_GT(s->stats().datagrams_dropped, 0u) << k_flows * per_flow << " empty datagrams queued";
 }
 
 // A peer that spends its window one byte per DATA frame on a stream whose
