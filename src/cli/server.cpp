@@ -26,6 +26,7 @@ struct server_args {
   std::string drain_timeout = "10s";
   std::string udp_idle_timeout = "60s";
   std::uint32_t max_streams = 1024;
+  std::uint64_t max_buffer = 0; // 0: max_streams x the initial window
   std::size_t max_clients = 1024;
 };
 
@@ -55,7 +56,17 @@ int run(const server_args& a) {
   o.drain_timeout = duration_arg(a.drain_timeout, "--drain-timeout");
   o.udp_idle_timeout = duration_arg(a.udp_idle_timeout, "--udp-idle-timeout");
   o.max_clients = a.max_clients;
+  if (a.max_buffer != 0 && a.max_buffer < o.session.initial_window)
+    throw user_error("--max-buffer-per-client " + std::to_string(a.max_buffer) + " is less than one stream's window (" +
+                     std::to_string(o.session.initial_window / 1024) + " KiB)");
+  o.max_buffer_per_client = a.max_buffer;
   o.session.label = "server";
+  const std::uint64_t buffer =
+      a.max_buffer != 0 ? a.max_buffer : std::uint64_t{a.max_streams} * o.session.initial_window;
+  spdlog::info("server: per client at most {} streams and {} of data buffered for them "
+               "(--max-streams-per-client, --max-buffer-per-client)",
+               a.max_streams, buffer % (1u << 20) == 0 ? std::to_string(buffer >> 20) + " MiB"
+                                                       : std::to_string(buffer >> 10) + " KiB");
 
   if (o.listen.uses_tls()) {
     transport::tls_server_options t{a.cert, a.key, a.client_ca};
@@ -137,6 +148,10 @@ std::function<int()> add_server_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--udp-idle-timeout", a->udp_idle_timeout)->capture_default_str();
   cmd->add_option("--max-streams-per-client", a->max_streams)->capture_default_str()->check(CLI::Range(1, 1'000'000));
+  cmd->add_option("--max-buffer-per-client", a->max_buffer,
+                  "Data a client's streams may have buffered on the server (256 KiB windows, all streams together; "
+                  "a stream beyond it is refused); e.g. 64M. Default: max-streams-per-client x 256 KiB")
+      ->transform(CLI::AsSizeValue(false));
   cmd->add_option("--max-clients", a->max_clients)->capture_default_str()->check(CLI::Range(1, 100'000));
   return [a] { return run(*a); };
 }

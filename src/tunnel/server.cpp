@@ -42,6 +42,10 @@ wire::reset_code code_for(const error_code& ec) {
 server::server(asio::any_io_executor ex, net::resolver& r, server_options options)
     : ex_(std::move(ex)), resolver_(r), options_(std::move(options)) {
   options_.session.is_client = false;
+  options_.session.max_buffered =
+      options_.max_buffer_per_client != 0
+          ? options_.max_buffer_per_client
+          : std::uint64_t{options_.session.max_streams} * options_.session.initial_window;
 }
 
 expected<std::vector<tcp::endpoint>> server::bind() {

@@ -34,6 +34,10 @@ struct server_options {
   std::chrono::milliseconds drain_timeout{10'000};
   std::chrono::milliseconds udp_idle_timeout{60'000};
   std::size_t max_clients = 1024;
+  /// What one client can make the server buffer: the receive windows of its
+  /// streams together (session.max_buffered). 0: session.max_streams x
+  /// session.initial_window, so the stream limit alone decides.
+  std::uint64_t max_buffer_per_client = 0;
 };
 
 class server : public std::enable_shared_from_this<server> {

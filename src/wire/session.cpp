@@ -311,14 +311,15 @@ void session::send_reset(std::uint32_t id, reset_code code, std::string_view rea
 
 void session::add_stream(const std::shared_ptr<stream_state>& st) {
   streams_[st->id] = st;
-  granted_windows_ += st->tuner.window();
+  if (st->kind == stream_kind::tcp) // UDP flows have no window (their datagrams are bounded apart)
+    granted_windows_ += st->tuner.window();
   ++stats_.streams_opened;
 }
 
 void session::remove_stream(const std::shared_ptr<stream_state>& ref) {
   const auto st = ref; // `ref` may be the map's own entry, which erase() destroys
   st->removed = true;
-  if (streams_.erase(st->id) != 0)
+  if (streams_.erase(st->id) != 0 && st->kind == stream_kind::tcp)
     granted_windows_ -= st->tuner.window();
   drop_datagrams(*st);
 }
@@ -645,6 +646,15 @@ void session::on_open(const frame_header& h, std::span<const std::uint8_t> paylo
   auto request = parse_open(payload);
   if (!request) {
     send_reset(h.stream, reset_code::protocol_error, request.error(), true);
+    return;
+  }
+  if (request->kind == stream_kind::tcp && granted_windows_ + config_.initial_window > config_.max_buffered) {
+    // Each stream may be sent a window's worth before anyone reads it:
+    // the windows granted are what the peer can make us buffer.
+    send_reset(h.stream, reset_code::limit_reached,
+               "buffer limit reached: the windows of the open streams take " + std::to_string(granted_windows_ >> 10) +
+                   " of " + std::to_string(config_.max_buffered >> 10) + " KiB",
+               true);
     return;
   }
   if (!open_handler_) {

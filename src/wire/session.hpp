@@ -10,7 +10,9 @@
 //
 // Memory bounds: per stream, at most one receive window of buffered data
 // (the peer may not send more; small DATA payloads share chunks, so memory
-// stays near the bytes) and at most one send window queued; UDP
+// stays near the bytes), and all windows together within max_buffered (a
+// new stream whose window would not fit is refused); at most one send
+// window queued per stream; UDP
 // datagrams are dropped and counted when their flow's queue or the
 // session's (max_queued_datagram_bytes for all flows) is full. Replies the
 // peer's frames call for (PONG; OPEN_OK and RESET for a stream the peer
@@ -52,7 +54,10 @@ struct session_config {
   std::uint32_t initial_window = k_default_initial_window; // granted to each new stream
   std::uint32_t max_window = 16u << 20;                    // auto-tuning ceiling
   std::uint32_t max_streams = k_default_max_streams;       // concurrent streams we accept
-  std::uint64_t max_buffered = 64u << 20; // windows stop growing once their sum reaches this (per session)
+  // The receive windows granted to all streams together, i.e. what the peer
+  // can make this session buffer: windows stop growing at it, and a peer's
+  // OPEN whose window would not fit is refused (limit reached).
+  std::uint64_t max_buffered = 64u << 20;
   std::chrono::milliseconds ping_interval{15'000};
   std::size_t max_queued_datagrams = 256;    // per flow, receive side
   std::size_t max_queued_datagram_bytes = 4u << 20; // all flows together, receive side

@@ -1124,6 +1124,45 @@ class FrameTest(TunnelTestCase):
         self.assertIsNone(server.proc.poll())
 
 
+    def test_12c_buffer_limit_per_client(self):
+        """12c. --max-buffer-per-client bounds what one client can make the
+        server buffer: the 256 KiB windows of its streams together. With
+        room for two, a third stream is refused (RESET 7, limit reached)
+        with a reason that says so; once one ends, a new one is accepted.
+        The server states its limits when it starts."""
+        web = self.http_server()
+        server = self.start_server(scheme="tcp", allow=("127.0.0.1:%d" % web.port,),
+                                   extra=["--max-buffer-per-client", "512K"], log_level="info")
+        server.wait_for(r"per client at most 1024 streams and 512 KiB of data buffered")
+        s = self.raw_tunnel(server)
+        target = b"\x01" + socket.inet_aton("127.0.0.1") + struct.pack(">H", web.port)
+
+        answers = {}
+
+        def answer(stream):
+            deadline = time.monotonic() + wt.WAIT
+            while stream not in answers:
+                ftype, _, sid, payload = read_frame(s, max(deadline - time.monotonic(), 0.1))
+                if ftype in (OPEN_OK, RESET):
+                    answers.setdefault(sid, (ftype, payload))
+                if ftype == GOAWAY:
+                    self.fail("GOAWAY: %r" % payload)
+            return answers[stream]
+
+        s.sendall(frame(OPEN, 0, 1, b"\x01" + target) + frame(OPEN, 0, 3, b"\x01" + target) +
+                  frame(OPEN, 0, 5, b"\x01" + target))
+        self.assertEqual(answer(1)[0], OPEN_OK)
+        self.assertEqual(answer(3)[0], OPEN_OK)
+        ftype, payload = answer(5)
+        self.assertEqual(ftype, RESET, "a third 256 KiB window was granted within 512 KiB")
+        self.assertEqual(payload[0], 7, "RESET code %d, expected 7 (limit reached): %r" % (payload[0], payload))
+        self.assertIn(b"buffer limit", payload)
+        s.sendall(frame(RESET, 0, 1, b"\x00"))
+        s.sendall(frame(OPEN, 0, 7, b"\x01" + target))
+        self.assertEqual(answer(7)[0], OPEN_OK)
+        self.assertIsNone(server.proc.poll())
+
+
 class PreambleTest(TunnelTestCase):
     """tcp:// and tls:// authenticate with a one-line preamble; the server
     answers `OK\n` and then its session starts with HELLO. Nothing stops

@@ -180,6 +180,35 @@ TEST_F(session_test, DataWrittenBeforeOpenOkReachesTheServer) {
   EXPECT_EQ(o.reset, std::nullopt);
 }
 
+// max_buffered bounds the receive windows a session grants in total, which
+// is all a peer can make it buffer: a stream whose window would not fit is
+// refused (limit reached), as one beyond max_streams is; once a stream
+// ends, its share is free again.
+TEST_F(session_test, OpenBeyondTheBufferLimitIsRefused) {
+  auto sc = server_config();
+  sc.max_buffered = 3 * std::uint64_t{sc.initial_window};
+  start(client_config(), sc);
+  std::vector<std::unique_ptr<mux_stream>> streams;
+  std::vector<std::unique_ptr<open_job>> opens;
+  for (int i = 0; i < 4; ++i) {
+    streams.push_back(client->open(stream_kind::tcp, target("example.com", 80)));
+    ASSERT_TRUE(streams.back());
+    opens.push_back(std::make_unique<open_job>());
+    spawn(io, wait_open(*streams.back(), *opens.back()));
+  }
+  ASSERT_TRUE(run([&] { return opens[3]->done; }));
+  ASSERT_TRUE(opens[3]->reset) << "a fourth 256 KiB window was granted within a 768 KiB limit";
+  EXPECT_EQ(opens[3]->reset->code, reset_code::limit_reached);
+  EXPECT_NE(opens[3]->reset->reason.find("buffer limit"), std::string::npos) << opens[3]->reset->reason;
+  ASSERT_EQ(accepted.size(), 3u);
+  accepted[0]->close();
+  streams[0].reset();
+  ASSERT_TRUE(run([&] { return server->stream_count() == 2; }));
+  auto again = client->open(stream_kind::tcp, target("example.com", 80));
+  ASSERT_TRUE(again);
+  ASSERT_TRUE(run([&] { return accepted.size() == 4; })) << "the freed share was not given back";
+}
+
 TEST_F(session_test, RefuseReachesWaitOpenWithCodeAndReason) {
   start();
   auto s = client->open(stream_kind::tcp, target("10.0.0.1", 22));
