@@ -107,12 +107,14 @@ asio::awaitable<void> server::handshake(tcp::socket socket) {
   auto s = wire::session::create(std::move(accepted.stream), config);
   sessions_.push_back(s);
   spdlog::info("server: {} connected over {}", config.label, transport::to_string(options_.listen.scheme));
-  std::weak_ptr<wire::session> weak = s;
-  s->set_open_handler([self, weak](std::unique_ptr<wire::mux_stream> stream, wire::open_request request) {
-    self->on_open(weak, std::move(stream), std::move(request));
+  auto log = std::make_shared<client_log>(client_log{config.label});
+  s->set_open_handler([self, log](std::unique_ptr<wire::mux_stream> stream, wire::open_request request) {
+    self->on_open(log, std::move(stream), std::move(request));
   });
-  s->set_closed_handler([self, weak, label = config.label](const std::string& reason) {
-    spdlog::info("server: {} disconnected: {}", label, reason);
+  s->set_closed_handler([self, log](const std::string& reason) {
+    const auto left_out = log->refused.left_out_total();
+    spdlog::info("server: {} disconnected: {}{}", log->label, reason,
+                 left_out ? "; " + std::to_string(left_out) + " refused streams not logged" : "");
     self->sessions_.remove_if([](const auto& p) { return p->closed(); });
   });
   s->start();
@@ -130,19 +132,20 @@ net::connect_options server::outbound_options(const wire::open_request& request,
   return o;
 }
 
-void server::on_open(std::weak_ptr<wire::session>, std::unique_ptr<wire::mux_stream> stream,
+void server::on_open(const std::shared_ptr<client_log>& log, std::unique_ptr<wire::mux_stream> stream,
                      wire::open_request request) {
   if (stopping_) {
     stream->refuse(wire::reset_code::refused, "the server is shutting down");
     return;
   }
   if (request.kind == wire::stream_kind::tcp)
-    asio::co_spawn(ex_, serve_tcp(std::move(stream), std::move(request)), asio::detached);
+    asio::co_spawn(ex_, serve_tcp(log, std::move(stream), std::move(request)), asio::detached);
   else
     asio::co_spawn(ex_, serve_udp(std::move(stream), std::move(request)), asio::detached);
 }
 
-asio::awaitable<void> server::serve_tcp(std::unique_ptr<wire::mux_stream> stream, wire::open_request request) {
+asio::awaitable<void> server::serve_tcp(std::shared_ptr<client_log> log, std::unique_ptr<wire::mux_stream> stream,
+                                        wire::open_request request) {
   auto self = shared_from_this();
   if (stream->reset_reason())
     co_return; // reset before we got to it: nothing to connect
@@ -157,7 +160,11 @@ asio::awaitable<void> server::serve_tcp(std::unique_ptr<wire::mux_stream> stream
     co_return;
   auto& r = std::get<0>(outcome);
   if (r.ec) {
-    spdlog::info("server: {}: {}", stream->description(), r.detail);
+    if (log->refused.allow(steady_clock::now())) {
+      const auto left_out = log->refused.take_left_out();
+      spdlog::info("server: {} {}: {}{}", log->label, stream->description(), r.detail,
+                   left_out ? " (" + std::to_string(left_out) + " more refused streams not logged)" : "");
+    }
     stream->refuse(code_for(r.ec), r.detail);
     co_return;
   }

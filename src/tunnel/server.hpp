@@ -8,6 +8,7 @@
 // Lifetime: create with make_shared, start(), stop(); single-threaded.
 #pragma once
 
+#include "core/log_limiter.hpp"
 #include "net/connector.hpp"
 #include "net/listen.hpp"
 #include "transport/transport.hpp"
@@ -54,8 +55,19 @@ class server : public std::enable_shared_from_this<server> {
  private:
   void accept_loop(boost::asio::ip::tcp::acceptor& acceptor);
   boost::asio::awaitable<void> handshake(boost::asio::ip::tcp::socket socket);
-  void on_open(std::weak_ptr<wire::session> s, std::unique_ptr<wire::mux_stream> stream, wire::open_request request);
-  boost::asio::awaitable<void> serve_tcp(std::unique_ptr<wire::mux_stream> stream, wire::open_request request);
+  /// What the server logs about one client's streams: a few refusals per
+  /// interval, then a count (log volume is a resource a client can spend).
+  struct client_log {
+    std::string label;
+    line_limiter refused{k_refusals_logged, k_refusal_log_interval};
+  };
+  static constexpr std::size_t k_refusals_logged = 10;
+  static constexpr std::chrono::seconds k_refusal_log_interval{10};
+
+  void on_open(const std::shared_ptr<client_log>& log, std::unique_ptr<wire::mux_stream> stream,
+               wire::open_request request);
+  boost::asio::awaitable<void> serve_tcp(std::shared_ptr<client_log> log, std::unique_ptr<wire::mux_stream> stream,
+                                         wire::open_request request);
   boost::asio::awaitable<void> serve_udp(std::unique_ptr<wire::mux_stream> stream, wire::open_request request);
   net::connect_options outbound_options(const wire::open_request& request, std::uint32_t id) const;
 

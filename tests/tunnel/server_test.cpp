@@ -12,8 +12,10 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
 
 #include <cstring>
+#include <sstream>
 
 using namespace std::chrono_literals;
 using namespace warren;
@@ -238,4 +240,53 @@ TEST_F(server_test, DisconnectEndsTheConnectsOfItsStreams) {
   ASSERT_TRUE(test::run_until(io, [&] { return srv->sessions() == 0; }));
   ASSERT_TRUE(test::run_until(io, [&] { return resolver.pending() == 0; }, 2s))
       << resolver.pending() << " lookups of a disconnected client are still queued";
+}
+
+namespace {
+/// Sends the default logger's lines to a string for one test.
+class captured_log {
+ public:
+  captured_log() : previous_(spdlog::default_logger()) {
+    auto logger = std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::ostream_sink_st>(text_));
+    logger->set_level(spdlog::level::info);
+    spdlog::set_default_logger(logger);
+  }
+  ~captured_log() { spdlog::set_default_logger(previous_); }
+  captured_log(const captured_log&) = delete;
+  captured_log& operator=(const captured_log&) = delete;
+
+  std::size_t count(std::string_view needle) const {
+    const std::string all = text_.str();
+    std::size_t n = 0;
+    for (auto at = all.find(needle); at != std::string::npos; at = all.find(needle, at + 1))
+      ++n;
+    return n;
+  }
+  std::string text() const { return text_.str(); }
+
+ private:
+  std::ostringstream text_;
+  std::shared_ptr<spdlog::logger> previous_;
+};
+} // namespace
+
+// Log volume is a resource too: a client that opens stream after stream to
+// a target the policy denies gets a few of them logged, not one line per
+// OPEN, and its disconnect line says how many were left out.
+TEST_F(server_test, RefusedStreamsAreNotLoggedOneLinePerOpen) {
+  captured_log log;
+  start(options(1024));
+  constexpr std::uint32_t k_opens = 300;
+  send(open_streams(1, k_opens, stream_kind::tcp, target("10.9.9.9", 80))); // not allowed
+  ASSERT_TRUE(test::run_until(io, [&] {
+    const auto fs = frames();
+    return std::count_if(fs.begin(), fs.end(), [](const auto& f) { return f.header.type == frame_type::reset; }) ==
+           k_opens;
+  })) << "not every OPEN was refused";
+  const std::size_t logged = log.count("denied by the destination policy");
+  EXPECT_GE(logged, 1u);
+  EXPECT_LE(logged, 20u) << "one log line per refused OPEN";
+  peer.close();
+  ASSERT_TRUE(test::run_until(io, [&] { return log.count("disconnected") == 1; }));
+  EXPECT_EQ(log.count(std::to_string(k_opens - logged) + " refused streams not logged"), 1u) << log.text();
 }
