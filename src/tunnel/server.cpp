@@ -216,6 +216,11 @@ asio::awaitable<void> server::serve_udp(std::unique_ptr<wire::mux_stream> stream
   socket.open(ep.protocol(), ec);
   if (!ec)
     socket.connect(ep, ec);
+  // A send never waits: the io_context serves every client, and a full send
+  // buffer (a link slower than the tunnel) would stall them all. UDP may
+  // lose: what does not fit is dropped.
+  if (!ec)
+    socket.non_blocking(true, ec);
   if (ec) {
     stream->refuse(code_for(ec), "cannot reach " + request.target.to_string() + ": " + net::describe(ec));
     co_return;
@@ -229,7 +234,7 @@ asio::awaitable<void> server::serve_udp(std::unique_ptr<wire::mux_stream> stream
         co_return;
       *last = steady_clock::now();
       error_code sec;
-      socket.send(asio::buffer(*d), 0, sec);
+      socket.send(asio::buffer(*d), 0, sec); // would_block: dropped
     }
   };
   auto down = [&]() -> asio::awaitable<void> {

@@ -8,11 +8,17 @@ took, measured here so that process start-up is not counted.
                                prints "PORT <n>" once listening, runs until killed
   connect HOST PORT TIMEOUT    plain TCP connect
   echo HOST PORT TIMEOUT       connect, send 64 KiB, expect them echoed back
+  udp-flood PORT TOKEN IP UDPPORT SECONDS
+                               against `warren server --listen tcp://127.0.0.1:PORT`:
+                               one raw tunnel floods DATAGRAMs on a UDP flow to
+                               IP:UDPPORT while a second one measures PING round
+                               trips; prints the slowest
 """
 
 import json
 import os
 import socket
+import struct
 import sys
 import threading
 import time
@@ -95,6 +101,78 @@ def client(mode, host, port, timeout):
         s.close()
 
 
+HELLO, OPEN, OPEN_OK, DATAGRAM, PING = 0, 1, 2, 6, 7
+
+
+def frame(ftype, flags, stream, payload=b""):
+    return struct.pack(">BBI", ftype, flags, stream) + len(payload).to_bytes(3, "big") + payload
+
+
+def recv_exactly(s, n):
+    out = bytearray()
+    while len(out) < n:
+        chunk = s.recv(n - len(out))
+        if not chunk:
+            raise ConnectionError("closed by the server")
+        out += chunk
+    return bytes(out)
+
+
+def read_frame(s):
+    header = recv_exactly(s, 9)
+    ftype, flags, stream = struct.unpack(">BBI", header[:6])
+    n = int.from_bytes(header[6:9], "big")
+    return ftype, flags, stream, recv_exactly(s, n) if n else b""
+
+
+def raw_tunnel(port, token):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"WARREN/1 " + token.encode() + b"\n")
+    if recv_exactly(s, 3) != b"OK\n":
+        raise ConnectionError("token refused")
+    s.sendall(frame(HELLO, 0, 0, b"WRN\x01"))
+    if read_frame(s)[0] != HELLO:
+        raise ConnectionError("no HELLO")
+    return s
+
+
+def udp_flood(port, token, ip, udp_port, seconds):
+    start = time.monotonic()
+    flooder = raw_tunnel(port, token)
+    target = b"\x01" + socket.inet_aton(ip) + struct.pack(">H", udp_port)
+    flooder.sendall(frame(OPEN, 0, 1, b"\x02" + target))
+    ftype, _, _, payload = read_frame(flooder)
+    if ftype != OPEN_OK:
+        return report("refused", start, frame=ftype, payload=payload.decode(errors="replace"))
+    sent = [0]
+    stop = threading.Event()
+
+    def flood():
+        datagram = frame(DATAGRAM, 0, 1, b"x" * 1200) * 50
+        try:
+            while not stop.is_set():
+                flooder.sendall(datagram)
+                sent[0] += len(datagram)
+        except OSError:
+            pass
+
+    threading.Thread(target=flood, daemon=True).start()
+    t0 = time.monotonic()
+    other = raw_tunnel(port, token)
+    rtts = [time.monotonic() - t0]  # the second tunnel's set-up counts as a round trip too
+    while len(rtts) < 2 or time.monotonic() - start < seconds:
+        t0 = time.monotonic()
+        other.sendall(frame(PING, 0, 0, b"rttprobe"))
+        while True:
+            ftype, flags, _, payload = read_frame(other)
+            if ftype == PING and flags & 1 and payload == b"rttprobe":
+                break
+        rtts.append(time.monotonic() - t0)
+        time.sleep(0.02)
+    stop.set()
+    report("ok", start, max_rtt=max(rtts), pings=len(rtts), flooded=sent[0])
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
@@ -103,6 +181,8 @@ def main():
         serve(sys.argv[2:])
     elif cmd in ("connect", "echo") and len(sys.argv) == 5:
         client(cmd, sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
+    elif cmd == "udp-flood" and len(sys.argv) == 7:
+        udp_flood(int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5]), float(sys.argv[6]))
     else:
         sys.exit(__doc__)
 

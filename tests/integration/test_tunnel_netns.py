@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""`warren server` against an outbound path slower than the tunnel, for
+real: inside a private network namespace, UDP to 10.231.0.2 leaves through
+a veth whose qdisc (tbf, 1 Mbit/s, deep queue) holds packets, so a UDP
+socket's send buffer fills and a blocking send would wait for the link.
+The namespace has lo and that veth pair only; the peer address has a
+static neighbour entry, so nothing leaves the namespace.
+
+Needs root, `ip netns` and `tc`; otherwise exits 77 (CTest SKIP_RETURN_CODE).
+
+    python3 test_tunnel_netns.py --warren /path/to/warren
+"""
+
+import itertools
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.dont_write_bytecode = True  # keep the source tree clean
+sys.path.insert(0, HERE)
+import warren_test as wt  # noqa: E402
+
+NS_TOOL = os.path.join(HERE, "ns_tool.py")
+SLOW_PEER = "10.231.0.2"
+_counter = itertools.count(1)
+
+
+def run(argv, timeout=15, check=True):
+    p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError("%s failed (%d): %s" % (argv, p.returncode, p.stderr.decode(errors="replace")))
+    return p
+
+
+def skip_reason():
+    """Why this file cannot run here (exit 77), or None."""
+    if os.geteuid() != 0:
+        return "needs root (network namespaces, tc)"
+    for tool in ("ip", "tc"):
+        if shutil.which(tool) is None:
+            return "`%s` (iproute2) not found" % tool
+    ns = "warren-tn-%d-probe" % os.getpid()
+    try:
+        p = run(["ip", "netns", "add", ns], check=False)
+        if p.returncode != 0:
+            return "`ip netns add` failed: " + p.stderr.decode(errors="replace").strip()
+        try:
+            p = run(["ip", "-n", ns, "link", "add", "va", "type", "veth", "peer", "name", "vb"], check=False)
+            if p.returncode != 0:
+                return "no veth in a namespace: " + p.stderr.decode(errors="replace").strip()
+            p = run(["ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", "va", "root", "tbf", "rate", "1mbit",
+                     "burst", "16kb", "limit", "10mb"], check=False)
+            if p.returncode != 0:
+                return "tbf unusable: " + p.stderr.decode(errors="replace").strip()
+        finally:
+            run(["ip", "netns", "del", ns], check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return "network namespaces unusable: %r" % e
+    return None
+
+
+class TunnelNetnsTest(wt.WarrenTestCase):
+    def setUp(self):
+        super().setUp()
+        self.ns = "warren-tn-%d-%d" % (os.getpid(), next(_counter))
+        run(["ip", "netns", "add", self.ns])
+        self.addCleanup(run, ["ip", "netns", "del", self.ns], 15, False)
+        ip = ["ip", "-n", self.ns]
+        run(ip + ["link", "set", "lo", "up"])
+        run(ip + ["link", "add", "va", "type", "veth", "peer", "name", "vb"])
+        run(ip + ["addr", "add", "10.231.0.1/30", "dev", "va"])
+        run(ip + ["link", "set", "va", "up"])
+        run(ip + ["link", "set", "vb", "up"])
+        run(ip + ["neigh", "add", SLOW_PEER, "lladdr", "02:00:00:00:00:02", "dev", "va"])
+        run(self.in_ns("tc", "qdisc", "add", "dev", "va", "root", "tbf", "rate", "1mbit", "burst", "16kb",
+                       "limit", "10mb"))
+        self.tmp = tempfile.mkdtemp(prefix="warren-tn-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.token = "netns-test-token"
+        self.token_file = os.path.join(self.tmp, "token")
+        with open(os.open(self.token_file, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+            f.write(self.token + "\n")
+
+    def in_ns(self, *argv):
+        return ["ip", "netns", "exec", self.ns] + list(argv)
+
+    def start_server(self, *extra):
+        server = self.start_warren(["server", "--listen", "tcp://127.0.0.1:0", "--token-file", self.token_file,
+                                    "--allow", SLOW_PEER, "--log-level", "info"] + list(extra),
+                                   prefix=self.in_ns(), wait_listening=False)
+        m = server.wait_for(r"server: listening on 127\.0\.0\.1:(\d+)")
+        server.port = int(re.search(r"127\.0\.0\.1:(\d+)", m.string).group(1))
+        return server
+
+    def test_udp_flood_to_a_slow_link_does_not_stall_the_server(self):
+        """A client floods datagrams on a UDP flow whose target sits behind
+        the 1 Mbit/s link. The flow's socket fills; the server drops what it
+        cannot send instead of waiting for the link, so another client's
+        PINGs are answered promptly all along."""
+        server = self.start_server()
+        p = run(self.in_ns(sys.executable, NS_TOOL, "udp-flood", str(server.port), self.token, SLOW_PEER, "9", "3"),
+                timeout=60, check=False)
+        lines = p.stdout.decode().strip().splitlines()
+        self.assertTrue(lines, "no output from the flooder: %s\n%s" % (p.stderr.decode(errors="replace"),
+                                                                        server.stderr_text()))
+        r = json.loads(lines[-1])
+        self.assertEqual(r["result"], "ok", "%r\n%s" % (r, server.stderr_text()))
+        wt_figure = "udp flood to a 1 Mbit/s link: %.1f MB flooded, %d PINGs, slowest answer %.0f ms" % (
+            r["flooded"] / 1e6, r["pings"], r["max_rtt"] * 1000)
+        print("\n    [figure] " + wt_figure, flush=True)
+        self.assertGreater(r["flooded"], 1_000_000, "the flood was too small to fill the link's queue")
+        self.assertLess(r["max_rtt"], 0.25, "the server stalled for %.0f ms while sending datagrams (%s)"
+                        % (r["max_rtt"] * 1000, wt_figure))
+        self.assertIsNone(server.proc.poll(), "server exited")
+
+
+if __name__ == "__main__":
+    wt.main(skip_check=skip_reason)
