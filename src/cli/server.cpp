@@ -67,6 +67,15 @@ int run(const server_args& a) {
                "(--max-streams-per-client, --max-buffer-per-client)",
                a.max_streams, buffer % (1u << 20) == 0 ? std::to_string(buffer >> 20) + " MiB"
                                                        : std::to_string(buffer >> 10) + " KiB");
+  // Each stream holds an outbound socket (two while Happy Eyeballs races).
+  const auto fds = raise_fd_limit();
+  if (fds.now != fds.before)
+    spdlog::info("server: open-file limit raised from {} to {}", fds.before, fds.now);
+  if (fds.now != 0 && fds.now < 2 * std::uint64_t{a.max_streams} + 64)
+    spdlog::warn("server: the open-file limit ({}) is below what one client's {} streams may take (up to 2 "
+                 "sockets each): a single client could use up the server's descriptors and lock everyone else out; "
+                 "lower --max-streams-per-client or raise the limit (ulimit -n, LimitNOFILE=)",
+                 fds.now, a.max_streams);
 
   if (o.listen.uses_tls()) {
     transport::tls_server_options t{a.cert, a.key, a.client_ca};

@@ -76,7 +76,13 @@ void server::accept_loop(tcp::acceptor& acceptor) {
     if (ec == asio::error::operation_aborted || self->stopping_)
       return;
     if (ec) {
-      spdlog::warn("server: accept failed: {}", net::describe(ec));
+      // Retried every 100 ms while it lasts (out of descriptors, say): logged
+      // a few times, not ten lines a second.
+      if (self->accept_failures_.allow(steady_clock::now())) {
+        const auto left_out = self->accept_failures_.take_left_out();
+        spdlog::warn("server: accept failed: {}{}", net::describe(ec),
+                     left_out ? " (" + std::to_string(left_out) + " more failures not logged)" : "");
+      }
       auto t = std::make_shared<asio::steady_timer>(self->ex_, std::chrono::milliseconds(100));
       t->async_wait([self, t, &acceptor](error_code) { self->accept_loop(acceptor); });
       return;

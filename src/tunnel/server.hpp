@@ -77,6 +77,7 @@ class server : public std::enable_shared_from_this<server> {
   std::vector<boost::asio::ip::tcp::acceptor> acceptors_;
   std::list<std::shared_ptr<wire::session>> sessions_;
   transport::auth_limiter limiter_;
+  line_limiter accept_failures_{3, std::chrono::seconds(10)};
   std::uint64_t next_client_ = 0;
   bool stopping_ = false;
 };

@@ -252,18 +252,18 @@ class TunnelTestCase(wt.WarrenTestCase):
         return self.track(wt.Process(argv, env=clean_env()))
 
     def start_server(self, scheme="wss", allow=("127.0.0.1", "[::1]/128"), port=0, state_dir=None, extra=(),
-                     log_level="debug"):
+                     log_level="debug", prefix=()):
         """Starts `warren server` on 127.0.0.1. With port=0 the kernel picks
         the port when warren accepts --listen ...:0 (see test_00); otherwise
         a free port is picked here (and another one tried if it was taken in
-        between)."""
+        between). `prefix` goes before the command (e.g. prlimit)."""
         global SERVER_PORT_0
         state_dir = state_dir or os.path.join(self.tmp, "state")
         for attempt in range(5):
             want = port
             if not port and SERVER_PORT_0 is False:
                 want = free_port(udp=False, v6=False)
-            argv = [wt.WARREN, "server", "--listen", "%s://127.0.0.1:%d" % (scheme, want),
+            argv = list(prefix) + [wt.WARREN, "server", "--listen", "%s://127.0.0.1:%d" % (scheme, want),
                     "--token-file", self.token_file, "--state-dir", state_dir, "--log-level", log_level]
             for rule in allow:
                 argv += ["--allow", rule]
@@ -1161,6 +1161,47 @@ class FrameTest(TunnelTestCase):
         s.sendall(frame(OPEN, 0, 7, b"\x01" + target))
         self.assertEqual(answer(7)[0], OPEN_OK)
         self.assertIsNone(server.proc.poll())
+
+
+    def test_12d_one_client_cannot_use_up_the_descriptors(self):
+        """12d. Every stream costs the server a socket. Started with a soft
+        open-file limit of 256 (a common default is 1,024, the default
+        --max-streams-per-client) under a higher hard one, the server raises
+        its limit, so one client holding 300 connected streams does not lock
+        the next client out (accept() failing for lack of descriptors)."""
+        reason = need("prlimit")
+        if reason:
+            self.skipTest(reason)
+        hold = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # completes connects, accepts none
+        self.addCleanup(hold.close)
+        hold.bind(("127.0.0.1", 0))
+        hold.listen(1024)
+        port = hold.getsockname()[1]
+        server = self.start_server(scheme="tcp", allow=("127.0.0.1:%d" % port,), log_level="info",
+                                   prefix=["prlimit", "--nofile=256:8192", "--"])
+        s = self.raw_tunnel(server)
+        target = b"\x01" + socket.inet_aton("127.0.0.1") + struct.pack(">H", port)
+        streams = 300
+        s.sendall(b"".join(frame(OPEN, 0, 2 * i + 1, b"\x01" + target) for i in range(streams)))
+        answers = {}
+        deadline = time.monotonic() + 20
+        while len(answers) < streams:
+            ftype, _, sid, payload = read_frame(s, max(deadline - time.monotonic(), 0.1))
+            if ftype in (OPEN_OK, RESET):
+                answers[sid] = (ftype, payload)
+        refused = [p for t, p in answers.values() if t == RESET]
+        self.assertEqual(refused, [], "%d of %d streams refused" % (len(refused), streams))
+        try:
+            other = self.raw_tunnel(server)
+        except (OSError, AssertionError) as e:
+            self.fail("another client could not connect while one held %d streams: %r\n%s"
+                      % (streams, e, server.stderr_text()))
+        self.ping_roundtrip(other, b"stillok!")
+        self.assertIsNone(server.proc.poll())
+        server.wait_for(r"open-file limit raised from 256 to 8192")
+        # A hard limit too low for the stream limit is reported at start.
+        low = self.start_server(scheme="tcp", log_level="info", prefix=["prlimit", "--nofile=256:256", "--"])
+        low.wait_for(r"open-file limit \(256\) is below .*lower --max-streams-per-client")
 
 
 class PreambleTest(TunnelTestCase):
