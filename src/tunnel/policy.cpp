@@ -170,4 +170,12 @@ bool destination_policy::allows_address(const ip::address& a, std::uint16_t port
   return false;
 }
 
+bool destination_policy::allows_some_address(std::uint16_t port) const {
+  for (const auto& r : rules_)
+    if (port >= r.port_min && port <= r.port_max &&
+        (r.type == allow_rule::kind::any || r.type == allow_rule::kind::network))
+      return true;
+  return false;
+}
+
 } // namespace warren::tunnel

@@ -9,6 +9,8 @@
 // Address rules are checked against the addresses a name resolves to on the
 // server, after resolution, so DNS cannot bring in a denied address
 // (rebinding). A host-name rule trusts that name: all of its addresses pass.
+// A name with no host rule, on a port no address rule covers, is denied
+// without resolving it (allows_some_address).
 // Pure: parsing and matching only.
 #pragma once
 
@@ -48,6 +50,10 @@ class destination_policy {
   bool allows_name(std::string_view name, std::uint16_t port) const;
   /// May this resolved address be reached on `port`? (any and network rules)
   bool allows_address(const boost::asio::ip::address& a, std::uint16_t port) const;
+  /// May some address be reached on `port`? When not, a name that
+  /// allows_name() refuses is denied without resolving it: a client must not
+  /// be able to make the server look up names it could never reach.
+  bool allows_some_address(std::uint16_t port) const;
   const std::vector<allow_rule>& rules() const { return rules_; }
 
  private:

@@ -138,6 +138,25 @@ net::connect_options server::outbound_options(const wire::open_request& request,
   return o;
 }
 
+std::optional<std::string> server::denied_without_lookup(const wire::open_request& request) const {
+  if (request.target.kind != wire::target_address::type::domain)
+    return std::nullopt;
+  const auto target = request.target.to_host_port();
+  if (options_.policy.allows_name(target.host, target.port) || options_.policy.allows_some_address(target.port))
+    return std::nullopt;
+  return "connect to " + request.target.to_string() + " denied by the destination policy (no rule allows that " +
+         "name, nor any address on port " + std::to_string(target.port) + ")";
+}
+
+void server::refuse(client_log& log, wire::mux_stream& stream, wire::reset_code code, const std::string& detail) {
+  if (log.refused.allow(steady_clock::now())) {
+    const auto left_out = log.refused.take_left_out();
+    spdlog::info("server: {} {}: {}{}", log.label, stream.description(), detail,
+                 left_out ? " (" + std::to_string(left_out) + " more refused streams not logged)" : "");
+  }
+  stream.refuse(code, detail);
+}
+
 void server::on_open(const std::shared_ptr<client_log>& log, std::unique_ptr<wire::mux_stream> stream,
                      wire::open_request request) {
   if (stopping_) {
@@ -155,6 +174,10 @@ asio::awaitable<void> server::serve_tcp(std::shared_ptr<client_log> log, std::un
   auto self = shared_from_this();
   if (stream->reset_reason())
     co_return; // reset before we got to it: nothing to connect
+  if (auto denied = denied_without_lookup(request)) {
+    refuse(*log, *stream, wire::reset_code::denied, *denied);
+    co_return;
+  }
   const auto target = request.target.to_host_port();
   auto options = outbound_options(request, stream->id());
   // The connect (lookups, attempts) ends with the stream: the stream's slot
@@ -166,12 +189,7 @@ asio::awaitable<void> server::serve_tcp(std::shared_ptr<client_log> log, std::un
     co_return;
   auto& r = std::get<0>(outcome);
   if (r.ec) {
-    if (log->refused.allow(steady_clock::now())) {
-      const auto left_out = log->refused.take_left_out();
-      spdlog::info("server: {} {}: {}{}", log->label, stream->description(), r.detail,
-                   left_out ? " (" + std::to_string(left_out) + " more refused streams not logged)" : "");
-    }
-    stream->refuse(code_for(r.ec), r.detail);
+    refuse(*log, *stream, code_for(r.ec), r.detail);
     co_return;
   }
   stream->accept();
@@ -195,6 +213,10 @@ asio::awaitable<void> server::serve_udp(std::unique_ptr<wire::mux_stream> stream
   auto self = shared_from_this();
   if (stream->reset_reason())
     co_return;
+  if (auto denied = denied_without_lookup(request)) {
+    stream->refuse(wire::reset_code::denied, *denied);
+    co_return;
+  }
   const auto target = request.target.to_host_port();
   auto options = outbound_options(request, stream->id());
   // Resolve with the same policy filter by asking the connector's resolver path.

@@ -21,6 +21,7 @@
 #include <functional>
 #include <list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -70,6 +71,10 @@ class server : public std::enable_shared_from_this<server> {
                                          wire::open_request request);
   boost::asio::awaitable<void> serve_udp(std::unique_ptr<wire::mux_stream> stream, wire::open_request request);
   net::connect_options outbound_options(const wire::open_request& request, std::uint32_t id) const;
+  /// Why a name the policy can never allow is denied, without looking it up.
+  std::optional<std::string> denied_without_lookup(const wire::open_request& request) const;
+  /// Refuses a stream, logging it within the client's log budget.
+  void refuse(client_log& log, wire::mux_stream& stream, wire::reset_code code, const std::string& detail);
 
   boost::asio::any_io_executor ex_;
   net::resolver& resolver_;

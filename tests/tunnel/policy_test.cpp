@@ -257,3 +257,16 @@ TEST(PolicyMatch, FirstMatchingRuleOfMany) {
 }
 
 } // namespace
+
+// Whether any address may be reached on a port: without such a rule, a name
+// the name rules refuse is denied without a lookup.
+TEST(PolicyMatch, SomeAddressOnAPort) {
+  EXPECT_FALSE(policy({}).allows_some_address(80));
+  EXPECT_FALSE(policy({"db.internal:5432", "*.internal"}).allows_some_address(5432)) << "names only";
+  EXPECT_TRUE(policy({"10.0.0.0/8:443"}).allows_some_address(443));
+  EXPECT_FALSE(policy({"10.0.0.0/8:443"}).allows_some_address(80));
+  EXPECT_TRUE(policy({"[fd00::]/8:8000-8999"}).allows_some_address(8500));
+  EXPECT_TRUE(policy({"*:80"}).allows_some_address(80));
+  EXPECT_FALSE(policy({"*:80"}).allows_some_address(81));
+  EXPECT_TRUE(policy({"*"}).allows_some_address(1));
+}

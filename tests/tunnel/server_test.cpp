@@ -242,6 +242,35 @@ TEST_F(server_test, DisconnectEndsTheConnectsOfItsStreams) {
       << resolver.pending() << " lookups of a disconnected client are still queued";
 }
 
+// A name no rule can allow (only name rules, or address rules for other
+// ports) is denied without a lookup: a client cannot make the server query
+// DNS for names it could never reach.
+TEST_F(server_test, NamesThePolicyCannotAllowAreNotLookedUp) {
+  auto o = options(8);
+  o.policy = {};
+  for (const char* rule : {"slow.test", "10.0.0.0/8:443"}) {
+    auto r = tunnel::parse_allow_rule(rule);
+    ASSERT_TRUE(r) << r.error();
+    o.policy.add(*r);
+  }
+  start(o);
+  send(open_streams(1, 2, stream_kind::tcp, target("elsewhere.test", 80)));
+  send(open_streams(5, 1, stream_kind::udp, target("elsewhere.test", 53)));
+  sync();
+  std::vector<reset_code> resets;
+  for (const auto& f : frames())
+    if (f.header.type == frame_type::reset)
+      if (auto r = parse_reset(f.payload))
+        resets.push_back(r->code);
+  EXPECT_EQ(resets, std::vector<reset_code>(3, reset_code::denied));
+  EXPECT_EQ(resolver.asked[net::ip_family::v4] + resolver.asked[net::ip_family::v6], 0);
+  // A name with a rule, or a port some address rule covers, is looked up.
+  send(open_streams(7, 1, stream_kind::tcp, target("slow.test", 80)));
+  send(open_streams(9, 1, stream_kind::tcp, target("elsewhere.test", 443)));
+  sync();
+  EXPECT_EQ(resolver.pending(), 4);
+}
+
 namespace {
 /// Sends the default logger's lines to a string for one test.
 class captured_log {
