@@ -23,6 +23,8 @@ using namespace asio::experimental::awaitable_operators;
 namespace {
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
+constexpr int k_datagrams_per_wakeup = 64;
+
 wire::reset_code code_for(const error_code& ec) {
   if (ec == errc::denied)
     return wire::reset_code::denied;
@@ -266,15 +268,23 @@ asio::awaitable<void> server::serve_udp(std::unique_ptr<wire::mux_stream> stream
     }
   };
   auto down = [&]() -> asio::awaitable<void> {
-    std::vector<std::uint8_t> buf(65536);
+    // Waits for readability, then reads into the server's one buffer (as
+    // the relay's UDP forwarder does): an idle flow holds no 64 KiB buffer.
+    // A few datagrams per wake-up, so a flooded flow cannot hog the thread.
     for (;;) {
-      auto [rec, n] = co_await socket.async_receive(asio::buffer(buf), use_tuple);
+      auto [rec] = co_await socket.async_wait(udp::socket::wait_read, use_tuple);
       if (rec == asio::error::operation_aborted)
         co_return;
-      if (rec)
-        continue; // ICMP errors: keep the flow, UDP may lose
-      *last = steady_clock::now();
-      stream->send_datagram(std::span(buf.data(), n));
+      for (int i = 0; i < k_datagrams_per_wakeup; ++i) {
+        error_code e;
+        const std::size_t n = socket.receive(asio::buffer(udp_buffer_), 0, e);
+        if (e == asio::error::would_block)
+          break;
+        if (e)
+          continue; // ICMP errors: keep the flow, UDP may lose
+        *last = steady_clock::now();
+        stream->send_datagram(std::span(udp_buffer_.data(), n));
+      }
     }
   };
   auto idle = [&]() -> asio::awaitable<void> {

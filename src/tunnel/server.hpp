@@ -83,6 +83,7 @@ class server : public std::enable_shared_from_this<server> {
   std::list<std::shared_ptr<wire::session>> sessions_;
   transport::auth_limiter limiter_;
   line_limiter accept_failures_{3, std::chrono::seconds(10)};
+  std::vector<std::uint8_t> udp_buffer_ = std::vector<std::uint8_t>(65536); // every UDP flow reads into it, in turn
   std::uint64_t next_client_ = 0;
   bool stopping_ = false;
 };

@@ -1204,6 +1204,36 @@ class FrameTest(TunnelTestCase):
         low.wait_for(r"open-file limit \(256\) is below .*lower --max-streams-per-client")
 
 
+    def test_12e_idle_udp_flows_are_cheap(self):
+        """12e. UDP flows count toward the stream limit, and an idle one must
+        cost the server little more than its socket: 1,000 flows a client
+        opens and leaves idle add a few MiB to its memory, not a 64 KiB
+        receive buffer each."""
+        sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(sink.close)
+        sink.bind(("127.0.0.1", 0))
+        port = sink.getsockname()[1]
+        server = self.start_server(scheme="tcp", allow=("127.0.0.1:%d" % port,), log_level="info")
+        s = self.raw_tunnel(server)
+        self.ping_roundtrip(s, b"warmup!!")
+        rss0 = vm_rss_kib(server.proc.pid)
+        flows = 1000
+        target = b"\x01" + socket.inet_aton("127.0.0.1") + struct.pack(">H", port)
+        s.sendall(b"".join(frame(OPEN, 0, 2 * i + 1, b"\x02" + target) for i in range(flows)))
+        opened = 0
+        deadline = time.monotonic() + 20
+        while opened < flows:
+            ftype, _, sid, payload = read_frame(s, max(deadline - time.monotonic(), 0.1))
+            if ftype == RESET:
+                self.fail("flow %d refused: %r" % (sid, payload))
+            opened += ftype == OPEN_OK
+        self.ping_roundtrip(s, b"settled!")
+        rss1 = vm_rss_kib(server.proc.pid)
+        figure("%d idle UDP flows: server VmRSS %d -> %d KiB (%.1f KiB per flow)"
+               % (flows, rss0, rss1, (rss1 - rss0) / flows))
+        self.assertLess(rss1 - rss0, 16 * 1024, "%d idle UDP flows took %d KiB" % (flows, rss1 - rss0))
+
+
 class PreambleTest(TunnelTestCase):
     """tcp:// and tls:// authenticate with a one-line preamble; the server
     answers `OK\n` and then its session starts with HELLO. Nothing stops
