@@ -157,7 +157,7 @@ std::size_t size_from(reader& in) {
 struct wire_state {
   bytes in;                      // everything the peer sent
   std::size_t in_read = 0;       // how much of it the session has read
-  std::size_t piece = SIZE_MAX;  // at most this much per read_some
+  std::size_t piece = SIZE_MAX;  // at most this much per read_some (mostly)
   bool eof = false;              // the peer ended its direction after `in`
   bytes out;                     // everything the session wrote
   bool blocked = false;          // the peer reads nothing: writes wait
@@ -187,7 +187,10 @@ class memory_transport final : public warren::stream::byte_stream {
       ec = asio::error::eof;
       co_return 0;
     }
-    const std::size_t n = std::min({buffer.size(), w->piece, w->in.size() - w->in_read});
+    // Pieces of the size the input chose, but no more than 64 reads for
+    // what is waiting (one-byte reads of megabytes would only be slow).
+    const std::size_t avail = w->in.size() - w->in_read;
+    const std::size_t n = std::min({buffer.size(), std::max(w->piece, avail / 64), avail});
     std::memcpy(buffer.data(), w->in.data() + w->in_read, n);
     w->in_read += n;
     ec = {};
@@ -302,8 +305,18 @@ class harness {
       ++closed_calls_;
       close_reason_ = why;
     });
-    session_->set_open_handler([this](std::unique_ptr<mux_stream> s, open_request r) { on_open(std::move(s), r); });
-    session_->set_goaway_handler([this](const goaway_info&) { on_goaway(); });
+    // Handlers as a server writes them: they own state (here a counter,
+    // which puts them on the heap) and use it after acting, which may have
+    // closed the session from inside the handler.
+    auto calls = std::make_shared<std::size_t>(0);
+    session_->set_open_handler([this, calls](std::unique_ptr<mux_stream> s, open_request r) {
+      on_open(std::move(s), r);
+      ++*calls;
+    });
+    session_->set_goaway_handler([this, calls](const goaway_info&) {
+      on_goaway();
+      ++*calls;
+    });
     session_->start();
   }
 
@@ -355,6 +368,8 @@ class harness {
     io_.poll();
     check(io_.stopped(), "work is left on the io_context after the session closed");
     check(!wire_->wrote_after_shutdown, "the session wrote after shutting the transport down");
+    check(session_->stats().bytes_in == wire_->in_read && session_->stats().bytes_out <= wire_->out.size(),
+          "the session's byte counts disagree with its transport");
     locals_.clear();
     by_id_.clear();
     session_.reset();
