@@ -245,21 +245,21 @@ void session::recycle(std::vector<std::uint8_t> frame) {
 }
 
 void session::send_control(std::vector<std::uint8_t> frame) {
-  if (closed_)
+  if (closed_ || failed_)
     return;
   control_q_.push_back(std::move(frame));
   events_->writer_wake.notify();
 }
 
 void session::send_reply(std::vector<std::uint8_t> frame) {
-  if (closed_)
+  if (closed_ || failed_)
     return;
   ++replies_queued_;
   send_control(std::move(frame));
 }
 
 void session::send_data(std::vector<std::uint8_t> frame, bool wake) {
-  if (closed_)
+  if (closed_ || failed_)
     return;
   data_q_bytes_ += frame.size();
   data_q_.push_back(std::move(frame));
@@ -339,6 +339,7 @@ void session::protocol_error(reset_code code, const std::string& message) {
   data_q_.clear();
   data_q_bytes_ = 0;
   control_q_.push_back(std::move(frame));
+  failed_ = true; // nothing more is queued: whatever the streams write now is lost with the session
   draining_ = true;
   close_after_flush_ = "protocol error: " + message;
   events_->writer_wake.notify();
@@ -562,7 +563,7 @@ bool session::on_frame(const decoded_frame& f) {
   default:
     break; // unknown frame types are skipped (forward compatibility)
   }
-  return !closed_;
+  return !closed_ && !failed_; // after a protocol error, the peer's frames are not read
 }
 
 void session::on_hello(std::span<const std::uint8_t> payload) {

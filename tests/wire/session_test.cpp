@@ -938,6 +938,37 @@ TEST_F(raw_peer_test, OpenFloodBeyondTheLimitFromAPeerThatReadsNothingStalls) {
   EXPECT_NE(closed->find("replies to its frames waited"), std::string::npos) << *closed;
 }
 
+// After a protocol error the GOAWAY is the last frame the session writes,
+// even when a stream writes between the error and the writer's turn.
+// Found by tests/fuzz/fuzz_session.cpp.
+TEST_F(raw_peer_test, NothingFollowsTheProtocolErrorGoaway) {
+  start(client_config());
+  auto stream = s->open(stream_kind::tcp, target("example.com", 80));
+  ASSERT_TRUE(stream);
+  bytes frames = hello_frame();
+  const bytes again = hello_frame(); // a second HELLO: a connection error
+  frames.insert(frames.end(), again.begin(), again.end());
+  send_raw(frames);
+  ASSERT_TRUE(test::run_until(io, [&] { return s->draining(); }));
+  // The GOAWAY is queued, not yet written: the stream writes and ends now.
+  error_code ec;
+  const bytes late = text("late");
+  stream->try_write_some(asio::buffer(late), ec);
+  write_job fin;
+  spawn(io, write_all(*stream, {}, fin, 1, true));
+
+  const auto received = read_raw_until_eof(); // the frames point into it
+  EXPECT_TRUE(closed);
+  const auto frames_out = frames_of(received);
+  ASSERT_FALSE(frames_out.empty());
+  const auto& last = frames_out.back();
+  ASSERT_EQ(last.header.type, frame_type::goaway)
+      << "the last frame is " << frame_type_name(last.header.type) << " on stream " << last.header.stream;
+  auto g = parse_goaway(last.payload);
+  ASSERT_TRUE(g) << g.error();
+  EXPECT_EQ(g->code, reset_code::protocol_error);
+}
+
 TEST_F(raw_peer_test, SilentPeerTimesOut) {
   auto config = client_config();
   config.ping_interval = 200ms;
