@@ -527,7 +527,7 @@ bool session::on_frame(const decoded_frame& f) {
       return false;
     }
     on_hello(f.payload);
-    return !closed_ && !draining_;
+    return !closed_ && !failed_; // not draining_: goaway() may have come first
   }
   switch (h.type) {
   case frame_type::hello:

@@ -969,6 +969,28 @@ TEST_F(raw_peer_test, NothingFollowsTheProtocolErrorGoaway) {
   EXPECT_EQ(g->code, reset_code::protocol_error);
 }
 
+// goaway() before the peer's HELLO arrived: the session still reads the
+// peer (PINGs are answered, end of stream closes it) instead of going deaf
+// after the HELLO. Found by tests/fuzz/fuzz_session.cpp.
+TEST_F(raw_peer_test, GoawayBeforeThePeersHelloKeepsReading) {
+  start(server_config());
+  s->goaway(reset_code::closed, "maintenance");
+  bytes frames = hello_frame();
+  const ping_payload p{1, 2, 3, 4, 5, 6, 7, 8};
+  encode_ping(frames, p, false);
+  send_raw(frames);
+  raw.shutdown(tcp::socket::shutdown_send);
+
+  const auto received = read_raw_until_eof();
+  ASSERT_TRUE(closed) << "the session missed the end of its transport";
+  EXPECT_NE(closed->find("closed the connection"), std::string::npos) << *closed;
+  const auto frames_out = frames_of(received);
+  EXPECT_TRUE(std::any_of(frames_out.begin(), frames_out.end(), [&](const decoded_frame& f) {
+    auto q = parse_ping(f.payload);
+    return f.header.type == frame_type::ping && (f.header.flags & k_flag_ack) && q && *q == p;
+  })) << "the PING after HELLO was not answered";
+}
+
 TEST_F(raw_peer_test, SilentPeerTimesOut) {
   auto config = client_config();
   config.ping_interval = 200ms;
