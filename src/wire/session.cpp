@@ -297,8 +297,10 @@ void session::remove_stream(const std::shared_ptr<stream_state>& ref) {
 }
 
 void session::finish_stream(const std::shared_ptr<stream_state>& st) {
-  if (!st->removed && st->fin_sent && st->fin_received)
+  if (!st->removed && st->fin_sent && st->fin_received) {
     remove_stream(st);
+    st->wake_all(); // wait_open() and receive_datagram() end with the stream, not only with a reset
+  }
 }
 
 void session::fail_stream(const std::shared_ptr<stream_state>& ref, reset_info why, bool send) {
@@ -1015,7 +1017,8 @@ void mux_stream::close() {
 
 asio::awaitable<std::optional<reset_info>> mux_stream::wait_open() {
   auto st = state_;
-  while (st->state == stream_state::phase::opening && !st->reset)
+  // A stream that finished both ways before OPEN_OK was evidently open.
+  while (st->state == stream_state::phase::opening && !st->reset && !st->removed)
     co_await st->opened.wait();
   co_return st->reset;
 }
@@ -1049,7 +1052,7 @@ bool mux_stream::send_datagram(std::span<const std::uint8_t> datagram) {
 
 asio::awaitable<std::optional<std::vector<std::uint8_t>>> mux_stream::receive_datagram() {
   auto st = state_;
-  while (st->datagrams.empty() && !st->reset)
+  while (st->datagrams.empty() && !st->reset && !st->removed)
     co_await st->readable.wait();
   if (st->datagrams.empty())
     co_return std::nullopt;

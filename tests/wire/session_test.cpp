@@ -739,6 +739,52 @@ TEST_F(session_test, SendSideDropsOversizedAndCongestedDatagrams) {
   EXPECT_EQ(client->stats().datagrams_dropped, 2u);
 }
 
+// Both directions end (FIN each way) before the server accepts: the stream
+// is finished and leaves the session, and wait_open() returns (the peer
+// evidently took the stream) instead of waiting for an OPEN_OK or a reset
+// that can no longer come, even after the session closes. Found by
+// tests/fuzz/fuzz_session.cpp.
+TEST_F(session_test, WaitOpenEndsWhenTheStreamFinishesBeforeOpenOk) {
+  start();
+  auto s = client->open(stream_kind::tcp, target("example.com", 80));
+  ASSERT_TRUE(s);
+  open_job o;
+  spawn(io, wait_open(*s, o));
+  write_job cw;
+  spawn(io, write_all(*s, text("request"), cw, 1024, true));
+  ASSERT_TRUE(run([&] { return cw.done && accepted.size() == 1; }));
+  write_job sw;
+  spawn(io, write_all(*accepted[0], text("response"), sw, 1024, true)); // no accept()
+  read_job cr;
+  spawn(io, read_all(*s, cr));
+  ASSERT_TRUE(run([&] { return sw.done && cr.done; }));
+  EXPECT_EQ(cr.data, text("response"));
+  EXPECT_EQ(cr.ec, asio::error::eof);
+  EXPECT_TRUE(run([&] { return client->stream_count() == 0; }));
+  EXPECT_TRUE(run([&] { return o.done; }, 2s)) << "wait_open() still waits on a finished stream";
+  EXPECT_EQ(o.reset, std::nullopt);
+  client->close("bye");
+  EXPECT_TRUE(run([&] { return o.done; }, 2s)) << "wait_open() outlived the session";
+}
+
+// The same for a UDP flow: a receive_datagram() pending when the flow
+// finishes returns nullopt.
+TEST_F(session_test, ReceiveDatagramEndsWhenTheFlowFinishes) {
+  start();
+  auto flow = client->open(stream_kind::udp, target("10.0.0.53", 53));
+  ASSERT_TRUE(flow);
+  datagram_job rx;
+  spawn(io, receive_datagrams(*flow, rx, 1));
+  write_job cw;
+  spawn(io, write_all(*flow, {}, cw, 1, true));
+  ASSERT_TRUE(run([&] { return cw.done && accepted.size() == 1; }));
+  write_job sw;
+  spawn(io, write_all(*accepted[0], {}, sw, 1, true));
+  ASSERT_TRUE(run([&] { return sw.done && client->stream_count() == 0; }));
+  EXPECT_TRUE(run([&] { return rx.done; }, 2s)) << "receive_datagram() still waits on a finished flow";
+  EXPECT_TRUE(rx.received.empty());
+}
+
 // ---- session life -------------------------------------------------------------
 
 /// One session against a raw socket that the test scripts byte by byte.
