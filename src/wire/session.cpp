@@ -628,7 +628,10 @@ void session::on_open(const frame_header& h, std::span<const std::uint8_t> paylo
   st->send_window = peer_initial_window_;
   st->peer_may_send = config_.initial_window;
   add_stream(st);
-  open_handler_(std::make_unique<mux_stream>(shared_from_this(), st), std::move(request).value());
+  // Called through a copy: a handler may close the session, which drops
+  // open_handler_ (and would destroy the handler while it runs).
+  const auto handler = open_handler_;
+  handler(std::make_unique<mux_stream>(shared_from_this(), st), std::move(request).value());
 }
 
 void session::on_data(const frame_header& h, std::span<const std::uint8_t> payload) {
@@ -722,8 +725,10 @@ void session::on_goaway(std::span<const std::uint8_t> payload) {
   peer_goaway_ = true;
   goaway_info info = g ? std::move(g).value() : goaway_info{0, reset_code::protocol_error, g.error()};
   spdlog::debug("{}: peer sent GOAWAY ({}: {})", config_.label, reset_code_name(info.code), info.reason);
-  if (goaway_handler_)
-    goaway_handler_(info);
+  if (goaway_handler_) {
+    const auto handler = goaway_handler_; // a copy, as for the open handler
+    handler(info);
+  }
 }
 
 // ---- mux_stream -------------------------------------------------------------

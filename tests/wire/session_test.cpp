@@ -785,6 +785,54 @@ TEST_F(session_test, ReceiveDatagramEndsWhenTheFlowFinishes) {
   EXPECT_TRUE(rx.received.empty());
 }
 
+// A handler may end the session that called it (a server closing a
+// tunnel from its open handler, a client from its GOAWAY handler): the
+// session must not destroy the handler, and what it owns, while it runs.
+// Found by tests/fuzz/fuzz_session.cpp (ASan: heap-use-after-free).
+bool g_in_handler = false;
+bool g_handler_died_while_running = false;
+
+/// Owned by a handler; notices being destroyed while that handler runs.
+struct handler_state {
+  int calls = 0;
+  ~handler_state() {
+    if (g_in_handler)
+      g_handler_died_while_running = true;
+  }
+};
+
+TEST_F(session_test, OpenHandlerMayCloseTheSession) {
+  start();
+  g_handler_died_while_running = false;
+  server->set_open_handler([this, state = std::make_shared<handler_state>()](std::unique_ptr<mux_stream>,
+                                                                               open_request) {
+    g_in_handler = true;
+    ++state->calls;
+    server->close("closed by the open handler");
+    g_in_handler = false; // nothing captured is touched after close()
+  });
+  auto s = client->open(stream_kind::tcp, target("example.com", 80));
+  ASSERT_TRUE(s);
+  ASSERT_TRUE(run([&] { return server_closed.has_value() && client_closed.has_value(); }));
+  EXPECT_EQ(*server_closed, "closed by the open handler");
+  EXPECT_FALSE(g_handler_died_while_running) << "close() destroyed the open handler while it ran";
+}
+
+TEST_F(session_test, GoawayHandlerMayCloseTheSession) {
+  start();
+  g_handler_died_while_running = false;
+  client->set_goaway_handler([this, state = std::make_shared<handler_state>()](const goaway_info&) {
+    g_in_handler = true;
+    ++state->calls;
+    client->close("closed by the GOAWAY handler");
+    g_in_handler = false;
+  });
+  server->goaway(reset_code::closed, "maintenance");
+  ASSERT_TRUE(run([&] { return client_closed.has_value(); }));
+  EXPECT_EQ(*client_closed, "closed by the GOAWAY handler");
+  EXPECT_FALSE(g_handler_died_while_running) << "close() destroyed the GOAWAY handler while it ran";
+}
+
 // ---- session life -------------------------------------------------------------
 
 /// One session against a raw socket that the test scripts byte by byte.
