@@ -96,15 +96,16 @@ constexpr std::uint32_t k_two_gib = 0x80000000u;
 
 // ---- Feedback: libFuzzer adds counters in this section to its coverage.
 
-constexpr std::size_t k_features = 2048;
+constexpr std::size_t k_features = 8192;
 __attribute__((section("__libfuzzer_extra_counters"), used)) std::uint8_t g_features[k_features];
 
+/// Marks that (kind, value) happened in this run. Presence only: counts
+/// (how many ops of a kind) would multiply features without telling states
+/// apart, and libFuzzer's entropic schedule pays for every feature.
 void feature(std::uint32_t kind, std::uint32_t value) {
   std::uint32_t h = kind * 0x9E3779B1u ^ value * 0x85EBCA77u;
   h ^= h >> 15;
-  auto& c = g_features[h % k_features];
-  if (c < 255)
-    ++c;
+  g_features[h % k_features] = 1;
 }
 
 // ---- Input.
@@ -268,7 +269,7 @@ struct local_stream {
   std::uint32_t id = 0;
   stream_kind kind = stream_kind::tcp;
   bytes written;               // handed to the stream, in order (whether or not it took all of a failed write)
-  std::size_t confirmed = 0;   // of which the stream took for sure
+  std::size_t confirmed = 0;   // of which the stream took for sure (a failed write fails all later ones)
   bytes received;              // read from it
   bool eof = false;            // a read reported end of stream
   int pending = 0;             // coroutines and callbacks in flight on it
@@ -327,7 +328,10 @@ class harness {
       if (g_trace)
         std::fprintf(stderr, "op %u (in %zu/%zu, out %zu)\n", op % 40, wire_->in_read, wire_->in.size(),
                      wire_->out.size());
-      feature(1, op % 40);
+      // The operation after the previous one, and in which state of the session.
+      feature(1, prev_op_ * 64 + op % 40);
+      feature(7, (op % 40) << 2 | (session_->closed() ? 2u : 0u) | (session_->draining() ? 1u : 0u));
+      prev_op_ = op % 40;
       step(op % 40);
     }
   }
@@ -709,7 +713,7 @@ class harness {
                                                      asio::buffer(data.data() + cut, data.size() - cut)};
         error_code ec;
         co_await l->handle->write(bufs, ec);
-        if (!ec)
+        if (!ec && !data.empty()) // writing nothing succeeds even on a failed stream
           l->confirmed = l->written.size();
         l->writing = false;
       }(l, std::move(data), in_.u16()));
@@ -719,8 +723,10 @@ class harness {
       const std::size_t took = l->handle->try_write_some(asio::buffer(data), ec);
       check(took <= n && (took == 0 || !ec), "try_write_some took bytes and failed");
       check(took > 0 || ec || n == 0, "try_write_some took nothing without saying why");
+      // A stream that takes bytes has not failed, so every earlier write went through.
       l->written.insert(l->written.end(), data.begin(), data.begin() + static_cast<std::ptrdiff_t>(took));
-      l->confirmed = l->written.size();
+      if (took > 0)
+        l->confirmed = l->written.size();
       break;
     }
     default: { // zero-copy, as the pump does it
@@ -743,7 +749,8 @@ class harness {
       if (pieces > 0)
         l->handle->commit(commit);
       l->written.insert(l->written.end(), data.begin(), data.begin() + static_cast<std::ptrdiff_t>(commit));
-      l->confirmed = l->written.size();
+      if (commit > 0)
+        l->confirmed = l->written.size();
       break;
     }
     }
@@ -1283,6 +1290,7 @@ class harness {
   std::size_t local_calls_ = 0;
   std::size_t datagram_bytes_ = 0; // sent by the local side
   std::uint32_t seed_ = 0;
+  std::uint32_t prev_op_ = 63;
   std::uint32_t last_peer_open_ = 0;
   std::uint32_t last_session_open_ = 0;
   std::uint32_t peer_initial_ = k_default_initial_window;
