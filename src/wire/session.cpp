@@ -271,21 +271,21 @@ void session::recycle(std::vector<std::uint8_t> frame) {
 }
 
 void session::send_control(std::vector<std::uint8_t> frame) {
-  if (closed_)
+  if (closed_ || failed_)
     return;
   control_q_.push_back(std::move(frame));
   events_->writer_wake.notify();
 }
 
 void session::send_reply(std::vector<std::uint8_t> frame) {
-  if (closed_)
+  if (closed_ || failed_)
     return;
   ++replies_queued_;
   send_control(std::move(frame));
 }
 
 void session::send_data(std::vector<std::uint8_t> frame, bool wake) {
-  if (closed_)
+  if (closed_ || failed_)
     return;
   data_q_bytes_ += frame.size();
   data_q_.push_back(std::move(frame));
@@ -331,8 +331,10 @@ void session::drop_datagrams(stream_state& st) {
 }
 
 void session::finish_stream(const std::shared_ptr<stream_state>& st) {
-  if (!st->removed && st->fin_sent && st->fin_received)
+  if (!st->removed && st->fin_sent && st->fin_received) {
     remove_stream(st);
+    st->wake_all(); // wait_open() and receive_datagram() end with the stream, not only with a reset
+  }
 }
 
 void session::fail_stream(const std::shared_ptr<stream_state>& ref, reset_info why, bool send) {
@@ -373,6 +375,7 @@ void session::protocol_error(reset_code code, const std::string& message) {
   data_q_.clear();
   data_q_bytes_ = 0;
   control_q_.push_back(std::move(frame));
+  failed_ = true; // nothing more is queued: whatever the streams write now is lost with the session
   draining_ = true;
   close_after_flush_ = "protocol error: " + message;
   events_->writer_wake.notify();
@@ -560,7 +563,7 @@ bool session::on_frame(const decoded_frame& f) {
       return false;
     }
     on_hello(f.payload);
-    return !closed_ && !draining_;
+    return !closed_ && !failed_; // not draining_: goaway() may have come first
   }
   switch (h.type) {
   case frame_type::hello:
@@ -596,7 +599,7 @@ bool session::on_frame(const decoded_frame& f) {
   default:
     break; // unknown frame types are skipped (forward compatibility)
   }
-  return !closed_;
+  return !closed_ && !failed_; // after a protocol error, the peer's frames are not read
 }
 
 void session::on_hello(std::span<const std::uint8_t> payload) {
@@ -668,7 +671,10 @@ void session::on_open(const frame_header& h, std::span<const std::uint8_t> paylo
   st->send_window = peer_initial_window_;
   st->peer_may_send = config_.initial_window;
   add_stream(st);
-  open_handler_(std::make_unique<mux_stream>(shared_from_this(), st), std::move(request).value());
+  // Called through a copy: a handler may close the session, which drops
+  // open_handler_ (and would destroy the handler while it runs).
+  const auto handler = open_handler_;
+  handler(std::make_unique<mux_stream>(shared_from_this(), st), std::move(request).value());
 }
 
 void session::on_data(const frame_header& h, std::span<const std::uint8_t> payload) {
@@ -767,8 +773,10 @@ void session::on_goaway(std::span<const std::uint8_t> payload) {
   peer_goaway_ = true;
   goaway_info info = g ? std::move(g).value() : goaway_info{0, reset_code::protocol_error, g.error()};
   spdlog::debug("{}: peer sent GOAWAY ({}: {})", config_.label, reset_code_name(info.code), info.reason);
-  if (goaway_handler_)
-    goaway_handler_(info);
+  if (goaway_handler_) {
+    const auto handler = goaway_handler_; // a copy, as for the open handler
+    handler(info);
+  }
 }
 
 // ---- mux_stream -------------------------------------------------------------
@@ -1062,7 +1070,8 @@ void mux_stream::close() {
 
 asio::awaitable<std::optional<reset_info>> mux_stream::wait_open() {
   auto st = state_;
-  while (st->state == stream_state::phase::opening && !st->reset)
+  // A stream that finished both ways before OPEN_OK was evidently open.
+  while (st->state == stream_state::phase::opening && !st->reset && !st->removed)
     co_await st->opened.wait();
   co_return st->reset;
 }
@@ -1102,7 +1111,7 @@ bool mux_stream::send_datagram(std::span<const std::uint8_t> datagram) {
 
 asio::awaitable<std::optional<std::vector<std::uint8_t>>> mux_stream::receive_datagram() {
   auto st = state_;
-  while (st->datagrams.empty() && !st->reset)
+  while (st->datagrams.empty() && !st->reset && !st->removed)
     co_await st->readable.wait();
   if (st->datagrams.empty())
     co_return std::nullopt;

@@ -244,6 +244,7 @@ class session : public std::enable_shared_from_this<session> {
   session_stats stats_;
   std::string close_reason_;
   std::string close_after_flush_; // close once the queued frames are written (protocol error, shutdown)
+  bool failed_ = false;           // a protocol error: its GOAWAY is the last frame written
   bool graceful_ = false;         // shutdown(): also end the transport politely
 };
 

@@ -768,6 +768,100 @@ TEST_F(session_test, SendSideDropsOversizedAndCongestedDatagrams) {
   EXPECT_EQ(client->stats().datagrams_dropped, 2u);
 }
 
+// Both directions end (FIN each way) before the server accepts: the stream
+// is finished and leaves the session, and wait_open() returns (the peer
+// evidently took the stream) instead of waiting for an OPEN_OK or a reset
+// that can no longer come, even after the session closes. Found by
+// tests/fuzz/fuzz_session.cpp.
+TEST_F(session_test, WaitOpenEndsWhenTheStreamFinishesBeforeOpenOk) {
+  start();
+  auto s = client->open(stream_kind::tcp, target("example.com", 80));
+  ASSERT_TRUE(s);
+  open_job o;
+  spawn(io, wait_open(*s, o));
+  write_job cw;
+  spawn(io, write_all(*s, text("request"), cw, 1024, true));
+  ASSERT_TRUE(run([&] { return cw.done && accepted.size() == 1; }));
+  write_job sw;
+  spawn(io, write_all(*accepted[0], text("response"), sw, 1024, true)); // no accept()
+  read_job cr;
+  spawn(io, read_all(*s, cr));
+  ASSERT_TRUE(run([&] { return sw.done && cr.done; }));
+  EXPECT_EQ(cr.data, text("response"));
+  EXPECT_EQ(cr.ec, asio::error::eof);
+  EXPECT_TRUE(run([&] { return client->stream_count() == 0; }));
+  EXPECT_TRUE(run([&] { return o.done; }, 2s)) << "wait_open() still waits on a finished stream";
+  EXPECT_EQ(o.reset, std::nullopt);
+  client->close("bye");
+  EXPECT_TRUE(run([&] { return o.done; }, 2s)) << "wait_open() outlived the session";
+}
+
+// The same for a UDP flow: a receive_datagram() pending when the flow
+// finishes returns nullopt.
+TEST_F(session_test, ReceiveDatagramEndsWhenTheFlowFinishes) {
+  start();
+  auto flow = client->open(stream_kind::udp, target("10.0.0.53", 53));
+  ASSERT_TRUE(flow);
+  datagram_job rx;
+  spawn(io, receive_datagrams(*flow, rx, 1));
+  write_job cw;
+  spawn(io, write_all(*flow, {}, cw, 1, true));
+  ASSERT_TRUE(run([&] { return cw.done && accepted.size() == 1; }));
+  write_job sw;
+  spawn(io, write_all(*accepted[0], {}, sw, 1, true));
+  ASSERT_TRUE(run([&] { return sw.done && client->stream_count() == 0; }));
+  EXPECT_TRUE(run([&] { return rx.done; }, 2s)) << "receive_datagram() still waits on a finished flow";
+  EXPECT_TRUE(rx.received.empty());
+}
+
+// A handler may end the session that called it (a server closing a
+// tunnel from its open handler, a client from its GOAWAY handler): the
+// session must not destroy the handler, and what it owns, while it runs.
+// Found by tests/fuzz/fuzz_session.cpp (ASan: heap-use-after-free).
+bool g_in_handler = false;
+bool g_handler_died_while_running = false;
+
+/// Owned by a handler; notices being destroyed while that handler runs.
+struct handler_state {
+  int calls = 0;
+  ~handler_state() {
+    if (g_in_handler)
+      g_handler_died_while_running = true;
+  }
+};
+
+TEST_F(session_test, OpenHandlerMayCloseTheSession) {
+  start();
+  g_handler_died_while_running = false;
+  server->set_open_handler([this, state = std::make_shared<handler_state>()](std::unique_ptr<mux_stream>,
+                                                                               open_request) {
+    g_in_handler = true;
+    ++state->calls;
+    server->close("closed by the open handler");
+    g_in_handler = false; // nothing captured is touched after close()
+  });
+  auto s = client->open(stream_kind::tcp, target("example.com", 80));
+  ASSERT_TRUE(s);
+  ASSERT_TRUE(run([&] { return server_closed.has_value() && client_closed.has_value(); }));
+  EXPECT_EQ(*server_closed, "closed by the open handler");
+  EXPECT_FALSE(g_handler_died_while_running) << "close() destroyed the open handler while it ran";
+}
+
+TEST_F(session_test, GoawayHandlerMayCloseTheSession) {
+  start();
+  g_handler_died_while_running = false;
+  client->set_goaway_handler([this, state = std::make_shared<handler_state>()](const goaway_info&) {
+    g_in_handler = true;
+    ++state->calls;
+    client->close("closed by the GOAWAY handler");
+    g_in_handler = false;
+  });
+  server->goaway(reset_code::closed, "maintenance");
+  ASSERT_TRUE(run([&] { return client_closed.has_value(); }));
+  EXPECT_EQ(*client_closed, "closed by the GOAWAY handler");
+  EXPECT_FALSE(g_handler_died_while_running) << "close() destroyed the GOAWAY handler while it ran";
+}
+
 // ---- session life -------------------------------------------------------------
 
 /// One session against a raw socket that the test scripts byte by byte.
@@ -1137,6 +1231,59 @@ TEST_F(raw_peer_test, TinyDataFramesAreKeptInFewChunks) {
   for (std::size_t i = 0; i < k_frames; ++i)
     ASSERT_EQ(got[i], static_cast<std::uint8_t>(i)) << "byte " << i;
   EXPECT_FALSE(closed);
+}
+
+// After a protocol error the GOAWAY is the last frame the session writes,
+// even when a stream writes between the error and the writer's turn.
+// Found by tests/fuzz/fuzz_session.cpp.
+TEST_F(raw_peer_test, NothingFollowsTheProtocolErrorGoaway) {
+  start(client_config());
+  auto stream = s->open(stream_kind::tcp, target("example.com", 80));
+  ASSERT_TRUE(stream);
+  bytes frames = hello_frame();
+  const bytes again = hello_frame(); // a second HELLO: a connection error
+  frames.insert(frames.end(), again.begin(), again.end());
+  send_raw(frames);
+  ASSERT_TRUE(test::run_until(io, [&] { return s->draining(); }));
+  // The GOAWAY is queued, not yet written: the stream writes and ends now.
+  error_code ec;
+  const bytes late = text("late");
+  stream->try_write_some(asio::buffer(late), ec);
+  write_job fin;
+  spawn(io, write_all(*stream, {}, fin, 1, true));
+
+  const auto received = read_raw_until_eof(); // the frames point into it
+  EXPECT_TRUE(closed);
+  const auto frames_out = frames_of(received);
+  ASSERT_FALSE(frames_out.empty());
+  const auto& last = frames_out.back();
+  ASSERT_EQ(last.header.type, frame_type::goaway)
+      << "the last frame is " << frame_type_name(last.header.type) << " on stream " << last.header.stream;
+  auto g = parse_goaway(last.payload);
+  ASSERT_TRUE(g) << g.error();
+  EXPECT_EQ(g->code, reset_code::protocol_error);
+}
+
+// goaway() before the peer's HELLO arrived: the session still reads the
+// peer (PINGs are answered, end of stream closes it) instead of going deaf
+// after the HELLO. Found by tests/fuzz/fuzz_session.cpp.
+TEST_F(raw_peer_test, GoawayBeforeThePeersHelloKeepsReading) {
+  start(server_config());
+  s->goaway(reset_code::closed, "maintenance");
+  bytes frames = hello_frame();
+  const ping_payload p{1, 2, 3, 4, 5, 6, 7, 8};
+  encode_ping(frames, p, false);
+  send_raw(frames);
+  raw.shutdown(tcp::socket::shutdown_send);
+
+  const auto received = read_raw_until_eof();
+  ASSERT_TRUE(closed) << "the session missed the end of its transport";
+  EXPECT_NE(closed->find("closed the connection"), std::string::npos) << *closed;
+  const auto frames_out = frames_of(received);
+  EXPECT_TRUE(std::any_of(frames_out.begin(), frames_out.end(), [&](const decoded_frame& f) {
+    auto q = parse_ping(f.payload);
+    return f.header.type == frame_type::ping && (f.header.flags & k_flag_ack) && q && *q == p;
+  })) << "the PING after HELLO was not answered";
 }
 
 // The peer says HELLO and then nothing, not even PING replies: the session
