@@ -38,6 +38,27 @@ WAIT = 10.0
 LISTENING_RE = re.compile(r"relay: listening on (TCP|UDP) (.*), forwarding to (\S+)")
 LISTENING_UNIX_RE = re.compile(r"relay: listening on unix (\S+), forwarding to (\S+)")
 
+def built_with_asan(path=None):
+    """True when the warren binary at `path` (default WARREN) links
+    AddressSanitizer's runtime: its heap then keeps freed blocks in a
+    quarantine (up to quarantine_size_mb) and its VmRSS says little about
+    what warren itself holds."""
+    try:
+        with open(path or WARREN, "rb") as f:
+            return b"libasan.so" in f.read()
+    except OSError:
+        return False
+
+
+def without_asan_quarantine():
+    """A command prefix that runs warren with ASan's quarantine off, for
+    tests that measure its memory; empty for a build without ASan."""
+    if not built_with_asan():
+        return []
+    options = os.environ.get("ASAN_OPTIONS", "")
+    return ["env", "ASAN_OPTIONS=%s%squarantine_size_mb=0" % (options, ":" if options else "")]
+
+
 # Text that must never appear on warren's stderr: crashes and sanitizer reports.
 CRASH_MARKERS = (
     "terminate called",
