@@ -28,6 +28,8 @@ struct server_args {
   std::uint32_t max_streams = 1024;
   std::uint64_t max_buffer = 0; // 0: max_streams x the initial window
   std::size_t max_clients = 1024;
+  std::size_t lookup_threads = 32;
+  std::size_t max_lookups = 8;
 };
 
 int run(const server_args& a) {
@@ -60,13 +62,18 @@ int run(const server_args& a) {
     throw user_error("--max-buffer-per-client " + std::to_string(a.max_buffer) + " is less than one stream's window (" +
                      std::to_string(o.session.initial_window / 1024) + " KiB)");
   o.max_buffer_per_client = a.max_buffer;
+  if (a.max_lookups > a.lookup_threads)
+    throw user_error("--max-lookups-per-client " + std::to_string(a.max_lookups) + " is more than --lookup-threads " +
+                     std::to_string(a.lookup_threads) + ": one client could take every lookup thread");
+  o.max_lookups_per_client = a.max_lookups;
   o.session.label = "server";
   const std::uint64_t buffer =
       a.max_buffer != 0 ? a.max_buffer : std::uint64_t{a.max_streams} * o.session.initial_window;
-  spdlog::info("server: per client at most {} streams and {} of data buffered for them "
-               "(--max-streams-per-client, --max-buffer-per-client)",
-               a.max_streams, buffer % (1u << 20) == 0 ? std::to_string(buffer >> 20) + " MiB"
-                                                       : std::to_string(buffer >> 10) + " KiB");
+  spdlog::info("server: per client at most {} streams and {} of data buffered for them, {} of {} name lookups "
+               "at a time (--max-streams-per-client, --max-buffer-per-client, --max-lookups-per-client)",
+               a.max_streams,
+               buffer % (1u << 20) == 0 ? std::to_string(buffer >> 20) + " MiB" : std::to_string(buffer >> 10) + " KiB",
+               a.max_lookups, a.lookup_threads);
   // Each stream holds an outbound socket (two while Happy Eyeballs races).
   const auto fds = raise_fd_limit();
   if (fds.now != fds.before)
@@ -108,7 +115,11 @@ int run(const server_args& a) {
 
   asio::io_context io(1);
   asio::signal_set signals(io, SIGINT, SIGTERM);
-  net::system_resolver resolver;
+  // Each lookup blocks a thread (getaddrinfo) for as long as the name takes,
+  // seconds for a slow one; a client holds at most --max-lookups-per-client
+  // of these threads at a time, so a few with slow names leave the rest to
+  // the others.
+  net::system_resolver resolver(a.lookup_threads);
   auto srv = std::make_shared<tunnel::server>(io.get_executor(), resolver, o);
   auto bound = srv->bind();
   if (!bound)
@@ -162,6 +173,13 @@ std::function<int()> add_server_command(CLI::App& app) {
                   "a stream beyond it is refused); e.g. 64M. Default: max-streams-per-client x 256 KiB")
       ->transform(CLI::AsSizeValue(false));
   cmd->add_option("--max-clients", a->max_clients)->capture_default_str()->check(CLI::Range(1, 100'000));
+  cmd->add_option("--lookup-threads", a->lookup_threads, "Threads for outbound name lookups (getaddrinfo), all clients")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
+  cmd->add_option("--max-lookups-per-client", a->max_lookups,
+                  "Name lookups one client may have running at a time; more wait their turn")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
   return [a] { return run(*a); };
 }
 

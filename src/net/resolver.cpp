@@ -141,4 +141,78 @@ void system_resolver::async_resolve(asio::any_io_executor ex, std::string host, 
   });
 }
 
+struct bounded_resolver::request {
+  asio::any_io_executor ex;
+  std::string host;
+  ip_family family;
+  handler h;
+  asio::cancellation_slot slot;
+  bool done = false; // `h` has been called, or posted
+
+  /// Answers the caller, once. Asio's convention: the slot's handler is left
+  /// in place; a late cancellation finds `done` and does nothing.
+  void finish(error_code ec, std::vector<asio::ip::address> addresses) {
+    if (done)
+      return;
+    done = true;
+    auto handler = std::move(h);
+    handler(ec, std::move(addresses));
+  }
+  /// Answers operation_aborted from a cancellation handler, which must not
+  /// call the caller inline.
+  void abort() {
+    if (done)
+      return;
+    done = true;
+    asio::post(ex, [handler = std::move(h)] { handler(asio::error::operation_aborted, {}); });
+  }
+};
+
+std::shared_ptr<bounded_resolver> bounded_resolver::create(resolver& inner, std::size_t limit) {
+  return std::shared_ptr<bounded_resolver>(new bounded_resolver(inner, std::max<std::size_t>(limit, 1)));
+}
+
+void bounded_resolver::async_resolve(asio::any_io_executor ex, std::string host, ip_family family, handler h,
+                                     asio::cancellation_slot slot) {
+  auto r = std::make_shared<request>(request{std::move(ex), std::move(host), family, std::move(h), slot});
+  if (running_ < limit_) {
+    run(std::move(r));
+    return;
+  }
+  if (slot.is_connected()) {
+    slot.assign([weak_self = weak_from_this(), weak_r = std::weak_ptr<request>(r)](asio::cancellation_type) {
+      auto self = weak_self.lock();
+      auto waiting = weak_r.lock();
+      if (!self || !waiting)
+        return;
+      std::erase(self->waiting_, waiting);
+      waiting->abort();
+    });
+  }
+  waiting_.push_back(std::move(r));
+}
+
+void bounded_resolver::run(std::shared_ptr<request> r) {
+  ++running_;
+  if (r->slot.is_connected())
+    r->slot.assign([weak_r = std::weak_ptr<request>(r)](asio::cancellation_type) {
+      if (auto running = weak_r.lock())
+        running->abort(); // answered now; the place is freed when the lookup ends
+    });
+  const auto ex = r->ex;
+  const auto host = r->host;
+  inner_.async_resolve(
+      ex, host, r->family,
+      [self = shared_from_this(), r](error_code ec, std::vector<asio::ip::address> addresses) {
+        --self->running_;
+        if (!self->waiting_.empty() && self->running_ < self->limit_) {
+          auto next = std::move(self->waiting_.front());
+          self->waiting_.pop_front();
+          self->run(std::move(next));
+        }
+        r->finish(ec, std::move(addresses));
+      },
+      asio::cancellation_slot{});
+}
+
 } // namespace warren::net

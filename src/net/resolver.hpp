@@ -17,6 +17,7 @@
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/thread_pool.hpp>
 
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -60,6 +61,40 @@ class system_resolver final : public resolver {
  private:
   lookup_function lookup_;
   boost::asio::thread_pool pool_;
+};
+
+/// A resolver in front of another that lets at most `limit` of its lookups
+/// occupy the other one at a time; the rest wait here, in order. The server
+/// gives each client one, so that one client's lookups (many streams, slow
+/// names) can neither take every thread of the shared pool nor queue in
+/// front of everyone else's.
+///
+/// A lookup cancelled while it waits here ends at once and never reaches the
+/// other resolver. One cancelled while it runs ends at once too, but keeps
+/// its place until the other resolver is done with it: getaddrinfo cannot be
+/// interrupted, so the thread is still taken. (Cancellation is therefore not
+/// passed on.) Single-threaded: call it, and let it answer, on one executor.
+class bounded_resolver final : public resolver, public std::enable_shared_from_this<bounded_resolver> {
+ public:
+  static std::shared_ptr<bounded_resolver> create(resolver& inner, std::size_t limit);
+  void async_resolve(boost::asio::any_io_executor ex, std::string host, ip_family family, handler h,
+                     boost::asio::cancellation_slot slot) override;
+
+  /// Lookups the other resolver has from us (cancelled ones included).
+  std::size_t running() const { return running_; }
+  /// Lookups waiting here for a place.
+  std::size_t waiting() const { return waiting_.size(); }
+
+  struct request; // one lookup, shared with its cancellation handler
+
+ private:
+  bounded_resolver(resolver& inner, std::size_t limit) : inner_(inner), limit_(limit) {}
+  void run(std::shared_ptr<request> r);
+
+  resolver& inner_;
+  std::size_t limit_;
+  std::size_t running_ = 0;
+  std::deque<std::shared_ptr<request>> waiting_;
 };
 
 /// Awaitable form of resolver::async_resolve; completion void(error_code, std::vector<address>).

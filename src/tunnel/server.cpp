@@ -44,10 +44,9 @@ wire::reset_code code_for(const error_code& ec) {
 server::server(asio::any_io_executor ex, net::resolver& r, server_options options)
     : ex_(std::move(ex)), resolver_(r), options_(std::move(options)) {
   options_.session.is_client = false;
-  options_.session.max_buffered =
-      options_.max_buffer_per_client != 0
-          ? options_.max_buffer_per_client
-          : std::uint64_t{options_.session.max_streams} * options_.session.initial_window;
+  options_.session.max_buffered = options_.max_buffer_per_client != 0
+                                      ? options_.max_buffer_per_client
+                                      : std::uint64_t{options_.session.max_streams} * options_.session.initial_window;
 }
 
 expected<std::vector<tcp::endpoint>> server::bind() {
@@ -115,7 +114,8 @@ asio::awaitable<void> server::handshake(tcp::socket socket) {
   auto s = wire::session::create(std::move(accepted.stream), config);
   sessions_.push_back(s);
   spdlog::info("server: {} connected over {}", config.label, transport::to_string(options_.listen.scheme));
-  auto log = std::make_shared<client_log>(client_log{config.label});
+  auto log = std::make_shared<client_state>(
+      client_state{config.label, net::bounded_resolver::create(resolver_, options_.max_lookups_per_client)});
   s->set_open_handler([self, log](std::unique_ptr<wire::mux_stream> stream, wire::open_request request) {
     self->on_open(log, std::move(stream), std::move(request));
   });
@@ -150,7 +150,7 @@ std::optional<std::string> server::denied_without_lookup(const wire::open_reques
          "name, nor any address on port " + std::to_string(target.port) + ")";
 }
 
-void server::refuse(client_log& log, wire::mux_stream& stream, wire::reset_code code, const std::string& detail) {
+void server::refuse(client_state& log, wire::mux_stream& stream, wire::reset_code code, const std::string& detail) {
   if (log.refused.allow(steady_clock::now())) {
     const auto left_out = log.refused.take_left_out();
     spdlog::info("server: {} {}: {}{}", log.label, stream.description(), detail,
@@ -159,7 +159,7 @@ void server::refuse(client_log& log, wire::mux_stream& stream, wire::reset_code 
   stream.refuse(code, detail);
 }
 
-void server::on_open(const std::shared_ptr<client_log>& log, std::unique_ptr<wire::mux_stream> stream,
+void server::on_open(const std::shared_ptr<client_state>& log, std::unique_ptr<wire::mux_stream> stream,
                      wire::open_request request) {
   if (stopping_) {
     stream->refuse(wire::reset_code::refused, "the server is shutting down");
@@ -168,10 +168,10 @@ void server::on_open(const std::shared_ptr<client_log>& log, std::unique_ptr<wir
   if (request.kind == wire::stream_kind::tcp)
     asio::co_spawn(ex_, serve_tcp(log, std::move(stream), std::move(request)), asio::detached);
   else
-    asio::co_spawn(ex_, serve_udp(std::move(stream), std::move(request)), asio::detached);
+    asio::co_spawn(ex_, serve_udp(log, std::move(stream), std::move(request)), asio::detached);
 }
 
-asio::awaitable<void> server::serve_tcp(std::shared_ptr<client_log> log, std::unique_ptr<wire::mux_stream> stream,
+asio::awaitable<void> server::serve_tcp(std::shared_ptr<client_state> log, std::unique_ptr<wire::mux_stream> stream,
                                         wire::open_request request) {
   auto self = shared_from_this();
   if (stream->reset_reason())
@@ -186,7 +186,7 @@ asio::awaitable<void> server::serve_tcp(std::shared_ptr<client_log> log, std::un
   // is free once it is reset, so a client that resets streams as fast as it
   // opens them would otherwise have any number of connects in flight.
   auto outcome =
-      co_await (net::async_connect(ex_, resolver_, target, options, asio::use_awaitable) || stream->wait_reset());
+      co_await (net::async_connect(ex_, *log->lookups, target, options, asio::use_awaitable) || stream->wait_reset());
   if (outcome.index() == 1)
     co_return;
   auto& r = std::get<0>(outcome);
@@ -211,12 +211,13 @@ asio::awaitable<void> server::serve_tcp(std::shared_ptr<client_log> log, std::un
                      });
 }
 
-asio::awaitable<void> server::serve_udp(std::unique_ptr<wire::mux_stream> stream, wire::open_request request) {
+asio::awaitable<void> server::serve_udp(std::shared_ptr<client_state> client, std::unique_ptr<wire::mux_stream> stream,
+                                        wire::open_request request) {
   auto self = shared_from_this();
   if (stream->reset_reason())
     co_return;
   if (auto denied = denied_without_lookup(request)) {
-    stream->refuse(wire::reset_code::denied, *denied);
+    refuse(*client, *stream, wire::reset_code::denied, *denied);
     co_return;
   }
   const auto target = request.target.to_host_port();
@@ -228,7 +229,7 @@ asio::awaitable<void> server::serve_udp(std::unique_ptr<wire::mux_stream> stream
   } else {
     auto resolve = [&]() -> asio::awaitable<void> {
       for (auto f : {net::ip_family::v4, net::ip_family::v6}) {
-        auto [rec, found] = co_await net::async_resolve(resolver_, ex_, target.host, f, use_tuple);
+        auto [rec, found] = co_await net::async_resolve(*client->lookups, ex_, target.host, f, use_tuple);
         candidates.insert(candidates.end(), found.begin(), found.end());
       }
     };
@@ -237,7 +238,7 @@ asio::awaitable<void> server::serve_udp(std::unique_ptr<wire::mux_stream> stream
   }
   std::erase_if(candidates, [&](const auto& a) { return !options.allow(a); });
   if (candidates.empty()) {
-    stream->refuse(wire::reset_code::denied, "no allowed address for " + request.target.to_string());
+    refuse(*client, *stream, wire::reset_code::denied, "no allowed address for " + request.target.to_string());
     co_return;
   }
   udp::socket socket(ex_);
@@ -252,7 +253,7 @@ asio::awaitable<void> server::serve_udp(std::unique_ptr<wire::mux_stream> stream
   if (!ec)
     socket.non_blocking(true, ec);
   if (ec) {
-    stream->refuse(code_for(ec), "cannot reach " + request.target.to_string() + ": " + net::describe(ec));
+    refuse(*client, *stream, code_for(ec), "cannot reach " + request.target.to_string() + ": " + net::describe(ec));
     co_return;
   }
   stream->accept();

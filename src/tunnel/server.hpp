@@ -40,6 +40,11 @@ struct server_options {
   /// streams together (session.max_buffered). 0: session.max_streams x
   /// session.initial_window, so the stream limit alone decides.
   std::uint64_t max_buffer_per_client = 0;
+  /// Name lookups one client can have in the resolver at a time (cancelled
+  /// ones that still run included); more wait their turn in its own queue.
+  /// Keep it well below the resolver's thread count (the CLI: 32 threads),
+  /// so that a client with slow names leaves the others their lookups.
+  std::size_t max_lookups_per_client = 8;
 };
 
 class server : public std::enable_shared_from_this<server> {
@@ -56,25 +61,29 @@ class server : public std::enable_shared_from_this<server> {
  private:
   void accept_loop(boost::asio::ip::tcp::acceptor& acceptor);
   boost::asio::awaitable<void> handshake(boost::asio::ip::tcp::socket socket);
-  /// What the server logs about one client's streams: a few refusals per
-  /// interval, then a count (log volume is a resource a client can spend).
-  struct client_log {
+  /// What the server keeps per client beside its session. The log of its
+  /// refused streams: a few per interval, then a count (log volume is a
+  /// resource a client can spend). Its lookups: at most
+  /// max_lookups_per_client of the shared resolver's threads at a time.
+  struct client_state {
     std::string label;
+    std::shared_ptr<net::bounded_resolver> lookups;
     line_limiter refused{k_refusals_logged, k_refusal_log_interval};
   };
   static constexpr std::size_t k_refusals_logged = 10;
   static constexpr std::chrono::seconds k_refusal_log_interval{10};
 
-  void on_open(const std::shared_ptr<client_log>& log, std::unique_ptr<wire::mux_stream> stream,
+  void on_open(const std::shared_ptr<client_state>& log, std::unique_ptr<wire::mux_stream> stream,
                wire::open_request request);
-  boost::asio::awaitable<void> serve_tcp(std::shared_ptr<client_log> log, std::unique_ptr<wire::mux_stream> stream,
+  boost::asio::awaitable<void> serve_tcp(std::shared_ptr<client_state> log, std::unique_ptr<wire::mux_stream> stream,
                                          wire::open_request request);
-  boost::asio::awaitable<void> serve_udp(std::unique_ptr<wire::mux_stream> stream, wire::open_request request);
+  boost::asio::awaitable<void> serve_udp(std::shared_ptr<client_state> client, std::unique_ptr<wire::mux_stream> stream,
+                                         wire::open_request request);
   net::connect_options outbound_options(const wire::open_request& request, std::uint32_t id) const;
   /// Why a name the policy can never allow is denied, without looking it up.
   std::optional<std::string> denied_without_lookup(const wire::open_request& request) const;
   /// Refuses a stream, logging it within the client's log budget.
-  void refuse(client_log& log, wire::mux_stream& stream, wire::reset_code code, const std::string& detail);
+  void refuse(client_state& log, wire::mux_stream& stream, wire::reset_code code, const std::string& detail);
 
   boost::asio::any_io_executor ex_;
   net::resolver& resolver_;

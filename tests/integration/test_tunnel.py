@@ -1132,11 +1132,14 @@ class FrameTest(TunnelTestCase):
         server buffer: the 256 KiB windows of its streams together. With
         room for two, a third stream is refused (RESET 7, limit reached)
         with a reason that says so; once one ends, a new one is accepted.
-        The server states its limits when it starts."""
+        The server states its limits when it starts (lookups per client too:
+        tests/tunnel/server_test.cpp shows that limit at work)."""
         web = self.http_server()
         server = self.start_server(scheme="tcp", allow=("127.0.0.1:%d" % web.port,),
-                                   extra=["--max-buffer-per-client", "512K"], log_level="info")
-        server.wait_for(r"per client at most 1024 streams and 512 KiB of data buffered")
+                                   extra=["--max-buffer-per-client", "512K", "--max-lookups-per-client", "4"],
+                                   log_level="info")
+        server.wait_for(r"per client at most 1024 streams and 512 KiB of data buffered for them, "
+                        r"4 of 32 name lookups at a time")
         s = self.raw_tunnel(server)
         target = b"\x01" + socket.inet_aton("127.0.0.1") + struct.pack(">H", web.port)
 

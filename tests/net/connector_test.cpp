@@ -15,6 +15,8 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <deque>
+#include <map>
 #include <mutex>
 
 using namespace std::chrono_literals;
@@ -188,8 +190,9 @@ TEST_F(connector, AwaitedLookupIsCancelledByTheOtherSideOfOr) {
   std::optional<std::size_t> winner;
   test::spawn(io, [&]() -> asio::awaitable<void> {
     asio::steady_timer t(io, 10ms);
-    auto r = co_await (async_resolve(resolver, io.get_executor(), "dead-dns.test", ip_family::v6, asio::use_awaitable) ||
-                       t.async_wait(asio::use_awaitable));
+    auto r =
+        co_await (async_resolve(resolver, io.get_executor(), "dead-dns.test", ip_family::v6, asio::use_awaitable) ||
+                  t.async_wait(asio::use_awaitable));
     winner = r.index();
   });
   ASSERT_TRUE(test::run_until(io, [&] { return winner.has_value(); }));
@@ -247,6 +250,130 @@ TEST(system_resolver_test, CancelledQueuedLookupsAreSkipped) {
   EXPECT_EQ(looked_up.load(), 1) << "cancelled lookups still ran";
   for (int i = 0; i < k_lookups; ++i)
     EXPECT_EQ(calls[i], 1) << "lookup " << i;
+}
+
+// An inner resolver that answers only when the test says so.
+class manual_resolver final : public resolver {
+ public:
+  struct lookup {
+    std::string host;
+    handler h;
+  };
+  std::deque<lookup> asked;
+  bool saw_cancellation_slot = false;
+
+  void async_resolve(asio::any_io_executor, std::string host, ip_family, handler h,
+                     asio::cancellation_slot slot) override {
+    saw_cancellation_slot = saw_cancellation_slot || slot.is_connected();
+    asked.push_back({std::move(host), std::move(h)});
+  }
+  /// Answers the oldest lookup still unanswered with 127.0.0.1.
+  std::string answer_oldest() {
+    auto l = std::move(asked.front());
+    asked.pop_front();
+    l.h({}, {v4_loopback()});
+    return l.host;
+  }
+};
+
+struct bounded_lookups : ::testing::Test {
+  asio::io_context io;
+  manual_resolver inner;
+  std::shared_ptr<bounded_resolver> bounded = bounded_resolver::create(inner, 2);
+  std::map<std::string, std::vector<error_code>> answers; // host -> every answer it got
+  std::map<std::string, asio::cancellation_signal> signals;
+
+  void ask(const std::string& host) {
+    bounded->async_resolve(
+        io.get_executor(), host, ip_family::v4,
+        [this, host](error_code ec, std::vector<asio::ip::address>) { answers[host].push_back(ec); },
+        signals[host].slot());
+  }
+  void settle() {
+    io.restart();
+    io.poll();
+  }
+  std::vector<std::string> inner_hosts() const {
+    std::vector<std::string> out;
+    for (const auto& l : inner.asked)
+      out.push_back(l.host);
+    return out;
+  }
+};
+
+// At most `limit` lookups reach the inner resolver; the rest wait, and each
+// starts, in the order asked, when one before it ends.
+TEST_F(bounded_lookups, PassesTheLimitThenQueuesInOrder) {
+  for (const auto* h : {"a", "b", "c", "d"})
+    ask(h);
+  EXPECT_EQ(inner_hosts(), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(bounded->running(), 2u);
+  EXPECT_EQ(bounded->waiting(), 2u);
+  EXPECT_EQ(inner.answer_oldest(), "a");
+  EXPECT_EQ(inner_hosts(), (std::vector<std::string>{"b", "c"}));
+  EXPECT_EQ(answers["a"], std::vector<error_code>{error_code{}});
+  inner.answer_oldest();
+  inner.answer_oldest();
+  EXPECT_EQ(inner_hosts(), (std::vector<std::string>{"d"}));
+  inner.answer_oldest();
+  EXPECT_EQ(bounded->running(), 0u);
+  EXPECT_EQ(bounded->waiting(), 0u);
+  for (const auto* h : {"a", "b", "c", "d"})
+    EXPECT_EQ(answers[h], std::vector<error_code>{error_code{}}) << h;
+  EXPECT_FALSE(inner.saw_cancellation_slot) << "getaddrinfo cannot be interrupted: cancellation stays here";
+}
+
+// A lookup cancelled while it waits ends at once, with operation_aborted,
+// and never reaches the inner resolver.
+TEST_F(bounded_lookups, CancelledWhileWaitingNeverReachesTheResolver) {
+  for (const auto* h : {"a", "b", "c", "d"})
+    ask(h);
+  signals["c"].emit(asio::cancellation_type::terminal);
+  settle();
+  EXPECT_EQ(answers["c"], std::vector<error_code>{asio::error::operation_aborted});
+  EXPECT_EQ(bounded->waiting(), 1u);
+  inner.answer_oldest();
+  EXPECT_EQ(inner_hosts(), (std::vector<std::string>{"b", "d"})) << "c was skipped";
+  inner.answer_oldest();
+  inner.answer_oldest();
+  settle();
+  EXPECT_EQ(answers["c"].size(), 1u) << "answered exactly once";
+}
+
+// A lookup cancelled while it runs ends at once, but its place stays taken
+// until the inner resolver is done with it (the thread is still busy).
+TEST_F(bounded_lookups, CancelledWhileRunningKeepsItsPlaceUntilTheResolverEnds) {
+  for (const auto* h : {"a", "b", "c"})
+    ask(h);
+  signals["a"].emit(asio::cancellation_type::terminal);
+  settle();
+  EXPECT_EQ(answers["a"], std::vector<error_code>{asio::error::operation_aborted});
+  EXPECT_EQ(bounded->running(), 2u);
+  EXPECT_EQ(inner_hosts(), (std::vector<std::string>{"a", "b"})) << "c waits: a still holds a thread";
+  inner.answer_oldest(); // a's late answer: it frees the place, and goes nowhere
+  EXPECT_EQ(inner_hosts(), (std::vector<std::string>{"b", "c"}));
+  EXPECT_EQ(answers["a"].size(), 1u) << "answered exactly once";
+  signals["a"].emit(asio::cancellation_type::terminal); // late: nothing happens
+  settle();
+  EXPECT_EQ(answers["a"].size(), 1u);
+}
+
+// A client gone with lookups in flight: the bounded resolver lives until
+// the inner one has answered, and answering then is safe.
+TEST_F(bounded_lookups, OutlivesItsOwnerWhileLookupsRun) {
+  ask("a");
+  ask("b");
+  ask("c");
+  signals["c"].emit(asio::cancellation_type::terminal);
+  settle();
+  std::weak_ptr<bounded_resolver> weak = bounded;
+  bounded.reset();
+  EXPECT_FALSE(weak.expired()) << "running lookups hold it";
+  inner.answer_oldest();
+  inner.answer_oldest();
+  EXPECT_TRUE(weak.expired());
+  EXPECT_EQ(answers["a"].size(), 1u);
+  EXPECT_EQ(answers["b"].size(), 1u);
 }
 
 TEST_F(connector, CancellationClosesEveryAttempt) {

@@ -40,10 +40,27 @@ int fake_resolver::pending() const {
   return n;
 }
 
+int fake_resolver::asked_total() const {
+  int n = 0;
+  for (const auto& [f, count] : asked)
+    n += count;
+  return n;
+}
+
+void fake_resolver::answer_pending(error_code ec) {
+  for (auto& [ex, waiting] : std::exchange(held_, {})) {
+    if (!*waiting)
+      continue;
+    ++answered;
+    asio::post(ex, [ec, h = std::exchange(*waiting, nullptr)] { h(ec, {}); });
+  }
+}
+
 void fake_resolver::async_resolve(asio::any_io_executor ex, std::string, net::ip_family family, handler h,
                                   asio::cancellation_slot slot) {
   ++asked[family];
   auto waiting = std::make_shared<handler>(std::move(h)); // empty once answered or cancelled
+  held_.push_back({ex, waiting});
   if (slot.is_connected()) {
     slot.assign([this, ex, waiting, family](asio::cancellation_type) {
       if (!*waiting)

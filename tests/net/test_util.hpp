@@ -44,12 +44,20 @@ class fake_resolver final : public net::resolver {
 
   /// Lookups asked for and neither answered nor cancelled yet.
   int pending() const;
+  int asked_total() const;
+  /// Answers every pending lookup now (posted), with `ec` and no address.
+  void answer_pending(error_code ec);
 
   void async_resolve(boost::asio::any_io_executor ex, std::string host, net::ip_family family, handler h,
                      boost::asio::cancellation_slot slot) override;
 
  private:
   std::vector<std::shared_ptr<boost::asio::steady_timer>> timers_;
+  struct held {
+    boost::asio::any_io_executor ex;
+    std::shared_ptr<handler> h; // empty once answered or cancelled
+  };
+  std::vector<held> held_;
 };
 
 /// A listener on `address` whose backlog is full: connects to it get no answer.

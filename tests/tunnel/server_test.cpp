@@ -9,6 +9,7 @@
 #include "wire/frame.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/read.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <gtest/gtest.h>
@@ -40,10 +41,11 @@ class server_test : public ::testing::Test {
   test::fake_resolver resolver;
   std::shared_ptr<tunnel::server> srv;
   tcp::socket peer{io};
-  bytes inbox; // what the server sent after its "OK\n"
+  bytes inbox;                // what the server sent after its "OK\n"
   bool authenticated = false; // "OK\n" arrived
   bool peer_closed = false;
   std::uint64_t next_ping = 1;
+  tcp::endpoint endpoint_;
 
   /// Server options: outbound connects to `slow.test` (which the resolver
   /// never answers) and to 127.0.0.1 are allowed.
@@ -66,7 +68,9 @@ class server_test : public ::testing::Test {
       return;
     bool stopped = false;
     srv->stop([&stopped] { stopped = true; });
-    EXPECT_TRUE(test::run_until(io, [&] { return stopped; }, 5s)) << "the server did not stop";
+    EXPECT_TRUE(test::run_until(
+        io, [&] { return stopped; }, 5s))
+        << "the server did not stop";
   }
 
   /// Starts the server, connects the raw client and exchanges HELLO.
@@ -79,7 +83,8 @@ class server_test : public ::testing::Test {
     auto eps = srv->bind();
     ASSERT_TRUE(eps) << eps.error();
     srv->start();
-    peer.connect(eps->front());
+    endpoint_ = eps->front();
+    peer.connect(endpoint_);
     const std::string preamble = "WARREN/1 " + std::string(k_token) + "\n";
     send(bytes(preamble.begin(), preamble.end()));
     test::spawn(io, read_loop());
@@ -114,6 +119,23 @@ class server_test : public ::testing::Test {
   }
 
   void send(const bytes& b) { asio::write(peer, asio::buffer(b)); }
+
+  /// Another raw client of the same server, authenticated, past HELLO.
+  tcp::socket second_client() {
+    tcp::socket s(io);
+    s.connect(endpoint_);
+    const std::string preamble = "WARREN/1 " + std::string(k_token) + "\n";
+    asio::write(s, asio::buffer(preamble));
+    std::array<char, 3> ok{};
+    bool read = false;
+    asio::async_read(s, asio::buffer(ok), [&](error_code ec, std::size_t) { read = !ec; });
+    EXPECT_TRUE(test::run_until(io, [&] { return read; })) << "no OK from the server";
+    EXPECT_EQ(std::string(ok.data(), ok.size()), "OK\n");
+    bytes hello_frame;
+    encode_hello(hello_frame, hello{});
+    asio::write(s, asio::buffer(hello_frame));
+    return s;
+  }
 
   /// The frames received so far (they point into inbox).
   std::vector<decoded_frame> frames() const {
@@ -178,22 +200,49 @@ class server_test : public ::testing::Test {
 
 } // namespace
 
-// A client that opens streams to a slow name and resets each at once: the
-// server's lookups for them end with the streams, so the client cannot have
-// more lookups queued than its stream limit allows (here: none at all).
-TEST_F(server_test, OpenResetChurnLeavesNoLookupsBehind) {
-  start(options(8));
+// A client that opens streams to a slow name and resets each at once, or
+// opens more than it may look up at a time: no more than
+// max_lookups_per_client of its lookups reach the shared resolver, however it
+// churns (getaddrinfo cannot be interrupted, so one a reset stream started
+// keeps its place until it ends). Another client's lookups start at once.
+TEST_F(server_test, OneClientHoldsAtMostItsLookupLimit) {
+  auto o = options(8);
+  o.max_lookups_per_client = 4;
+  start(o);
   send(open_reset_churn(1, 200, stream_kind::tcp, target("slow.test", 80)));
+  send(open_reset_churn(401, 200, stream_kind::udp, target("slow.test", 53)));
   sync();
-  EXPECT_EQ(resolver.pending(), 0) << "lookups for streams the client reset are still queued (stream limit 8)";
-  // Streams reset while their lookups wait: the lookups are cancelled.
-  send(open_streams(401, 8, stream_kind::tcp, target("slow.test", 80)));
+  EXPECT_LE(resolver.asked_total(), 4);
+  send(open_streams(801, 8, stream_kind::tcp, target("slow.test", 80))); // 16 lookups wanted
   sync();
-  EXPECT_EQ(resolver.pending(), 16) << "AAAA and A for each of 8 streams";
-  send(reset_streams(401, 8));
-  sync();
-  EXPECT_EQ(resolver.pending(), 0) << "lookups for streams the client reset are still queued";
+  EXPECT_EQ(resolver.asked_total(), 4) << "the client's lookups fill its 4 places and no more";
+  auto other = second_client();
+  bytes open;
+  encode_open(open, 1, stream_kind::tcp, target("slow.test", 80));
+  asio::write(other, asio::buffer(open));
+  EXPECT_TRUE(test::run_until(io, [&] { return resolver.asked_total() == 6; }))
+      << "the second client's AAAA and A wait behind the first client's lookups";
   EXPECT_FALSE(peer_closed);
+}
+
+// Lookups still waiting for a place when their stream is reset never reach
+// the resolver; the places free up when the ones running end.
+TEST_F(server_test, ResetStreamsWaitingLookupsNeverReachTheResolver) {
+  auto o = options(8);
+  o.max_lookups_per_client = 4;
+  start(o);
+  send(open_streams(1, 8, stream_kind::tcp, target("slow.test", 80)));
+  sync();
+  ASSERT_EQ(resolver.asked_total(), 4);
+  send(reset_streams(1, 8));
+  sync();
+  resolver.answer_pending(asio::error::host_not_found);
+  sync();
+  EXPECT_EQ(resolver.asked_total(), 4) << "lookups of reset streams started after the running ones ended";
+  // The places are free again: a new stream's lookups start at once.
+  send(open_streams(17, 1, stream_kind::udp, target("slow.test", 53)));
+  sync();
+  EXPECT_EQ(resolver.asked_total(), 5);
 }
 
 // The same with a target whose connects hang: no socket outlives its stream.
@@ -214,32 +263,20 @@ TEST_F(server_test, OpenResetChurnLeavesNoConnectsBehind) {
   EXPECT_EQ(test::open_fd_count(), fds_before) << "connects for streams the client reset are still in flight";
 }
 
-// UDP flows resolve their target too: reset flows leave no lookup behind.
-TEST_F(server_test, UdpOpenResetChurnLeavesNoLookupsBehind) {
-  start(options(8));
-  send(open_reset_churn(1, 200, stream_kind::udp, target("slow.test", 53)));
-  sync();
-  EXPECT_EQ(resolver.pending(), 0) << "lookups for flows the client reset are still queued (stream limit 8)";
-  send(open_streams(401, 8, stream_kind::udp, target("slow.test", 53)));
-  sync();
-  EXPECT_EQ(resolver.pending(), 8);
-  send(reset_streams(401, 8));
-  sync();
-  EXPECT_EQ(resolver.pending(), 0) << "lookups for flows the client reset are still queued";
-}
-
-// A client that disconnects with streams still connecting: their lookups
-// end with the session, so reconnecting cannot pile them up either.
-TEST_F(server_test, DisconnectEndsTheConnectsOfItsStreams) {
+// A client that disconnects with streams still resolving: the lookups that
+// wait for a place end with the session, so reconnecting cannot pile them up.
+TEST_F(server_test, DisconnectEndsTheLookupsOfItsStreams) {
   start(options(8));
   send(open_streams(1, 4, stream_kind::tcp, target("slow.test", 80)));
   send(open_streams(9, 4, stream_kind::udp, target("slow.test", 53)));
   sync();
-  EXPECT_EQ(resolver.pending(), 4 * 2 + 4);
+  EXPECT_EQ(resolver.asked_total(), 8) << "4 x (AAAA, A) + 4 x A wanted; 8 places";
   peer.close();
   ASSERT_TRUE(test::run_until(io, [&] { return srv->sessions() == 0; }));
-  ASSERT_TRUE(test::run_until(io, [&] { return resolver.pending() == 0; }, 2s))
-      << resolver.pending() << " lookups of a disconnected client are still queued";
+  resolver.answer_pending(asio::error::host_not_found);
+  test::run_until(
+      io, [] { return false; }, 100ms);
+  EXPECT_EQ(resolver.asked_total(), 8) << "lookups of a disconnected client started after it left";
 }
 
 // A name no rule can allow (only name rules, or address rules for other
