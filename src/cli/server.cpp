@@ -30,6 +30,8 @@ struct server_args {
   std::size_t max_clients = 1024;
   std::size_t lookup_threads = 32;
   std::size_t max_lookups = 8;
+  std::size_t max_handshakes = 256;
+  std::size_t max_handshakes_per_source = 32;
 };
 
 int run(const server_args& a) {
@@ -66,6 +68,8 @@ int run(const server_args& a) {
     throw user_error("--max-lookups-per-client " + std::to_string(a.max_lookups) + " is more than --lookup-threads " +
                      std::to_string(a.lookup_threads) + ": one client could take every lookup thread");
   o.max_lookups_per_client = a.max_lookups;
+  o.max_handshakes = a.max_handshakes;
+  o.max_handshakes_per_source = a.max_handshakes_per_source;
   o.session.label = "server";
   const std::uint64_t buffer =
       a.max_buffer != 0 ? a.max_buffer : std::uint64_t{a.max_streams} * o.session.initial_window;
@@ -173,6 +177,14 @@ std::function<int()> add_server_command(CLI::App& app) {
                   "a stream beyond it is refused); e.g. 64M. Default: max-streams-per-client x 256 KiB")
       ->transform(CLI::AsSizeValue(false));
   cmd->add_option("--max-clients", a->max_clients)->capture_default_str()->check(CLI::Range(1, 100'000));
+  cmd->add_option("--max-handshakes", a->max_handshakes,
+                  "Connections that may be in their handshake (not authenticated yet) at a time; more are closed")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100'000));
+  cmd->add_option("--max-handshakes-per-source", a->max_handshakes_per_source,
+                  "The same from one source (an IPv4 address or an IPv6 /64)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100'000));
   cmd->add_option("--lookup-threads", a->lookup_threads, "Threads for outbound name lookups (getaddrinfo), all clients")
       ->capture_default_str()
       ->check(CLI::Range(1, 1024));

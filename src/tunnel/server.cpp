@@ -42,7 +42,8 @@ wire::reset_code code_for(const error_code& ec) {
 } // namespace
 
 server::server(asio::any_io_executor ex, net::resolver& r, server_options options)
-    : ex_(std::move(ex)), resolver_(r), options_(std::move(options)) {
+    : ex_(std::move(ex)), resolver_(r), options_(std::move(options)),
+      handshakes_(options_.max_handshakes, options_.max_handshakes_per_source) {
   options_.session.is_client = false;
   options_.session.max_buffered = options_.max_buffer_per_client != 0
                                       ? options_.max_buffer_per_client
@@ -88,21 +89,44 @@ void server::accept_loop(tcp::acceptor& acceptor) {
       t->async_wait([self, t, &acceptor](error_code) { self->accept_loop(acceptor); });
       return;
     }
-    if (self->sessions_.size() >= self->options_.max_clients) {
-      spdlog::warn("server: refusing a tunnel: {} clients already connected", self->sessions_.size());
-    } else {
-      asio::co_spawn(self->ex_, self->handshake(std::move(socket)), asio::detached);
-    }
-    self->accept_loop(acceptor);
+    if (auto slot = self->admit(socket))
+      asio::co_spawn(self->ex_, self->handshake(std::move(socket), std::move(*slot)), asio::detached);
+    self->accept_loop(acceptor); // a socket not admitted is closed here
   });
 }
 
-asio::awaitable<void> server::handshake(tcp::socket socket) {
+std::optional<handshake_slots::ticket> server::admit(const tcp::socket& socket) {
+  error_code ec;
+  const auto peer = socket.remote_endpoint(ec);
+  if (ec)
+    return std::nullopt; // already gone
+  std::string why;
+  std::optional<handshake_slots::ticket> slot;
+  if (sessions_.size() >= options_.max_clients)
+    why = std::to_string(sessions_.size()) + " clients connected (--max-clients)";
+  else if (handshakes_.held() >= handshakes_.total())
+    why = std::to_string(handshakes_.held()) + " connections in their handshake (--max-handshakes)";
+  else if (slot = handshakes_.admit(peer.address()); !slot)
+    why = std::to_string(handshakes_.held_by(peer.address())) +
+          " connections from that source in their handshake (--max-handshakes-per-source)";
+  if (slot)
+    return slot;
+  if (turned_away_.allow(steady_clock::now())) {
+    const auto left_out = turned_away_.take_left_out();
+    spdlog::warn("server: closed a connection from {} at once: {}{}",
+                 net::format_host_port(peer.address().to_string(), peer.port()), why,
+                 left_out ? " (" + std::to_string(left_out) + " more not logged)" : "");
+  }
+  return std::nullopt;
+}
+
+asio::awaitable<void> server::handshake(tcp::socket socket, handshake_slots::ticket slot) {
   auto self = shared_from_this();
   error_code ec;
   const auto peer = socket.remote_endpoint(ec);
   const std::string from = ec ? "?" : net::format_host_port(peer.address().to_string(), peer.port());
   auto accepted = co_await transport::accept_stream(std::move(socket), options_.listen, options_.accept, limiter_);
+  slot.release(); // authenticated, or refused: no longer in its handshake
   if (!accepted.stream) {
     spdlog::warn("server: {}", accepted.error);
     co_return;

@@ -961,9 +961,10 @@ class HostileInputTest(TunnelTestCase):
         self.assert_curl_blob(self.v4_port(client.forwards[0]))
 
     def test_11b_slow_loris_on_ws_port(self):
-        """11b. 50 connections stuck in a partial request line do not stop a
-        real client; memory stays bounded; they are closed after the
-        handshake timeout."""
+        """11b. 50 connections stuck in a partial request line, from another
+        source (127.0.0.2), do not stop a real client: 32 of them
+        (--max-handshakes-per-source) wait for the handshake timeout (10 s),
+        the other 18 are closed at once, and memory stays bounded."""
         reason = need("curl")
         if reason:
             self.skipTest(reason)
@@ -972,9 +973,15 @@ class HostileInputTest(TunnelTestCase):
         rss0 = vm_rss_kib(server.pid)
         slow = []
         for _ in range(50):
-            s = wt.connect("127.0.0.1", server.port)
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             self.addCleanup(s.close)
-            s.sendall(b"GET / HT")
+            s.bind(("127.0.0.2", 0))
+            s.settimeout(wt.WAIT)
+            s.connect(("127.0.0.1", server.port))
+            try:
+                s.sendall(b"GET / HT")
+            except (ConnectionResetError, BrokenPipeError):
+                pass  # one of those closed at once
             slow.append(s)
         opened = time.monotonic()
         client = self.start_client(server, local=["0:127.0.0.1:%d" % web.port])
@@ -982,17 +989,20 @@ class HostileInputTest(TunnelTestCase):
         self.assertLess(time.monotonic() - opened, 9, "too slow to test 'meanwhile'")
         rss1 = vm_rss_kib(server.pid)
         self.assertLess(rss1 - rss0, 50 * 1024, "server VmRSS grew by %d KiB" % (rss1 - rss0))
-        # The handshake timeout (10 s) closes every one of them.
-        still_open = 0
-        for s in slow:
-            left = opened + 16 - time.monotonic()
-            if closed_by_peer(s, max(left, 0.1)) is None:
-                still_open += 1
-        self.assertEqual(still_open, 0, "%d slow connections still open 16 s later" % still_open)
+        # Before the handshake timeout: the 18 over the bound are closed, the
+        # 32 admitted ones still wait.
+        early = [s for s in slow if closed_by_peer(s, 0.05) is not None]
+        self.assertLess(time.monotonic() - opened, 9.5, "too slow to count before the timeout")
+        self.assertEqual(len(early), 18, "closed at once, of 50 from one source")
+        late = [s for s in slow if s not in early]
+        still_open = [s for s in late if closed_by_peer(s, max(opened + 16 - time.monotonic(), 0.1)) is None]
+        self.assertEqual(len(still_open), 0, "%d slow connections still open 16 s later" % len(still_open))
         figure("slow-loris: server VmRSS %d KiB -> %d KiB with 50 stuck connections and a client"
                % (rss0, rss1))
-        wait_until(lambda: len([l for l in server.lines if "handshake not finished within 10s" in l]) >= 50,
-                   5, "50 'handshake not finished' warnings:\n" + server.stderr_text())
+        wait_until(lambda: len([l for l in server.lines if "handshake not finished within 10s" in l]) >= 32,
+                   5, "32 'handshake not finished' warnings:\n" + server.stderr_text())
+        server.wait_for(r"closed a connection from 127\.0\.0\.2:\d+ at once: 32 connections from that "
+                        r"source in their handshake \(--max-handshakes-per-source\)")
         self.assert_curl_blob(self.v4_port(client.forwards[0]), context="after:")
 
     def test_11c_plain_http_gets_426(self):

@@ -16,6 +16,7 @@
 #include <spdlog/sinks/ostream_sink.h>
 
 #include <cstring>
+#include <optional>
 #include <sstream>
 
 using namespace std::chrono_literals;
@@ -120,17 +121,45 @@ class server_test : public ::testing::Test {
 
   void send(const bytes& b) { asio::write(peer, asio::buffer(b)); }
 
-  /// Another raw client of the same server, authenticated, past HELLO.
-  tcp::socket second_client() {
+  /// A TCP connection to the server from `source` (any 127/8 address).
+  tcp::socket raw_connect(const char* source = "127.0.0.1") {
     tcp::socket s(io);
+    s.open(tcp::v4());
+    s.bind({asio::ip::make_address(source), 0});
     s.connect(endpoint_);
+    return s;
+  }
+
+  /// Sends the token; true once the server's "OK\n" arrived.
+  bool authenticate(tcp::socket& s) {
     const std::string preamble = "WARREN/1 " + std::string(k_token) + "\n";
     asio::write(s, asio::buffer(preamble));
     std::array<char, 3> ok{};
     bool read = false;
     asio::async_read(s, asio::buffer(ok), [&](error_code ec, std::size_t) { read = !ec; });
-    EXPECT_TRUE(test::run_until(io, [&] { return read; })) << "no OK from the server";
-    EXPECT_EQ(std::string(ok.data(), ok.size()), "OK\n");
+    test::run_until(io, [&] { return read; });
+    return read && std::string(ok.data(), ok.size()) == "OK\n";
+  }
+
+  /// True once the server has closed `s` (end of stream or reset).
+  bool closed_by_server(tcp::socket& s) {
+    std::array<char, 64> buf;
+    std::optional<error_code> result;
+    s.async_read_some(asio::buffer(buf), [&](error_code ec, std::size_t) { result = ec; });
+    test::run_until(
+        io, [&] { return result.has_value(); }, 2s);
+    if (!result) {
+      s.cancel();
+      test::run_until(io, [&] { return result.has_value(); });
+      return false;
+    }
+    return *result == asio::error::eof || *result == asio::error::connection_reset;
+  }
+
+  /// Another raw client of the same server, authenticated, past HELLO.
+  tcp::socket second_client() {
+    auto s = raw_connect();
+    EXPECT_TRUE(authenticate(s)) << "no OK from the server";
     bytes hello_frame;
     encode_hello(hello_frame, hello{});
     asio::write(s, asio::buffer(hello_frame));
@@ -243,6 +272,43 @@ TEST_F(server_test, ResetStreamsWaitingLookupsNeverReachTheResolver) {
   send(open_streams(17, 1, stream_kind::udp, target("slow.test", 53)));
   sync();
   EXPECT_EQ(resolver.asked_total(), 5);
+}
+
+// Connections that have not authenticated hold at most
+// max_handshakes_per_source slots from one source and max_handshakes in all;
+// one over either bound is closed at once, and a slot is free again when its
+// handshake ends. (Authenticated clients, like the fixture's, hold none.)
+TEST_F(server_test, UnauthenticatedConnectionsAreBoundedInAllAndPerSource) {
+  auto o = options(8);
+  o.max_handshakes = 3;
+  o.max_handshakes_per_source = 2;
+  start(o);
+  auto a1 = raw_connect("127.0.0.2");
+  auto a2 = raw_connect("127.0.0.2");
+  auto a3 = raw_connect("127.0.0.2");
+  EXPECT_TRUE(closed_by_server(a3)) << "a third from one source";
+  auto b1 = raw_connect("127.0.0.3");
+  auto c1 = raw_connect("127.0.0.4");
+  EXPECT_TRUE(closed_by_server(c1)) << "a fourth in all";
+  // Accepted in order: the three admitted before c1 are still open, waiting.
+  for (auto* s : {&a1, &a2, &b1}) {
+    s->non_blocking(true);
+    std::array<char, 1> byte;
+    error_code ec;
+    s->read_some(asio::buffer(byte), ec);
+    EXPECT_EQ(ec, asio::error::would_block) << "an admitted connection was closed: " << ec.message();
+  }
+  for (auto* s : {&a1, &a2, &b1})
+    s->non_blocking(false);
+  EXPECT_TRUE(authenticate(b1));
+  sync(); // whatever b1's handshake ending started has run
+  auto c2 = raw_connect("127.0.0.4");
+  EXPECT_TRUE(authenticate(c2)) << "b1's handshake ended: its slot is free";
+  a1.close();
+  sync(); // the server has seen a1's end
+  auto a4 = raw_connect("127.0.0.2");
+  EXPECT_TRUE(authenticate(a4)) << "a1 gave up: its source's slot is free";
+  EXPECT_FALSE(peer_closed);
 }
 
 // The same with a target whose connects hang: no socket outlives its stream.
