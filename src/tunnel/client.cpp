@@ -93,8 +93,8 @@ struct client::forward {
 };
 
 client::client(asio::any_io_executor ex, net::resolver& r, client_options options)
-    : ex_(ex), resolver_(r), options_(std::move(options)), rng_(std::random_device{}()),
-      sweep_timer_(ex), retry_timer_(ex) {
+    : ex_(ex), resolver_(r), options_(std::move(options)), rng_(std::random_device{}()), sweep_timer_(ex),
+      retry_timer_(ex) {
   options_.session.is_client = true;
 }
 
@@ -115,6 +115,15 @@ expected<std::vector<std::string>> client::bind() {
       if (!bound)
         return result::failure(spec.text + ": " + bound.error());
       f->udp_sockets = std::move(bound).value();
+      for (auto& s : f->udp_sockets) {
+        // Replies are sent without waiting: a full send buffer (a slow link
+        // to the application) drops the datagram, as UDP may, instead of
+        // stalling every forward and stream of this client.
+        error_code nb;
+        s.non_blocking(true, nb);
+        if (nb)
+          return result::failure(spec.text + ": " + net::describe(nb));
+      }
       for (auto& s : f->udp_sockets)
         where.push_back(net::format_host_port(s.local_endpoint().address().to_string(), s.local_endpoint().port()));
       f->flows = std::make_unique<net::udp_session_table<std::shared_ptr<udp_flow>>>(options_.max_udp_flows);
@@ -429,6 +438,8 @@ asio::awaitable<void> client::socks_udp(tcp::socket& control, std::vector<std::u
   relay.open(bind_ep.protocol(), ec);
   if (!ec)
     relay.bind(bind_ep, ec);
+  if (!ec)
+    relay.non_blocking(true, ec); // a full send buffer drops a datagram rather than stalling the client
   if (ec) {
     const auto reply = socks5::encode_reply(socks5::reply_code::general_failure, socks5::address{});
     co_await asio::async_write(control, asio::buffer(reply), use_tuple);

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Small server and clients that test_happy_eyeballs_netns.py runs inside a
-network namespace (`ip netns exec NS python3 ns_tool.py ...`). Loopback
-addresses only. Clients print one JSON line with the outcome and the time it
+"""Small servers and clients that test_happy_eyeballs_netns.py and
+test_tunnel_netns.py run inside network namespaces they created
+(`ip netns exec NS python3 ns_tool.py ...`). Clients print one JSON line with the outcome and the time it
 took, measured here so that process start-up is not counted.
 
   serve [--v4] [--v6]          echo server on 127.0.0.1 and/or ::1, one port;
@@ -13,6 +13,12 @@ took, measured here so that process start-up is not counted.
                                one raw tunnel floods DATAGRAMs on a UDP flow to
                                IP:UDPPORT while a second one measures PING round
                                trips; prints the slowest
+  udp-echo                     UDP echo server on 127.0.0.1; prints "PORT <n>",
+                               runs until killed
+  udp-pour HOST PORT SECONDS   sends 1200-byte datagrams to HOST:PORT as fast as
+                               it can, counting the ones that come back
+  tcp-rtt HOST PORT SECONDS    one byte to a TCP echo server every 20 ms;
+                               prints the slowest round trip
 """
 
 import json
@@ -173,6 +179,60 @@ def udp_flood(port, token, ip, udp_port, seconds):
     report("ok", start, max_rtt=max(rtts), pings=len(rtts), flooded=sent[0])
 
 
+def udp_echo():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    print("PORT %d" % s.getsockname()[1], flush=True)
+    while True:
+        data, peer = s.recvfrom(65536)
+        try:
+            s.sendto(data, peer)
+        except OSError:
+            pass
+
+
+def udp_pour(host, port, seconds):
+    start = time.monotonic()
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.connect((host, port))
+    s.setblocking(False)
+    datagram = b"p" * 1200
+    sent = received = 0
+    while time.monotonic() - start < seconds:
+        for _ in range(64):
+            try:
+                s.send(datagram)
+                sent += 1
+            except (BlockingIOError, ConnectionRefusedError):
+                break
+        while True:
+            try:
+                s.recv(65536)
+                received += 1
+            except (BlockingIOError, ConnectionRefusedError):
+                break
+        time.sleep(0.001)
+    report("ok", start, sent=sent, received=received)
+
+
+def tcp_rtt(host, port, seconds):
+    start = time.monotonic()
+    s = socket.create_connection((host, port), timeout=10)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    rtts = []
+    try:
+        while len(rtts) < 2 or time.monotonic() - start < seconds:
+            t0 = time.monotonic()
+            s.sendall(b"r")
+            if s.recv(1) != b"r":
+                return report("closed", start, probes=len(rtts))
+            rtts.append(time.monotonic() - t0)
+            time.sleep(0.02)
+    except socket.timeout:
+        return report("timeout", start, probes=len(rtts))
+    report("ok", start, max_rtt=max(rtts), probes=len(rtts))
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
@@ -181,6 +241,12 @@ def main():
         serve(sys.argv[2:])
     elif cmd in ("connect", "echo") and len(sys.argv) == 5:
         client(cmd, sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
+    elif cmd == "udp-echo" and len(sys.argv) == 2:
+        udp_echo()
+    elif cmd == "udp-pour" and len(sys.argv) == 5:
+        udp_pour(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
+    elif cmd == "tcp-rtt" and len(sys.argv) == 5:
+        tcp_rtt(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
     elif cmd == "udp-flood" and len(sys.argv) == 7:
         udp_flood(int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5]), float(sys.argv[6]))
     else:

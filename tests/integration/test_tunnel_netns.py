@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""`warren server` against an outbound path slower than the tunnel, for
-real: inside a private network namespace, UDP to 10.231.0.2 leaves through
-a veth whose qdisc (tbf, 1 Mbit/s, deep queue) holds packets, so a UDP
-socket's send buffer fills and a blocking send would wait for the link.
-The namespace has lo and that veth pair only; the peer address has a
-static neighbour entry, so nothing leaves the namespace.
+"""`warren server` and `warren client` against a UDP path slower than the
+tunnel, for real: inside a private network namespace, UDP to 10.231.0.2
+leaves through a veth whose qdisc (tbf, 1 Mbit/s, deep queue) holds
+packets, so a UDP socket's send buffer fills and a blocking send would wait
+for the link. The namespace has lo and that veth pair only. For the server
+test the peer address has a static neighbour entry and no host; for the
+client test the veth's other end moves to a second namespace of the test's
+own, where 10.231.0.2 is the local application. Nothing leaves either.
 
 Needs root, `ip netns` and `tc`; otherwise exits 77 (CTest SKIP_RETURN_CODE).
 
@@ -19,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.dont_write_bytecode = True  # keep the source tree clean
@@ -87,8 +90,25 @@ class TunnelNetnsTest(wt.WarrenTestCase):
         with open(os.open(self.token_file, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
             f.write(self.token + "\n")
 
-    def in_ns(self, *argv):
-        return ["ip", "netns", "exec", self.ns] + list(argv)
+    def in_ns(self, *argv, ns=None):
+        return ["ip", "netns", "exec", ns or self.ns] + list(argv)
+
+    def tool(self, *args, ns=None):
+        """ns_tool.py inside a namespace, as a tracked process."""
+        return self.track(wt.Process(self.in_ns(sys.executable, NS_TOOL, *[str(a) for a in args], ns=ns)))
+
+    def app_namespace(self):
+        """Moves the veth's far end (vb) into a second namespace where
+        10.231.0.2 is a host: the application behind the slow link."""
+        app = self.ns + "-app"
+        run(["ip", "netns", "add", app])
+        self.addCleanup(run, ["ip", "netns", "del", app], 15, False)
+        run(["ip", "-n", self.ns, "neigh", "del", SLOW_PEER, "dev", "va"])
+        run(["ip", "-n", self.ns, "link", "set", "vb", "netns", app])
+        run(["ip", "-n", app, "link", "set", "lo", "up"])
+        run(["ip", "-n", app, "addr", "add", SLOW_PEER + "/30", "dev", "vb"])
+        run(["ip", "-n", app, "link", "set", "vb", "up"])
+        return app
 
     def start_server(self, *extra):
         server = self.start_warren(["server", "--listen", "tcp://127.0.0.1:0", "--token-file", self.token_file,
@@ -118,6 +138,44 @@ class TunnelNetnsTest(wt.WarrenTestCase):
         self.assertLess(r["max_rtt"], 0.25, "the server stalled for %.0f ms while sending datagrams (%s)"
                         % (r["max_rtt"] * 1000, wt_figure))
         self.assertIsNone(server.proc.poll(), "server exited")
+
+    def test_udp_replies_to_a_slow_link_do_not_stall_the_client(self):
+        """The client's side of the same: an application at 10.231.0.2,
+        behind the 1 Mbit/s link, pours datagrams into a udp/ forward whose
+        target echoes them. The replies fill the forward's socket; the
+        client drops what it cannot send instead of waiting for the link,
+        so a TCP forward of the same client keeps answering promptly."""
+        app = self.app_namespace()
+        server = self.start_server("--allow", "127.0.0.1")
+        udp_echo = self.tool("udp-echo")
+        tcp_echo = self.tool("serve", "--v4")
+        udp_port = int(udp_echo.wait_for(r"PORT (\d+)", stream="stdout").group(1))
+        tcp_port = int(tcp_echo.wait_for(r"PORT (\d+)", stream="stdout").group(1))
+        client = self.start_warren(
+            ["client", "tcp://127.0.0.1:%d" % server.port, "--token-file", self.token_file, "--log-level", "info",
+             "-L", "udp/10.231.0.1:0:127.0.0.1:%d" % udp_port, "-L", "127.0.0.1:0:127.0.0.1:%d" % tcp_port],
+            prefix=self.in_ns(), wait_listening=False)
+        udp_fwd = int(client.wait_for(r"forward: UDP 10\.231\.0\.1:(\d+) ->").group(1))
+        tcp_fwd = int(client.wait_for(r"forward: TCP 127\.0\.0\.1:(\d+) ->").group(1))
+        client.wait_for(r"tunnel: connected to ", timeout=20)
+        pour = self.tool("udp-pour", "10.231.0.1", udp_fwd, 4, ns=app)
+        time.sleep(0.5)  # let the replies fill the link's queue first
+        probe = run(self.in_ns(sys.executable, NS_TOOL, "tcp-rtt", "127.0.0.1", str(tcp_fwd), "3"),
+                    timeout=60, check=False)
+        lines = probe.stdout.decode().strip().splitlines()
+        self.assertTrue(lines, "no output from the probe: %s\n%s" % (probe.stderr.decode(errors="replace"),
+                                                                       client.stderr_text()))
+        r = json.loads(lines[-1])
+        self.assertEqual(r["result"], "ok", "%r\n%s" % (r, client.stderr_text()))
+        poured = json.loads(pour.wait_for(r"^\{", stream="stdout", timeout=30).string)
+        wt_figure = ("udp replies to a 1 Mbit/s link: %d datagrams poured, %d came back; %d TCP probes, slowest "
+                     "%.0f ms" % (poured["sent"], poured["received"], r["probes"], r["max_rtt"] * 1000))
+        print("\n    [figure] " + wt_figure, flush=True)
+        self.assertGreater(poured["sent"], 5000, "the pour was too small to fill the link's queue")
+        self.assertGreater(poured["received"], 0, "no reply made it back: the forward does not work")
+        self.assertLess(r["max_rtt"], 0.25, "the client stalled for %.0f ms while sending datagrams (%s)"
+                        % (r["max_rtt"] * 1000, wt_figure))
+        self.assertIsNone(client.proc.poll(), "client exited")
 
 
 if __name__ == "__main__":
