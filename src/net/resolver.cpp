@@ -104,12 +104,13 @@ system_resolver::~system_resolver() {
 namespace {
 /// One lookup: shared by the pool's task, the answer posted back and the
 /// cancellation handler. `h` and `done` are touched on the caller's executor
-/// only; the pool reads `abandoned`, which is atomic.
+/// only; `at` is shared with the pool's thread.
 struct lookup {
+  enum stage : int { queued, running, abandoned };
   explicit lookup(resolver::handler handler) : h(std::move(handler)) {}
   resolver::handler h;
   bool done = false;
-  std::atomic<bool> abandoned{false};
+  std::atomic<int> at{queued};
 
   void finish(error_code ec, std::vector<asio::ip::address> addresses) {
     if (done)
@@ -127,13 +128,19 @@ void system_resolver::async_resolve(asio::any_io_executor ex, std::string host, 
   if (slot.is_connected()) {
     // Not cleared on completion (as Asio's own operations leave theirs): a
     // late cancellation finds the lookup done and does nothing.
-    slot.assign([op, ex](asio::cancellation_type) {
-      op->abandoned = true;
-      asio::post(ex, [op] { op->finish(asio::error::operation_aborted, {}); });
+    slot.assign([op, ex](asio::cancellation_type type) {
+      int expected = lookup::queued;
+      const bool skipped = op->at.compare_exchange_strong(expected, lookup::abandoned);
+      // Total cancellation promises that nothing happened: only a lookup
+      // that has not started can honour it. Terminal and partial end it now.
+      if (skipped || (type & (asio::cancellation_type::terminal | asio::cancellation_type::partial)) !=
+                         asio::cancellation_type::none)
+        asio::post(ex, [op] { op->finish(asio::error::operation_aborted, {}); });
     });
   }
   asio::post(pool_, [this, op, ex = std::move(ex), host = std::move(host), family]() mutable {
-    if (op->abandoned)
+    int expected = lookup::queued;
+    if (!op->at.compare_exchange_strong(expected, lookup::running))
       return; // nobody waits for it: do not hold up the lookups behind it
     std::vector<asio::ip::address> addresses;
     const error_code ec = lookup_(host, family, addresses);
@@ -142,28 +149,30 @@ void system_resolver::async_resolve(asio::any_io_executor ex, std::string host, 
 }
 
 struct bounded_resolver::request {
+  enum class stage { waiting, running, ended };
   asio::any_io_executor ex;
   std::string host;
-  ip_family family;
+  ip_family family = ip_family::v4;
   handler h;
-  asio::cancellation_slot slot;
-  bool done = false; // `h` has been called, or posted
+  stage at = stage::waiting;
+  bool answered = false;
+  std::list<std::shared_ptr<request>>::iterator place; // in waiting_, while waiting
+  asio::cancellation_signal inner;                     // to the other resolver, while running
 
-  /// Answers the caller, once. Asio's convention: the slot's handler is left
-  /// in place; a late cancellation finds `done` and does nothing.
+  /// Answers the caller, once.
   void finish(error_code ec, std::vector<asio::ip::address> addresses) {
-    if (done)
+    if (answered)
       return;
-    done = true;
+    answered = true;
     auto handler = std::move(h);
     handler(ec, std::move(addresses));
   }
   /// Answers operation_aborted from a cancellation handler, which must not
   /// call the caller inline.
   void abort() {
-    if (done)
+    if (answered)
       return;
-    done = true;
+    answered = true;
     asio::post(ex, [handler = std::move(h)] { handler(asio::error::operation_aborted, {}); });
   }
 };
@@ -174,36 +183,48 @@ std::shared_ptr<bounded_resolver> bounded_resolver::create(resolver& inner, std:
 
 void bounded_resolver::async_resolve(asio::any_io_executor ex, std::string host, ip_family family, handler h,
                                      asio::cancellation_slot slot) {
-  auto r = std::make_shared<request>(request{std::move(ex), std::move(host), family, std::move(h), slot});
+  auto r = std::make_shared<request>();
+  r->ex = std::move(ex);
+  r->host = std::move(host);
+  r->family = family;
+  r->h = std::move(h);
+  if (slot.is_connected()) {
+    // Installed once, for the whole life of the request (Asio's convention:
+    // left in place after completion; a late cancellation does nothing).
+    slot.assign([weak_self = weak_from_this(), weak_r = std::weak_ptr<request>(r)](asio::cancellation_type) {
+      auto req = weak_r.lock();
+      if (!req || req->answered)
+        return;
+      if (req->at == request::stage::waiting) {
+        if (auto self = weak_self.lock())
+          self->waiting_.erase(req->place);
+        req->at = request::stage::ended;
+      } else if (req->at == request::stage::running) {
+        // Skipped if the other resolver has not started it (its answer then
+        // frees the place at once); if it runs, the place stays taken until
+        // it ends, since the thread is busy until then.
+        req->inner.emit(asio::cancellation_type::total);
+      }
+      req->abort();
+    });
+  }
   if (running_ < limit_) {
     run(std::move(r));
     return;
   }
-  if (slot.is_connected()) {
-    slot.assign([weak_self = weak_from_this(), weak_r = std::weak_ptr<request>(r)](asio::cancellation_type) {
-      auto self = weak_self.lock();
-      auto waiting = weak_r.lock();
-      if (!self || !waiting)
-        return;
-      std::erase(self->waiting_, waiting);
-      waiting->abort();
-    });
-  }
-  waiting_.push_back(std::move(r));
+  waiting_.push_back(r);
+  r->place = std::prev(waiting_.end());
 }
 
 void bounded_resolver::run(std::shared_ptr<request> r) {
+  r->at = request::stage::running;
   ++running_;
-  if (r->slot.is_connected())
-    r->slot.assign([weak_r = std::weak_ptr<request>(r)](asio::cancellation_type) {
-      if (auto running = weak_r.lock())
-        running->abort(); // answered now; the place is freed when the lookup ends
-    });
   const auto ex = r->ex;
   const auto host = r->host;
   inner_.async_resolve(
       ex, host, r->family,
       [self = shared_from_this(), r](error_code ec, std::vector<asio::ip::address> addresses) {
+        r->at = request::stage::ended;
         --self->running_;
         if (!self->waiting_.empty() && self->running_ < self->limit_) {
           auto next = std::move(self->waiting_.front());
@@ -212,7 +233,7 @@ void bounded_resolver::run(std::shared_ptr<request> r) {
         }
         r->finish(ec, std::move(addresses));
       },
-      asio::cancellation_slot{});
+      r->inner.slot());
 }
 
 } // namespace warren::net

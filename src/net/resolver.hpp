@@ -17,8 +17,8 @@
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/thread_pool.hpp>
 
-#include <deque>
 #include <functional>
+#include <list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -33,10 +33,12 @@ class resolver {
   using handler = std::function<void(error_code, std::vector<boost::asio::ip::address>)>;
   virtual ~resolver() = default;
   /// Resolves `host` for one family; `h` runs on `ex`. Must not call `h` inline.
-  /// A cancellation emitted on `slot` makes `h` run at once with
-  /// operation_aborted, and a lookup that has not started yet is skipped:
-  /// lookups nobody waits for must not queue up in front of everyone
-  /// else's (a client that opens and resets streams to slow names).
+  /// A terminal or partial cancellation emitted on `slot` makes `h` run at
+  /// once with operation_aborted, and a lookup that has not started yet is
+  /// skipped: lookups nobody waits for must not queue up in front of
+  /// everyone else's (a client that opens and resets streams to slow names).
+  /// A total cancellation (only) is honoured only by a lookup not started
+  /// yet: one that runs answers when it ends (bounded_resolver counts on it).
   virtual void async_resolve(boost::asio::any_io_executor ex, std::string host, ip_family family, handler h,
                              boost::asio::cancellation_slot slot) = 0;
 };
@@ -46,7 +48,8 @@ error_code resolve_blocking(const std::string& host, ip_family family, std::vect
 
 /// getaddrinfo on a thread pool. Thread-safe. Destruction waits for lookups in progress.
 /// A cancelled lookup still queued is skipped; one in progress runs to its end
-/// (getaddrinfo cannot be interrupted) and its answer is dropped.
+/// (getaddrinfo cannot be interrupted) and its answer is dropped, or, for a
+/// total cancellation, delivered as usual.
 class system_resolver final : public resolver {
  public:
   /// What runs on the pool for each lookup; tests pass one that blocks.
@@ -64,16 +67,18 @@ class system_resolver final : public resolver {
 };
 
 /// A resolver in front of another that lets at most `limit` of its lookups
-/// occupy the other one at a time; the rest wait here, in order. The server
+/// into the other one at a time; the rest wait here, in order. The server
 /// gives each client one, so that one client's lookups (many streams, slow
 /// names) can neither take every thread of the shared pool nor queue in
 /// front of everyone else's.
 ///
 /// A lookup cancelled while it waits here ends at once and never reaches the
-/// other resolver. One cancelled while it runs ends at once too, but keeps
-/// its place until the other resolver is done with it: getaddrinfo cannot be
-/// interrupted, so the thread is still taken. (Cancellation is therefore not
-/// passed on.) Single-threaded: call it, and let it answer, on one executor.
+/// other resolver. One cancelled after it went on ends at once too, and the
+/// other resolver gets a `total` cancellation: honoured only by a lookup that
+/// has not started (system_resolver skips it, freeing the place at once); one
+/// that runs keeps its place until getaddrinfo returns, since the thread is
+/// busy until then, so resetting streams cannot free places early.
+/// Single-threaded: call it, and let it answer, on one executor.
 class bounded_resolver final : public resolver, public std::enable_shared_from_this<bounded_resolver> {
  public:
   static std::shared_ptr<bounded_resolver> create(resolver& inner, std::size_t limit);
@@ -94,7 +99,7 @@ class bounded_resolver final : public resolver, public std::enable_shared_from_t
   resolver& inner_;
   std::size_t limit_;
   std::size_t running_ = 0;
-  std::deque<std::shared_ptr<request>> waiting_;
+  std::list<std::shared_ptr<request>> waiting_; // a cancelled one leaves from where it is
 };
 
 /// Awaitable form of resolver::async_resolve; completion void(error_code, std::vector<address>).

@@ -1,7 +1,5 @@
 #include "tunnel/handshake_slots.hpp"
 
-#include <algorithm>
-
 namespace warren::tunnel {
 
 namespace ip = boost::asio::ip;
@@ -9,15 +7,27 @@ namespace ip = boost::asio::ip;
 handshake_slots::ticket& handshake_slots::ticket::operator=(ticket&& other) noexcept {
   if (this != &other) {
     release();
-    slots_ = std::exchange(other.slots_, nullptr);
+    state_ = std::move(other.state_);
+    other.state_.reset();
     key_ = other.key_;
+    id_ = other.id_;
   }
   return *this;
 }
 
 void handshake_slots::ticket::release() {
-  if (auto* s = std::exchange(slots_, nullptr))
-    s->give_back(key_);
+  if (auto s = state_.lock())
+    s->give_back(key_, id_);
+  state_.reset();
+}
+
+void handshake_slots::state::give_back(const source_key& key, std::uint64_t id) {
+  auto it = by_source.find(key);
+  if (it == by_source.end() || it->second.erase(id) == 0)
+    return; // evicted: the slot went to another already
+  --held;
+  if (it->second.empty())
+    by_source.erase(it);
 }
 
 handshake_slots::source_key handshake_slots::key_of(const ip::address& a) {
@@ -30,30 +40,37 @@ handshake_slots::source_key handshake_slots::key_of(const ip::address& a) {
   return bytes;
 }
 
-std::optional<handshake_slots::ticket> handshake_slots::admit(const ip::address& source) {
-  if (held_ >= total_)
-    return std::nullopt;
+std::optional<handshake_slots::ticket> handshake_slots::admit(const ip::address& source, std::function<void()> evict) {
   const auto key = key_of(source);
-  auto& n = by_source_[key];
-  if (n >= per_source_)
-    return std::nullopt; // n > 0: no empty entry is left behind
-  ++n;
-  ++held_;
-  return ticket(this, key);
+  const std::size_t mine = held_by(source);
+  if (mine >= per_source_)
+    return std::nullopt;
+  if (s_->held >= total_) {
+    auto heaviest = s_->by_source.end();
+    for (auto it = s_->by_source.begin(); it != s_->by_source.end(); ++it)
+      if (heaviest == s_->by_source.end() || it->second.size() > heaviest->second.size())
+        heaviest = it;
+    if (heaviest == s_->by_source.end() || heaviest->second.size() <= mine + 1)
+      return std::nullopt; // evicting would only move the imbalance
+    auto oldest = heaviest->second.begin();
+    auto evict_it = std::move(oldest->second);
+    heaviest->second.erase(oldest);
+    if (heaviest->second.empty())
+      s_->by_source.erase(heaviest);
+    --s_->held;
+    ++s_->evictions;
+    if (evict_it)
+      evict_it();
+  }
+  const auto id = s_->next_id++;
+  s_->by_source[key].emplace(id, std::move(evict));
+  ++s_->held;
+  return ticket(s_, key, id);
 }
 
 std::size_t handshake_slots::held_by(const ip::address& source) const {
-  auto it = by_source_.find(key_of(source));
-  return it == by_source_.end() ? 0 : it->second;
-}
-
-void handshake_slots::give_back(const source_key& key) {
-  auto it = by_source_.find(key);
-  if (it == by_source_.end())
-    return;
-  --held_;
-  if (--it->second == 0)
-    by_source_.erase(it);
+  auto it = s_->by_source.find(key_of(source));
+  return it == s_->by_source.end() ? 0 : it->second.size();
 }
 
 } // namespace warren::tunnel

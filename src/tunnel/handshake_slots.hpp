@@ -3,9 +3,15 @@
 // token checks out a connection costs the server a descriptor and TLS and
 // HTTP state for up to the handshake timeout (10 s), and anyone who can reach
 // the port can open one; without a bound, a few thousand connections that
-// never finish (slow-loris) would use up descriptors and memory and lock real
-// clients out. With it, one source holds at most `per_source` of them and all
-// sources together `total`; a connection over either bound is closed at once.
+// never finish (slow-loris) would use up descriptors and memory.
+//
+// One source holds at most `per_source` slots; a connection over that is
+// closed at once. When all `total` slots are taken, a newcomer whose source
+// holds fewer than the source holding the most, less one, takes the oldest
+// slot of that source, whose connection is evicted (its `evict` callback
+// runs): a few hosts that fill every slot cannot lock out a host with few or
+// none. Only when the slots are spread evenly (total / per_source sources
+// or more, all near their share) is a newcomer refused.
 // A source is an IPv4 address or an IPv6 /64 (what one host is usually
 // given); an IPv4-mapped IPv6 address counts as its IPv4 address.
 // Pure bookkeeping, tested without sockets. Not thread-safe.
@@ -16,7 +22,10 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <utility>
 
@@ -26,10 +35,22 @@ class handshake_slots {
  public:
   using source_key = boost::asio::ip::address_v6::bytes_type;
 
-  /// A slot held; given back when the ticket is destroyed or released.
+ private:
+  struct state {
+    std::size_t held = 0;
+    std::uint64_t next_id = 0;
+    std::uint64_t evictions = 0;
+    // Per source, its slots oldest first: id -> what evicts the connection.
+    std::map<source_key, std::map<std::uint64_t, std::function<void()>>> by_source;
+    void give_back(const source_key& key, std::uint64_t id);
+  };
+
+ public:
+  /// A slot held; given back when the ticket is destroyed or released (or
+  /// taken when its connection is evicted). May outlive the slots.
   class ticket {
    public:
-    ticket(ticket&& other) noexcept : slots_(std::exchange(other.slots_, nullptr)), key_(other.key_) {}
+    ticket(ticket&& other) noexcept = default;
     ticket& operator=(ticket&& other) noexcept;
     ticket(const ticket&) = delete;
     ticket& operator=(const ticket&) = delete;
@@ -38,36 +59,41 @@ class handshake_slots {
 
    private:
     friend class handshake_slots;
-    ticket(handshake_slots* slots, const source_key& key) : slots_(slots), key_(key) {}
-    handshake_slots* slots_;
-    source_key key_;
+    ticket(std::weak_ptr<state> s, const source_key& key, std::uint64_t id)
+        : state_(std::move(s)), key_(key), id_(id) {}
+    std::weak_ptr<state> state_;
+    source_key key_{};
+    std::uint64_t id_ = 0;
   };
 
   /// Both bounds are at least 1.
   handshake_slots(std::size_t total, std::size_t per_source)
       : total_(std::max<std::size_t>(total, 1)), per_source_(std::max<std::size_t>(per_source, 1)) {}
+  handshake_slots(const handshake_slots&) = delete;
+  handshake_slots& operator=(const handshake_slots&) = delete;
 
-  /// A slot for a connection from `source`, or nothing if the bound for all
-  /// or for that source is reached. The slots must outlive their tickets.
-  std::optional<ticket> admit(const boost::asio::ip::address& source);
+  /// A slot for a connection from `source`, or nothing if its source holds
+  /// `per_source` already, or all are taken and none may be evicted for it.
+  /// `evict` closes the connection if its slot is taken for another; it is
+  /// called from a later admit(), never after the ticket is given back.
+  std::optional<ticket> admit(const boost::asio::ip::address& source, std::function<void()> evict = {});
 
-  std::size_t held() const { return held_; }
+  std::size_t held() const { return s_->held; }
   std::size_t held_by(const boost::asio::ip::address& source) const;
   std::size_t total() const { return total_; }
   std::size_t per_source() const { return per_source_; }
-  /// Sources with a slot held (the map never keeps a source at zero).
-  std::size_t sources() const { return by_source_.size(); }
+  /// Sources with a slot held (a source at zero is forgotten).
+  std::size_t sources() const { return s_->by_source.size(); }
+  /// Connections evicted so far.
+  std::uint64_t evictions() const { return s_->evictions; }
 
   /// The source an address counts as: IPv4 (mapped), or the IPv6 /64.
   static source_key key_of(const boost::asio::ip::address& a);
 
  private:
-  void give_back(const source_key& key);
-
   std::size_t total_;
   std::size_t per_source_;
-  std::size_t held_ = 0;
-  std::map<source_key, std::size_t> by_source_;
+  std::shared_ptr<state> s_ = std::make_shared<state>();
 };
 
 } // namespace warren::tunnel

@@ -13,6 +13,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
 
+#include <sys/socket.h>
+
 namespace warren::tunnel {
 
 namespace asio = boost::asio;
@@ -95,29 +97,40 @@ void server::accept_loop(tcp::acceptor& acceptor) {
   });
 }
 
-std::optional<handshake_slots::ticket> server::admit(const tcp::socket& socket) {
+std::optional<handshake_slots::ticket> server::admit(tcp::socket& socket) {
   error_code ec;
   const auto peer = socket.remote_endpoint(ec);
   if (ec)
     return std::nullopt; // already gone
-  std::string why;
-  std::optional<handshake_slots::ticket> slot;
-  if (sessions_.size() >= options_.max_clients)
-    why = std::to_string(sessions_.size()) + " clients connected (--max-clients)";
-  else if (handshakes_.held() >= handshakes_.total())
-    why = std::to_string(handshakes_.held()) + " connections in their handshake (--max-handshakes)";
-  else if (slot = handshakes_.admit(peer.address()); !slot)
-    why = std::to_string(handshakes_.held_by(peer.address())) +
-          " connections from that source in their handshake (--max-handshakes-per-source)";
-  if (slot)
-    return slot;
-  if (turned_away_.allow(steady_clock::now())) {
-    const auto left_out = turned_away_.take_left_out();
-    spdlog::warn("server: closed a connection from {} at once: {}{}",
-                 net::format_host_port(peer.address().to_string(), peer.port()), why,
-                 left_out ? " (" + std::to_string(left_out) + " more not logged)" : "");
+  const auto from = net::format_host_port(peer.address().to_string(), peer.port());
+  auto log = [this](const std::string& line) {
+    if (turned_away_.allow(steady_clock::now())) {
+      const auto left_out = turned_away_.take_left_out();
+      spdlog::warn("server: {}{}", line, left_out ? " (" + std::to_string(left_out) + " more not logged)" : "");
+    }
+  };
+  if (sessions_.size() >= options_.max_clients) {
+    log("closed a connection from " + from + " at once: " + std::to_string(sessions_.size()) +
+        " clients connected (--max-clients)");
+    return std::nullopt;
   }
-  return std::nullopt;
+  // Evicting shuts the connection down under its handshake, which then
+  // fails and gives its ticket back. Called only from inside admit(), below.
+  auto slot = handshakes_.admit(peer.address(), [fd = socket.native_handle(), from, &evicted = evicted_] {
+    evicted = from;
+    ::shutdown(fd, SHUT_RDWR);
+  });
+  if (!slot) {
+    log("closed a connection from " + from + " at once: " +
+        (handshakes_.held_by(peer.address()) >= handshakes_.per_source()
+             ? std::to_string(handshakes_.held_by(peer.address())) +
+                   " connections from that source in their handshake (--max-handshakes-per-source)"
+             : std::to_string(handshakes_.held()) + " connections in their handshake (--max-handshakes)"));
+  } else if (!evicted_.empty()) {
+    log("evicted the handshake of " + std::exchange(evicted_, {}) + " (its source held the most of the " +
+        std::to_string(handshakes_.total()) + " handshake slots, --max-handshakes) to admit " + from);
+  }
+  return slot;
 }
 
 asio::awaitable<void> server::handshake(tcp::socket socket, handshake_slots::ticket slot) {
@@ -128,11 +141,22 @@ asio::awaitable<void> server::handshake(tcp::socket socket, handshake_slots::tic
   auto accepted = co_await transport::accept_stream(std::move(socket), options_.listen, options_.accept, limiter_);
   slot.release(); // authenticated, or refused: no longer in its handshake
   if (!accepted.stream) {
-    spdlog::warn("server: {}", accepted.error);
+    // Anyone can make these: 64 lines per 10 s, then a count.
+    if (handshake_failures_.allow(steady_clock::now())) {
+      const auto left_out = handshake_failures_.take_left_out();
+      spdlog::warn("server: {}{}", accepted.error,
+                   left_out ? " (" + std::to_string(left_out) + " more failed handshakes not logged)" : "");
+    }
     co_return;
   }
   if (stopping_)
     co_return;
+  if (sessions_.size() >= options_.max_clients) { // others finished their handshakes first
+    if (turned_away_.allow(steady_clock::now()))
+      spdlog::warn("server: closed the tunnel from {} after its handshake: {} clients connected (--max-clients)", from,
+                   sessions_.size());
+    co_return;
+  }
   auto config = options_.session;
   config.label = "client#" + std::to_string(++next_client_) + " " + from;
   auto s = wire::session::create(std::move(accepted.stream), config);

@@ -47,8 +47,10 @@ struct server_options {
   /// so that a client with slow names leaves the others their lookups.
   std::size_t max_lookups_per_client = 8;
   /// Connections still in their handshake (not authenticated yet), in all
-  /// and from one source (an IPv4 address or IPv6 /64); one over either is
-  /// closed at once. See tunnel/handshake_slots.hpp.
+  /// and from one source (an IPv4 address or IPv6 /64): one over the
+  /// per-source bound is closed at once; with all taken, a newcomer evicts
+  /// the oldest of the source holding the most, if that is fairer. See
+  /// tunnel/handshake_slots.hpp.
   std::size_t max_handshakes = 256;
   std::size_t max_handshakes_per_source = 32;
 };
@@ -67,7 +69,7 @@ class server : public std::enable_shared_from_this<server> {
  private:
   void accept_loop(boost::asio::ip::tcp::acceptor& acceptor);
   /// Whether a new connection may start its handshake; logs (within budget) why not.
-  std::optional<handshake_slots::ticket> admit(const boost::asio::ip::tcp::socket& socket);
+  std::optional<handshake_slots::ticket> admit(boost::asio::ip::tcp::socket& socket);
   boost::asio::awaitable<void> handshake(boost::asio::ip::tcp::socket socket, handshake_slots::ticket slot);
   /// What the server keeps per client beside its session. The log of its
   /// refused streams: a few per interval, then a count (log volume is a
@@ -101,6 +103,8 @@ class server : public std::enable_shared_from_this<server> {
   transport::auth_limiter limiter_;
   line_limiter accept_failures_{3, std::chrono::seconds(10)};
   handshake_slots handshakes_;
+  std::string evicted_; // whom admit() just evicted, for its log line
+  line_limiter handshake_failures_{64, std::chrono::seconds(10)};
   line_limiter turned_away_{3, std::chrono::seconds(10)};                   // connections closed at once (limits)
   std::vector<std::uint8_t> udp_buffer_ = std::vector<std::uint8_t>(65536); // every UDP flow reads into it, in turn
   std::uint64_t next_client_ = 0;

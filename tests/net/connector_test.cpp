@@ -13,11 +13,13 @@
 #include <boost/asio/ip/v6_only.hpp>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
 
 using namespace std::chrono_literals;
 using namespace warren;
@@ -252,6 +254,46 @@ TEST(system_resolver_test, CancelledQueuedLookupsAreSkipped) {
     EXPECT_EQ(calls[i], 1) << "lookup " << i;
 }
 
+// A total cancellation is honoured only by a lookup not started yet: the
+// one running answers when it ends, with its result; queued ones are
+// skipped and answer at once.
+TEST(system_resolver_test, TotalCancellationSkipsOnlyLookupsNotStarted) {
+  asio::io_context io;
+  auto work = asio::make_work_guard(io);
+  std::mutex m;
+  std::condition_variable cv;
+  bool release = false;
+  std::atomic<int> looked_up{0};
+  system_resolver r(1, [&](const std::string&, ip_family, std::vector<asio::ip::address>& out) {
+    ++looked_up;
+    std::unique_lock lock(m);
+    cv.wait(lock, [&] { return release; });
+    out = {v4_loopback()};
+    return error_code{};
+  });
+  std::array<std::optional<error_code>, 3> results;
+  std::array<asio::cancellation_signal, 3> signals;
+  for (std::size_t i = 0; i < results.size(); ++i)
+    r.async_resolve(
+        io.get_executor(), "slow.test", ip_family::v4,
+        [&, i](error_code ec, std::vector<asio::ip::address>) { results[i] = ec; }, signals[i].slot());
+  ASSERT_TRUE(test::run_until(io, [&] { return looked_up == 1; })) << "the first lookup started";
+  for (auto& s : signals)
+    s.emit(asio::cancellation_type::total);
+  ASSERT_TRUE(test::run_until(io, [&] { return results[1] && results[2]; }));
+  EXPECT_EQ(*results[1], asio::error::operation_aborted);
+  EXPECT_EQ(*results[2], asio::error::operation_aborted);
+  EXPECT_FALSE(results[0]) << "the running lookup answered before it ended";
+  {
+    std::lock_guard lock(m);
+    release = true;
+  }
+  cv.notify_all();
+  ASSERT_TRUE(test::run_until(io, [&] { return results[0].has_value(); }));
+  EXPECT_FALSE(*results[0]) << "a running lookup ignores a total cancellation and answers as usual";
+  EXPECT_EQ(looked_up.load(), 1);
+}
+
 // An inner resolver that answers only when the test says so.
 class manual_resolver final : public resolver {
  public:
@@ -260,12 +302,23 @@ class manual_resolver final : public resolver {
     handler h;
   };
   std::deque<lookup> asked;
-  bool saw_cancellation_slot = false;
+  std::vector<asio::cancellation_type> cancellations; // what reached us
+  bool skip_on_total = false;                         // answer a total cancellation (a lookup not started yet)
 
-  void async_resolve(asio::any_io_executor, std::string host, ip_family, handler h,
+  void async_resolve(asio::any_io_executor ex, std::string host, ip_family, handler h,
                      asio::cancellation_slot slot) override {
-    saw_cancellation_slot = saw_cancellation_slot || slot.is_connected();
-    asked.push_back({std::move(host), std::move(h)});
+    asked.push_back({host, std::move(h)});
+    if (slot.is_connected())
+      slot.assign([this, ex, host](asio::cancellation_type type) {
+        cancellations.push_back(type);
+        if (!skip_on_total)
+          return;
+        auto it = std::find_if(asked.begin(), asked.end(), [&](const lookup& l) { return l.host == host; });
+        if (it == asked.end())
+          return;
+        asio::post(ex, [h = std::move(it->h)] { h(asio::error::operation_aborted, {}); });
+        asked.erase(it);
+      });
   }
   /// Answers the oldest lookup still unanswered with 127.0.0.1.
   std::string answer_oldest() {
@@ -320,7 +373,7 @@ TEST_F(bounded_lookups, PassesTheLimitThenQueuesInOrder) {
   EXPECT_EQ(bounded->waiting(), 0u);
   for (const auto* h : {"a", "b", "c", "d"})
     EXPECT_EQ(answers[h], std::vector<error_code>{error_code{}}) << h;
-  EXPECT_FALSE(inner.saw_cancellation_slot) << "getaddrinfo cannot be interrupted: cancellation stays here";
+  EXPECT_TRUE(inner.cancellations.empty());
 }
 
 // A lookup cancelled while it waits ends at once, with operation_aborted,
@@ -338,16 +391,19 @@ TEST_F(bounded_lookups, CancelledWhileWaitingNeverReachesTheResolver) {
   inner.answer_oldest();
   settle();
   EXPECT_EQ(answers["c"].size(), 1u) << "answered exactly once";
+  EXPECT_TRUE(inner.cancellations.empty());
 }
 
 // A lookup cancelled while it runs ends at once, but its place stays taken
-// until the inner resolver is done with it (the thread is still busy).
+// until the inner resolver is done with it (the thread is still busy): the
+// inner one gets a total cancellation, which a running lookup ignores.
 TEST_F(bounded_lookups, CancelledWhileRunningKeepsItsPlaceUntilTheResolverEnds) {
   for (const auto* h : {"a", "b", "c"})
     ask(h);
   signals["a"].emit(asio::cancellation_type::terminal);
   settle();
   EXPECT_EQ(answers["a"], std::vector<error_code>{asio::error::operation_aborted});
+  EXPECT_EQ(inner.cancellations, std::vector<asio::cancellation_type>{asio::cancellation_type::total});
   EXPECT_EQ(bounded->running(), 2u);
   EXPECT_EQ(inner_hosts(), (std::vector<std::string>{"a", "b"})) << "c waits: a still holds a thread";
   inner.answer_oldest(); // a's late answer: it frees the place, and goes nowhere
@@ -356,6 +412,21 @@ TEST_F(bounded_lookups, CancelledWhileRunningKeepsItsPlaceUntilTheResolverEnds) 
   signals["a"].emit(asio::cancellation_type::terminal); // late: nothing happens
   settle();
   EXPECT_EQ(answers["a"].size(), 1u);
+  EXPECT_EQ(inner.cancellations.size(), 1u);
+}
+
+// One the inner resolver had not started yet (queued in its pool) is
+// skipped there on the total cancellation, and its place is free at once.
+TEST_F(bounded_lookups, CancelledBeforeTheResolverStartedItFreesItsPlaceAtOnce) {
+  inner.skip_on_total = true;
+  for (const auto* h : {"a", "b", "c"})
+    ask(h);
+  signals["a"].emit(asio::cancellation_type::terminal);
+  settle();
+  EXPECT_EQ(answers["a"], std::vector<error_code>{asio::error::operation_aborted});
+  EXPECT_EQ(inner_hosts(), (std::vector<std::string>{"b", "c"}));
+  EXPECT_EQ(bounded->running(), 2u);
+  EXPECT_EQ(bounded->waiting(), 0u);
 }
 
 // A client gone with lookups in flight: the bounded resolver lives until

@@ -62,8 +62,11 @@ void fake_resolver::async_resolve(asio::any_io_executor ex, std::string, net::ip
   auto waiting = std::make_shared<handler>(std::move(h)); // empty once answered or cancelled
   held_.push_back({ex, waiting});
   if (slot.is_connected()) {
-    slot.assign([this, ex, waiting, family](asio::cancellation_type) {
-      if (!*waiting)
+    slot.assign([this, ex, waiting, family](asio::cancellation_type type) {
+      // Its lookups count as started: a total cancellation (only) is not
+      // honoured, as by system_resolver for a lookup that runs.
+      if (!*waiting || (type & (asio::cancellation_type::terminal | asio::cancellation_type::partial)) ==
+                           asio::cancellation_type::none)
         return;
       ++cancelled[family];
       asio::post(ex, [h = std::exchange(*waiting, nullptr)] { h(asio::error::operation_aborted, {}); });

@@ -29,7 +29,9 @@ bool run_until(boost::asio::io_context& io, const std::function<bool()>& pred,
                std::chrono::milliseconds limit = std::chrono::seconds(10));
 
 /// Answers each family after a scripted delay; a family without a script
-/// never answers unless the lookup is cancelled (then: operation_aborted).
+/// never answers unless the lookup is cancelled (terminal or partial: then
+/// operation_aborted at once; its lookups count as started, so a total
+/// cancellation is not honoured).
 class fake_resolver final : public net::resolver {
  public:
   struct answer {

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <vector>
 
 using warren::tunnel::handshake_slots;
@@ -94,4 +95,62 @@ TEST(handshake_slots, BoundsAreAtLeastOne) {
   auto t = slots.admit(addr("192.0.2.1"));
   EXPECT_TRUE(t);
   EXPECT_FALSE(slots.admit(addr("192.0.2.2")));
+}
+
+// All slots taken by one source: a newcomer from another takes the oldest of
+// them (that connection is evicted), until the two hold about the same.
+TEST(handshake_slots, ANewcomerEvictsTheOldestOfTheSourceHoldingTheMost) {
+  handshake_slots slots(4, 4);
+  std::vector<int> evicted;
+  std::vector<handshake_slots::ticket> a;
+  for (int i = 0; i < 4; ++i) {
+    auto t = slots.admit(addr("192.0.2.1"), [&evicted, i] { evicted.push_back(i); });
+    ASSERT_TRUE(t);
+    a.push_back(std::move(*t));
+  }
+  auto b1 = slots.admit(addr("198.51.100.1"));
+  ASSERT_TRUE(b1) << "one source holding every slot locks nobody out";
+  EXPECT_EQ(evicted, std::vector<int>{0}) << "the oldest goes first";
+  EXPECT_EQ(slots.held(), 4u);
+  EXPECT_EQ(slots.held_by(addr("192.0.2.1")), 3u);
+  a[0].release(); // the evicted connection's handshake fails and gives back: nothing to give
+  EXPECT_EQ(slots.held(), 4u);
+  auto b2 = slots.admit(addr("198.51.100.1"));
+  ASSERT_TRUE(b2);
+  EXPECT_EQ(evicted, (std::vector<int>{0, 1}));
+  EXPECT_FALSE(slots.admit(addr("198.51.100.1"))) << "2 and 2: evicting would only move the imbalance";
+  EXPECT_FALSE(slots.admit(addr("192.0.2.1")));
+  EXPECT_EQ(slots.evictions(), 2u);
+  auto c = slots.admit(addr("203.0.113.1"));
+  EXPECT_TRUE(c) << "a third source still gets one, from one of the two";
+  EXPECT_EQ(slots.evictions(), 3u);
+  EXPECT_EQ(slots.held(), 4u);
+}
+
+// A given-back slot is never evicted later: its callback is gone with it.
+TEST(handshake_slots, GivenBackSlotsAreNeverEvicted) {
+  handshake_slots slots(2, 2);
+  int calls = 0;
+  {
+    auto t = slots.admit(addr("192.0.2.1"), [&calls] { ++calls; });
+    ASSERT_TRUE(t);
+  }
+  auto x = slots.admit(addr("192.0.2.1"), [&calls] { ++calls; });
+  auto y = slots.admit(addr("192.0.2.1"), [&calls] { ++calls; });
+  ASSERT_TRUE(x && y);
+  x->release();
+  auto z = slots.admit(addr("198.51.100.1"));
+  ASSERT_TRUE(z);
+  EXPECT_EQ(calls, 0) << "a free slot was there: no eviction";
+}
+
+// Tickets may outlive their slots (a handshake frame destroyed after the
+// server at shutdown): giving back is then a no-op.
+TEST(handshake_slots, TicketsMayOutliveTheirSlots) {
+  auto slots = std::make_unique<handshake_slots>(2, 2);
+  auto t = slots->admit(addr("192.0.2.1"));
+  ASSERT_TRUE(t);
+  slots.reset();
+  t->release();
+  t.reset();
 }

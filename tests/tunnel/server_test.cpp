@@ -275,9 +275,11 @@ TEST_F(server_test, ResetStreamsWaitingLookupsNeverReachTheResolver) {
 }
 
 // Connections that have not authenticated hold at most
-// max_handshakes_per_source slots from one source and max_handshakes in all;
-// one over either bound is closed at once, and a slot is free again when its
-// handshake ends. (Authenticated clients, like the fixture's, hold none.)
+// max_handshakes_per_source slots from one source (one over is closed at
+// once) and max_handshakes in all. With all taken, a newcomer from a source
+// holding fewer evicts the oldest connection of the source holding the most;
+// with the slots spread evenly it is closed at once. A slot is free again
+// when its handshake ends. (Authenticated clients, like the fixture's, hold none.)
 TEST_F(server_test, UnauthenticatedConnectionsAreBoundedInAllAndPerSource) {
   auto o = options(8);
   o.max_handshakes = 3;
@@ -289,25 +291,26 @@ TEST_F(server_test, UnauthenticatedConnectionsAreBoundedInAllAndPerSource) {
   EXPECT_TRUE(closed_by_server(a3)) << "a third from one source";
   auto b1 = raw_connect("127.0.0.3");
   auto c1 = raw_connect("127.0.0.4");
-  EXPECT_TRUE(closed_by_server(c1)) << "a fourth in all";
-  // Accepted in order: the three admitted before c1 are still open, waiting.
-  for (auto* s : {&a1, &a2, &b1}) {
+  EXPECT_TRUE(closed_by_server(a1)) << "c1 evicts the oldest of the source holding the most";
+  auto d1 = raw_connect("127.0.0.5");
+  EXPECT_TRUE(closed_by_server(d1)) << "one each for three sources: nothing to evict";
+  // Accepted in order: the three holding slots are still open, waiting.
+  for (auto* s : {&a2, &b1, &c1}) {
     s->non_blocking(true);
     std::array<char, 1> byte;
     error_code ec;
     s->read_some(asio::buffer(byte), ec);
     EXPECT_EQ(ec, asio::error::would_block) << "an admitted connection was closed: " << ec.message();
-  }
-  for (auto* s : {&a1, &a2, &b1})
     s->non_blocking(false);
+  }
   EXPECT_TRUE(authenticate(b1));
   sync(); // whatever b1's handshake ending started has run
-  auto c2 = raw_connect("127.0.0.4");
-  EXPECT_TRUE(authenticate(c2)) << "b1's handshake ended: its slot is free";
-  a1.close();
-  sync(); // the server has seen a1's end
+  auto d2 = raw_connect("127.0.0.5");
+  EXPECT_TRUE(authenticate(d2)) << "b1's handshake ended: its slot is free";
+  a2.close();
+  sync(); // the server has seen a2's end
   auto a4 = raw_connect("127.0.0.2");
-  EXPECT_TRUE(authenticate(a4)) << "a1 gave up: its source's slot is free";
+  EXPECT_TRUE(authenticate(a4)) << "a2 gave up: a slot is free";
   EXPECT_FALSE(peer_closed);
 }
 
