@@ -179,7 +179,7 @@ std::function<int()> add_server_command(CLI::App& app) {
   cmd->add_option("--max-clients", a->max_clients)->capture_default_str()->check(CLI::Range(1, 100'000));
   cmd->add_option("--max-handshakes", a->max_handshakes,
                   "Connections that may be in their handshake (not authenticated yet) at a time; when all are "
-                  "taken, a newcomer evicts the oldest of the source holding the most, or is closed")
+                  "taken, a newcomer evicts the oldest (of the source holding the most, if that is fairer)")
       ->capture_default_str()
       ->check(CLI::Range(1, 100'000));
   cmd->add_option("--max-handshakes-per-source", a->max_handshakes_per_source,

@@ -128,14 +128,19 @@ void system_resolver::async_resolve(asio::any_io_executor ex, std::string host, 
   if (slot.is_connected()) {
     // Not cleared on completion (as Asio's own operations leave theirs): a
     // late cancellation finds the lookup done and does nothing.
-    slot.assign([op, ex](asio::cancellation_type type) {
+    // Holds the lookup weakly: the slot may belong to an object the
+    // lookup's handler keeps alive (a cycle if this held it).
+    slot.assign([weak_op = std::weak_ptr<lookup>(op), ex](asio::cancellation_type type) {
+      auto l = weak_op.lock();
+      if (!l)
+        return; // answered and gone
       int expected = lookup::queued;
-      const bool skipped = op->at.compare_exchange_strong(expected, lookup::abandoned);
+      const bool skipped = l->at.compare_exchange_strong(expected, lookup::abandoned);
       // Total cancellation promises that nothing happened: only a lookup
       // that has not started can honour it. Terminal and partial end it now.
       if (skipped || (type & (asio::cancellation_type::terminal | asio::cancellation_type::partial)) !=
                          asio::cancellation_type::none)
-        asio::post(ex, [op] { op->finish(asio::error::operation_aborted, {}); });
+        asio::post(ex, [l] { l->finish(asio::error::operation_aborted, {}); });
     });
   }
   asio::post(pool_, [this, op, ex = std::move(ex), host = std::move(host), family]() mutable {
@@ -191,7 +196,7 @@ void bounded_resolver::async_resolve(asio::any_io_executor ex, std::string host,
   if (slot.is_connected()) {
     // Installed once, for the whole life of the request (Asio's convention:
     // left in place after completion; a late cancellation does nothing).
-    slot.assign([weak_self = weak_from_this(), weak_r = std::weak_ptr<request>(r)](asio::cancellation_type) {
+    slot.assign([weak_self = weak_from_this(), weak_r = std::weak_ptr<request>(r)](asio::cancellation_type type) {
       auto req = weak_r.lock();
       if (!req || req->answered)
         return;
@@ -199,13 +204,17 @@ void bounded_resolver::async_resolve(asio::any_io_executor ex, std::string host,
         if (auto self = weak_self.lock())
           self->waiting_.erase(req->place);
         req->at = request::stage::ended;
+        req->abort();
       } else if (req->at == request::stage::running) {
         // Skipped if the other resolver has not started it (its answer then
         // frees the place at once); if it runs, the place stays taken until
-        // it ends, since the thread is busy until then.
+        // it ends, since the thread is busy until then. A total cancellation
+        // (only) is answered as the other resolver answers it.
         req->inner.emit(asio::cancellation_type::total);
+        if ((type & (asio::cancellation_type::terminal | asio::cancellation_type::partial)) !=
+            asio::cancellation_type::none)
+          req->abort();
       }
-      req->abort();
     });
   }
   if (running_ < limit_) {

@@ -15,6 +15,14 @@ handshake_slots::ticket& handshake_slots::ticket::operator=(ticket&& other) noex
   return *this;
 }
 
+bool handshake_slots::ticket::held() const {
+  auto s = state_.lock();
+  if (!s)
+    return false;
+  auto it = s->by_source.find(key_);
+  return it != s->by_source.end() && it->second.contains(id_);
+}
+
 void handshake_slots::ticket::release() {
   if (auto s = state_.lock())
     s->give_back(key_, id_);
@@ -46,21 +54,27 @@ std::optional<handshake_slots::ticket> handshake_slots::admit(const ip::address&
   if (mine >= per_source_)
     return std::nullopt;
   if (s_->held >= total_) {
-    auto heaviest = s_->by_source.end();
-    for (auto it = s_->by_source.begin(); it != s_->by_source.end(); ++it)
-      if (heaviest == s_->by_source.end() || it->second.size() > heaviest->second.size())
+    // The victim: the oldest of the source holding the most, if that is
+    // fairer than what the newcomer's source holds; else the oldest of all
+    // (a handshake takes milliseconds: the oldest is the likeliest stuck).
+    auto heaviest = s_->by_source.begin();
+    auto oldest = s_->by_source.begin();
+    for (auto it = s_->by_source.begin(); it != s_->by_source.end(); ++it) {
+      if (it->second.size() > heaviest->second.size())
         heaviest = it;
-    if (heaviest == s_->by_source.end() || heaviest->second.size() <= mine + 1)
-      return std::nullopt; // evicting would only move the imbalance
-    auto oldest = heaviest->second.begin();
-    auto evict_it = std::move(oldest->second);
-    heaviest->second.erase(oldest);
-    if (heaviest->second.empty())
-      s_->by_source.erase(heaviest);
+      if (it->second.begin()->first < oldest->second.begin()->first)
+        oldest = it;
+    }
+    auto from = heaviest->second.size() > mine + 1 ? heaviest : oldest;
+    auto victim = from->second.begin();
+    auto evict_victim = std::move(victim->second);
+    from->second.erase(victim);
+    if (from->second.empty())
+      s_->by_source.erase(from);
     --s_->held;
     ++s_->evictions;
-    if (evict_it)
-      evict_it();
+    if (evict_victim)
+      evict_victim();
   }
   const auto id = s_->next_id++;
   s_->by_source[key].emplace(id, std::move(evict));

@@ -6,12 +6,14 @@
 // never finish (slow-loris) would use up descriptors and memory.
 //
 // One source holds at most `per_source` slots; a connection over that is
-// closed at once. When all `total` slots are taken, a newcomer whose source
-// holds fewer than the source holding the most, less one, takes the oldest
-// slot of that source, whose connection is evicted (its `evict` callback
-// runs): a few hosts that fill every slot cannot lock out a host with few or
-// none. Only when the slots are spread evenly (total / per_source sources
-// or more, all near their share) is a newcomer refused.
+// closed at once. When all `total` slots are taken, a newcomer takes the slot
+// of another connection, which is evicted (its `evict` callback runs): the
+// oldest of the source holding the most, if that source holds more than the
+// newcomer's plus one; otherwise the oldest of all. A handshake takes
+// milliseconds, so the oldest are the likeliest stuck, and an attacker who
+// holds every slot, from however many sources, sees them taken by each
+// newcomer; to keep a real client out it would have to open connections
+// faster than that client finishes its handshake.
 // A source is an IPv4 address or an IPv6 /64 (what one host is usually
 // given); an IPv4-mapped IPv6 address counts as its IPv4 address.
 // Pure bookkeeping, tested without sockets. Not thread-safe.
@@ -56,6 +58,9 @@ class handshake_slots {
     ticket& operator=(const ticket&) = delete;
     ~ticket() { release(); }
     void release();
+    /// Whether the slot is still this ticket's (false once released, or
+    /// taken for another connection).
+    bool held() const;
 
    private:
     friend class handshake_slots;
@@ -73,7 +78,7 @@ class handshake_slots {
   handshake_slots& operator=(const handshake_slots&) = delete;
 
   /// A slot for a connection from `source`, or nothing if its source holds
-  /// `per_source` already, or all are taken and none may be evicted for it.
+  /// `per_source` already. With all taken, another connection is evicted.
   /// `evict` closes the connection if its slot is taken for another; it is
   /// called from a later admit(), never after the ticket is given back.
   std::optional<ticket> admit(const boost::asio::ip::address& source, std::function<void()> evict = {});

@@ -103,15 +103,9 @@ std::optional<handshake_slots::ticket> server::admit(tcp::socket& socket) {
   if (ec)
     return std::nullopt; // already gone
   const auto from = net::format_host_port(peer.address().to_string(), peer.port());
-  auto log = [this](const std::string& line) {
-    if (turned_away_.allow(steady_clock::now())) {
-      const auto left_out = turned_away_.take_left_out();
-      spdlog::warn("server: {}{}", line, left_out ? " (" + std::to_string(left_out) + " more not logged)" : "");
-    }
-  };
   if (sessions_.size() >= options_.max_clients) {
-    log("closed a connection from " + from + " at once: " + std::to_string(sessions_.size()) +
-        " clients connected (--max-clients)");
+    turn_away("closed a connection from " + from + " at once: " + std::to_string(sessions_.size()) +
+              " clients connected (--max-clients)");
     return std::nullopt;
   }
   // Evicting shuts the connection down under its handshake, which then
@@ -121,16 +115,20 @@ std::optional<handshake_slots::ticket> server::admit(tcp::socket& socket) {
     ::shutdown(fd, SHUT_RDWR);
   });
   if (!slot) {
-    log("closed a connection from " + from + " at once: " +
-        (handshakes_.held_by(peer.address()) >= handshakes_.per_source()
-             ? std::to_string(handshakes_.held_by(peer.address())) +
-                   " connections from that source in their handshake (--max-handshakes-per-source)"
-             : std::to_string(handshakes_.held()) + " connections in their handshake (--max-handshakes)"));
+    turn_away("closed a connection from " + from + " at once: " + std::to_string(handshakes_.held_by(peer.address())) +
+              " connections from that source in their handshake (--max-handshakes-per-source)");
   } else if (!evicted_.empty()) {
-    log("evicted the handshake of " + std::exchange(evicted_, {}) + " (its source held the most of the " +
-        std::to_string(handshakes_.total()) + " handshake slots, --max-handshakes) to admit " + from);
+    turn_away("evicted the handshake of " + std::exchange(evicted_, {}) + " to admit " + from + ": all " +
+              std::to_string(handshakes_.total()) + " handshake slots taken (--max-handshakes)");
   }
   return slot;
+}
+
+void server::turn_away(const std::string& line) {
+  if (turned_away_.allow(steady_clock::now())) {
+    const auto left_out = turned_away_.take_left_out();
+    spdlog::warn("server: {}{}", line, left_out ? " (" + std::to_string(left_out) + " more not logged)" : "");
+  }
 }
 
 asio::awaitable<void> server::handshake(tcp::socket socket, handshake_slots::ticket slot) {
@@ -139,7 +137,14 @@ asio::awaitable<void> server::handshake(tcp::socket socket, handshake_slots::tic
   const auto peer = socket.remote_endpoint(ec);
   const std::string from = ec ? "?" : net::format_host_port(peer.address().to_string(), peer.port());
   auto accepted = co_await transport::accept_stream(std::move(socket), options_.listen, options_.accept, limiter_);
-  slot.release(); // authenticated, or refused: no longer in its handshake
+  // The slot's evict callback shuts the socket's descriptor down: it must be
+  // given back before anything else runs, since a refused handshake has
+  // closed the socket by now and its number may be reused. (accept_stream
+  // takes the socket by value; its frame is gone when co_await returns.)
+  const bool evicted = !slot.held();
+  slot.release();
+  if (accepted.stream && evicted)
+    accepted = {.stream = nullptr, .error = "tunnel from " + from + " evicted at the end of its handshake"};
   if (!accepted.stream) {
     // Anyone can make these: 64 lines per 10 s, then a count.
     if (handshake_failures_.allow(steady_clock::now())) {
@@ -152,9 +157,8 @@ asio::awaitable<void> server::handshake(tcp::socket socket, handshake_slots::tic
   if (stopping_)
     co_return;
   if (sessions_.size() >= options_.max_clients) { // others finished their handshakes first
-    if (turned_away_.allow(steady_clock::now()))
-      spdlog::warn("server: closed the tunnel from {} after its handshake: {} clients connected (--max-clients)", from,
-                   sessions_.size());
+    turn_away("closed the tunnel from " + from + " after its handshake: " + std::to_string(sessions_.size()) +
+              " clients connected (--max-clients)");
     co_return;
   }
   auto config = options_.session;

@@ -49,7 +49,7 @@ struct server_options {
   /// Connections still in their handshake (not authenticated yet), in all
   /// and from one source (an IPv4 address or IPv6 /64): one over the
   /// per-source bound is closed at once; with all taken, a newcomer evicts
-  /// the oldest of the source holding the most, if that is fairer. See
+  /// the oldest (of the source holding the most, if that is fairer). See
   /// tunnel/handshake_slots.hpp.
   std::size_t max_handshakes = 256;
   std::size_t max_handshakes_per_source = 32;
@@ -71,6 +71,8 @@ class server : public std::enable_shared_from_this<server> {
   /// Whether a new connection may start its handshake; logs (within budget) why not.
   std::optional<handshake_slots::ticket> admit(boost::asio::ip::tcp::socket& socket);
   boost::asio::awaitable<void> handshake(boost::asio::ip::tcp::socket socket, handshake_slots::ticket slot);
+  /// Logs why a connection was closed or evicted, within a budget.
+  void turn_away(const std::string& line);
   /// What the server keeps per client beside its session. The log of its
   /// refused streams: a few per interval, then a count (log volume is a
   /// resource a client can spend). Its lookups: at most

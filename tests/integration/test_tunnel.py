@@ -993,6 +993,8 @@ class HostileInputTest(TunnelTestCase):
             early.update(s for s in readable if closed_by_peer(s, 0.05) is not None)
         self.assertLess(time.monotonic() - opened, 9, "too slow to count before the timeout")
         self.assertEqual(len(early), 18, "closed at once, of 50 from one source")
+        readable, _, _ = select.select([s for s in slow if s not in early], [], [], 0.2)
+        self.assertEqual(readable, [], "more than 18 of 50 closed before the handshake timeout")
         client = self.start_client(server, local=["0:127.0.0.1:%d" % web.port])
         self.assert_curl_blob(self.v4_port(client.forwards[0]), context="with 50 slow connections:")
         self.assertLess(time.monotonic() - opened, 9, "too slow to test 'meanwhile'")

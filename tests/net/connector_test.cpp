@@ -249,7 +249,13 @@ TEST(system_resolver_test, CancelledQueuedLookupsAreSkipped) {
   signals[0].emit(asio::cancellation_type::terminal); // late: nothing happens
   io.restart();
   io.poll();
-  EXPECT_EQ(looked_up.load(), 1) << "cancelled lookups still ran";
+  // A lookup queued after them: once it has run, the pool has passed the
+  // cancelled ones.
+  bool sentinel = false;
+  r.async_resolve(io.get_executor(), "after.test", ip_family::v4,
+                  [&](error_code, std::vector<asio::ip::address>) { sentinel = true; }, {});
+  ASSERT_TRUE(test::run_until(io, [&] { return sentinel; }));
+  EXPECT_EQ(looked_up.load(), 2) << "cancelled lookups still ran";
   for (int i = 0; i < k_lookups; ++i)
     EXPECT_EQ(calls[i], 1) << "lookup " << i;
 }
@@ -291,7 +297,13 @@ TEST(system_resolver_test, TotalCancellationSkipsOnlyLookupsNotStarted) {
   cv.notify_all();
   ASSERT_TRUE(test::run_until(io, [&] { return results[0].has_value(); }));
   EXPECT_FALSE(*results[0]) << "a running lookup ignores a total cancellation and answers as usual";
-  EXPECT_EQ(looked_up.load(), 1);
+  // A lookup queued after them: once it has run, the pool has passed the
+  // cancelled ones, which must not have run.
+  bool sentinel = false;
+  r.async_resolve(io.get_executor(), "after.test", ip_family::v4,
+                  [&](error_code, std::vector<asio::ip::address>) { sentinel = true; }, {});
+  ASSERT_TRUE(test::run_until(io, [&] { return sentinel; }));
+  EXPECT_EQ(looked_up.load(), 2) << "a lookup skipped on total cancellation still ran";
 }
 
 // An inner resolver that answers only when the test says so.
@@ -427,6 +439,22 @@ TEST_F(bounded_lookups, CancelledBeforeTheResolverStartedItFreesItsPlaceAtOnce) 
   EXPECT_EQ(inner_hosts(), (std::vector<std::string>{"b", "c"}));
   EXPECT_EQ(bounded->running(), 2u);
   EXPECT_EQ(bounded->waiting(), 0u);
+}
+
+// A total cancellation (only) keeps the resolver's contract: a waiting lookup
+// has not started, so it ends at once; a running one is answered as the
+// inner resolver answers it (here: it ran, so with its result).
+TEST_F(bounded_lookups, TotalCancellationEndsOnlyWhatHasNotStarted) {
+  for (const auto* h : {"a", "b", "c"})
+    ask(h);
+  signals["a"].emit(asio::cancellation_type::total);
+  signals["c"].emit(asio::cancellation_type::total);
+  settle();
+  EXPECT_TRUE(answers["a"].empty()) << "a runs: it is answered when it ends";
+  EXPECT_EQ(answers["c"], std::vector<error_code>{asio::error::operation_aborted});
+  EXPECT_EQ(inner.cancellations, std::vector<asio::cancellation_type>{asio::cancellation_type::total});
+  inner.answer_oldest();
+  EXPECT_EQ(answers["a"], std::vector<error_code>{error_code{}});
 }
 
 // A client gone with lookups in flight: the bounded resolver lives until

@@ -1,10 +1,13 @@
 // handshake_slots: the bound on connections that have not authenticated yet,
-// in all and per source (src/tunnel/handshake_slots.hpp).
+// per source and in all, and who is evicted when all are taken
+// (src/tunnel/handshake_slots.hpp).
 #include "tunnel/handshake_slots.hpp"
 
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <optional>
+#include <string>
 #include <vector>
 
 using warren::tunnel::handshake_slots;
@@ -15,6 +18,15 @@ namespace {
 ip::address addr(const char* text) {
   return ip::make_address(text);
 }
+
+/// Admits connections, each with an evict callback that records its name.
+struct recorder {
+  handshake_slots& slots;
+  std::vector<std::string> evicted;
+  std::optional<handshake_slots::ticket> admit(const char* source, std::string name) {
+    return slots.admit(addr(source), [this, name = std::move(name)] { evicted.push_back(name); });
+  }
+};
 
 } // namespace
 
@@ -32,23 +44,50 @@ TEST(handshake_slots, OneSourceHoldsAtMostItsShare) {
   held.pop_back();
   EXPECT_EQ(slots.held_by(addr("192.0.2.1")), 2u);
   EXPECT_TRUE(slots.admit(addr("192.0.2.1"))) << "a slot given back is free again";
+  EXPECT_EQ(slots.evictions(), 0u) << "slots were free: nobody evicted";
 }
 
-TEST(handshake_slots, AllSourcesTogetherHoldAtMostTheTotal) {
-  handshake_slots slots(4, 3);
-  std::vector<handshake_slots::ticket> held;
-  for (const char* a : {"192.0.2.1", "192.0.2.2", "2001:db8:1::1", "2001:db8:2::1"}) {
-    auto t = slots.admit(addr(a));
-    ASSERT_TRUE(t) << a;
-    held.push_back(std::move(*t));
-  }
-  EXPECT_FALSE(slots.admit(addr("192.0.2.3")));
+// All slots taken by one source: a newcomer from another takes the oldest of
+// them (that connection is evicted), until the two hold about the same.
+TEST(handshake_slots, ANewcomerEvictsTheOldestOfTheSourceHoldingTheMost) {
+  handshake_slots slots(4, 4);
+  recorder r{slots};
+  std::vector<handshake_slots::ticket> a;
+  for (int i = 0; i < 4; ++i)
+    a.push_back(std::move(*r.admit("192.0.2.1", "a" + std::to_string(i))));
+  auto b0 = r.admit("198.51.100.1", "b0");
+  ASSERT_TRUE(b0) << "one source holding every slot locks nobody out";
+  EXPECT_EQ(r.evicted, std::vector<std::string>{"a0"}) << "the oldest goes first";
+  EXPECT_FALSE(a[0].held());
+  EXPECT_TRUE(a[1].held());
   EXPECT_EQ(slots.held(), 4u);
-  EXPECT_EQ(slots.sources(), 4u);
-  held.clear();
-  EXPECT_EQ(slots.held(), 0u);
-  EXPECT_EQ(slots.sources(), 0u) << "a source with nothing held is forgotten";
-  EXPECT_TRUE(slots.admit(addr("192.0.2.3")));
+  EXPECT_EQ(slots.held_by(addr("192.0.2.1")), 3u);
+  a[0].release(); // the evicted connection's handshake fails and gives back: nothing to give
+  EXPECT_EQ(slots.held(), 4u);
+  auto b1 = r.admit("198.51.100.1", "b1");
+  ASSERT_TRUE(b1);
+  EXPECT_EQ(r.evicted, (std::vector<std::string>{"a0", "a1"}));
+  EXPECT_EQ(slots.evictions(), 2u);
+  EXPECT_EQ(slots.held_by(addr("198.51.100.1")), 2u);
+}
+
+// With the slots spread evenly (here one per source, as an attacker with
+// many addresses would hold them), the oldest of all is evicted: a newcomer
+// is never locked out, and a stuck connection lives only until displaced.
+TEST(handshake_slots, SpreadEvenlyTheOldestOfAllIsEvicted) {
+  handshake_slots slots(3, 2);
+  recorder r{slots};
+  auto x = r.admit("192.0.2.1", "x");
+  auto y = r.admit("192.0.2.2", "y");
+  auto z = r.admit("192.0.2.3", "z");
+  auto n = r.admit("203.0.113.9", "n");
+  ASSERT_TRUE(n);
+  EXPECT_EQ(r.evicted, std::vector<std::string>{"x"});
+  auto m = r.admit("192.0.2.2", "m"); // y's source: holds 1, the most is 1
+  ASSERT_TRUE(m);
+  EXPECT_EQ(r.evicted, (std::vector<std::string>{"x", "y"}));
+  EXPECT_EQ(slots.held(), 3u);
+  EXPECT_EQ(slots.sources(), 3u);
 }
 
 // One IPv6 host usually has a whole /64: its addresses count as one source.
@@ -75,8 +114,10 @@ TEST(handshake_slots, TicketsGiveBackOnceWhetherMovedReleasedOrDestroyed) {
   handshake_slots::ticket moved = std::move(*t);
   t.reset(); // the moved-from ticket gives back nothing
   EXPECT_EQ(slots.held(), 1u);
+  EXPECT_TRUE(moved.held());
   moved.release();
   EXPECT_EQ(slots.held(), 0u);
+  EXPECT_FALSE(moved.held());
   moved.release(); // twice: nothing more
   EXPECT_EQ(slots.held(), 0u);
   auto x = slots.admit(addr("192.0.2.1"));
@@ -88,60 +129,23 @@ TEST(handshake_slots, TicketsGiveBackOnceWhetherMovedReleasedOrDestroyed) {
   EXPECT_EQ(slots.held(), 1u);
   x.reset();
   EXPECT_EQ(slots.held(), 0u);
-}
-
-TEST(handshake_slots, BoundsAreAtLeastOne) {
-  handshake_slots slots(0, 0);
-  auto t = slots.admit(addr("192.0.2.1"));
-  EXPECT_TRUE(t);
-  EXPECT_FALSE(slots.admit(addr("192.0.2.2")));
-}
-
-// All slots taken by one source: a newcomer from another takes the oldest of
-// them (that connection is evicted), until the two hold about the same.
-TEST(handshake_slots, ANewcomerEvictsTheOldestOfTheSourceHoldingTheMost) {
-  handshake_slots slots(4, 4);
-  std::vector<int> evicted;
-  std::vector<handshake_slots::ticket> a;
-  for (int i = 0; i < 4; ++i) {
-    auto t = slots.admit(addr("192.0.2.1"), [&evicted, i] { evicted.push_back(i); });
-    ASSERT_TRUE(t);
-    a.push_back(std::move(*t));
-  }
-  auto b1 = slots.admit(addr("198.51.100.1"));
-  ASSERT_TRUE(b1) << "one source holding every slot locks nobody out";
-  EXPECT_EQ(evicted, std::vector<int>{0}) << "the oldest goes first";
-  EXPECT_EQ(slots.held(), 4u);
-  EXPECT_EQ(slots.held_by(addr("192.0.2.1")), 3u);
-  a[0].release(); // the evicted connection's handshake fails and gives back: nothing to give
-  EXPECT_EQ(slots.held(), 4u);
-  auto b2 = slots.admit(addr("198.51.100.1"));
-  ASSERT_TRUE(b2);
-  EXPECT_EQ(evicted, (std::vector<int>{0, 1}));
-  EXPECT_FALSE(slots.admit(addr("198.51.100.1"))) << "2 and 2: evicting would only move the imbalance";
-  EXPECT_FALSE(slots.admit(addr("192.0.2.1")));
-  EXPECT_EQ(slots.evictions(), 2u);
-  auto c = slots.admit(addr("203.0.113.1"));
-  EXPECT_TRUE(c) << "a third source still gets one, from one of the two";
-  EXPECT_EQ(slots.evictions(), 3u);
-  EXPECT_EQ(slots.held(), 4u);
+  EXPECT_EQ(slots.sources(), 0u) << "a source with nothing held is forgotten";
 }
 
 // A given-back slot is never evicted later: its callback is gone with it.
 TEST(handshake_slots, GivenBackSlotsAreNeverEvicted) {
   handshake_slots slots(2, 2);
-  int calls = 0;
-  {
-    auto t = slots.admit(addr("192.0.2.1"), [&calls] { ++calls; });
-    ASSERT_TRUE(t);
-  }
-  auto x = slots.admit(addr("192.0.2.1"), [&calls] { ++calls; });
-  auto y = slots.admit(addr("192.0.2.1"), [&calls] { ++calls; });
-  ASSERT_TRUE(x && y);
-  x->release();
-  auto z = slots.admit(addr("198.51.100.1"));
-  ASSERT_TRUE(z);
-  EXPECT_EQ(calls, 0) << "a free slot was there: no eviction";
+  recorder r{slots};
+  auto first = r.admit("192.0.2.1", "given back");
+  auto second = r.admit("192.0.2.1", "second");
+  ASSERT_TRUE(first && second);
+  first->release();
+  auto third = r.admit("192.0.2.1", "third"); // takes the free slot: no eviction
+  ASSERT_TRUE(third);
+  EXPECT_TRUE(r.evicted.empty());
+  auto newcomer = r.admit("198.51.100.1", "newcomer"); // full: evicts the oldest held
+  ASSERT_TRUE(newcomer);
+  EXPECT_EQ(r.evicted, std::vector<std::string>{"second"});
 }
 
 // Tickets may outlive their slots (a handshake frame destroyed after the
@@ -151,6 +155,17 @@ TEST(handshake_slots, TicketsMayOutliveTheirSlots) {
   auto t = slots->admit(addr("192.0.2.1"));
   ASSERT_TRUE(t);
   slots.reset();
+  EXPECT_FALSE(t->held());
   t->release();
   t.reset();
+}
+
+TEST(handshake_slots, BoundsAreAtLeastOne) {
+  handshake_slots slots(0, 0);
+  auto t = slots.admit(addr("192.0.2.1"));
+  ASSERT_TRUE(t);
+  EXPECT_FALSE(slots.admit(addr("192.0.2.1"))) << "one per source";
+  auto u = slots.admit(addr("192.0.2.2"));
+  ASSERT_TRUE(u);
+  EXPECT_FALSE(t->held()) << "one in all: the newcomer took it";
 }
