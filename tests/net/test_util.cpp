@@ -62,14 +62,18 @@ void fake_resolver::async_resolve(asio::any_io_executor ex, std::string, net::ip
   auto waiting = std::make_shared<handler>(std::move(h)); // empty once answered or cancelled
   held_.push_back({ex, waiting});
   if (slot.is_connected()) {
-    slot.assign([this, ex, waiting, family](asio::cancellation_type type) {
+    // Weakly: the slot may belong to an object the handler keeps alive
+    // (bounded_resolver's request), which would make a cycle; held_ keeps it.
+    slot.assign([this, ex, weak_waiting = std::weak_ptr<handler>(waiting), family](asio::cancellation_type type) {
+      auto w = weak_waiting.lock();
       // Its lookups count as started: a total cancellation (only) is not
       // honoured, as by system_resolver for a lookup that runs.
-      if (!*waiting || (type & (asio::cancellation_type::terminal | asio::cancellation_type::partial)) ==
-                           asio::cancellation_type::none)
+      if (!w || !*w ||
+          (type & (asio::cancellation_type::terminal | asio::cancellation_type::partial)) ==
+              asio::cancellation_type::none)
         return;
       ++cancelled[family];
-      asio::post(ex, [h = std::exchange(*waiting, nullptr)] { h(asio::error::operation_aborted, {}); });
+      asio::post(ex, [h = std::exchange(*w, nullptr)] { h(asio::error::operation_aborted, {}); });
     });
   }
   auto it = script.find(family);
