@@ -72,6 +72,9 @@ struct stream_state {
   phase state = phase::opening;
   std::int64_t send_window = 0;
   bool fin_sent = false;
+  // session::data_frames_queued_ when this stream last queued a frame: while
+  // the writer has not passed it, a RESET of ours goes behind the frames.
+  std::uint64_t last_queued_frame = 0;
   // std::list, not std::deque: an empty list allocates nothing (libstdc++'s
   // deque allocates ~600 bytes up front), which matters for 10,000 idle streams.
   std::list<std::vector<std::uint8_t>> chunks;
@@ -210,6 +213,7 @@ void session::close(std::string reason) {
   control_q_.clear();
   data_q_.clear();
   data_q_bytes_ = 0;
+  data_frames_written_ = data_frames_queued_;
   events_->writer_wake.notify();
   events_->drained.notify();
   events_->ping_timer.cancel();
@@ -284,9 +288,10 @@ void session::send_reply(std::vector<std::uint8_t> frame) {
   send_control(std::move(frame));
 }
 
-void session::send_data(std::vector<std::uint8_t> frame, bool wake) {
+void session::send_data(stream_state& st, std::vector<std::uint8_t> frame, bool wake) {
   if (closed_ || failed_)
     return;
+  st.last_queued_frame = ++data_frames_queued_;
   data_q_bytes_ += frame.size();
   data_q_.push_back(std::move(frame));
   if (wake)
@@ -343,8 +348,17 @@ void session::fail_stream(const std::shared_ptr<stream_state>& ref, reset_info w
     st->wake_all();
     return;
   }
-  if (send)
+  if (send && st->last_queued_frame > data_frames_written_) {
+    // Frames of this stream still wait for the writer: the RESET goes behind
+    // them, so that what the stream wrote before it ended is delivered, as a
+    // TCP peer's data arrives before its RST. (Not counted as a reply: the
+    // stream limit bounds these, one per stream.)
+    auto frame = take_buffer();
+    encode_reset(frame, st->id, why.code, why.reason);
+    send_data(*st, std::move(frame));
+  } else if (send) {
     send_reset(st->id, why.code, why.reason, peer_opened(st->id));
+  }
   st->reset = std::move(why);
   st->state = stream_state::phase::failed;
   remove_stream(st);
@@ -374,6 +388,7 @@ void session::protocol_error(reset_code code, const std::string& message) {
   control_q_.clear();
   data_q_.clear();
   data_q_bytes_ = 0;
+  data_frames_written_ = data_frames_queued_;
   control_q_.push_back(std::move(frame));
   failed_ = true; // nothing more is queued: whatever the streams write now is lost with the session
   draining_ = true;
@@ -402,6 +417,7 @@ asio::awaitable<void> session::writer() {
       data_q_bytes_ -= data_q_.front().size();
       batch.push_back(std::move(data_q_.front()));
       data_q_.pop_front();
+      ++data_frames_written_;
     }
     if (data_q_bytes_ < k_data_high_water || reader_paused_)
       events_->drained.notify();
@@ -939,7 +955,7 @@ std::size_t mux_stream::try_write_some(std::span<const asio::const_buffer> buffe
       frame.reserve(k_header_size + n);
       encode_data_header(frame, st.id, static_cast<std::uint32_t>(n), false);
       frame.insert(frame.end(), data + offset, data + offset + n);
-      s.send_data(std::move(frame));
+      s.send_data(st, std::move(frame));
       st.send_window -= static_cast<std::int64_t>(n);
       offset += n;
     }
@@ -1007,7 +1023,7 @@ void mux_stream::commit(std::size_t n) {
         small.reserve(k_header_size + m);
         encode_data_header(small, st.id, static_cast<std::uint32_t>(m), false);
         small.insert(small.end(), frame.data() + k_header_size, frame.data() + k_header_size + m);
-        s.send_data(std::move(small), false);
+        s.send_data(st, std::move(small), false);
       }
       s.recycle(std::move(frame));
       continue;
@@ -1015,7 +1031,7 @@ void mux_stream::commit(std::size_t n) {
     frame.resize(k_header_size + m);
     write_data_header(std::span(frame.data(), k_header_size).first<k_header_size>(), st.id,
                       static_cast<std::uint32_t>(m), false);
-    s.send_data(std::move(frame), false);
+    s.send_data(st, std::move(frame), false);
   }
   s.prepared_.clear();
   // An idle writer sends what was committed right here, inside the caller's
@@ -1057,7 +1073,7 @@ asio::awaitable<void> mux_stream::shutdown(error_code& ec) {
     st->fin_sent = true;
     auto frame = session_->take_buffer();
     encode_data_header(frame, st->id, 0, true);
-    session_->send_data(std::move(frame));
+    session_->send_data(*st, std::move(frame));
     session_->finish_stream(st);
   }
   co_return;
@@ -1105,7 +1121,7 @@ bool mux_stream::send_datagram(std::span<const std::uint8_t> datagram) {
   auto frame = s.take_buffer();
   encode_datagram_header(frame, state_->id, static_cast<std::uint32_t>(datagram.size()));
   frame.insert(frame.end(), datagram.begin(), datagram.end());
-  s.send_data(std::move(frame));
+  s.send_data(*state_, std::move(frame));
   return true;
 }
 

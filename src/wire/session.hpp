@@ -59,10 +59,10 @@ struct session_config {
   // OPEN whose window would not fit is refused (limit reached).
   std::uint64_t max_buffered = 64u << 20;
   std::chrono::milliseconds ping_interval{15'000};
-  std::size_t max_queued_datagrams = 256;    // per flow, receive side
+  std::size_t max_queued_datagrams = 256;           // per flow, receive side
   std::size_t max_queued_datagram_bytes = 4u << 20; // all flows together, receive side
-  std::size_t datagram_send_limit = 1 << 20; // queued bytes beyond which outgoing datagrams drop
-  std::string label = "session";             // log prefix
+  std::size_t datagram_send_limit = 1 << 20;        // queued bytes beyond which outgoing datagrams drop
+  std::string label = "session";                    // log prefix
 };
 
 struct session_stats {
@@ -188,12 +188,13 @@ class session : public std::enable_shared_from_this<session> {
 
   // Frame output: control frames jump the data queue.
   std::vector<std::uint8_t> take_buffer();
-  std::vector<std::uint8_t> take_frame();           // a full-size DATA frame, contents unspecified
-  void recycle(std::vector<std::uint8_t> frame);    // a written or unused frame, for reuse
+  std::vector<std::uint8_t> take_frame();        // a full-size DATA frame, contents unspecified
+  void recycle(std::vector<std::uint8_t> frame); // a written or unused frame, for reuse
   void send_control(std::vector<std::uint8_t> frame);
   void send_reply(std::vector<std::uint8_t> frame); // a control frame that answers one of the peer's (counted)
   bool peer_opened(std::uint32_t id) const { return (id % 2 == 1) != config_.is_client; } // client ids are odd
-  void send_data(std::vector<std::uint8_t> frame, bool wake = true); // wake: post the writer's wake-up
+  // A stream's DATA, FIN or datagram frame, in order; wake: post the writer's wake-up.
+  void send_data(stream_state& st, std::vector<std::uint8_t> frame, bool wake = true);
   void wake_writer_now(); // an idle writer runs now, on this stack
   void send_reset(std::uint32_t id, reset_code code, std::string_view reason, bool reply = false);
   void finish_stream(const std::shared_ptr<stream_state>& st); // remove when both directions are done
@@ -233,7 +234,9 @@ class session : public std::enable_shared_from_this<session> {
   std::vector<boost::asio::any_completion_handler<void()>> woken_;
   std::deque<std::vector<std::uint8_t>> data_q_;
   std::size_t data_q_bytes_ = 0;
-  std::size_t datagram_bytes_ = 0; // received, queued in all flows
+  std::uint64_t data_frames_queued_ = 0;  // into data_q_, ever
+  std::uint64_t data_frames_written_ = 0; // out of it (or dropped with it)
+  std::size_t datagram_bytes_ = 0;        // received, queued in all flows
   std::vector<std::vector<std::uint8_t>> pool_;
   std::vector<std::vector<std::uint8_t>> frame_pool_; // full-size DATA frames (k_full_frame bytes)
   std::vector<std::pair<std::vector<std::uint8_t>, std::size_t>> prepared_; // prepare() .. commit(): frame, offered

@@ -2,10 +2,10 @@
 // connections: a client session and a server session on the two ends of one
 // socket pair (or one session facing a raw socket that plays a scripted or
 // misbehaving peer). Covers 0-RTT data before OPEN_OK, accept and refuse,
-// bulk data both ways, the zero-copy prepare/commit and peek/consume calls, half-close, reset on close(), per-stream flow control
-// without head-of-line blocking, many concurrent streams, UDP flows and their
-// drop accounting, HELLO checks, transport end of stream, GOAWAY draining and
-// the ping timeout. Everything runs on one io_context driven by run_until.
+// bulk data both ways, the zero-copy prepare/commit and peek/consume calls, half-close, reset on close(), per-stream
+// flow control without head-of-line blocking, many concurrent streams, UDP flows and their drop accounting, HELLO
+// checks, transport end of stream, GOAWAY draining and the ping timeout. Everything runs on one io_context driven by
+// run_until.
 #include "wire/session.hpp"
 
 #include "../net/test_util.hpp"
@@ -555,6 +555,35 @@ TEST_F(session_test, CloseResetsThePeer) {
   EXPECT_EQ(client->stream_count(), 0u);
 }
 
+// Bytes a stream wrote before it was reset reach the peer before the RESET,
+// as a TCP peer's data arrives before its RST: the server reads a
+// response from its target, then the target resets the connection; the
+// client must still get the response. Written and closed on one stack, the
+// DATA frames are still queued for the writer when the RESET is.
+TEST_F(session_test, DataWrittenBeforeAResetArrivesBeforeIt) {
+  on_accept = [](mux_stream& s) { s.accept(); };
+  start();
+  auto s = client->open(stream_kind::tcp, target("example.com", 80));
+  ASSERT_TRUE(s);
+  ASSERT_TRUE(run([&] { return accepted.size() == 1; }));
+  auto payload = random_bytes(100 * 1024, 7);
+  const asio::const_buffer b(payload.data(), payload.size());
+  error_code ec;
+  const auto written = s->try_write_some(std::span(&b, 1), ec); // as much as the window allows
+  ASSERT_FALSE(ec) << ec.message();
+  ASSERT_GT(written, 32u * 1024);
+  payload.resize(written);
+  s->close();
+  read_job r;
+  spawn(io, read_all(*accepted[0], r));
+  ASSERT_TRUE(run([&] { return r.done; }));
+  EXPECT_EQ(r.ec, asio::error::connection_reset);
+  EXPECT_EQ(r.data.size(), payload.size()) << "the RESET overtook the stream's data";
+  EXPECT_TRUE(r.data == payload);
+  ASSERT_TRUE(accepted[0]->reset_reason());
+  EXPECT_EQ(accepted[0]->reset_reason()->code, reset_code::closed);
+}
+
 TEST_F(session_test, DestroyingAStreamHandleResetsThePeer) {
   on_accept = [](mux_stream& s) { s.accept(); };
   start();
@@ -835,13 +864,13 @@ struct handler_state {
 TEST_F(session_test, OpenHandlerMayCloseTheSession) {
   start();
   g_handler_died_while_running = false;
-  server->set_open_handler([this, state = std::make_shared<handler_state>()](std::unique_ptr<mux_stream>,
-                                                                               open_request) {
-    g_in_handler = true;
-    ++state->calls;
-    server->close("closed by the open handler");
-    g_in_handler = false; // nothing captured is touched after close()
-  });
+  server->set_open_handler(
+      [this, state = std::make_shared<handler_state>()](std::unique_ptr<mux_stream>, open_request) {
+        g_in_handler = true;
+        ++state->calls;
+        server->close("closed by the open handler");
+        g_in_handler = false; // nothing captured is touched after close()
+      });
   auto s = client->open(stream_kind::tcp, target("example.com", 80));
   ASSERT_TRUE(s);
   ASSERT_TRUE(run([&] { return server_closed.has_value() && client_closed.has_value(); }));
@@ -1032,7 +1061,8 @@ TEST_F(raw_peer_test, PingFloodFromAPeerThatReadsNothingStallsAndIsCutOff) {
     auto [ec, n] = co_await asio::async_write(raw, asio::buffer(flood), asio::as_tuple(asio::use_awaitable));
     written = !ec;
   });
-  ASSERT_TRUE(test::run_until(io, [&] { return closed.has_value(); }, 10s));
+  ASSERT_TRUE(test::run_until(
+      io, [&] { return closed.has_value(); }, 10s));
   EXPECT_FALSE(written) << "the session read all " << k_pings << " PINGs and queued a PONG for each";
   EXPECT_NE(closed->find("replies to its frames waited"), std::string::npos) << *closed;
 }
@@ -1056,7 +1086,8 @@ TEST_F(raw_peer_test, OpenFloodBeyondTheLimitFromAPeerThatReadsNothingStalls) {
     auto [ec, n] = co_await asio::async_write(raw, asio::buffer(flood), asio::as_tuple(asio::use_awaitable));
     written = !ec;
   });
-  ASSERT_TRUE(test::run_until(io, [&] { return closed.has_value(); }, 10s));
+  ASSERT_TRUE(test::run_until(
+      io, [&] { return closed.has_value(); }, 10s));
   EXPECT_FALSE(written) << "the session read all " << k_opens << " OPENs and queued a refusal for each";
   EXPECT_NE(closed->find("replies to its frames waited"), std::string::npos) << *closed;
 }
@@ -1100,7 +1131,8 @@ TEST_P(open_churn_test, FromAPeerThatReadsNothingStalls) {
     auto [ec, n] = co_await asio::async_write(raw, asio::buffer(flood), asio::as_tuple(asio::use_awaitable));
     written = !ec;
   });
-  ASSERT_TRUE(test::run_until(io, [&] { return closed.has_value(); }, 10s));
+  ASSERT_TRUE(test::run_until(
+      io, [&] { return closed.has_value(); }, 10s));
   EXPECT_FALSE(written) << "the session read all " << k_opens << " OPENs and queued a reply to each";
   EXPECT_NE(closed->find("replies to its frames waited"), std::string::npos) << *closed;
 }
