@@ -41,6 +41,18 @@ wire::reset_code code_for(const error_code& ec) {
     return wire::reset_code::unreachable;
   return wire::reset_code::internal_error;
 }
+/// Logs `line` if `limiter` lets one through now, saying how many lines of
+/// its `kind` were left out before it. (Log volume is a resource that peers
+/// and clients can spend.)
+void log_limited(line_limiter& limiter, spdlog::level::level_enum level, std::string_view kind,
+                 const std::string& line) {
+  if (!limiter.allow(steady_clock::now()))
+    return;
+  const auto left_out = limiter.take_left_out();
+  spdlog::log(level, "server: {}{}", line,
+              left_out ? " (" + std::to_string(left_out) + " more " + std::string(kind) + " not logged)" : "");
+}
+
 } // namespace
 
 server::server(asio::any_io_executor ex, net::resolver& r, server_options options)
@@ -82,11 +94,7 @@ void server::accept_loop(tcp::acceptor& acceptor) {
     if (ec) {
       // Retried every 100 ms while it lasts (out of descriptors, say): logged
       // a few times, not ten lines a second.
-      if (self->accept_failures_.allow(steady_clock::now())) {
-        const auto left_out = self->accept_failures_.take_left_out();
-        spdlog::warn("server: accept failed: {}{}", net::describe(ec),
-                     left_out ? " (" + std::to_string(left_out) + " more failures not logged)" : "");
-      }
+      log_limited(self->accept_failures_, spdlog::level::warn, "failures", "accept failed: " + net::describe(ec));
       auto t = std::make_shared<asio::steady_timer>(self->ex_, std::chrono::milliseconds(100));
       t->async_wait([self, t, &acceptor](error_code) { self->accept_loop(acceptor); });
       return;
@@ -125,10 +133,7 @@ std::optional<handshake_slots::ticket> server::admit(tcp::socket& socket) {
 }
 
 void server::turn_away(const std::string& line) {
-  if (turned_away_.allow(steady_clock::now())) {
-    const auto left_out = turned_away_.take_left_out();
-    spdlog::warn("server: {}{}", line, left_out ? " (" + std::to_string(left_out) + " more not logged)" : "");
-  }
+  log_limited(turned_away_, spdlog::level::warn, "closed or evicted connections", line);
 }
 
 asio::awaitable<void> server::handshake(tcp::socket socket, handshake_slots::ticket slot) {
@@ -147,11 +152,7 @@ asio::awaitable<void> server::handshake(tcp::socket socket, handshake_slots::tic
     accepted = {.stream = nullptr, .error = "tunnel from " + from + " evicted at the end of its handshake"};
   if (!accepted.stream) {
     // Anyone can make these: 64 lines per 10 s, then a count.
-    if (handshake_failures_.allow(steady_clock::now())) {
-      const auto left_out = handshake_failures_.take_left_out();
-      spdlog::warn("server: {}{}", accepted.error,
-                   left_out ? " (" + std::to_string(left_out) + " more failed handshakes not logged)" : "");
-    }
+    log_limited(handshake_failures_, spdlog::level::warn, "failed handshakes", accepted.error);
     co_return;
   }
   if (stopping_)
@@ -203,11 +204,8 @@ std::optional<std::string> server::denied_without_lookup(const wire::open_reques
 }
 
 void server::refuse(client_state& log, wire::mux_stream& stream, wire::reset_code code, const std::string& detail) {
-  if (log.refused.allow(steady_clock::now())) {
-    const auto left_out = log.refused.take_left_out();
-    spdlog::info("server: {} {}: {}{}", log.label, stream.description(), detail,
-                 left_out ? " (" + std::to_string(left_out) + " more refused streams not logged)" : "");
-  }
+  log_limited(log.refused, spdlog::level::info, "refused streams",
+              log.label + " " + stream.description() + ": " + detail);
   stream.refuse(code, detail);
 }
 
