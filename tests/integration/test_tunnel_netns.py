@@ -97,6 +97,17 @@ class TunnelNetnsTest(wt.WarrenTestCase):
         """ns_tool.py inside a namespace, as a tracked process."""
         return self.track(wt.Process(self.in_ns(sys.executable, NS_TOOL, *[str(a) for a in args], ns=ns)))
 
+    def tool_result(self, warren, *args):
+        """Runs an ns_tool.py client in the namespace to its end and returns
+        its JSON line, asserting it reports "ok" (`warren`'s log on failure)."""
+        p = run(self.in_ns(sys.executable, NS_TOOL, *[str(a) for a in args]), timeout=60, check=False)
+        lines = p.stdout.decode().strip().splitlines()
+        self.assertTrue(lines, "no output from ns_tool %s: %s\n%s" % (args[0], p.stderr.decode(errors="replace"),
+                                                                       warren.stderr_text()))
+        r = json.loads(lines[-1])
+        self.assertEqual(r["result"], "ok", "%r\n%s" % (r, warren.stderr_text()))
+        return r
+
     def app_namespace(self):
         """Moves the veth's far end (vb) into a second namespace where
         10.231.0.2 is a host: the application behind the slow link."""
@@ -124,13 +135,7 @@ class TunnelNetnsTest(wt.WarrenTestCase):
         cannot send instead of waiting for the link, so another client's
         PINGs are answered promptly all along."""
         server = self.start_server()
-        p = run(self.in_ns(sys.executable, NS_TOOL, "udp-flood", str(server.port), self.token, SLOW_PEER, "9", "3"),
-                timeout=60, check=False)
-        lines = p.stdout.decode().strip().splitlines()
-        self.assertTrue(lines, "no output from the flooder: %s\n%s" % (p.stderr.decode(errors="replace"),
-                                                                        server.stderr_text()))
-        r = json.loads(lines[-1])
-        self.assertEqual(r["result"], "ok", "%r\n%s" % (r, server.stderr_text()))
+        r = self.tool_result(server, "udp-flood", server.port, self.token, SLOW_PEER, 9, 3)
         wt_figure = "udp flood to a 1 Mbit/s link: %.1f MB flooded, %d PINGs, slowest answer %.0f ms" % (
             r["flooded"] / 1e6, r["pings"], r["max_rtt"] * 1000)
         print("\n    [figure] " + wt_figure, flush=True)
@@ -160,13 +165,7 @@ class TunnelNetnsTest(wt.WarrenTestCase):
         client.wait_for(r"tunnel: connected to ", timeout=20)
         pour = self.tool("udp-pour", "10.231.0.1", udp_fwd, 4, ns=app)
         time.sleep(0.5)  # let the replies fill the link's queue first
-        probe = run(self.in_ns(sys.executable, NS_TOOL, "tcp-rtt", "127.0.0.1", str(tcp_fwd), "3"),
-                    timeout=60, check=False)
-        lines = probe.stdout.decode().strip().splitlines()
-        self.assertTrue(lines, "no output from the probe: %s\n%s" % (probe.stderr.decode(errors="replace"),
-                                                                       client.stderr_text()))
-        r = json.loads(lines[-1])
-        self.assertEqual(r["result"], "ok", "%r\n%s" % (r, client.stderr_text()))
+        r = self.tool_result(client, "tcp-rtt", "127.0.0.1", tcp_fwd, 3)
         poured = json.loads(pour.wait_for(r"^\{", stream="stdout", timeout=30).string)
         wt_figure = ("udp replies to a 1 Mbit/s link: %d datagrams poured, %d came back; %d TCP probes, slowest "
                      "%.0f ms" % (poured["sent"], poured["received"], r["probes"], r["max_rtt"] * 1000))
