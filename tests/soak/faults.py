@@ -140,14 +140,14 @@ def server_down_at_client_start(soak, rng):
                                      result["outcome"])
 
 
-@FAULTS.kind("fd_squeeze", weight=1)
-def fd_squeeze(soak, rng):
-    """Client B runs with RLIMIT_NOFILE LOW_NOFILE (soft = hard): more
-    local connections than it has descriptors, held a while, then dropped.
-    B stays up, and once they are gone it forwards again."""
-    p = soak.rig.procs["client_b"]
+def squeeze(soak, rng, role, path):
+    """More local connections than `role` (started with RLIMIT_NOFILE
+    LOW_NOFILE, soft = hard) has descriptors, held a while, then dropped
+    (half of them with a reset). It stays up, and once they are gone it
+    forwards again within 30 s."""
+    p = soak.rig.procs[role]
     soak.expect_alive(p)
-    port = soak.rig.forwards["client_b"]["tcp"]
+    port = soak.rig.forwards[role]["tcp"]
     n = LOW_NOFILE + rng.randrange(16, 96)
     held, refused = [], 0
     dl = traffic.Deadline(30, "fd squeeze connections")
@@ -166,15 +166,26 @@ def fd_squeeze(soak, rng):
             s.close()
     time.sleep(1)
     soak.expect_alive(p)
-    # Once the descriptors are back, B must forward again (in bounded time).
     deadline = time.monotonic() + 30
     while True:
         try:
-            traffic.echo(soak, rng, "B", 1 << 10, 64 << 10, True)
+            traffic.echo(soak, rng, path, 1 << 10, 64 << 10, True)
             break
         except traffic.Clean as e:
             if time.monotonic() > deadline:
-                raise SoakFailure("client B does not forward 30 s after the squeeze ended (%s); stderr tail:\n%s"
-                                  % (e, p.text()[-3000:]))
+                raise SoakFailure("%s does not forward 30 s after the squeeze ended (%s); stderr tail:\n%s"
+                                  % (role, e, p.text()[-3000:]))
             time.sleep(1)
     return "%d connections, %d failed to connect" % (n, refused)
+
+
+@FAULTS.kind("fd_squeeze", weight=1)
+def fd_squeeze(soak, rng):
+    """Client B's -L, short of descriptors."""
+    return squeeze(soak, rng, "client_b", "B")
+
+
+@FAULTS.kind("relay_fd_squeeze", weight=1)
+def relay_fd_squeeze(soak, rng):
+    """Relay B, short of descriptors."""
+    return squeeze(soak, rng, "relay_b", "relay_b")

@@ -4,6 +4,7 @@ and a UDP echo) and the real warren processes around them.
     client A --wss--> warren relay --tcp--> warren server --> data / UDP echo
     client B (low RLIMIT_NOFILE) --wss--------^
     client D (started while the server is down; one per cold-start fault)
+    relay B (low RLIMIT_NOFILE) --tcp--> data
 
 Roles, not processes: a fault may SIGKILL the server or the relay and start
 another process in the same role (same port, same --state-dir so the pin
@@ -349,6 +350,15 @@ class Rig:
         self.procs["relay"] = p
         return p
 
+    def start_relay_b(self):
+        """A plain relay to the data server, short of descriptors like client B."""
+        p = self.spawn("relay_b", ["relay", "127.0.0.1:0", "127.0.0.1:%d" % self.data.port, "--log-level", "info"],
+                       nofile=LOW_NOFILE)
+        m = wt.LISTENING_RE.search(p.wait_for(r"relay: listening on ", 60).string)
+        self.forwards["relay_b"] = {"tcp": wt.parse_host_port(m.group(2).split(", ")[0])[1]}
+        self.procs["relay_b"] = p
+        return p
+
     def client_args(self, port, forwards, wait_tunnel):
         args = ["client", "wss://127.0.0.1:%d" % port, "--pin", self.pin, "--token-file", self.token_file,
                 "--log-level", "info", "--wait-tunnel", "%gs" % wait_tunnel, "--ping-interval", "5s",
@@ -393,6 +403,7 @@ class Rig:
         self.start_relay()
         self.start_client("client_a", via_relay=True)
         self.start_client("client_b", via_relay=False, socks=False, udp=False, nofile=LOW_NOFILE)
+        self.start_relay_b()
 
     def close(self):
         """Kills every process ever started (by its own pid) and the peers."""

@@ -40,11 +40,11 @@ import checks  # noqa: E402
 import faults  # noqa: E402,F401  (registers the fault kinds)
 import traffic  # noqa: E402
 from registry import FAULTS, OPS, pick  # noqa: E402
-from rig import Rig, SoakFailure  # noqa: E402
+from rig import LOW_NOFILE, Rig, SoakFailure  # noqa: E402
 
 NETNS_ENV = "WARREN_SOAK_IN_NETNS"
 WORKERS = 3
-ROLES = ("server", "relay", "client_a", "client_b")
+ROLES = ("server", "relay", "client_a", "client_b", "relay_b")
 
 
 def log(msg):
@@ -177,7 +177,7 @@ class Soak:
 
     def shutdown(self):
         """SIGTERM: clients first, then relay and server; each must exit 0."""
-        for role in ("client_a", "client_b", "relay", "server"):
+        for role in ("client_a", "client_b", "relay_b", "relay", "server"):
             p = self.rig.procs[role]
             if not p.alive():
                 continue
@@ -271,9 +271,8 @@ def main():
         for name, why in list(skipped_f.items()) + list(skipped_o.items()):
             log("skipping %s: %s" % (name, why))
         rig.start_all()
-        log("started: server pid %d, relay pid %d, client A pid %d, client B pid %d (RLIMIT_NOFILE %d)" % (
-            rig.procs["server"].pid, rig.procs["relay"].pid, rig.procs["client_a"].pid,
-            rig.procs["client_b"].pid, __import__("rig").LOW_NOFILE))
+        log("started: " + ", ".join("%s pid %d" % (r, rig.procs[r].pid) for r in ROLES)
+            + " (client_b and relay_b: RLIMIT_NOFILE %d)" % LOW_NOFILE)
         rng = random.Random("%d/main" % args.seed)
         monitor = threading.Thread(target=soak.monitor, daemon=True)
         monitor.start()

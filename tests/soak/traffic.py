@@ -226,6 +226,12 @@ def b_echo(soak, rng, strict):
     return echo(soak, rng, "B", 1 << 10, 256 << 10, strict)
 
 
+@OPS.kind("relay_echo", weight=1)
+def relay_echo(soak, rng, strict):
+    """Through relay B (plain `warren relay`, few descriptors)."""
+    return echo(soak, rng, "relay_b", 1 << 10, 1 << 20, strict)
+
+
 @OPS.kind("reader_stall", weight=1)
 def reader_stall(soak, rng, strict):
     """A reader that stops for a while, then resumes: every byte arrives."""
