@@ -23,6 +23,9 @@ FLOOD_WINDOW = 10.0
 # RSS may end at most this far above its baseline (ASan quarantine off).
 RSS_SLACK_KIB = 32 << 10
 
+# Where a sanitizer's report starts (rig.WarrenProc.report shows it).
+REPORT_STARTS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:", "terminate called")
+
 _TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+\s+")
 _NORMALIZE = (
     (re.compile(r"\[[0-9A-Fa-f:.%]*\]"), "<addr>"),
@@ -31,6 +34,10 @@ _NORMALIZE = (
     (re.compile(r"\b[0-9a-f]{8,}\b"), "<hex>"),
     (re.compile(r"\d+(?:\.\d+)?"), "<n>"),
 )
+
+
+def is_log_line(line):
+    return bool(_TIMESTAMP.match(line))
 
 
 def normalize(line):
@@ -45,7 +52,7 @@ def crash_markers(procs):
     for p in procs:
         for _, line in p.lines:
             if any(m in line for m in CRASH_MARKERS):
-                out.append("%s (pid %d) reported a crash:\n%s" % (p.role, p.pid, p.text()[-6000:]))
+                out.append("%s (pid %d) reported a crash:\n%s" % (p.role, p.pid, p.report()))
                 break
     return out
 

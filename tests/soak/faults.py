@@ -53,7 +53,7 @@ def stop(soak, rng, role):
         code = p.terminate(5 + 30)  # --drain-timeout 5s
         if code != 0:
             raise SoakFailure("server (pid %d) on SIGTERM: exit status %s, expected 0; stderr tail:\n%s"
-                              % (p.pid, code, p.text()[-3000:]))
+                              % (p.pid, code, p.report()))
         return "SIGTERM"
     p.kill()
     return "SIGKILL"
@@ -61,7 +61,7 @@ def stop(soak, rng, role):
 
 @FAULTS.kind("server_kill", weight=3)
 def server_kill(soak, rng):
-    marks = soak.client_marks(("client_a", "client_b"))
+    marks = soak.client_marks(soak.clients())
     how = stop(soak, rng, "server")
     seconds = outage_length(rng)
     outage(soak, rng, seconds)
@@ -103,7 +103,7 @@ def server_down_at_client_start(soak, rng):
     connection made meanwhile waits for the tunnel and then works; SIGTERM
     ends D with status 0."""
     rig = soak.rig
-    marks = soak.client_marks(("client_a", "client_b"))
+    marks = soak.client_marks(soak.clients())
     how = stop(soak, rng, "server")
     via_relay = rng.random() < 0.5
     d = rig.start_client("client_d", via_relay=via_relay, socks=False, udp=False, wait_tunnel=30,
@@ -174,18 +174,18 @@ def squeeze(soak, rng, role, path):
         except traffic.Clean as e:
             if time.monotonic() > deadline:
                 raise SoakFailure("%s does not forward 30 s after the squeeze ended (%s); stderr tail:\n%s"
-                                  % (role, e, p.text()[-3000:]))
+                                  % (role, e, p.report()))
             time.sleep(1)
     return "%d connections, %d failed to connect" % (n, refused)
 
 
-@FAULTS.kind("fd_squeeze", weight=1)
+@FAULTS.kind("fd_squeeze", weight=1, needs=traffic.needs_low_nofile)
 def fd_squeeze(soak, rng):
     """Client B's -L, short of descriptors."""
     return squeeze(soak, rng, "client_b", "B")
 
 
-@FAULTS.kind("relay_fd_squeeze", weight=1)
+@FAULTS.kind("relay_fd_squeeze", weight=1, needs=traffic.needs_low_nofile)
 def relay_fd_squeeze(soak, rng):
     """Relay B, short of descriptors."""
     return squeeze(soak, rng, "relay_b", "relay_b")

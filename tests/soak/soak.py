@@ -44,7 +44,6 @@ from rig import LOW_NOFILE, Rig, SoakFailure  # noqa: E402
 
 NETNS_ENV = "WARREN_SOAK_IN_NETNS"
 WORKERS = 3
-ROLES = ("server", "relay", "client_a", "client_b", "relay_b")
 
 
 def log(msg):
@@ -85,6 +84,12 @@ class Soak:
         with self.lock:
             self.stats[(what, outcome)] += 1
 
+    def roles(self):
+        return [r for r in ("server", "relay", "client_a", "client_b", "relay_b") if r in self.rig.procs]
+
+    def clients(self):
+        return [r for r in ("client_a", "client_b") if r in self.rig.procs]
+
     def client_marks(self, roles):
         return {r: self.rig.procs[r].mark() for r in roles}
 
@@ -94,7 +99,7 @@ class Soak:
 
     @staticmethod
     def ended_text(p):
-        return "%s (pid %d) ended on its own (%s); stderr tail:\n%s" % (p.role, p.pid, p.status(), p.text()[-6000:])
+        return "%s (pid %d) ended on its own (%s); stderr:\n%s" % (p.role, p.pid, p.status(), p.report())
 
     def run_op(self, name, rng, strict=False, probe=False):
         """Runs one traffic kind; returns its outcome, counted. A clean
@@ -171,20 +176,20 @@ class Soak:
 
     def final_check(self, rng):
         """Every traffic kind once more, strictly, with no fault under way."""
-        for role in ("client_a", "client_b"):
+        for role in self.roles():
             self.expect_alive(self.rig.procs[role])
         self.warm_up(rng)
 
     def shutdown(self):
         """SIGTERM: clients first, then relay and server; each must exit 0."""
-        for role in ("client_a", "client_b", "relay_b", "relay", "server"):
+        for role in reversed(self.roles()):
             p = self.rig.procs[role]
             if not p.alive():
                 continue
             code = p.terminate(60)
             if code != 0:
                 self.failures.append("%s (pid %d) on SIGTERM: exit status %s, expected 0; stderr tail:\n%s"
-                                     % (role, p.pid, code, p.text()[-6000:]))
+                                     % (role, p.pid, code, p.report()))
 
     def summary(self):
         log("summary (seed %d):" % self.args.seed)
@@ -224,6 +229,8 @@ def reexec_in_netns(args):
 def parse_args():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--warren", default=os.environ.get("WARREN", ""), help="path of the warren binary")
+    ap.add_argument("--plain-warren", help="a build without sanitizers, for the processes started short of "
+                    "descriptors (needed when --warren is an ASan/UBSan build; else they are left out)")
     ap.add_argument("--seconds", type=float, default=float(os.environ.get("SOAK_SECONDS", 180)),
                     help="how long faults and traffic run (default $SOAK_SECONDS or 180)")
     ap.add_argument("--seed", type=int, default=None, help="replay a run's random choices")
@@ -249,6 +256,8 @@ def main():
         print("error: warren binary not found; pass --warren PATH", file=sys.stderr)
         return 2
     args.warren = os.path.abspath(args.warren)
+    if args.plain_warren:
+        args.plain_warren = os.path.abspath(args.plain_warren)
     reexec_in_netns(args)
     in_netns = bool(os.environ.get(NETNS_ENV))
     if in_netns:
@@ -263,7 +272,7 @@ def main():
     soak = None
     ok = False
     try:
-        rig = Rig(args.warren, workdir, args.seed, in_netns)
+        rig = Rig(args.warren, workdir, args.seed, in_netns, args.plain_warren)
         soak = Soak(args, rig, in_netns)
         split = lambda s: [x for x in s.split(",") if x] if s else None  # noqa: E731
         soak.faults, skipped_f = FAULTS.select(soak, split(args.faults), split(args.no_faults) or ())
@@ -271,14 +280,15 @@ def main():
         for name, why in list(skipped_f.items()) + list(skipped_o.items()):
             log("skipping %s: %s" % (name, why))
         rig.start_all()
-        log("started: " + ", ".join("%s pid %d" % (r, rig.procs[r].pid) for r in ROLES)
-            + " (client_b and relay_b: RLIMIT_NOFILE %d)" % LOW_NOFILE)
+        log("started: " + ", ".join("%s pid %d" % (r, rig.procs[r].pid) for r in soak.roles())
+            + (" (client_b and relay_b: %s, RLIMIT_NOFILE %d)" % (rig.low_nofile_warren, LOW_NOFILE)
+               if rig.low_nofile_warren else ""))
         rng = random.Random("%d/main" % args.seed)
         monitor = threading.Thread(target=soak.monitor, daemon=True)
         monitor.start()
         soak.warm_up(rng)
         time.sleep(7)  # UDP flows of the warm-up expire (--udp-idle-timeout 5s)
-        baselines = {role: checks.baseline(rig.procs[role]) for role in ROLES}
+        baselines = {role: checks.baseline(rig.procs[role]) for role in soak.roles()}
         log("baselines: " + ", ".join("%s %d fds %d KiB" % (r, b["fds"], b["rss"]) for r, b in baselines.items()))
 
         deadline = time.monotonic() + args.seconds

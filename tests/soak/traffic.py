@@ -220,13 +220,20 @@ def socks_echo(soak, rng, strict):
     return echo(soak, rng, "D", 1 << 10, 1 << 20, strict)
 
 
-@OPS.kind("b_echo", weight=1)
+def needs_low_nofile(soak):
+    if soak.rig.low_nofile_warren:
+        return None
+    return ("the roles short of descriptors need a build without sanitizers (rig.py says why); "
+            "pass --plain-warren build/release/warren")
+
+
+@OPS.kind("b_echo", weight=1, needs=needs_low_nofile)
 def b_echo(soak, rng, strict):
     """Through client B, the one with few descriptors."""
     return echo(soak, rng, "B", 1 << 10, 256 << 10, strict)
 
 
-@OPS.kind("relay_echo", weight=1)
+@OPS.kind("relay_echo", weight=1, needs=needs_low_nofile)
 def relay_echo(soak, rng, strict):
     """Through relay B (plain `warren relay`, few descriptors)."""
     return echo(soak, rng, "relay_b", 1 << 10, 1 << 20, strict)
