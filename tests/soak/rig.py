@@ -219,6 +219,7 @@ class WarrenProc:
             code = self.proc.wait(2)
         except subprocess.TimeoutExpired:
             return "still running"
+        self._reader.join(10)  # all of its report, not what had arrived so far
         return "killed by %s" % signal.Signals(-code).name if code < 0 else "exit status %d" % code
 
     def alive(self):
@@ -436,6 +437,7 @@ class Rig:
         for p in procs:
             if p.alive():
                 p.kill()
+            p._reader.join(10)
         for peer in (self.data, self.udp):
             try:
                 peer.close()
