@@ -20,7 +20,8 @@
 // with a per-context service that drops their waiters at shutdown.
 #pragma once
 
-#include <boost/asio/any_completion_handler.hpp>
+#include "core/stored_handler.hpp"
+
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
@@ -83,9 +84,9 @@ class async_event {
           // Like a pending timer wait, a waiter keeps its executor's context running.
           boost::asio::any_io_executor ex = boost::asio::prefer(boost::asio::get_associated_executor(handler),
                                                                 boost::asio::execution::outstanding_work.tracked);
-          // Wrapped first: any_completion_handler takes over the handler's
+          // Wrapped first: the type-erased handler takes over the handler's
           // cancellation slot and offers a slot of its own.
-          boost::asio::any_completion_handler<void()> wrapped(std::move(handler));
+          core::stored_handler<void()> wrapped(std::move(handler));
           if (auto slot = boost::asio::get_associated_cancellation_slot(wrapped); slot.is_connected())
             slot.assign([this, id](boost::asio::cancellation_type) { wake(id); });
           if (!registry_) {
@@ -104,7 +105,7 @@ class async_event {
   /// posting them: the caller runs each one itself, on a stack where
   /// running it is safe (no trip through the io_context's queue, and so no
   /// reactor poll in between). True if there was a waiter.
-  bool notify_into(std::vector<boost::asio::any_completion_handler<void()>>& out) {
+  bool notify_into(std::vector<core::stored_handler<void()>>& out) {
     if (waiters_.empty())
       return false;
     auto woken = std::move(waiters_);
@@ -135,7 +136,7 @@ class async_event {
   struct waiter {
     std::uint64_t id;
     boost::asio::any_io_executor ex; // only while waiting: an idle event stores none
-    boost::asio::any_completion_handler<void()> handler;
+    core::stored_handler<void()> handler;
   };
 
   void wake(std::uint64_t id) {

@@ -74,7 +74,7 @@ class pump_registry final : public asio::execution_context::service {
 /// write, then back to waiting).
 class pump_state {
  public:
-  pump_state(byte_stream& a, byte_stream& b, asio::any_completion_handler<void(pump_stats)> done)
+  pump_state(byte_stream& a, byte_stream& b, core::stored_handler<void(pump_stats)> done)
       : streams_{&a, &b}, done_(std::move(done)),
         registry_(asio::use_service<pump_registry>(
             asio::query(a.get_executor(), asio::execution::context_as<asio::execution_context&>))) {
@@ -245,7 +245,7 @@ class pump_state {
   friend class pump_registry;
 
   std::array<byte_stream*, 2> streams_;
-  asio::any_completion_handler<void(pump_stats)> done_;
+  core::stored_handler<void(pump_stats)> done_;
   pump_stats stats_;
   int ended_ = 0;
   pump_registry& registry_;
@@ -276,7 +276,7 @@ void pump_registry::shutdown() {
 
 } // namespace
 
-void start_pump(byte_stream& a, byte_stream& b, asio::any_completion_handler<void(pump_stats)> done) {
+void start_pump(byte_stream& a, byte_stream& b, core::stored_handler<void(pump_stats)> done) {
   (new pump_state(a, b, std::move(done)))->start();
 }
 

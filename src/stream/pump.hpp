@@ -11,9 +11,9 @@
 // through one tunnel at <= 8 KiB each, client and server together).
 #pragma once
 
+#include "core/stored_handler.hpp"
 #include "stream/byte_stream.hpp"
 
-#include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/awaitable.hpp>
 
 #include <cstdint>
@@ -29,7 +29,7 @@ struct pump_stats {
 /// Starts relaying; `done` runs (posted, on a's executor) once both
 /// directions have ended. Both streams must live until then: a caller that
 /// does not wait can hand them to `done` (it is destroyed right after it ran).
-void start_pump(byte_stream& a, byte_stream& b, boost::asio::any_completion_handler<void(pump_stats)> done);
+void start_pump(byte_stream& a, byte_stream& b, core::stored_handler<void(pump_stats)> done);
 
 /// The same, awaited.
 boost::asio::awaitable<pump_stats> pump(byte_stream& a, byte_stream& b);

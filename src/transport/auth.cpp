@@ -14,8 +14,28 @@ bool token_equal(std::string_view a, std::string_view b) {
   return CRYPTO_memcmp(ha, hb, sizeof ha) == 0 && !b.empty();
 }
 
-bool auth_limiter::allowed(const std::string& source, time_point now) {
-  auto it = sources_.find(source);
+std::optional<std::string_view> bearer_token(std::string_view header) {
+  auto space = [](char c) { return c == ' ' || c == '\t'; };
+  while (!header.empty() && space(header.front()))
+    header.remove_prefix(1);
+  while (!header.empty() && space(header.back()))
+    header.remove_suffix(1);
+  constexpr std::string_view scheme = "bearer";
+  if (header.size() <= scheme.size() || !space(header[scheme.size()]))
+    return std::nullopt;
+  for (std::size_t i = 0; i < scheme.size(); ++i) {
+    const char c = header[i];
+    if ((c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c) != scheme[i])
+      return std::nullopt;
+  }
+  header.remove_prefix(scheme.size());
+  while (!header.empty() && space(header.front()))
+    header.remove_prefix(1);
+  return header;
+}
+
+bool auth_limiter::allowed(const boost::asio::ip::address& source, time_point now) {
+  auto it = sources_.find(net::source_group(source));
   if (it == sources_.end())
     return true;
   if (now - it->second.window_start >= k_window) {
@@ -25,8 +45,9 @@ bool auth_limiter::allowed(const std::string& source, time_point now) {
   return it->second.failures < k_max_failures;
 }
 
-void auth_limiter::record_failure(const std::string& source, time_point now) {
-  auto it = sources_.find(source);
+void auth_limiter::record_failure(const boost::asio::ip::address& source, time_point now) {
+  const auto key = net::source_group(source);
+  auto it = sources_.find(key);
   if (it == sources_.end() || now - it->second.window_start >= k_window) {
     if (it == sources_.end() && sources_.size() >= k_max_sources) {
       auto oldest = sources_.begin();
@@ -35,14 +56,10 @@ void auth_limiter::record_failure(const std::string& source, time_point now) {
           oldest = i;
       sources_.erase(oldest);
     }
-    sources_[source] = entry{1, now};
+    sources_[key] = entry{1, now};
     return;
   }
   ++it->second.failures;
-}
-
-void auth_limiter::record_success(const std::string& source) {
-  sources_.erase(source);
 }
 
 } // namespace warren::transport

@@ -7,9 +7,14 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 
 namespace warren::transport {
@@ -179,6 +184,25 @@ expected<generated_certificate> ensure_self_signed(const std::string& state_dir,
   out.cert_file = (fs::path(state_dir) / "cert.pem").string();
   out.key_file = (fs::path(state_dir) / "key.pem").string();
   std::error_code fec;
+  fs::create_directories(state_dir, fec);
+  if (fec)
+    return result::failure("cannot create state directory " + state_dir + ": " + fec.message());
+  ::chmod(state_dir.c_str(), 0700);
+  // Servers starting together with one state directory take turns: the
+  // first generates, the others then find its pair. Each file is written
+  // under a temporary name and renamed into place, the key before the
+  // certificate, so the certificate's presence means the pair is complete.
+  const std::string lock_file = (fs::path(state_dir) / ".lock").string();
+  const int lock_fd = ::open(lock_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd < 0)
+    return result::failure("cannot open " + lock_file + ": " + std::strerror(errno));
+  const std::unique_ptr<int, void (*)(int*)> unlock(new int(lock_fd), [](int* fd) {
+    ::close(*fd); // releases the flock
+    delete fd;
+  });
+  while (::flock(lock_fd, LOCK_EX) != 0)
+    if (errno != EINTR)
+      return result::failure("cannot lock " + lock_file + ": " + std::strerror(errno));
   if (fs::exists(out.cert_file, fec) && fs::exists(out.key_file, fec)) {
     auto fp = certificate_fingerprint_file(out.cert_file);
     if (!fp)
@@ -186,10 +210,6 @@ expected<generated_certificate> ensure_self_signed(const std::string& state_dir,
     out.fingerprint = *fp;
     return out;
   }
-  fs::create_directories(state_dir, fec);
-  if (fec)
-    return result::failure("cannot create state directory " + state_dir + ": " + fec.message());
-  ::chmod(state_dir.c_str(), 0700);
 
   pkey_ptr key(EVP_EC_gen("P-256"));
   if (!key)
@@ -227,18 +247,27 @@ expected<generated_certificate> ensure_self_signed(const std::string& state_dir,
   if (X509_sign(cert.get(), key.get(), EVP_sha256()) == 0)
     return result::failure("cannot sign the certificate: " + openssl_error());
 
-  {
-    const mode_t old = ::umask(077);
-    std::unique_ptr<FILE, int (*)(FILE*)> kf(std::fopen(out.key_file.c_str(), "w"), &std::fclose);
-    ::umask(old);
-    if (!kf || PEM_write_PrivateKey(kf.get(), key.get(), nullptr, nullptr, 0, nullptr, nullptr) != 1)
-      return result::failure("cannot write " + out.key_file);
-  }
-  {
-    std::unique_ptr<FILE, int (*)(FILE*)> cf(std::fopen(out.cert_file.c_str(), "w"), &std::fclose);
-    if (!cf || PEM_write_X509(cf.get(), cert.get()) != 1)
-      return result::failure("cannot write " + out.cert_file);
-  }
+  const std::string suffix = ".tmp." + std::to_string(::getpid());
+  auto write_pem = [&](const std::string& file, mode_t mode, auto write) -> expected<bool> {
+    const std::string tmp = file + suffix;
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    std::unique_ptr<FILE, int (*)(FILE*)> f(fd >= 0 ? ::fdopen(fd, "w") : nullptr, &std::fclose);
+    if (fd >= 0 && !f)
+      ::close(fd);
+    const bool written = f && write(f.get()) == 1 && std::fflush(f.get()) == 0 && ::fsync(fd) == 0;
+    f.reset();
+    if (!written || ::rename(tmp.c_str(), file.c_str()) != 0) {
+      ::unlink(tmp.c_str());
+      return expected<bool>::failure("cannot write " + file + ": " + std::strerror(errno));
+    }
+    return true;
+  };
+  if (auto w = write_pem(out.key_file, 0600,
+                         [&](FILE* f) { return PEM_write_PrivateKey(f, key.get(), nullptr, nullptr, 0, nullptr, nullptr); });
+      !w)
+    return result::failure(w.error());
+  if (auto w = write_pem(out.cert_file, 0644, [&](FILE* f) { return PEM_write_X509(f, cert.get()); }); !w)
+    return result::failure(w.error());
   auto md = sha256_of(cert.get());
   out.fingerprint = format_fingerprint(md->data(), md->size());
   out.created = true;

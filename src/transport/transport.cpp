@@ -1,6 +1,7 @@
 #include "transport/transport.hpp"
 
 #include "core/duration.hpp"
+#include "core/text.hpp"
 #include "stream/tcp_stream.hpp"
 #include "transport/tls_stream.hpp"
 
@@ -27,6 +28,7 @@ namespace ssl = boost::asio::ssl;
 namespace beast = boost::beast;
 namespace http = boost::beast::http;
 namespace websocket = boost::beast::websocket;
+namespace ip = asio::ip;
 using asio::ip::tcp;
 
 namespace {
@@ -35,6 +37,9 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t k_max_ws_message = 1 << 20;
 constexpr std::size_t k_max_preamble = 1024;
 constexpr std::string_view k_preamble_magic = "WARREN/1 ";
+/// The preamble's third answer (docs/PROTOCOL.md): refused without a check,
+/// too many failed authentications from this source.
+constexpr std::string_view k_preamble_limited = "TM\n";
 
 using tls_socket = tls_stream;
 
@@ -206,6 +211,8 @@ asio::awaitable<std::string> client_preamble(Next& next, const std::string& toke
   auto [re, rn] = co_await asio::async_read(next, asio::buffer(reply), use_tuple);
   if (re)
     co_return "failed: " + net::describe(re);
+  if (std::string_view(reply.data(), rn) == k_preamble_limited)
+    co_return "the server refused: too many failed authentications from this address; wait a minute";
   if (std::string_view(reply.data(), rn) != "OK\n")
     co_return "the server refused the token (check --token-file)";
   co_return std::string();
@@ -367,10 +374,21 @@ namespace {
 
 /// Reads the HTTP upgrade request and checks path and token; on refusal
 /// answers with an HTTP error and returns the reason.
+/// A request target as a log line may show it: the path only, quoted. The
+/// query is left out: clients that cannot set headers put tokens there.
+std::string shown_target(std::string_view target) {
+  const auto query = target.find('?');
+  return quote_untrusted(target.substr(0, query)) + (query == std::string_view::npos ? "" : " (query not shown)");
+}
+
+constexpr std::string_view k_limited_reason = "too many failed authentications from this address";
+
+/// Reads the HTTP upgrade request and checks path and token; on refusal
+/// answers with an HTTP error and returns the reason.
 template <class Next>
 asio::awaitable<std::string> ws_server_handshake(Next& next, std::optional<websocket::stream<Next>>& ws,
                                                  const url& listen_url, const accept_options& options,
-                                                 auth_limiter& limiter, const std::string& source) {
+                                                 auth_limiter& limiter, const ip::address& source) {
   beast::flat_buffer buffer(8192);
   http::request_parser<http::empty_body> parser;
   parser.header_limit(8192);
@@ -389,21 +407,24 @@ asio::awaitable<std::string> ws_server_handshake(Next& next, std::optional<webso
   };
   if (!websocket::is_upgrade(req)) {
     co_await refuse(http::status::upgrade_required, "this is a warren tunnel endpoint: connect with warren client");
-    co_return "a plain HTTP request for " + std::string(req.target().substr(0, 80)) + ", not a WebSocket upgrade";
+    co_return "a plain HTTP request for " + shown_target(req.target()) + ", not a WebSocket upgrade";
   }
   if (req.target() != listen_url.path) {
     co_await refuse(http::status::not_found, "no tunnel at this path");
-    co_return "WebSocket upgrade for unknown path " + std::string(req.target().substr(0, 80));
+    co_return "WebSocket upgrade for unknown path " + shown_target(req.target());
   }
-  const auto auth = req[http::field::authorization];
-  const std::string_view bearer = "Bearer ";
-  const bool ok = auth.starts_with(bearer) && token_equal(auth.substr(bearer.size()), options.token);
-  if (!ok) {
+  // Asked here, as the token is about to be checked, not only at accept:
+  // connections opened together would otherwise all get their guess.
+  if (!limiter.allowed(source, steady_clock::now())) {
+    co_await refuse(http::status::too_many_requests, std::string(k_limited_reason) + "; try again in a minute");
+    co_return std::string(k_limited_reason);
+  }
+  const auto token = bearer_token(req[http::field::authorization]);
+  if (!token || !token_equal(*token, options.token)) {
     limiter.record_failure(source, steady_clock::now());
     co_await refuse(http::status::unauthorized, "invalid or missing token");
-    co_return auth.empty() ? "no token in the upgrade request" : "wrong token";
+    co_return req[http::field::authorization].empty() ? "no token in the upgrade request" : "wrong token";
   }
-  limiter.record_success(source);
   ws.emplace(std::move(next));
   tune(*ws, false);
   ws->set_option(
@@ -416,7 +437,7 @@ asio::awaitable<std::string> ws_server_handshake(Next& next, std::optional<webso
 
 template <class Next>
 asio::awaitable<std::string> preamble_server(Next& next, const accept_options& options, auth_limiter& limiter,
-                                             const std::string& source) {
+                                             const ip::address& source) {
   asio::streambuf buf(k_max_preamble);
   auto [ec, n] = co_await asio::async_read_until(next, buf, '\n', use_tuple);
   if (ec)
@@ -424,6 +445,10 @@ asio::awaitable<std::string> preamble_server(Next& next, const accept_options& o
   std::string line(asio::buffers_begin(buf.data()), asio::buffers_begin(buf.data()) + n - 1);
   if (buf.size() != n)
     co_return "data before authentication completed";
+  if (!limiter.allowed(source, steady_clock::now())) {
+    co_await asio::async_write(next, asio::buffer(k_preamble_limited), use_tuple);
+    co_return std::string(k_limited_reason);
+  }
   const bool ok =
       line.starts_with(k_preamble_magic) && token_equal(line.substr(k_preamble_magic.size()), options.token);
   const std::string reply = ok ? "OK\n" : "NO\n";
@@ -432,7 +457,6 @@ asio::awaitable<std::string> preamble_server(Next& next, const accept_options& o
     limiter.record_failure(source, steady_clock::now());
     co_return line.starts_with(k_preamble_magic) ? "wrong token" : "not a warren client (bad preamble)";
   }
-  limiter.record_success(source);
   co_return std::string();
 }
 
@@ -443,17 +467,13 @@ asio::awaitable<accept_result> accept_stream(tcp::socket socket, const url& list
   accept_result out;
   error_code ec;
   const auto peer = socket.remote_endpoint(ec);
-  const std::string source = ec ? "?" : peer.address().to_string();
+  const ip::address source = ec ? ip::address() : peer.address();
   const std::string from = ec ? "?" : show(peer);
   socket.set_option(tcp::no_delay(true), ec);
-  if (!limiter.allowed(source, steady_clock::now())) {
-    out.error = "refused " + from + ": too many failed authentications from " + source;
-    if (listen_url.uses_websocket() && !listen_url.uses_tls()) {
-      const std::string res = "HTTP/1.1 429 Too Many Requests\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
-      co_await asio::async_write(socket, asio::buffer(res), use_tuple);
-    }
-    co_return out;
-  }
+  // A source over its failure limit still gets its TLS handshake and is
+  // answered in its own protocol (HTTP 429, or the preamble's TM), which a
+  // client can report, instead of a bare close that reads as a broken
+  // network; the handshake slots bound what that costs us.
   auto ex = co_await asio::this_coro::executor;
   watchdog guard(ex, options.handshake_timeout, socket.native_handle());
   auto fail = [&](std::string why) {

@@ -57,6 +57,12 @@ wire::target_address to_wire(const socks5::address& a) {
     t.ip = a.ip;
     break;
   case socks5::address::type::domain:
+    // Some clients send IP literals as names (an IPv6 literal is not a
+    // valid name on the wire, and an IPv4 one would cost the server a
+    // lookup): a literal is the address it spells.
+    if (auto literal = wire::target_address::from_host_port(a.to_host_port());
+        literal && literal->kind != wire::target_address::type::domain)
+      return *literal;
     t.kind = wire::target_address::type::domain;
     t.domain = a.domain;
     break;

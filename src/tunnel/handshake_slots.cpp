@@ -38,18 +38,8 @@ void handshake_slots::state::give_back(const source_key& key, std::uint64_t id) 
     by_source.erase(it);
 }
 
-handshake_slots::source_key handshake_slots::key_of(const ip::address& a) {
-  if (a.is_v4())
-    return ip::make_address_v6(ip::v4_mapped, a.to_v4()).to_bytes();
-  auto bytes = a.to_v6().to_bytes();
-  if (a.to_v6().is_v4_mapped())
-    return bytes;
-  std::fill(bytes.begin() + 8, bytes.end(), 0); // the /64
-  return bytes;
-}
-
 std::optional<handshake_slots::ticket> handshake_slots::admit(const ip::address& source, std::function<void()> evict) {
-  const auto key = key_of(source);
+  const auto key = net::source_group(source);
   const std::size_t mine = held_by(source);
   if (mine >= per_source_)
     return std::nullopt;
@@ -83,7 +73,7 @@ std::optional<handshake_slots::ticket> handshake_slots::admit(const ip::address&
 }
 
 std::size_t handshake_slots::held_by(const ip::address& source) const {
-  auto it = s_->by_source.find(key_of(source));
+  auto it = s_->by_source.find(net::source_group(source));
   return it == s_->by_source.end() ? 0 : it->second.size();
 }
 

@@ -19,6 +19,8 @@
 // Pure bookkeeping, tested without sockets. Not thread-safe.
 #pragma once
 
+#include "net/source_group.hpp"
+
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/address_v6.hpp>
 
@@ -35,7 +37,7 @@ namespace warren::tunnel {
 
 class handshake_slots {
  public:
-  using source_key = boost::asio::ip::address_v6::bytes_type;
+  using source_key = net::source_key; // an IPv4 address or an IPv6 /64 (net/source_group.hpp)
 
  private:
   struct state {
@@ -91,9 +93,6 @@ class handshake_slots {
   std::size_t sources() const { return s_->by_source.size(); }
   /// Connections evicted so far.
   std::uint64_t evictions() const { return s_->evictions; }
-
-  /// The source an address counts as: IPv4 (mapped), or the IPv6 /64.
-  static source_key key_of(const boost::asio::ip::address& a);
 
  private:
   std::size_t total_;

@@ -3,6 +3,7 @@
 #include "net/address.hpp"
 
 #include <algorithm>
+#include <initializer_list>
 
 namespace warren::tunnel {
 
@@ -20,10 +21,7 @@ std::string lower(std::string_view s) {
 }
 
 bool in_network(const ip::address& a, const ip::address& net, unsigned prefix) {
-  ip::address x = a;
-  if (x.is_v6() && x.to_v6().is_v4_mapped() && net.is_v4())
-    x = ip::make_address_v4(ip::v4_mapped, x.to_v6());
-  if (x.is_v4() != net.is_v4())
+  if (a.is_v4() != net.is_v4())
     return false;
   auto bytes = [](const ip::address& v) {
     std::array<unsigned char, 16> b{};
@@ -35,7 +33,7 @@ bool in_network(const ip::address& a, const ip::address& net, unsigned prefix) {
     }
     return b;
   };
-  const auto ab = bytes(x);
+  const auto ab = bytes(a);
   const auto nb = bytes(net);
   for (unsigned i = 0; i < prefix; ++i) {
     const unsigned mask = 0x80u >> (i % 8);
@@ -45,7 +43,62 @@ bool in_network(const ip::address& a, const ip::address& net, unsigned prefix) {
   return true;
 }
 
+ip::address_v4 v4_at(const ip::address_v6::bytes_type& b, std::size_t at, std::uint8_t flip = 0) {
+  return ip::address_v4(ip::address_v4::bytes_type{static_cast<unsigned char>(b[at] ^ flip),
+                                                   static_cast<unsigned char>(b[at + 1] ^ flip),
+                                                   static_cast<unsigned char>(b[at + 2] ^ flip),
+                                                   static_cast<unsigned char>(b[at + 3] ^ flip)});
+}
+
+bool starts_with_bytes(const ip::address_v6::bytes_type& b, std::initializer_list<unsigned char> prefix) {
+  return std::equal(prefix.begin(), prefix.end(), b.begin());
+}
+
+/// A v4 address as the kernel treats it as a destination: 0.0.0.0/8 ("this
+/// host on this network") reaches the local host, so it is loopback.
+ip::address judged_v4(const ip::address_v4& a) {
+  if ((a.to_uint() >> 24) == 0)
+    return ip::address_v4::loopback();
+  return a;
+}
+
 } // namespace
+
+judged_addresses judge_destination(const ip::address& a) {
+  judged_addresses out;
+  auto add = [&out](const ip::address& x) { out.list[out.count++] = x; };
+  if (a.is_v4()) {
+    add(judged_v4(a.to_v4()));
+    return out;
+  }
+  const auto v6 = a.to_v6();
+  const auto b = v6.to_bytes();
+  if (v6.is_v4_mapped()) { // ::ffff:a.b.c.d is a.b.c.d, and only that
+    add(judged_v4(ip::make_address_v4(ip::v4_mapped, v6)));
+    return out;
+  }
+  if (v6.is_unspecified()) { // connect(::) reaches the local host
+    add(ip::address_v6::loopback());
+    return out;
+  }
+  add(a);
+  const bool first_96_zero = std::all_of(b.begin(), b.begin() + 12, [](unsigned char c) { return c == 0; });
+  if (first_96_zero && !v6.is_loopback()) // IPv4-compatible ::a.b.c.d (deprecated, RFC 4291)
+    add(judged_v4(v4_at(b, 12)));
+  else if (starts_with_bytes(b, {0x00, 0x64, 0xff, 0x9b}) &&
+           std::all_of(b.begin() + 4, b.begin() + 12, [](unsigned char c) { return c == 0; }))
+    add(judged_v4(v4_at(b, 12))); // NAT64 well-known prefix 64:ff9b::/96 (RFC 6052)
+  else if (starts_with_bytes(b, {0x00, 0x64, 0xff, 0x9b, 0x00, 0x01}))
+    add(judged_v4(v4_at(b, 12))); // NAT64 local-use 64:ff9b:1::/48 (RFC 8215), /96 form
+  else if (starts_with_bytes(b, {0x20, 0x02}))
+    add(judged_v4(v4_at(b, 2))); // 6to4 2002:V4ADDR::/48 (RFC 3056)
+  else if (starts_with_bytes(b, {0x20, 0x01, 0x00, 0x00})) {
+    add(judged_v4(v4_at(b, 4)));       // Teredo server (RFC 4380)
+    add(judged_v4(v4_at(b, 12, 0xff))); // Teredo client, stored inverted
+  } else if ((b[8] & 0xfd) == 0x00 && b[9] == 0x00 && b[10] == 0x5e && b[11] == 0xfe)
+    add(judged_v4(v4_at(b, 12))); // ISATAP interface id ::0:5efe:V4 / ::200:5efe:V4 (RFC 5214)
+  return out;
+}
 
 expected<allow_rule> parse_allow_rule(std::string_view text) {
   using result = expected<allow_rule>;
@@ -86,6 +139,12 @@ expected<allow_rule> parse_allow_rule(std::string_view text) {
     if (ec || !r.network.is_v6())
       return result::failure(shown + ": '" + std::string(addr.substr(0, 60)) + "' is not an IPv6 address");
     r.type = allow_rule::kind::network;
+    if (r.network.to_v6().is_v4_mapped() && r.prefix >= 96) {
+      // [::ffff:10.0.0.0]/104 means 10.0.0.0/8: destinations are judged as
+      // the IPv4 addresses they map to, so the rule must be one too.
+      r.network = ip::make_address_v4(ip::v4_mapped, r.network.to_v6());
+      r.prefix -= 96;
+    }
   } else {
     const auto colon = text.find(':');
     if (colon != std::string_view::npos) {
@@ -159,6 +218,14 @@ bool destination_policy::allows_name(std::string_view name, std::uint16_t port) 
 }
 
 bool destination_policy::allows_address(const ip::address& a, std::uint16_t port) const {
+  const auto judged = judge_destination(a);
+  for (std::size_t i = 0; i < judged.count; ++i)
+    if (!allows_judged(judged.list[i], port))
+      return false;
+  return judged.count > 0;
+}
+
+bool destination_policy::allows_judged(const ip::address& a, std::uint16_t port) const {
   for (const auto& r : rules_) {
     if (port < r.port_min || port > r.port_max)
       continue;

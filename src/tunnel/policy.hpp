@@ -11,6 +11,15 @@
 // (rebinding). A host-name rule trusts that name: all of its addresses pass.
 // A name with no host rule, on a port no address rule covers, is denied
 // without resolving it (allows_some_address).
+//
+// An address is judged as what it reaches (judge_destination): an
+// IPv4-mapped IPv6 address (::ffff:a.b.c.d) as the IPv4 address it is, by
+// every rule whatever the rule's family; the unspecified addresses and
+// 0.0.0.0/8 as loopback (connecting to them reaches the local host); an IPv6
+// address with an IPv4 address embedded (NAT64 64:ff9b::/96 and
+// 64:ff9b:1::/48, 6to4 2002::/16, Teredo 2001::/32, IPv4-compatible ::/96,
+// ISATAP) passes only if the embedded IPv4 address passes too. An IPv6
+// rule inside ::ffff:0:0/96 is turned into the IPv4 rule it means.
 // Pure: parsing and matching only.
 #pragma once
 
@@ -20,6 +29,7 @@
 #include <boost/asio/ip/address.hpp>
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -40,6 +50,15 @@ struct allow_rule {
 
 expected<allow_rule> parse_allow_rule(std::string_view text);
 
+/// The addresses a destination must pass as, in order (at most three).
+struct judged_addresses {
+  std::array<boost::asio::ip::address, 3> list{};
+  std::size_t count = 0;
+};
+
+/// How the policy sees a resolved destination address (see above).
+judged_addresses judge_destination(const boost::asio::ip::address& a);
+
 class destination_policy {
  public:
   void add(allow_rule r) { rules_.push_back(std::move(r)); }
@@ -57,6 +76,8 @@ class destination_policy {
   const std::vector<allow_rule>& rules() const { return rules_; }
 
  private:
+  bool allows_judged(const boost::asio::ip::address& a, std::uint16_t port) const;
+
   std::vector<allow_rule> rules_;
 };
 

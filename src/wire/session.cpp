@@ -299,7 +299,7 @@ void session::send_data(stream_state& st, std::vector<std::uint8_t> frame, bool 
 }
 
 void session::wake_writer_now() {
-  std::vector<asio::any_completion_handler<void()>> writer;
+  std::vector<core::stored_handler<void()>> writer;
   events_->writer_wake.notify_into(writer);
   for (auto& h : writer)
     std::move(h)();

@@ -29,10 +29,10 @@
 // Thread-safety: none; everything runs on the transport's executor.
 #pragma once
 
+#include "core/stored_handler.hpp"
 #include "stream/byte_stream.hpp"
 #include "wire/frame.hpp"
 
-#include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/awaitable.hpp>
 
 #include <chrono>
@@ -231,7 +231,7 @@ class session : public std::enable_shared_from_this<session> {
   // Waiters of streams that the frames just decoded made readable (a pump,
   // a reading coroutine): the reader runs them between decoding and its
   // next read, so a reply goes out before we look for more input.
-  std::vector<boost::asio::any_completion_handler<void()>> woken_;
+  std::vector<core::stored_handler<void()>> woken_;
   std::deque<std::vector<std::uint8_t>> data_q_;
   std::size_t data_q_bytes_ = 0;
   std::uint64_t data_frames_queued_ = 0;  // into data_q_, ever

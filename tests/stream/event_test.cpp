@@ -88,6 +88,38 @@ TEST(async_event, CancelledWaitCompletes) {
   EXPECT_EQ(callbacks, 1);
 }
 
+TEST(async_event, CancellingOneOfSeveralWaitersLeavesTheOthersWaiting) {
+  // The cancelled waiter is not the last one, so removing it moves the
+  // waiters behind it. Boost 1.81's any_completion_handler move-assignment
+  // wraps the handler in itself without end (chriskohlhoff/asio#1220): this
+  // was a stack overflow, the crash of `warren client` when --wait-tunnel
+  // ran out while the supervisor also waited for the tunnel.
+  asio::io_context io;
+  stream::async_event ev;
+  std::optional<std::size_t> winner;
+  int plain = 0;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        asio::steady_timer t(io, 20ms);
+        auto r = co_await (ev.wait() || t.async_wait(asio::as_tuple(asio::use_awaitable)));
+        winner = r.index();
+      },
+      asio::detached);
+  io.poll(); // the coroutine's wait is the first in the list
+  for (int i = 0; i < 3; ++i)
+    ev.async_wait(asio::bind_executor(io.get_executor(), [&] { ++plain; }));
+  io.run_for(200ms);
+  ASSERT_TRUE(winner.has_value()) << "the event's branch of || did not end when the timer won";
+  EXPECT_EQ(*winner, 1u);
+  EXPECT_EQ(plain, 0) << "cancelling one waiter woke the others";
+
+  io.restart();
+  ev.notify();
+  io.poll();
+  EXPECT_EQ(plain, 3);
+}
+
 TEST(async_event, DestroyingTheEventWakesItsWaiters) {
   asio::io_context io;
   auto ev = std::make_unique<stream::async_event>();

@@ -2,8 +2,9 @@
 // token comparison (equal, different, different lengths; an empty configured
 // token never matches) and the per-source failure limiter on a manual
 // clock: blocked after k_max_failures within the window, free again when
-// the window has passed, cleared by a success, per source, and bounded in
-// size with the oldest source forgotten first.
+// the window has passed, not cleared by a success, per source (an IPv4
+// address or an IPv6 /64), and bounded in size with the oldest source
+// forgotten first; the Bearer scheme of the Authorization header.
 #include "transport/auth.hpp"
 
 #include <gtest/gtest.h>
@@ -11,8 +12,11 @@
 using namespace std::chrono_literals;
 using namespace warren;
 using namespace warren::transport;
+namespace ip = boost::asio::ip;
 
 namespace {
+
+ip::address a(const std::string& text) { return ip::make_address(text); }
 
 TEST(TokenEqual, Compares) {
   EXPECT_TRUE(token_equal("s3cret-token", "s3cret-token"));
@@ -35,14 +39,14 @@ TEST(TokenEqual, EmptyConfiguredTokenNeverMatches) {
 TEST(AuthLimiter, BlocksAfterMaxFailures) {
   manual_clock clock;
   auth_limiter l;
-  const std::string src = "203.0.113.7";
+  const auto src = a("203.0.113.7");
   for (int i = 0; i < auth_limiter::k_max_failures; ++i) {
     EXPECT_TRUE(l.allowed(src, clock.now())) << "before failure " << i + 1;
     l.record_failure(src, clock.now());
     clock.advance(1s);
   }
   EXPECT_FALSE(l.allowed(src, clock.now()));
-  EXPECT_TRUE(l.allowed("203.0.113.8", clock.now())) << "other sources are not affected";
+  EXPECT_TRUE(l.allowed(a("203.0.113.8"), clock.now())) << "other sources are not affected";
   EXPECT_EQ(l.tracked(), 1u);
 }
 
@@ -50,8 +54,8 @@ TEST(AuthLimiter, FourFailuresStillAllowed) {
   manual_clock clock;
   auth_limiter l;
   for (int i = 0; i < auth_limiter::k_max_failures - 1; ++i)
-    l.record_failure("a", clock.now());
-  EXPECT_TRUE(l.allowed("a", clock.now()));
+    l.record_failure(a("198.51.100.1"), clock.now());
+  EXPECT_TRUE(l.allowed(a("198.51.100.1"), clock.now()));
 }
 
 TEST(AuthLimiter, WindowExpiryUnblocks) {
@@ -59,11 +63,11 @@ TEST(AuthLimiter, WindowExpiryUnblocks) {
   const auto start = clock.now();
   auth_limiter l;
   for (int i = 0; i < auth_limiter::k_max_failures; ++i)
-    l.record_failure("a", start);
+    l.record_failure(a("198.51.100.1"), start);
   clock.set(start + auth_limiter::k_window - 1ms);
-  EXPECT_FALSE(l.allowed("a", clock.now()));
+  EXPECT_FALSE(l.allowed(a("198.51.100.1"), clock.now()));
   clock.set(start + auth_limiter::k_window);
-  EXPECT_TRUE(l.allowed("a", clock.now()));
+  EXPECT_TRUE(l.allowed(a("198.51.100.1"), clock.now()));
   EXPECT_EQ(l.tracked(), 0u) << "the expired entry is forgotten";
 }
 
@@ -72,28 +76,63 @@ TEST(AuthLimiter, FailuresInANewWindowStartAgain) {
   const auto start = clock.now();
   auth_limiter l;
   for (int i = 0; i < auth_limiter::k_max_failures - 1; ++i)
-    l.record_failure("a", start);
+    l.record_failure(a("198.51.100.1"), start);
   // The window is fixed from the first failure: a failure after it starts a new count.
   clock.set(start + auth_limiter::k_window + 1s);
-  l.record_failure("a", clock.now());
-  EXPECT_TRUE(l.allowed("a", clock.now()));
+  l.record_failure(a("198.51.100.1"), clock.now());
+  EXPECT_TRUE(l.allowed(a("198.51.100.1"), clock.now()));
   for (int i = 0; i < auth_limiter::k_max_failures - 2; ++i)
-    l.record_failure("a", clock.now());
-  EXPECT_TRUE(l.allowed("a", clock.now()));
-  l.record_failure("a", clock.now());
-  EXPECT_FALSE(l.allowed("a", clock.now()));
+    l.record_failure(a("198.51.100.1"), clock.now());
+  EXPECT_TRUE(l.allowed(a("198.51.100.1"), clock.now()));
+  l.record_failure(a("198.51.100.1"), clock.now());
+  EXPECT_FALSE(l.allowed(a("198.51.100.1"), clock.now()));
 }
 
-TEST(AuthLimiter, SuccessClears) {
+TEST(AuthLimiter, ASuccessDoesNotClearTheCount) {
+  // Issue 10: a success from the same source cleared its failures, so a
+  // peer with one credential could keep guessing another without limit.
   manual_clock clock;
   auth_limiter l;
-  for (int i = 0; i < auth_limiter::k_max_failures - 1; ++i)
-    l.record_failure("a", clock.now());
-  l.record_success("a");
-  EXPECT_EQ(l.tracked(), 0u);
-  for (int i = 0; i < auth_limiter::k_max_failures - 1; ++i)
-    l.record_failure("a", clock.now());
-  EXPECT_TRUE(l.allowed("a", clock.now())) << "the count restarted after the success";
+  const auto src = a("198.51.100.1");
+  for (int i = 0; i < auth_limiter::k_max_failures; ++i)
+    l.record_failure(src, clock.now());
+  EXPECT_FALSE(l.allowed(src, clock.now()));
+  EXPECT_EQ(l.tracked(), 1u);
+}
+
+TEST(AuthLimiter, AnIpv6SourceIsItsSlash64) {
+  // Issue 10: 200 guesses from 40 addresses of one /64 were all answered.
+  manual_clock clock;
+  auth_limiter l;
+  for (int i = 0; i < auth_limiter::k_max_failures; ++i) {
+    const auto src = a("2001:db8:1:2::" + std::to_string(i + 1));
+    EXPECT_TRUE(l.allowed(src, clock.now())) << i;
+    l.record_failure(src, clock.now());
+  }
+  EXPECT_FALSE(l.allowed(a("2001:db8:1:2:ffff::9"), clock.now())) << "another address of the same /64";
+  EXPECT_TRUE(l.allowed(a("2001:db8:1:3::1"), clock.now())) << "the next /64 is another source";
+  EXPECT_EQ(l.tracked(), 1u);
+}
+
+TEST(AuthLimiter, AMappedIpv4SourceIsItsIpv4Address) {
+  manual_clock clock;
+  auth_limiter l;
+  for (int i = 0; i < auth_limiter::k_max_failures; ++i)
+    l.record_failure(a("::ffff:203.0.113.9"), clock.now());
+  EXPECT_FALSE(l.allowed(a("203.0.113.9"), clock.now()));
+  EXPECT_TRUE(l.allowed(a("203.0.113.10"), clock.now())) << "IPv4 sources are single addresses";
+}
+
+TEST(BearerToken, SchemeIsCaseInsensitive) {
+  // Issue 10: `Authorization: bearer ...` was refused and counted as a failure.
+  for (const char* header : {"Bearer tok", "bearer tok", "BEARER tok", "bEaReR tok", "Bearer   tok", " Bearer tok ",
+                             "Bearer\ttok"})
+    EXPECT_EQ(bearer_token(header), std::optional<std::string_view>("tok")) << header;
+}
+
+TEST(BearerToken, OtherSchemesAndMalformedHeadersGiveNothing) {
+  for (const char* header : {"", "Bearer", "Bearer ", "Bearertok", "Basic dXNlcjpwYXNz", "Bearer_ tok", "Bearx tok"})
+    EXPECT_EQ(bearer_token(header), std::nullopt) << "'" << header << "'";
 }
 
 TEST(AuthLimiter, BoundedSizeForgetsOldestFirst) {
@@ -101,19 +140,19 @@ TEST(AuthLimiter, BoundedSizeForgetsOldestFirst) {
   auth_limiter l;
   // The first source fails early and gets blocked...
   for (int i = 0; i < auth_limiter::k_max_failures; ++i)
-    l.record_failure("first", clock.now());
-  ASSERT_FALSE(l.allowed("first", clock.now()));
+    l.record_failure(a("192.0.2.1"), clock.now());
+  ASSERT_FALSE(l.allowed(a("192.0.2.1"), clock.now()));
   // ...then many others fail once each.
   for (std::size_t i = 0; i < auth_limiter::k_max_sources + 100; ++i) {
     clock.advance(1ms);
-    l.record_failure("10.0." + std::to_string(i / 256) + "." + std::to_string(i % 256), clock.now());
+    l.record_failure(a("10.0." + std::to_string(i / 256) + "." + std::to_string(i % 256)), clock.now());
     ASSERT_LE(l.tracked(), auth_limiter::k_max_sources);
   }
   EXPECT_EQ(l.tracked(), auth_limiter::k_max_sources);
-  EXPECT_TRUE(l.allowed("first", clock.now())) << "the oldest entry was not the one forgotten";
+  EXPECT_TRUE(l.allowed(a("192.0.2.1"), clock.now())) << "the oldest entry was not the one forgotten";
   // The most recent ones are still tracked: four more failures block the newest.
-  const std::string newest = "10.0." + std::to_string((auth_limiter::k_max_sources + 99) / 256) + "." +
-                             std::to_string((auth_limiter::k_max_sources + 99) % 256);
+  const auto newest = a("10.0." + std::to_string((auth_limiter::k_max_sources + 99) / 256) + "." +
+                        std::to_string((auth_limiter::k_max_sources + 99) % 256));
   for (int i = 0; i < auth_limiter::k_max_failures - 1; ++i)
     l.record_failure(newest, clock.now());
   EXPECT_FALSE(l.allowed(newest, clock.now()));

@@ -301,7 +301,7 @@ TEST_F(transport_test, LimiterBlocksAfterFiveFailures) {
     auto d = dial_now(u, wrong, resolver);
     EXPECT_TRUE(contains(d.error, "401")) << "attempt " << i + 1 << ": " << d.error;
   }
-  EXPECT_FALSE(limiter.allowed("127.0.0.1", steady_clock::now()));
+  EXPECT_FALSE(limiter.allowed(boost::asio::ip::make_address("127.0.0.1"), steady_clock::now()));
 
   // Now even the right token is turned away, with 429, without a check.
   auto d = dial_now(u, client_options(scheme::ws), resolver);

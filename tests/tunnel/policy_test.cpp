@@ -210,6 +210,71 @@ TEST(PolicyMatch, V4MappedV6MatchesIpv4Rules) {
   EXPECT_FALSE(p.allows_address(a("::ffff:127.0.0.1"), 23));
 }
 
+TEST(PolicyMatch, V4MappedIsJudgedAsIpv4WhateverTheRulesFamily) {
+  // Issue 10: with --allow '[::]/0', OPEN to ::ffff:127.0.0.1 reached
+  // 127.0.0.1 while OPEN to 127.0.0.1 was denied.
+  for (const char* rule : {"[::]/0", "[::]/1", "[::]/80"}) {
+    auto p = policy({rule});
+    EXPECT_FALSE(p.allows_address(a("::ffff:127.0.0.1"), 80)) << rule;
+    EXPECT_FALSE(p.allows_address(a("::ffff:0.0.0.0"), 80)) << rule;
+    EXPECT_FALSE(p.allows_address(a("::ffff:10.1.2.3"), 80)) << rule;
+    EXPECT_FALSE(p.allows_address(a("127.0.0.1"), 80)) << rule;
+  }
+  auto v6 = policy({"[::]/0"});
+  EXPECT_TRUE(v6.allows_address(a("2001:db8::1"), 80)) << "real IPv6 destinations still pass";
+  // A mapped rule is the IPv4 rule it means: [::ffff:0:0]/96 is all of IPv4.
+  auto all_v4 = policy({"[::ffff:0:0]/96"});
+  EXPECT_TRUE(all_v4.allows_address(a("127.0.0.1"), 80));
+  EXPECT_TRUE(all_v4.allows_address(a("::ffff:127.0.0.1"), 80));
+  EXPECT_FALSE(all_v4.allows_address(a("::1"), 80));
+  auto mapped_rule = policy({"[::ffff:10.0.0.0]/104:443"});
+  EXPECT_TRUE(mapped_rule.allows_address(a("10.9.9.9"), 443));
+  EXPECT_TRUE(mapped_rule.allows_address(a("::ffff:10.9.9.9"), 443));
+  EXPECT_FALSE(mapped_rule.allows_address(a("11.0.0.1"), 443));
+  EXPECT_FALSE(mapped_rule.allows_address(a("10.9.9.9"), 80));
+}
+
+TEST(PolicyMatch, UnspecifiedAddressesAreJudgedAsLoopback) {
+  auto lan = policy({"0.0.0.0/8", "[::]/128", "10.0.0.0/8"});
+  EXPECT_FALSE(lan.allows_address(a("0.0.0.0"), 80)) << "connect(0.0.0.0) reaches the local host";
+  EXPECT_FALSE(lan.allows_address(a("0.1.2.3"), 80));
+  EXPECT_FALSE(lan.allows_address(a("::"), 80));
+  EXPECT_FALSE(lan.allows_address(a("::ffff:0.0.0.0"), 80));
+  auto loop = policy({"127.0.0.1:22", "[::1]:22"});
+  EXPECT_TRUE(loop.allows_address(a("0.0.0.0"), 22));
+  EXPECT_TRUE(loop.allows_address(a("::"), 22));
+  EXPECT_FALSE(loop.allows_address(a("0.0.0.0"), 23));
+}
+
+TEST(PolicyMatch, EmbeddedIpv4MustPassToo) {
+  // Rules that cover the IPv6 forms but not the IPv4 address inside them.
+  auto p = policy({"[64:ff9b::]/96", "[2002::]/16", "[2001::]/32", "[::]/96", "[2001:db8::]/32", "192.0.2.0/24"});
+  EXPECT_FALSE(p.allows_address(a("64:ff9b::7f00:1"), 80)) << "NAT64 of 127.0.0.1";
+  EXPECT_TRUE(p.allows_address(a("64:ff9b::c000:201"), 80)) << "NAT64 of 192.0.2.1";
+  EXPECT_FALSE(p.allows_address(a("64:ff9b:1::7f00:1"), 80)) << "local-use NAT64 prefix";
+  EXPECT_FALSE(p.allows_address(a("2002:7f00:1::1"), 80)) << "6to4 of 127.0.0.1";
+  EXPECT_TRUE(p.allows_address(a("2002:c000:201::1"), 80)) << "6to4 of 192.0.2.1";
+  EXPECT_FALSE(p.allows_address(a("::7f00:1"), 80)) << "IPv4-compatible 127.0.0.1";
+  // Teredo: server 192.0.2.1, client 127.0.0.1 stored inverted (80ff:fffe).
+  EXPECT_FALSE(p.allows_address(a("2001:0:c000:201::80ff:fffe"), 80));
+  EXPECT_TRUE(p.allows_address(a("2001:0:c000:201::3fff:fdfe"), 80)) << "Teredo client 192.0.2.1";
+  EXPECT_FALSE(p.allows_address(a("2001:db8::5efe:7f00:1"), 80)) << "ISATAP of 127.0.0.1";
+  EXPECT_TRUE(p.allows_address(a("2001:db8::1"), 80)) << "an ordinary address of the same rule";
+}
+
+TEST(PolicyMatch, JudgeDestinationListsWhatIsChecked) {
+  auto j = judge_destination(a("::ffff:10.1.2.3"));
+  ASSERT_EQ(j.count, 1u);
+  EXPECT_EQ(j.list[0], a("10.1.2.3"));
+  j = judge_destination(a("2001:0:c000:201::3fff:fdfe"));
+  ASSERT_EQ(j.count, 3u);
+  EXPECT_EQ(j.list[1], a("192.0.2.1"));
+  EXPECT_EQ(j.list[2], a("192.0.2.1"));
+  j = judge_destination(a("::"));
+  ASSERT_EQ(j.count, 1u);
+  EXPECT_EQ(j.list[0], a("::1"));
+}
+
 TEST(PolicyMatch, HostNameRules) {
   auto p = policy({"db.internal:5432"});
   EXPECT_TRUE(p.allows_name("db.internal", 5432));
