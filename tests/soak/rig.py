@@ -396,7 +396,8 @@ class Rig:
         forwards = [("tcp", "0:127.0.0.1:%d" % self.data.port)]
         if udp:
             forwards.append(("udp", "udp/127.0.0.1:0:127.0.0.1:%d" % self.udp.port))
-        if socks:
+        if socks:  # client A: also -L to a port that refuses
+            forwards.append(("refused", "0:127.0.0.1:%d" % self.closed_port))
             forwards.append(("socks", "127.0.0.1:0"))
         port = self.relay_port if via_relay else self.server_port
         p = self.spawn(role, self.client_args(port, forwards, wait_tunnel), nofile)

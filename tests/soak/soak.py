@@ -109,7 +109,7 @@ class Soak:
         try:
             outcome = kind.fn(self, rng, strict)
         except traffic.Clean as e:
-            if strict:
+            if strict and not isinstance(e, traffic.Tolerated):
                 raise SoakFailure("%s failed (%s) with the tunnels up and no fault under way" % (name, e))
             outcome = "clean: %s" % e
         self.count(what, outcome)
@@ -237,6 +237,8 @@ def parse_args():
     ap.add_argument("--faults", help="comma-separated fault kinds to run (default: all)")
     ap.add_argument("--no-faults", default="", help="comma-separated fault kinds to leave out")
     ap.add_argument("--ops", help="comma-separated traffic kinds to run (default: all)")
+    ap.add_argument("--tolerate", default="", help="comma-separated known bugs counted as clean failures "
+                    "(traffic.TOLERABLE: %s)" % ", ".join(traffic.TOLERABLE))
     ap.add_argument("--list", action="store_true", help="list the fault and traffic kinds and exit")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs) even on success")
     ap.add_argument("--no-netns", action="store_true", help="run on the host's loopback even as root")
@@ -256,6 +258,12 @@ def main():
         print("error: warren binary not found; pass --warren PATH", file=sys.stderr)
         return 2
     args.warren = os.path.abspath(args.warren)
+    for name in [x for x in args.tolerate.split(",") if x]:
+        if name not in traffic.TOLERABLE:
+            print("error: --tolerate %s: no such known bug (%s)" % (name, ", ".join(traffic.TOLERABLE)),
+                  file=sys.stderr)
+            return 2
+        traffic.TOLERATED.add(name)
     if args.plain_warren:
         args.plain_warren = os.path.abspath(args.plain_warren)
     reexec_in_netns(args)
@@ -267,6 +275,8 @@ def main():
     log("seed %d (replay: --seed %d); %.0f s of faults; %s" % (
         args.seed, args.seed, args.seconds,
         "in a network namespace of its own" if in_netns else "on the host's loopback"))
+    for name in sorted(traffic.TOLERATED):
+        log("tolerating known bug %s: %s" % (name, traffic.TOLERABLE[name]))
     workdir = tempfile.mkdtemp(prefix="warren-soak-")
     rig = None
     soak = None
