@@ -69,7 +69,8 @@ def free_port():
 
 class DataServer(wt.TCPServer):
     """One command byte, then: b"E" echoes until EOF and closes; b"G" +
-    offset (8) + size (8) sends blob[offset:offset+size] and closes. So a
+    offset (8) + size (8) sends blob[offset:offset+size] and closes; b"R"
+    likewise, but ends with a reset. So a
     transfer's expected SHA-256 is known without generating data twice."""
 
     def __init__(self, blob, host="127.0.0.1"):
@@ -85,12 +86,15 @@ class DataServer(wt.TCPServer):
                 if not data:
                     break
                 conn.sendall(data)
-        elif cmd == b"G":
+        elif cmd in (b"G", b"R"):
             head = wt.recv_exactly(conn, 16, 180)
             off, size = struct.unpack(">QQ", head)
             view = memoryview(self.blob)[off:off + size]
             for i in range(0, len(view), 1 << 16):
                 conn.sendall(view[i:i + (1 << 16)])
+            if cmd == b"R":  # then a reset instead of a FIN
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                return
         try:
             conn.shutdown(socket.SHUT_WR)
             conn.settimeout(10)

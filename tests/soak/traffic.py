@@ -318,6 +318,42 @@ def l_refused(soak, rng, strict):
     raise SoakFailure("-L to a refused target (127.0.0.1:%d) ended with a plain EOF, not a reset" % port)
 
 
+@OPS.kind("target_reset", weight=1)
+def target_reset(soak, rng, strict):
+    """The target sends a response, then resets: what arrives is a prefix of
+    the response, and the stream ends with a reset ("a reset on one side
+    resets the other"), never a plain EOF that makes it look complete."""
+    path = rng.choice(["L", "D", "relay_b"] if soak.rig.low_nofile_warren else ["L", "D"])
+    off, size = slice_of(soak, rng, 1 << 10, 1 << 20)
+    dl = Deadline(budget(size), "response of %d bytes then a reset, via %s" % (size, path))
+    s = open_stream(soak, rng, path, dl)
+    got = []
+    with s:
+        io("sendall", s, b"R" + struct.pack(">QQ", off, size), dl=dl)
+        try:
+            while True:
+                chunk = io("recv", s, 1 << 16, dl=dl)
+                if not chunk:
+                    break
+                got.append(chunk)
+        except Clean as e:
+            if str(e) != "reset":
+                raise
+            outcome = "ok"
+        else:
+            outcome = None
+    got = b"".join(got)
+    if got != soak.rig.blob[off:off + len(got)]:
+        raise SoakFailure("corrupt: the %d bytes before a target's reset via %s are not the response's start"
+                          % (len(got), path))
+    if outcome:
+        return outcome
+    if "plain-eof" in TOLERATED and path != "relay_b":
+        raise Tolerated("plain EOF (tolerated: plain-eof)")
+    raise SoakFailure("a target's reset via %s reached the application as a plain EOF after %d of %d bytes"
+                      % (path, len(got), size))
+
+
 @OPS.kind("abandon", weight=2)
 def abandon(soak, rng, strict):
     """Opened, maybe a request sent, closed without reading an answer."""
