@@ -33,7 +33,7 @@ void init(spdlog::level::level_enum level) {
 namespace warren {
 
 void log_within_budget(line_limiter& limiter, spdlog::level::level_enum level, std::string_view kind,
-                 const std::string& line) {
+                       const std::string& line) {
   if (!limiter.allow(steady_clock::now()))
     return;
   const auto left_out = limiter.take_left_out();

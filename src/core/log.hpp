@@ -27,6 +27,6 @@ namespace warren {
 /// For every line a peer can make us repeat (log volume is a resource that
 /// peers and clients can spend).
 void log_within_budget(line_limiter& limiter, spdlog::level::level_enum level, std::string_view kind,
-                 const std::string& line);
+                       const std::string& line);
 
 } // namespace warren

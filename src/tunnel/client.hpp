@@ -72,8 +72,7 @@ class client : public std::enable_shared_from_this<client> {
   boost::asio::awaitable<void> supervise();
   boost::asio::awaitable<std::shared_ptr<wire::session>> tunnel_for_new_stream();
   void accept_loop(forward& f, boost::asio::ip::tcp::acceptor& acceptor);
-  boost::asio::awaitable<void> serve_tcp_forward(boost::asio::ip::tcp::socket socket, forward& f,
-                                                 fd_budget::ticket fd);
+  boost::asio::awaitable<void> serve_tcp_forward(boost::asio::ip::tcp::socket socket, forward& f, fd_budget::ticket fd);
   boost::asio::awaitable<void> serve_socks(boost::asio::ip::tcp::socket socket, fd_budget::ticket fd);
   /// Greeting, authentication and request; nothing when the connection is
   /// to end (what it was told is sent). Bounded by socks_handshake_timeout.

@@ -210,7 +210,8 @@ asio::awaitable<void> client::serve_socks(tcp::socket socket, fd_budget::ticket 
   }
   if (auto refused = co_await st->wait_open()) {
     log_local(spdlog::level::info, "socks: " + request.destination.to_string() + ": " +
-                                       std::string(wire::reset_code_name(refused->code)) + " (" + refused->reason + ")");
+                                       std::string(wire::reset_code_name(refused->code)) + " (" + refused->reason +
+                                       ")");
     {
       const auto reply_bytes = reply_for(socks_reply_for(*refused));
       co_await send(reply_bytes);

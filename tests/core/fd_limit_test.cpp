@@ -28,7 +28,7 @@ TEST(FdLimit, TableFitsUnderTheLimitWithTheReserveKeptFree) {
 }
 
 TEST(FdLimit, TinyOrUnknownLimits) {
-  EXPECT_EQ(fit_in_descriptors(10, 1, 4096), 1u);  // below the reserve: still one
+  EXPECT_EQ(fit_in_descriptors(10, 1, 4096), 1u);   // below the reserve: still one
   EXPECT_EQ(fit_in_descriptors(0, 1, 4096), 4096u); // unknown: as asked
   EXPECT_EQ(fit_in_descriptors(1024, 1, 0), 1u);
 }
