@@ -88,8 +88,6 @@ int run(const client_args& a) {
   // Past what the open-file limit leaves, new ones are closed at once, so
   // that the tunnel can always redial.
   const auto fds = raise_fd_limit();
-  if (fds.now != fds.before)
-    spdlog::info("client: open-file limit raised from {} to {}", fds.before, fds.now);
   o.max_local_descriptors = fit_in_descriptors(fds.now, 1, std::numeric_limits<std::size_t>::max());
   if (fds.now != 0)
     spdlog::debug("client: at most {} descriptors for local connections (open-file limit {})",
@@ -102,6 +100,8 @@ int run(const client_args& a) {
   auto bound = c->bind();
   if (!bound)
     throw user_error(bound.error());
+  if (fds.now != fds.before) // logged once started: a start-up error stays the only line
+    spdlog::info("client: open-file limit raised from {} to {}", fds.before, fds.now);
   for (const auto& line : *bound)
     spdlog::info("forward: {}", line);
   std::string fatal;

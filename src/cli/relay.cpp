@@ -137,8 +137,9 @@ class tcp_relay : public std::enable_shared_from_this<tcp_relay> {
     // The peer's name is only for log lines: looked up when one is written.
     if (active_ >= config_.max_connections) {
       log_within_budget(turned_away_, spdlog::level::warn, "refused connections",
-                  "relay: conn#" + std::to_string(id) + " from " + peer_name(socket) + " refused: " +
-                      std::to_string(active_) + " connections already open (" + config_.max_connections_why + ")");
+                        "relay: conn#" + std::to_string(id) + " from " + peer_name(socket) +
+                            " refused: " + std::to_string(active_) + " connections already open (" +
+                            config_.max_connections_why + ")");
       return;
     }
     if constexpr (std::is_same_v<Socket, tcp::socket>)
@@ -160,7 +161,7 @@ class tcp_relay : public std::enable_shared_from_this<tcp_relay> {
     if (r.ec) {
       --active_;
       log_within_budget(connect_failures_, spdlog::level::warn, "failed connections",
-                  "relay: conn#" + std::to_string(id) + " from " + peer_name(client) + ": " + r.detail);
+                        "relay: conn#" + std::to_string(id) + " from " + peer_name(client) + ": " + r.detail);
       // Reset the client: a refused target looks refused, not like an empty reply.
       const linger lg{1, 0};
       ::setsockopt(client.native_handle(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
@@ -240,28 +241,32 @@ void check_target(asio::io_context& io, net::resolver& r, const relay_config& c,
 /// holds two sockets and, spliced, two pipes; a UDP session one socket. Out
 /// of descriptors, every new client would fail (and the UDP table would stop
 /// taking sessions long before it evicts), so the tables fill up first.
-void fit_to_descriptors(relay_config& c, bool udp) {
+/// Returns the lines to log once the relay serves (a start-up error must
+/// stay the only line).
+std::vector<std::string> fit_to_descriptors(relay_config& c, bool udp) {
+  std::vector<std::string> notes;
   const auto fds = raise_fd_limit();
   if (fds.now != fds.before)
-    spdlog::info("relay: open-file limit raised from {} to {}", fds.before, fds.now);
+    notes.push_back(fmt::format("relay: open-file limit raised from {} to {}", fds.before, fds.now));
   if (udp) {
     const auto fit = fit_in_descriptors(fds.now, 1, c.udp.max_sessions);
     if (fit < c.udp.max_sessions)
-      spdlog::info("relay: at most {} UDP sessions at once (one socket each under the open-file limit {}; "
-                   "--max-udp-sessions {}); the least recently active is closed for a new one",
-                   fit, fds.now, c.udp.max_sessions);
+      notes.push_back(fmt::format("relay: at most {} UDP sessions at once (one socket each under the open-file "
+                                  "limit {}; --max-udp-sessions {}); the least recently active is closed for a new one",
+                                  fit, fds.now, c.udp.max_sessions));
     c.udp.max_sessions = fit;
-    return;
+    return notes;
   }
   const std::size_t per_connection = c.mode == net::relay_mode::copy ? 2 : 6;
   const auto fit = fit_in_descriptors(fds.now, per_connection, c.max_connections);
   if (fit < c.max_connections) {
-    spdlog::info("relay: at most {} connections at once ({} descriptors each under the open-file limit {}; "
-                 "--max-connections {})",
-                 fit, per_connection, fds.now, c.max_connections);
+    notes.push_back(fmt::format("relay: at most {} connections at once ({} descriptors each under the open-file "
+                                "limit {}; --max-connections {})",
+                                fit, per_connection, fds.now, c.max_connections));
     c.max_connections_why = "the open-file limit";
   }
   c.max_connections = fit;
+  return notes;
 }
 
 int run(const relay_args& args) {
@@ -270,7 +275,7 @@ int run(const relay_args& args) {
     throw user_error("--log-level '" + args.log_level + "' is not one of trace, debug, info, warn, error, off");
   log::init(*level);
   relay_config config = validate(args);
-  fit_to_descriptors(config, args.udp);
+  const auto descriptor_notes = fit_to_descriptors(config, args.udp);
 
   asio::io_context io(1);
   // Registered first: a signal during start-up (binding, the target check)
@@ -321,6 +326,8 @@ int run(const relay_args& args) {
   auto relay = std::make_shared<tcp_relay>(io.get_executor(), resolver, config);
   std::shared_ptr<net::udp_forwarder> forwarder;
   auto serve = [&] {
+    for (const auto& note : descriptor_notes)
+      spdlog::info("{}", note);
     spdlog::info("relay: listening on {}, forwarding to {}", listening, target);
     if (unix_acceptor)
       relay->accept_loop(*unix_acceptor);
