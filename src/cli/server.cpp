@@ -3,6 +3,8 @@
 // the destination policy allows (default: none).
 #include "cli/common.hpp"
 
+#include "core/fd_limit.hpp"
+
 #include "core/duration.hpp"
 #include "tunnel/server.hpp"
 

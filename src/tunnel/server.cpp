@@ -1,5 +1,6 @@
 #include "tunnel/server.hpp"
 
+#include "core/log.hpp"
 #include "stream/pump.hpp"
 #include "stream/tcp_stream.hpp"
 
@@ -41,16 +42,10 @@ wire::reset_code code_for(const error_code& ec) {
     return wire::reset_code::unreachable;
   return wire::reset_code::internal_error;
 }
-/// Logs `line` if `limiter` lets one through now, saying how many lines of
-/// its `kind` were left out before it. (Log volume is a resource that peers
-/// and clients can spend.)
+/// log_within_budget() (core/log.hpp) for the server's lines.
 void log_limited(line_limiter& limiter, spdlog::level::level_enum level, std::string_view kind,
                  const std::string& line) {
-  if (!limiter.allow(steady_clock::now()))
-    return;
-  const auto left_out = limiter.take_left_out();
-  spdlog::log(level, "server: {}{}", line,
-              left_out ? " (" + std::to_string(left_out) + " more " + std::string(kind) + " not logged)" : "");
+  log_within_budget(limiter, level, kind, "server: " + line);
 }
 
 } // namespace
@@ -92,11 +87,11 @@ void server::accept_loop(tcp::acceptor& acceptor) {
     if (ec == asio::error::operation_aborted || self->stopping_)
       return;
     if (ec) {
-      // Retried every 100 ms while it lasts (out of descriptors, say): logged
-      // a few times, not ten lines a second.
-      log_limited(self->accept_failures_, spdlog::level::warn, "failures", "accept failed: " + net::describe(ec));
-      auto t = std::make_shared<asio::steady_timer>(self->ex_, std::chrono::milliseconds(100));
-      t->async_wait([self, t, &acceptor](error_code) { self->accept_loop(acceptor); });
+      // Out of descriptors, say: retried every 100 ms while it lasts, logged within a budget.
+      self->accept_backoff_.failed(self->ex_, ec, [self, &acceptor] {
+        if (!self->stopping_)
+          self->accept_loop(acceptor);
+      });
       return;
     }
     if (auto slot = self->admit(socket))

@@ -9,6 +9,7 @@
 #pragma once
 
 #include "core/log_limiter.hpp"
+#include "net/accept_backoff.hpp"
 #include "net/connector.hpp"
 #include "net/listen.hpp"
 #include "transport/transport.hpp"
@@ -103,7 +104,7 @@ class server : public std::enable_shared_from_this<server> {
   std::vector<boost::asio::ip::tcp::acceptor> acceptors_;
   std::list<std::shared_ptr<wire::session>> sessions_;
   transport::auth_limiter limiter_;
-  line_limiter accept_failures_{3, std::chrono::seconds(10)};
+  net::accept_backoff accept_backoff_{"server"};
   handshake_slots handshakes_;
   std::string evicted_; // whom admit() just evicted, for its log line
   line_limiter handshake_failures_{64, std::chrono::seconds(10)};
