@@ -33,6 +33,12 @@ constexpr std::size_t k_frame_pool_max = 16;
 // while the transport write is blocked, beyond which the reader waits: ~100
 // bytes of memory each. A peer that reads what it is sent never gets near it.
 constexpr std::size_t k_max_queued_replies = 4096;
+// A reader's turn: after this many frames or bytes decoded it posts itself
+// behind the other handlers. 256 small frames cost well under a millisecond
+// (an OPEN, the costliest, about 50 us with its connect); 256 KiB is four
+// full DATA frames, so bulk transfer pays one post per 256 KiB.
+constexpr std::size_t k_frames_per_turn = 256;
+constexpr std::size_t k_bytes_per_turn = 256 * 1024;
 
 std::uint64_t now_ns() {
   return static_cast<std::uint64_t>(
@@ -49,7 +55,7 @@ std::shared_ptr<session> session::create(stream::byte_stream_ptr transport, sess
 session::session(stream::byte_stream_ptr transport, session_config config)
     : ex_(transport->get_executor()), transport_(std::move(transport)), config_(std::move(config)),
       next_id_(config_.is_client ? 1 : 2), peer_initial_window_(k_min_initial_window),
-      events_(std::make_unique<session_events>(ex_)) {}
+      open_rate_(config_.max_opens_per_second, config_.open_burst), events_(std::make_unique<session_events>(ex_)) {}
 
 session::~session() = default;
 
@@ -131,6 +137,7 @@ void session::close(std::string reason) {
   events_->writer_wake.notify();
   events_->drained.notify();
   events_->ping_timer.cancel();
+  events_->open_timer.cancel();
   open_handler_ = nullptr;
   goaway_handler_ = nullptr;
   if (auto h = std::move(closed_handler_)) {
@@ -381,6 +388,9 @@ asio::awaitable<void> session::reader() {
   std::vector<std::uint8_t> buf(k_read_buffer);
   std::size_t begin = 0;
   std::size_t end = 0;
+  std::size_t turn_frames = 0; // decoded since the reader last let others run
+  std::size_t turn_bytes = 0;
+  std::optional<time_point> open_due; // an OPEN waits in buf for its token
   while (!closed_) {
     if (replies_queued_ > k_max_queued_replies) {
       // The peer asks for replies faster than it reads them: go on once
@@ -389,10 +399,22 @@ asio::awaitable<void> session::reader() {
       while (!closed_ && replies_queued_ > 0)
         co_await events_->drained.wait();
       reader_paused_ = false;
+      turn_frames = turn_bytes = 0;
+      continue;
+    }
+    if (open_due) {
+      // The peer opens streams faster than its rate: nothing more is read
+      // or handled until the OPEN in front may go (its socket fills, and
+      // its sending stalls). Waiting lets the other sessions run too.
+      ++stats_.open_pauses;
+      events_->open_timer.expires_at(*std::exchange(open_due, std::nullopt));
+      co_await events_->open_timer.async_wait(asio::as_tuple(asio::use_awaitable));
+      turn_frames = turn_bytes = 0;
       continue;
     }
     // The frames in the buffer first: a pause may have left some.
-    while (!closed_ && begin < end && replies_queued_ <= k_max_queued_replies) {
+    while (!closed_ && begin < end && replies_queued_ <= k_max_queued_replies && turn_frames < k_frames_per_turn &&
+           turn_bytes < k_bytes_per_turn) {
       auto result = decode(std::span(buf.data() + begin, end - begin), k_default_max_payload);
       if (std::holds_alternative<need_more>(result))
         break;
@@ -402,13 +424,19 @@ asio::awaitable<void> session::reader() {
         co_return;
       }
       const auto& f = std::get<decoded_frame>(result);
+      if (f.header.type == frame_type::open && hello_received_ && !open_rate_.try_take(steady_clock::now())) {
+        open_due = open_rate_.ready_at(steady_clock::now()); // the OPEN stays in buf until then
+        break;
+      }
       if (!on_frame(f)) {
         run_woken();
         co_return;
       }
       begin += f.consumed;
+      ++turn_frames;
+      turn_bytes += f.consumed;
     }
-    if (closed_ || replies_queued_ > k_max_queued_replies) {
+    if (closed_ || replies_queued_ > k_max_queued_replies || open_due) {
       run_woken();
       continue;
     }
@@ -417,6 +445,14 @@ asio::awaitable<void> session::reader() {
       // to its socket): on request/response traffic the reply leaves
       // before the next read is even started.
       run_woken();
+      continue;
+    }
+    if (turn_frames >= k_frames_per_turn || turn_bytes >= k_bytes_per_turn) {
+      // Fairness: the other sessions (and the accept loop, and handshakes)
+      // get their turn before we decode more. A read that completes at once
+      // (TLS or WebSocket data already buffered) does not count as a turn.
+      co_await asio::post(ex_, asio::use_awaitable);
+      turn_frames = turn_bytes = 0;
       continue;
     }
     if (begin == end)

@@ -107,10 +107,11 @@ struct stream_state {
 };
 
 struct session_events {
-  explicit session_events(const boost::asio::any_io_executor& ex) : ping_timer(ex) {}
+  explicit session_events(const boost::asio::any_io_executor& ex) : ping_timer(ex), open_timer(ex) {}
   stream::async_event writer_wake;
   stream::async_event drained;
   boost::asio::steady_timer ping_timer;
+  boost::asio::steady_timer open_timer; // the reader waits on it for the peer's next OPEN token
   std::optional<liveness> live;
 };
 
