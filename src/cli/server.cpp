@@ -80,8 +80,8 @@ int run(const server_args& a) {
   const std::uint64_t buffer =
       a.max_buffer != 0 ? a.max_buffer : std::uint64_t{a.max_streams} * o.session.initial_window;
   spdlog::info("server: per client at most {} streams and {} of data buffered for them, {} of {} name lookups "
-               "and {} connects at a time, {} stream opens per second (bursts of {}; faster opens pause the "
-               "client's tunnel) (--max-streams-per-client, --max-buffer-per-client, --max-lookups-per-client, "
+               "at a time, {} connects in flight, {} stream opens per second in bursts of {} (faster opens pause "
+               "its tunnel) (--max-streams-per-client, --max-buffer-per-client, --max-lookups-per-client, "
                "--max-connects-per-client, --max-opens-per-second-per-client, --open-burst-per-client)",
                a.max_streams,
                buffer % (1u << 20) == 0 ? std::to_string(buffer >> 20) + " MiB" : std::to_string(buffer >> 10) + " KiB",
