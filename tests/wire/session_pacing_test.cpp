@@ -193,15 +193,19 @@ TEST_F(pacing_test, AReaderWithManyFramesLetsOthersRunBetweenTurns) {
   send(b);
   int ticks = 0;
   bool done = false;
+  bool ended = false; // the ticker must not outlive this function's locals
   test::spawn(io, [&]() -> asio::awaitable<void> {
     while (!done) {
       ++ticks;
       co_await asio::post(io, asio::use_awaitable);
     }
+    ended = true;
   });
   go();
-  ASSERT_TRUE(test::run_until(io, [&] { return ponged(9); }, 5s));
+  const bool answered = test::run_until(io, [&] { return ponged(9); }, 5s);
   done = true;
+  ASSERT_TRUE(test::run_until(io, [&] { return ended; }));
+  ASSERT_TRUE(answered);
   EXPECT_GE(ticks, 20) << "the reader decoded " << k_frames << " frames in " << ticks
                        << " turns of the loop; a turn should hold 256";
   EXPECT_FALSE(s->closed());
