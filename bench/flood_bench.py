@@ -8,7 +8,8 @@ flooder, one and three, with a fresh `warren server` each time, this
 measures:
 
 - echo RTT (median, p99) of another tunnel's stream to an echo server;
-- a new tunnel's set-up time (connect, TLS, token, HELLO back), median;
+- a new tunnel's set-up time (connect, TLS, token, HELLO back), median
+  and max, sampled every 0.1 s beside the echo samples;
 - the server's RSS before the flood, at its end, and 3 s after it;
 - opens per second the server turned into connects (target's accepts).
 
@@ -27,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.dont_write_bytecode = True
@@ -67,13 +69,22 @@ def scenario(warren, scheme, flooders, seconds, tmp):
         accepted0, t0 = target.count(), time.monotonic()
         rtts, setups = [], []
         end = t_flood + seconds - 0.5
-        while time.monotonic() < end or len(rtts) < 5:
-            rtts.append(victim.rtt())
-            if len(rtts) % 5 == 0:
+
+        def set_up_tunnels():
+            # Beside the echo samples, so that slow round trips do not
+            # thin out these samples (and the other way round).
+            while time.monotonic() < end or not setups:
                 s, took = tp.dial(server.port, token, scheme, timeout=60)
                 s.close()
                 setups.append(took)
+                time.sleep(0.1)
+
+        setter = threading.Thread(target=set_up_tunnels, daemon=True)
+        setter.start()
+        while time.monotonic() < end or len(rtts) < 5:
+            rtts.append(victim.rtt())
             time.sleep(0.02)
+        setter.join(120)
         opens_per_s = (target.count() - accepted0) / (time.monotonic() - t0)
         rss_peak = tp.vm_rss_kib(server.proc.pid)
         for fl in floods:
@@ -86,7 +97,7 @@ def scenario(warren, scheme, flooders, seconds, tmp):
         return {
             "rtt_med": statistics.median(rtts) * 1e3, "rtt_p99": tp.percentile(rtts, 99) * 1e3,
             "setup_med": statistics.median(setups) * 1e3, "setup_max": max(setups) * 1e3,
-            "samples": len(rtts), "opens_per_s": opens_per_s,
+            "samples": len(rtts), "setups": len(setups), "opens_per_s": opens_per_s,
             "pairs_sent": sum(fl.sent() for fl in floods),
             "rss0": rss0 / 1024, "rss_peak": rss_peak / 1024, "rss_after": rss_after / 1024,
         }
@@ -120,13 +131,13 @@ def main():
                 shutil.rmtree(tmp, True)
             rows.append((label, n, r))
     print("\n%s://, %.0f s floods of OPEN+RESET, %d cores" % (args.scheme, args.seconds, os.cpu_count()))
-    print("| binary | flooders | echo RTT median | echo RTT p99 | new tunnel set-up median (max) | "
-          "opens/s turned into connects | RSS before / end of flood / 3 s after |")
-    print("|---|---|---|---|---|---|---|")
+    print("| binary | flooders | echo RTT median | echo RTT p99 | samples | new tunnel set-up median | max | "
+          "samples | opens/s turned into connects | RSS before / end of flood / 3 s after |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for label, n, r in rows:
-        print("| %s | %d | %.1f ms | %.1f ms | %.1f ms (%.0f) | %.0f | %.1f / %.1f / %.1f MiB |"
-              % (label, n, r["rtt_med"], r["rtt_p99"], r["setup_med"], r["setup_max"], r["opens_per_s"],
-                 r["rss0"], r["rss_peak"], r["rss_after"]))
+        print("| %s | %d | %.1f ms | %.1f ms | %d | %.1f ms | %.1f ms | %d | %.0f | %.1f / %.1f / %.1f MiB |"
+              % (label, n, r["rtt_med"], r["rtt_p99"], r["samples"], r["setup_med"], r["setup_max"], r["setups"],
+                 r["opens_per_s"], r["rss0"], r["rss_peak"], r["rss_after"]))
 
 
 if __name__ == "__main__":
