@@ -1,6 +1,7 @@
 #include "tunnel/server.hpp"
 
 #include "core/log.hpp"
+#include "stream/event.hpp"
 #include "stream/pump.hpp"
 #include "stream/tcp_stream.hpp"
 
@@ -54,6 +55,8 @@ server::server(asio::any_io_executor ex, net::resolver& r, server_options option
     : ex_(std::move(ex)), resolver_(r), options_(std::move(options)),
       handshakes_(options_.max_handshakes, options_.max_handshakes_per_source) {
   options_.session.is_client = false;
+  options_.session.max_opens_per_second = options_.max_opens_per_second;
+  options_.session.open_burst = options_.open_burst;
   options_.session.max_buffered = options_.max_buffer_per_client != 0
                                       ? options_.max_buffer_per_client
                                       : std::uint64_t{options_.session.max_streams} * options_.session.initial_window;
@@ -162,8 +165,9 @@ asio::awaitable<void> server::handshake(tcp::socket socket, handshake_slots::tic
   auto s = wire::session::create(std::move(accepted.stream), config);
   sessions_.push_back(s);
   spdlog::info("server: {} connected over {}", config.label, transport::to_string(options_.listen.scheme));
-  auto log = std::make_shared<client_state>(
-      client_state{config.label, net::bounded_resolver::create(resolver_, options_.max_lookups_per_client)});
+  auto log = std::make_shared<client_state>(config.label,
+                                           net::bounded_resolver::create(resolver_, options_.max_lookups_per_client),
+                                           options_.max_connects_per_client);
   s->set_open_handler([self, log](std::unique_ptr<wire::mux_stream> stream, wire::open_request request) {
     self->on_open(log, std::move(stream), std::move(request));
   });
@@ -227,6 +231,9 @@ asio::awaitable<void> server::serve_tcp(std::shared_ptr<client_state> log, std::
   }
   const auto target = request.target.to_host_port();
   auto options = outbound_options(request, stream->id());
+  auto slot = co_await connect_slot(*log, *stream);
+  if (!slot || stream->reset_reason())
+    co_return; // reset while it waited: nothing to connect (the slot goes to the next)
   // The connect (lookups, attempts) ends with the stream: the stream's slot
   // is free once it is reset, so a client that resets streams as fast as it
   // opens them would otherwise have any number of connects in flight.
@@ -234,6 +241,7 @@ asio::awaitable<void> server::serve_tcp(std::shared_ptr<client_state> log, std::
       co_await (net::async_connect(ex_, *log->lookups, target, options, asio::use_awaitable) || stream->wait_reset());
   if (outcome.index() == 1)
     co_return;
+  slot.reset(); // connected or not, this stream's connect is over
   auto& r = std::get<0>(outcome);
   if (r.ec) {
     refuse(*log, *stream, code_for(r.ec), r.detail);
@@ -254,6 +262,28 @@ asio::awaitable<void> server::serve_tcp(std::shared_ptr<client_state> log, std::
                          spdlog::debug("server: {} done: {} bytes up, {} down{}", stream->description(), stats.a_to_b,
                                        stats.b_to_a, stats.error ? ", " + net::describe(stats.error) : "");
                      });
+}
+
+asio::awaitable<std::optional<connect_slots::ticket>> server::connect_slot(client_state& client,
+                                                                         wire::mux_stream& stream) {
+  if (auto t = client.connects.try_take())
+    co_return t;
+  // Handed over when one of the client's connects ends; shared with the
+  // waiter's callback, which may run after this frame is gone (io_context
+  // shutdown) and then just drops the slot, giving it to the next.
+  struct waiting {
+    std::optional<connect_slots::ticket> slot;
+    stream::async_event granted;
+  };
+  auto w = std::make_shared<waiting>();
+  const auto id = client.connects.wait([w](connect_slots::ticket t) {
+    w->slot = std::move(t);
+    w->granted.notify();
+  });
+  while (!w->slot && !stream.reset_reason())
+    co_await (w->granted.wait() || stream.wait_reset());
+  client.connects.cancel(id);
+  co_return std::move(w->slot);
 }
 
 asio::awaitable<void> server::serve_udp(std::shared_ptr<client_state> client, std::unique_ptr<wire::mux_stream> stream,
