@@ -2,6 +2,7 @@
 // serves ssh-style forwards through it.
 #include "cli/common.hpp"
 
+#include "core/fd_limit.hpp"
 #include "tunnel/client.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -13,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include <fstream>
+#include <limits>
 
 namespace warren::cli {
 namespace {
@@ -30,6 +32,7 @@ struct client_args {
   std::string ping_interval = "15s";
   std::string wait_tunnel = "10s";
   std::string udp_idle_timeout = "60s";
+  std::string socks_handshake_timeout = "10s";
   std::string socks_user, socks_password_file;
 };
 
@@ -71,12 +74,24 @@ int run(const client_args& a) {
   o.session.ping_interval = duration_arg(a.ping_interval, "--ping-interval");
   o.wait_for_tunnel = duration_arg(a.wait_tunnel, "--wait-tunnel");
   o.udp_idle_timeout = duration_arg(a.udp_idle_timeout, "--udp-idle-timeout");
+  o.socks_handshake_timeout = duration_arg(a.socks_handshake_timeout, "--socks-handshake-timeout");
+  if (o.socks_handshake_timeout < std::chrono::milliseconds(100))
+    throw user_error("--socks-handshake-timeout must be at least 100ms");
   if (!a.socks_user.empty()) {
     std::ifstream in(a.socks_password_file);
     if (a.socks_password_file.empty() || !in || !std::getline(in, o.socks_password) || o.socks_password.empty())
       throw user_error("--socks-user needs --socks-password-file with the password on its first line");
     o.socks_user = a.socks_user;
   }
+
+  // Each local connection holds a socket (a SOCKS5 UDP association two).
+  // Past what the open-file limit leaves, new ones are closed at once, so
+  // that the tunnel can always redial.
+  const auto fds = raise_fd_limit();
+  o.max_local_descriptors = fit_in_descriptors(fds.now, 1, std::numeric_limits<std::size_t>::max());
+  if (fds.now != 0)
+    spdlog::debug("client: at most {} descriptors for local connections (open-file limit {})",
+                  o.max_local_descriptors, fds.now);
 
   asio::io_context io(1);
   asio::signal_set signals(io, SIGINT, SIGTERM);
@@ -85,6 +100,8 @@ int run(const client_args& a) {
   auto bound = c->bind();
   if (!bound)
     throw user_error(bound.error());
+  if (fds.now != fds.before) // logged once started: a start-up error stays the only line
+    spdlog::info("client: open-file limit raised from {} to {}", fds.before, fds.now);
   for (const auto& line : *bound)
     spdlog::info("forward: {}", line);
   std::string fatal;
@@ -140,6 +157,9 @@ std::function<int()> add_client_command(CLI::App& app) {
   cmd->add_option("--wait-tunnel", a->wait_tunnel, "How long a new local connection waits for the tunnel")
       ->capture_default_str();
   cmd->add_option("--udp-idle-timeout", a->udp_idle_timeout)->capture_default_str();
+  cmd->add_option("--socks-handshake-timeout", a->socks_handshake_timeout,
+                  "How long a SOCKS5 client may take to send its greeting, authentication and request")
+      ->capture_default_str();
   cmd->add_option("--socks-user", a->socks_user, "Require SOCKS5 username/password (RFC 1929)");
   cmd->add_option("--socks-password-file", a->socks_password_file);
   return [a] { return run(*a); };

@@ -5,7 +5,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <cstdlib>
@@ -45,19 +44,6 @@ std::string load_token(const std::string& token_file) {
   if (token_file.size() && token.empty())
     throw user_error("token file " + token_file + " is empty");
   return token;
-}
-
-fd_limit raise_fd_limit() {
-  rlimit r{};
-  if (::getrlimit(RLIMIT_NOFILE, &r) != 0)
-    return {};
-  fd_limit out{r.rlim_cur, r.rlim_cur};
-  if (r.rlim_cur < r.rlim_max) {
-    r.rlim_cur = r.rlim_max;
-    if (::setrlimit(RLIMIT_NOFILE, &r) == 0)
-      out.now = r.rlim_cur;
-  }
-  return out;
 }
 
 std::string default_state_dir() {

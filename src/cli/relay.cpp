@@ -5,7 +5,9 @@
 #include "cli/command.hpp"
 
 #include "core/duration.hpp"
+#include "core/fd_limit.hpp"
 #include "core/log.hpp"
+#include "net/accept_backoff.hpp"
 #include "net/connector.hpp"
 #include "net/listen.hpp"
 #include "net/stream_relay.hpp"
@@ -55,6 +57,7 @@ struct relay_config {
   net::connect_options connect;
   net::udp_forwarder_options udp;
   std::size_t max_connections = 0;
+  std::string max_connections_why = "--max-connections"; // what bounds it, for the refusal line
   net::relay_mode mode = net::relay_mode::automatic;
 };
 
@@ -114,10 +117,11 @@ class tcp_relay : public std::enable_shared_from_this<tcp_relay> {
       if (ec == asio::error::operation_aborted || !acceptor.is_open())
         return;
       if (ec) {
-        // EMFILE and friends: back off briefly instead of spinning.
-        spdlog::warn("relay: accept failed: {}", net::describe(ec));
-        auto timer = std::make_shared<asio::steady_timer>(self->ex_, std::chrono::milliseconds(100));
-        timer->async_wait([self, timer, &acceptor](error_code) { self->accept_loop(acceptor); });
+        // EMFILE and friends: back off briefly instead of spinning, logged within a budget.
+        self->accept_backoff_.failed(self->ex_, ec, [self, &acceptor] {
+          if (acceptor.is_open())
+            self->accept_loop(acceptor);
+        });
         return;
       }
       self->on_accept(std::move(socket));
@@ -132,8 +136,10 @@ class tcp_relay : public std::enable_shared_from_this<tcp_relay> {
     error_code ec;
     // The peer's name is only for log lines: looked up when one is written.
     if (active_ >= config_.max_connections) {
-      spdlog::warn("relay: conn#{} from {} refused: {} connections already open (--max-connections)", id,
-                   peer_name(socket), active_);
+      log_within_budget(turned_away_, spdlog::level::warn, "refused connections",
+                        "relay: conn#" + std::to_string(id) + " from " + peer_name(socket) +
+                            " refused: " + std::to_string(active_) + " connections already open (" +
+                            config_.max_connections_why + ")");
       return;
     }
     if constexpr (std::is_same_v<Socket, tcp::socket>)
@@ -154,7 +160,8 @@ class tcp_relay : public std::enable_shared_from_this<tcp_relay> {
   void on_connected(std::uint64_t id, Socket& client, net::connect_result r) {
     if (r.ec) {
       --active_;
-      spdlog::warn("relay: conn#{} from {}: {}", id, peer_name(client), r.detail);
+      log_within_budget(connect_failures_, spdlog::level::warn, "failed connections",
+                        "relay: conn#" + std::to_string(id) + " from " + peer_name(client) + ": " + r.detail);
       // Reset the client: a refused target looks refused, not like an empty reply.
       const linger lg{1, 0};
       ::setsockopt(client.native_handle(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
@@ -192,6 +199,10 @@ class tcp_relay : public std::enable_shared_from_this<tcp_relay> {
   const relay_config& config_;
   std::uint64_t next_id_ = 0;
   std::size_t active_ = 0;
+  // Every line a client can make us repeat is logged within a budget.
+  net::accept_backoff accept_backoff_{"relay"};
+  line_limiter turned_away_{3, std::chrono::seconds(10)};
+  line_limiter connect_failures_{10, std::chrono::seconds(10)};
 };
 
 /// Start-up check of the target: an unresolvable or refusing target is
@@ -226,12 +237,45 @@ void check_target(asio::io_context& io, net::resolver& r, const relay_config& c,
   });
 }
 
+/// Raises the open-file limit and sizes the tables to it: a TCP connection
+/// holds two sockets and, spliced, two pipes; a UDP session one socket. Out
+/// of descriptors, every new client would fail (and the UDP table would stop
+/// taking sessions long before it evicts), so the tables fill up first.
+/// Returns the lines to log once the relay serves (a start-up error must
+/// stay the only line).
+std::vector<std::string> fit_to_descriptors(relay_config& c, bool udp) {
+  std::vector<std::string> notes;
+  const auto fds = raise_fd_limit();
+  if (fds.now != fds.before)
+    notes.push_back(fmt::format("relay: open-file limit raised from {} to {}", fds.before, fds.now));
+  if (udp) {
+    const auto fit = fit_in_descriptors(fds.now, 1, c.udp.max_sessions);
+    if (fit < c.udp.max_sessions)
+      notes.push_back(fmt::format("relay: at most {} UDP sessions at once (one socket each under the open-file "
+                                  "limit {}; --max-udp-sessions {}); the least recently active is closed for a new one",
+                                  fit, fds.now, c.udp.max_sessions));
+    c.udp.max_sessions = fit;
+    return notes;
+  }
+  const std::size_t per_connection = c.mode == net::relay_mode::copy ? 2 : 6;
+  const auto fit = fit_in_descriptors(fds.now, per_connection, c.max_connections);
+  if (fit < c.max_connections) {
+    notes.push_back(fmt::format("relay: at most {} connections at once ({} descriptors each under the open-file "
+                                "limit {}; --max-connections {})",
+                                fit, per_connection, fds.now, c.max_connections));
+    c.max_connections_why = "the open-file limit";
+  }
+  c.max_connections = fit;
+  return notes;
+}
+
 int run(const relay_args& args) {
   const auto level = log::parse_level(args.log_level);
   if (!level)
     throw user_error("--log-level '" + args.log_level + "' is not one of trace, debug, info, warn, error, off");
   log::init(*level);
-  const relay_config config = validate(args);
+  relay_config config = validate(args);
+  const auto descriptor_notes = fit_to_descriptors(config, args.udp);
 
   asio::io_context io(1);
   // Registered first: a signal during start-up (binding, the target check)
@@ -282,6 +326,8 @@ int run(const relay_args& args) {
   auto relay = std::make_shared<tcp_relay>(io.get_executor(), resolver, config);
   std::shared_ptr<net::udp_forwarder> forwarder;
   auto serve = [&] {
+    for (const auto& note : descriptor_notes)
+      spdlog::info("{}", note);
     spdlog::info("relay: listening on {}, forwarding to {}", listening, target);
     if (unix_acceptor)
       relay->accept_loop(*unix_acceptor);

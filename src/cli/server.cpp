@@ -3,6 +3,8 @@
 // the destination policy allows (default: none).
 #include "cli/common.hpp"
 
+#include "core/fd_limit.hpp"
+
 #include "core/duration.hpp"
 #include "tunnel/server.hpp"
 
@@ -32,6 +34,9 @@ struct server_args {
   std::size_t max_lookups = 8;
   std::size_t max_handshakes = 256;
   std::size_t max_handshakes_per_source = 32;
+  std::uint32_t max_opens = 256;
+  std::uint32_t open_burst = 512;
+  std::size_t max_connects = 64;
 };
 
 int run(const server_args& a) {
@@ -70,14 +75,19 @@ int run(const server_args& a) {
   o.max_lookups_per_client = a.max_lookups;
   o.max_handshakes = a.max_handshakes;
   o.max_handshakes_per_source = a.max_handshakes_per_source;
+  o.max_opens_per_second = a.max_opens;
+  o.open_burst = a.open_burst;
+  o.max_connects_per_client = a.max_connects;
   o.session.label = "server";
   const std::uint64_t buffer =
       a.max_buffer != 0 ? a.max_buffer : std::uint64_t{a.max_streams} * o.session.initial_window;
   spdlog::info("server: per client at most {} streams and {} of data buffered for them, {} of {} name lookups "
-               "at a time (--max-streams-per-client, --max-buffer-per-client, --max-lookups-per-client)",
+               "at a time, {} connects in flight, {} stream opens per second in bursts of {} (faster opens pause "
+               "its tunnel) (--max-streams-per-client, --max-buffer-per-client, --max-lookups-per-client, "
+               "--max-connects-per-client, --max-opens-per-second-per-client, --open-burst-per-client)",
                a.max_streams,
                buffer % (1u << 20) == 0 ? std::to_string(buffer >> 20) + " MiB" : std::to_string(buffer >> 10) + " KiB",
-               a.max_lookups, a.lookup_threads);
+               a.max_lookups, a.lookup_threads, a.max_connects, a.max_opens, a.open_burst);
   // Each stream holds an outbound socket (two while Happy Eyeballs races).
   const auto fds = raise_fd_limit();
   if (fds.now != fds.before)
@@ -193,6 +203,19 @@ std::function<int()> add_server_command(CLI::App& app) {
                   "Name lookups one client may have running at a time; more wait their turn")
       ->capture_default_str()
       ->check(CLI::Range(1, 1024));
+  cmd->add_option("--max-opens-per-second-per-client", a->max_opens,
+                  "Streams a client may open per second (each costs a connect); faster opens pause the reading "
+                  "of its tunnel until they are due, they are not refused")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1'000'000));
+  cmd->add_option("--open-burst-per-client", a->open_burst,
+                  "Streams a client may open at once before --max-opens-per-second-per-client paces it")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1'000'000));
+  cmd->add_option("--max-connects-per-client", a->max_connects,
+                  "Outbound connects a client may have in flight (until connected or refused); more wait their turn")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100'000));
   return [a] { return run(*a); };
 }
 

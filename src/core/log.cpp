@@ -29,3 +29,18 @@ void init(spdlog::level::level_enum level) {
 }
 
 } // namespace warren::log
+
+namespace warren {
+
+void log_within_budget(line_limiter& limiter, spdlog::level::level_enum level, std::string_view kind,
+                       const std::string& line) {
+  if (!limiter.allow(steady_clock::now()))
+    return;
+  const auto left_out = limiter.take_left_out();
+  if (left_out == 0)
+    spdlog::log(level, "{}", line);
+  else
+    spdlog::log(level, "{} ({} more {} not logged)", line, left_out, kind);
+}
+
+} // namespace warren

@@ -1,5 +1,6 @@
 #include "net/udp_forwarder.hpp"
 
+#include "core/log.hpp"
 #include "net/connector.hpp"
 
 #include <boost/asio/error.hpp>
@@ -123,7 +124,8 @@ void udp_forwarder::resolve_session(const std::shared_ptr<session>& s, std::vect
   if (s->closed)
     return;
   if (i >= order.size()) {
-    spdlog::warn("udp: no usable address for {}; dropping session {}", target_.host, show(s->key.client));
+    log_within_budget(failures_log_, spdlog::level::warn, "failed sessions",
+                "udp: no usable address for " + target_.host + "; dropping session " + show(s->key.client));
     table_.erase(s->key);
     close_session(s, "unresolvable");
     return;
@@ -154,7 +156,8 @@ void udp_forwarder::connect_session(const std::shared_ptr<session>& s, const asi
   if (!ec)
     socket.non_blocking(true, ec);
   if (ec) {
-    spdlog::warn("udp: cannot open a socket to {} for {}: {}", show(target), show(s->key.client), describe(ec));
+    log_within_budget(failures_log_, spdlog::level::warn, "failed sessions",
+                "udp: cannot open a socket to " + show(target) + " for " + show(s->key.client) + ": " + describe(ec));
     table_.erase(s->key);
     close_session(s, "socket error");
     return;

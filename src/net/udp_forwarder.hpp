@@ -7,10 +7,14 @@
 // UDP is lossy by contract, so nothing here queues without bound: a datagram
 // that cannot be sent at once is dropped and counted; at most
 // k_pending_per_session datagrams wait while a new session's target resolves.
+// Each session holds a socket, so the owner sizes max_sessions to the
+// open-file limit (core/fd_limit.hpp): the table evicts its least recently
+// active session before the descriptors run out.
 //
 // Lifetime: create with std::make_shared, start(), stop(); single-threaded.
 #pragma once
 
+#include "core/log_limiter.hpp"
 #include "net/address.hpp"
 #include "net/happy_eyeballs.hpp"
 #include "net/resolver.hpp"
@@ -74,6 +78,8 @@ class udp_forwarder : public std::enable_shared_from_this<udp_forwarder> {
   udp_session_table<std::shared_ptr<session>> table_;
   boost::asio::steady_timer sweep_timer_;
   udp_forwarder_counters counters_;
+  // Each client address can make a session fail: logged within a budget.
+  line_limiter failures_log_{10, std::chrono::seconds(10)};
   bool stopped_ = false;
 };
 

@@ -7,6 +7,9 @@
 // Lifetime: make_shared, bind(), start(), stop(); single-threaded.
 #pragma once
 
+#include "core/fd_limit.hpp"
+#include "core/log_limiter.hpp"
+#include "net/accept_backoff.hpp"
 #include "net/listen.hpp"
 #include "net/udp_sessions.hpp"
 #include "stream/event.hpp"
@@ -16,9 +19,11 @@
 #include "wire/session.hpp"
 
 #include <boost/asio/ip/udp.hpp>
+#include <spdlog/spdlog.h>
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -33,6 +38,15 @@ struct client_options {
   std::chrono::milliseconds wait_for_tunnel{10'000};
   std::chrono::milliseconds udp_idle_timeout{60'000};
   std::size_t max_udp_flows = 4096;
+  /// A SOCKS5 client must send its greeting, authentication and request
+  /// within this; anyone who can reach the port can open connections that
+  /// send nothing, and each holds a descriptor.
+  std::chrono::milliseconds socks_handshake_timeout{10'000};
+  /// Descriptors the local side may hold (accepted connections, SOCKS5 UDP
+  /// relay sockets); a connection past it is closed at once, so the tunnel
+  /// can still redial. 0: no bound. The CLI sizes it from the open-file
+  /// limit (core/fd_limit.hpp).
+  std::size_t max_local_descriptors = 0;
   std::string socks_user; // RFC 1929 username/password required when set
   std::string socks_password;
 };
@@ -58,9 +72,15 @@ class client : public std::enable_shared_from_this<client> {
   boost::asio::awaitable<void> supervise();
   boost::asio::awaitable<std::shared_ptr<wire::session>> tunnel_for_new_stream();
   void accept_loop(forward& f, boost::asio::ip::tcp::acceptor& acceptor);
-  boost::asio::awaitable<void> serve_tcp_forward(boost::asio::ip::tcp::socket socket, forward& f);
-  boost::asio::awaitable<void> serve_socks(boost::asio::ip::tcp::socket socket);
+  boost::asio::awaitable<void> serve_tcp_forward(boost::asio::ip::tcp::socket socket, forward& f, fd_budget::ticket fd);
+  boost::asio::awaitable<void> serve_socks(boost::asio::ip::tcp::socket socket, fd_budget::ticket fd);
+  /// Greeting, authentication and request; nothing when the connection is
+  /// to end (what it was told is sent). Bounded by socks_handshake_timeout.
+  struct socks_request;
+  boost::asio::awaitable<std::optional<socks_request>> socks_handshake(boost::asio::ip::tcp::socket& socket);
   boost::asio::awaitable<void> socks_udp(boost::asio::ip::tcp::socket& control, std::vector<std::uint8_t> leftover);
+  /// Logs a line a local connection can make us repeat, within the budget.
+  void log_local(spdlog::level::level_enum level, const std::string& line);
   void udp_receive(forward& f, std::size_t listener);
   void udp_flow_reader(forward& f, std::shared_ptr<udp_flow> flow);
   void udp_sweep();
@@ -78,6 +98,11 @@ class client : public std::enable_shared_from_this<client> {
   bool stopped_ = false;
   boost::asio::steady_timer sweep_timer_;
   boost::asio::steady_timer retry_timer_;
+  // Bounds on what local connections can make us hold and log.
+  fd_budget local_fds_;
+  net::accept_backoff accept_backoff_{"client"};
+  line_limiter turned_away_{3, std::chrono::seconds(10)};
+  line_limiter local_log_{10, std::chrono::seconds(10)};
 };
 
 } // namespace warren::tunnel

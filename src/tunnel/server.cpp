@@ -1,5 +1,7 @@
 #include "tunnel/server.hpp"
 
+#include "core/log.hpp"
+#include "stream/event.hpp"
 #include "stream/pump.hpp"
 #include "stream/tcp_stream.hpp"
 
@@ -41,16 +43,10 @@ wire::reset_code code_for(const error_code& ec) {
     return wire::reset_code::unreachable;
   return wire::reset_code::internal_error;
 }
-/// Logs `line` if `limiter` lets one through now, saying how many lines of
-/// its `kind` were left out before it. (Log volume is a resource that peers
-/// and clients can spend.)
+/// log_within_budget() (core/log.hpp) for the server's lines.
 void log_limited(line_limiter& limiter, spdlog::level::level_enum level, std::string_view kind,
                  const std::string& line) {
-  if (!limiter.allow(steady_clock::now()))
-    return;
-  const auto left_out = limiter.take_left_out();
-  spdlog::log(level, "server: {}{}", line,
-              left_out ? " (" + std::to_string(left_out) + " more " + std::string(kind) + " not logged)" : "");
+  log_within_budget(limiter, level, kind, "server: " + line);
 }
 
 } // namespace
@@ -59,6 +55,8 @@ server::server(asio::any_io_executor ex, net::resolver& r, server_options option
     : ex_(std::move(ex)), resolver_(r), options_(std::move(options)),
       handshakes_(options_.max_handshakes, options_.max_handshakes_per_source) {
   options_.session.is_client = false;
+  options_.session.max_opens_per_second = options_.max_opens_per_second;
+  options_.session.open_burst = options_.open_burst;
   options_.session.max_buffered = options_.max_buffer_per_client != 0
                                       ? options_.max_buffer_per_client
                                       : std::uint64_t{options_.session.max_streams} * options_.session.initial_window;
@@ -92,11 +90,11 @@ void server::accept_loop(tcp::acceptor& acceptor) {
     if (ec == asio::error::operation_aborted || self->stopping_)
       return;
     if (ec) {
-      // Retried every 100 ms while it lasts (out of descriptors, say): logged
-      // a few times, not ten lines a second.
-      log_limited(self->accept_failures_, spdlog::level::warn, "failures", "accept failed: " + net::describe(ec));
-      auto t = std::make_shared<asio::steady_timer>(self->ex_, std::chrono::milliseconds(100));
-      t->async_wait([self, t, &acceptor](error_code) { self->accept_loop(acceptor); });
+      // Out of descriptors, say: retried every 100 ms while it lasts, logged within a budget.
+      self->accept_backoff_.failed(self->ex_, ec, [self, &acceptor] {
+        if (!self->stopping_)
+          self->accept_loop(acceptor);
+      });
       return;
     }
     if (auto slot = self->admit(socket))
@@ -167,8 +165,9 @@ asio::awaitable<void> server::handshake(tcp::socket socket, handshake_slots::tic
   auto s = wire::session::create(std::move(accepted.stream), config);
   sessions_.push_back(s);
   spdlog::info("server: {} connected over {}", config.label, transport::to_string(options_.listen.scheme));
-  auto log = std::make_shared<client_state>(
-      client_state{config.label, net::bounded_resolver::create(resolver_, options_.max_lookups_per_client)});
+  auto log = std::make_shared<client_state>(config.label,
+                                           net::bounded_resolver::create(resolver_, options_.max_lookups_per_client),
+                                           options_.max_connects_per_client);
   s->set_open_handler([self, log](std::unique_ptr<wire::mux_stream> stream, wire::open_request request) {
     self->on_open(log, std::move(stream), std::move(request));
   });
@@ -232,6 +231,9 @@ asio::awaitable<void> server::serve_tcp(std::shared_ptr<client_state> log, std::
   }
   const auto target = request.target.to_host_port();
   auto options = outbound_options(request, stream->id());
+  auto slot = co_await connect_slot(*log, *stream);
+  if (!slot || stream->reset_reason())
+    co_return; // reset while it waited: nothing to connect (the slot goes to the next)
   // The connect (lookups, attempts) ends with the stream: the stream's slot
   // is free once it is reset, so a client that resets streams as fast as it
   // opens them would otherwise have any number of connects in flight.
@@ -239,6 +241,7 @@ asio::awaitable<void> server::serve_tcp(std::shared_ptr<client_state> log, std::
       co_await (net::async_connect(ex_, *log->lookups, target, options, asio::use_awaitable) || stream->wait_reset());
   if (outcome.index() == 1)
     co_return;
+  slot.reset(); // connected or not, this stream's connect is over
   auto& r = std::get<0>(outcome);
   if (r.ec) {
     refuse(*log, *stream, code_for(r.ec), r.detail);
@@ -259,6 +262,28 @@ asio::awaitable<void> server::serve_tcp(std::shared_ptr<client_state> log, std::
                          spdlog::debug("server: {} done: {} bytes up, {} down{}", stream->description(), stats.a_to_b,
                                        stats.b_to_a, stats.error ? ", " + net::describe(stats.error) : "");
                      });
+}
+
+asio::awaitable<std::optional<connect_slots::ticket>> server::connect_slot(client_state& client,
+                                                                         wire::mux_stream& stream) {
+  if (auto t = client.connects.try_take())
+    co_return t;
+  // Handed over when one of the client's connects ends; shared with the
+  // waiter's callback, which may run after this frame is gone (io_context
+  // shutdown) and then just drops the slot, giving it to the next.
+  struct waiting {
+    std::optional<connect_slots::ticket> slot;
+    stream::async_event granted;
+  };
+  auto w = std::make_shared<waiting>();
+  const auto id = client.connects.wait([w](connect_slots::ticket t) {
+    w->slot = std::move(t);
+    w->granted.notify();
+  });
+  while (!w->slot && !stream.reset_reason())
+    co_await (w->granted.wait() || stream.wait_reset());
+  client.connects.cancel(id);
+  co_return std::move(w->slot);
 }
 
 asio::awaitable<void> server::serve_udp(std::shared_ptr<client_state> client, std::unique_ptr<wire::mux_stream> stream,

@@ -9,9 +9,11 @@
 #pragma once
 
 #include "core/log_limiter.hpp"
+#include "net/accept_backoff.hpp"
 #include "net/connector.hpp"
 #include "net/listen.hpp"
 #include "transport/transport.hpp"
+#include "tunnel/connect_slots.hpp"
 #include "tunnel/handshake_slots.hpp"
 #include "tunnel/policy.hpp"
 #include "wire/session.hpp"
@@ -53,6 +55,16 @@ struct server_options {
   /// tunnel/handshake_slots.hpp.
   std::size_t max_handshakes = 256;
   std::size_t max_handshakes_per_source = 32;
+  /// Streams one client may open per second, and at once (its OPENs,
+  /// refused ones included: each costs a connect). Beyond it the server
+  /// stops reading that client's tunnel until the next is due (see
+  /// wire::session_config); its other streams wait with it, nobody else does.
+  std::uint32_t max_opens_per_second = 256;
+  std::uint32_t open_burst = 512;
+  /// Outbound connects one client may have in flight (lookups and attempts,
+  /// until the stream is connected or refused); more wait their turn, in
+  /// order. See tunnel/connect_slots.hpp.
+  std::size_t max_connects_per_client = 64;
 };
 
 class server : public std::enable_shared_from_this<server> {
@@ -76,10 +88,14 @@ class server : public std::enable_shared_from_this<server> {
   /// What the server keeps per client beside its session. The log of its
   /// refused streams: a few per interval, then a count (log volume is a
   /// resource a client can spend). Its lookups: at most
-  /// max_lookups_per_client of the shared resolver's threads at a time.
+  /// max_lookups_per_client of the shared resolver's threads at a time. Its
+  /// connects: at most max_connects_per_client in flight.
   struct client_state {
+    client_state(std::string l, std::shared_ptr<net::bounded_resolver> r, std::size_t max_connects)
+        : label(std::move(l)), lookups(std::move(r)), connects(max_connects) {}
     std::string label;
     std::shared_ptr<net::bounded_resolver> lookups;
+    connect_slots connects;
     line_limiter refused{k_refusals_logged, k_refusal_log_interval};
   };
   static constexpr std::size_t k_refusals_logged = 10;
@@ -87,6 +103,9 @@ class server : public std::enable_shared_from_this<server> {
 
   void on_open(const std::shared_ptr<client_state>& log, std::unique_ptr<wire::mux_stream> stream,
                wire::open_request request);
+  /// A connect slot of the client's; none if the stream was reset first.
+  static boost::asio::awaitable<std::optional<connect_slots::ticket>> connect_slot(client_state& client,
+                                                                                   wire::mux_stream& stream);
   boost::asio::awaitable<void> serve_tcp(std::shared_ptr<client_state> log, std::unique_ptr<wire::mux_stream> stream,
                                          wire::open_request request);
   boost::asio::awaitable<void> serve_udp(std::shared_ptr<client_state> client, std::unique_ptr<wire::mux_stream> stream,
@@ -103,7 +122,7 @@ class server : public std::enable_shared_from_this<server> {
   std::vector<boost::asio::ip::tcp::acceptor> acceptors_;
   std::list<std::shared_ptr<wire::session>> sessions_;
   transport::auth_limiter limiter_;
-  line_limiter accept_failures_{3, std::chrono::seconds(10)};
+  net::accept_backoff accept_backoff_{"server"};
   handshake_slots handshakes_;
   std::string evicted_; // whom admit() just evicted, for its log line
   line_limiter handshake_failures_{64, std::chrono::seconds(10)};

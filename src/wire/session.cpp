@@ -1,4 +1,5 @@
 #include "wire/session.hpp"
+#include "wire/session_state.hpp"
 
 #include "core/clock.hpp"
 #include "core/text.hpp"
@@ -26,105 +27,24 @@ namespace asio = boost::asio;
 namespace {
 constexpr std::size_t k_read_buffer = 512 * 1024;
 constexpr std::size_t k_write_batch = 256 * 1024;
-constexpr std::size_t k_data_high_water = 8u << 20; // writers wait beyond this many queued bytes
 constexpr std::size_t k_pool_max = 64;
-constexpr std::size_t k_full_frame = k_header_size + k_default_max_payload; // what prepare() fills
 constexpr std::size_t k_frame_pool_max = 16;
-// What a queued datagram costs beyond its payload (list node, allocation):
-// counted too, so that empty datagrams fill the session's budget as well.
-constexpr std::size_t k_datagram_overhead = 64;
-constexpr std::size_t k_min_chunk = 4096; // received bytes: the smallest chunk allocated (stream_state::keep)
 // Replies (PONG; OPEN_OK and RESET for a stream the peer opened) queued
 // while the transport write is blocked, beyond which the reader waits: ~100
 // bytes of memory each. A peer that reads what it is sent never gets near it.
 constexpr std::size_t k_max_queued_replies = 4096;
-
-error_code error_for(const reset_info& r) {
-  switch (r.code) {
-  case reset_code::refused:
-    return asio::error::connection_refused;
-  case reset_code::timed_out:
-    return asio::error::timed_out;
-  case reset_code::unreachable:
-    return asio::error::host_unreachable;
-  case reset_code::unresolvable:
-    return asio::error::host_not_found;
-  case reset_code::denied:
-    return asio::error::access_denied;
-  default:
-    return asio::error::connection_reset;
-  }
-}
+// A reader's turn: after this many frames or bytes decoded it posts itself
+// behind the other handlers. 256 small frames cost well under a millisecond
+// (an OPEN, the costliest, about 50 us with its connect); 256 KiB is four
+// full DATA frames, so bulk transfer pays one post per 256 KiB.
+constexpr std::size_t k_frames_per_turn = 256;
+constexpr std::size_t k_bytes_per_turn = 256 * 1024;
 
 std::uint64_t now_ns() {
   return static_cast<std::uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(steady_clock::now().time_since_epoch()).count());
 }
 } // namespace
-
-struct stream_state {
-  stream_state(std::uint32_t initial_window, std::uint32_t max_window) : tuner(initial_window, max_window) {}
-
-  enum class phase { opening, open, failed };
-  std::uint32_t id = 0;
-  stream_kind kind = stream_kind::tcp;
-  std::string target;
-  phase state = phase::opening;
-  std::int64_t send_window = 0;
-  bool fin_sent = false;
-  // session::data_frames_queued_ when this stream last queued a frame: while
-  // the writer has not passed it, a RESET of ours goes behind the frames.
-  std::uint64_t last_queued_frame = 0;
-  // std::list, not std::deque: an empty list allocates nothing (libstdc++'s
-  // deque allocates ~600 bytes up front), which matters for 10,000 idle streams.
-  std::list<std::vector<std::uint8_t>> chunks;
-  std::size_t front_offset = 0;
-  std::size_t buffered = 0;
-  std::uint64_t peer_may_send = 0;
-  window_tuner tuner;
-  bool fin_received = false;
-  std::optional<reset_info> reset;
-  bool removed = false;
-  std::list<std::vector<std::uint8_t>> datagrams;
-  std::size_t datagram_bytes = 0; // in `datagrams`, each counted with k_datagram_overhead
-  stream::async_event readable;
-  stream::async_event writable;
-  stream::async_event opened;
-
-  /// Keeps a received DATA payload for the reader. A full-size one gets a
-  /// chunk of its own (handed to sendmsg() in place later); a small one goes
-  /// into the last chunk's spare room, or starts a chunk with room for more.
-  /// Otherwise a peer that spends its window one byte per frame would cost
-  /// a list node and an allocation, ~80 bytes, per byte the window counts.
-  /// Appending never reallocates, so pieces peek() handed out stay valid.
-  void keep(std::span<const std::uint8_t> payload) {
-    if (!chunks.empty()) {
-      auto& last = chunks.back();
-      if (last.capacity() - last.size() >= payload.size()) {
-        last.insert(last.end(), payload.begin(), payload.end());
-        return;
-      }
-    }
-    std::vector<std::uint8_t> chunk;
-    chunk.reserve(std::max(payload.size(), k_min_chunk));
-    chunk.assign(payload.begin(), payload.end());
-    chunks.push_back(std::move(chunk));
-  }
-
-  void wake_all() {
-    readable.notify();
-    writable.notify();
-    opened.notify();
-  }
-};
-
-struct session_events {
-  explicit session_events(const asio::any_io_executor& ex) : ping_timer(ex) {}
-  stream::async_event writer_wake;
-  stream::async_event drained;
-  asio::steady_timer ping_timer;
-  std::optional<liveness> live;
-};
 
 // ---- session ---------------------------------------------------------------
 
@@ -135,7 +55,7 @@ std::shared_ptr<session> session::create(stream::byte_stream_ptr transport, sess
 session::session(stream::byte_stream_ptr transport, session_config config)
     : ex_(transport->get_executor()), transport_(std::move(transport)), config_(std::move(config)),
       next_id_(config_.is_client ? 1 : 2), peer_initial_window_(k_min_initial_window),
-      events_(std::make_unique<session_events>(ex_)) {}
+      open_rate_(config_.max_opens_per_second, config_.open_burst), events_(std::make_unique<session_events>(ex_)) {}
 
 session::~session() = default;
 
@@ -217,6 +137,7 @@ void session::close(std::string reason) {
   events_->writer_wake.notify();
   events_->drained.notify();
   events_->ping_timer.cancel();
+  events_->open_timer.cancel();
   open_handler_ = nullptr;
   goaway_handler_ = nullptr;
   if (auto h = std::move(closed_handler_)) {
@@ -467,6 +388,9 @@ asio::awaitable<void> session::reader() {
   std::vector<std::uint8_t> buf(k_read_buffer);
   std::size_t begin = 0;
   std::size_t end = 0;
+  std::size_t turn_frames = 0; // decoded since the reader last let others run
+  std::size_t turn_bytes = 0;
+  std::optional<time_point> open_due; // an OPEN waits in buf for its token
   while (!closed_) {
     if (replies_queued_ > k_max_queued_replies) {
       // The peer asks for replies faster than it reads them: go on once
@@ -475,10 +399,22 @@ asio::awaitable<void> session::reader() {
       while (!closed_ && replies_queued_ > 0)
         co_await events_->drained.wait();
       reader_paused_ = false;
+      turn_frames = turn_bytes = 0;
+      continue;
+    }
+    if (open_due) {
+      // The peer opens streams faster than its rate: nothing more is read
+      // or handled until the OPEN in front may go (its socket fills, and
+      // its sending stalls). Waiting lets the other sessions run too.
+      ++stats_.open_pauses;
+      events_->open_timer.expires_at(*std::exchange(open_due, std::nullopt));
+      co_await events_->open_timer.async_wait(asio::as_tuple(asio::use_awaitable));
+      turn_frames = turn_bytes = 0;
       continue;
     }
     // The frames in the buffer first: a pause may have left some.
-    while (!closed_ && begin < end && replies_queued_ <= k_max_queued_replies) {
+    while (!closed_ && begin < end && replies_queued_ <= k_max_queued_replies && turn_frames < k_frames_per_turn &&
+           turn_bytes < k_bytes_per_turn) {
       auto result = decode(std::span(buf.data() + begin, end - begin), k_default_max_payload);
       if (std::holds_alternative<need_more>(result))
         break;
@@ -488,13 +424,19 @@ asio::awaitable<void> session::reader() {
         co_return;
       }
       const auto& f = std::get<decoded_frame>(result);
+      if (f.header.type == frame_type::open && hello_received_ && !open_rate_.try_take(steady_clock::now())) {
+        open_due = open_rate_.ready_at(steady_clock::now()); // the OPEN stays in buf until then
+        break;
+      }
       if (!on_frame(f)) {
         run_woken();
         co_return;
       }
       begin += f.consumed;
+      ++turn_frames;
+      turn_bytes += f.consumed;
     }
-    if (closed_ || replies_queued_ > k_max_queued_replies) {
+    if (closed_ || replies_queued_ > k_max_queued_replies || open_due) {
       run_woken();
       continue;
     }
@@ -503,6 +445,14 @@ asio::awaitable<void> session::reader() {
       // to its socket): on request/response traffic the reply leaves
       // before the next read is even started.
       run_woken();
+      continue;
+    }
+    if (turn_frames >= k_frames_per_turn || turn_bytes >= k_bytes_per_turn) {
+      // Fairness: the other sessions (and the accept loop, and handshakes)
+      // get their turn before we decode more. A read that completes at once
+      // (TLS or WebSocket data already buffered) does not count as a turn.
+      co_await asio::post(ex_, asio::use_awaitable);
+      turn_frames = turn_bytes = 0;
       continue;
     }
     if (begin == end)
@@ -793,349 +743,6 @@ void session::on_goaway(std::span<const std::uint8_t> payload) {
     const auto handler = goaway_handler_; // a copy, as for the open handler
     handler(info);
   }
-}
-
-// ---- mux_stream -------------------------------------------------------------
-
-mux_stream::mux_stream(std::shared_ptr<session> s, std::shared_ptr<stream_state> st)
-    : session_(std::move(s)), state_(std::move(st)) {}
-
-mux_stream::~mux_stream() {
-  close();
-}
-
-asio::any_io_executor mux_stream::get_executor() {
-  return session_->ex_;
-}
-std::uint32_t mux_stream::id() const {
-  return state_->id;
-}
-stream_kind mux_stream::kind() const {
-  return state_->kind;
-}
-std::string mux_stream::description() const {
-  return "stream " + std::to_string(state_->id) + " to " + state_->target;
-}
-std::optional<reset_info> mux_stream::reset_reason() const {
-  return state_->reset;
-}
-
-namespace {
-/// What reading an empty stream reports.
-error_code empty_stream_error(const stream_state& st) {
-  if (st.reset)
-    return error_for(*st.reset);
-  if (st.fin_received)
-    return asio::error::eof;
-  return asio::error::would_block;
-}
-} // namespace
-
-std::size_t mux_stream::try_read_some(std::span<const asio::mutable_buffer> buffers, error_code& ec) {
-  auto& st = *state_;
-  if (st.buffered == 0) {
-    ec = empty_stream_error(st);
-    return 0;
-  }
-  std::size_t copied = 0;
-  for (const auto& buffer : buffers) {
-    auto* out = static_cast<std::uint8_t*>(buffer.data());
-    std::size_t filled = 0;
-    while (filled < buffer.size() && !st.chunks.empty()) {
-      auto& chunk = st.chunks.front();
-      const std::size_t n = std::min(buffer.size() - filled, chunk.size() - st.front_offset);
-      std::memcpy(out + filled, chunk.data() + st.front_offset, n);
-      filled += n;
-      st.front_offset += n;
-      if (st.front_offset == chunk.size()) {
-        st.chunks.pop_front();
-        st.front_offset = 0;
-      }
-    }
-    copied += filled;
-  }
-  st.buffered -= copied;
-  session_->consumed(st, copied);
-  ec = {};
-  return copied;
-}
-
-std::size_t mux_stream::peek(std::span<asio::const_buffer> out, error_code& ec) {
-  auto& st = *state_;
-  if (st.buffered == 0) {
-    ec = empty_stream_error(st);
-    return 0;
-  }
-  std::size_t pieces = 0;
-  std::size_t offset = st.front_offset;
-  for (const auto& chunk : st.chunks) {
-    if (pieces == out.size())
-      break;
-    out[pieces++] = asio::const_buffer(chunk.data() + offset, chunk.size() - offset);
-    offset = 0;
-  }
-  ec = {};
-  return pieces;
-}
-
-void mux_stream::consume(std::size_t n) {
-  auto& st = *state_;
-  std::size_t taken = 0;
-  while (taken < n && !st.chunks.empty()) {
-    auto& chunk = st.chunks.front();
-    const std::size_t m = std::min(n - taken, chunk.size() - st.front_offset);
-    taken += m;
-    st.front_offset += m;
-    if (st.front_offset == chunk.size()) {
-      st.chunks.pop_front();
-      st.front_offset = 0;
-    }
-  }
-  st.buffered -= taken;
-  session_->consumed(st, taken);
-}
-
-asio::awaitable<std::size_t> mux_stream::read_some(asio::mutable_buffer buffer, error_code& ec) {
-  auto st = state_;
-  for (;;) {
-    const std::size_t n = try_read_some(buffer, ec);
-    if (ec != asio::error::would_block)
-      co_return n;
-    co_await st->readable.wait();
-  }
-}
-
-void mux_stream::async_wait_readable(std::function<void(error_code)> ready) {
-  session_->wait_readable(state_, std::move(ready));
-}
-
-void session::wait_readable(const std::shared_ptr<stream_state>& st, std::function<void(error_code)> ready,
-                            bool posted) {
-  if (st->buffered > 0 || st->reset || st->fin_received) {
-    if (posted)
-      ready({}); // already on a fresh stack: the event's completion was posted
-    else
-      asio::post(ex_, [ready = std::move(ready)] { ready({}); });
-    return;
-  }
-  // readable is also notified for what read_some does not return (an empty
-  // DATA frame): look again when it fires.
-  st->readable.async_wait(asio::bind_executor(ex_, [self = shared_from_this(), st, ready = std::move(ready)]() mutable {
-    self->wait_readable(st, std::move(ready), true);
-  }));
-}
-
-namespace {
-/// Why a stream can take no bytes now, or nothing.
-error_code send_blocked(const stream_state& st, std::size_t queued) {
-  if (st.reset)
-    return error_for(*st.reset);
-  if (st.fin_sent)
-    return asio::error::shut_down;
-  if (st.send_window <= 0 || queued >= k_data_high_water)
-    return asio::error::would_block;
-  return {};
-}
-} // namespace
-
-std::size_t mux_stream::try_write_some(std::span<const asio::const_buffer> buffers, error_code& ec) {
-  auto& st = *state_;
-  auto& s = *session_;
-  ec = send_blocked(st, s.data_q_bytes_);
-  if (ec)
-    return 0;
-  std::size_t total = 0;
-  for (const auto& buffer : buffers) {
-    const auto* data = static_cast<const std::uint8_t*>(buffer.data());
-    std::size_t offset = 0;
-    while (offset < buffer.size() && st.send_window > 0) {
-      const std::size_t n =
-          std::min<std::size_t>({buffer.size() - offset, static_cast<std::size_t>(st.send_window), s.max_payload()});
-      auto frame = s.take_buffer();
-      frame.reserve(k_header_size + n);
-      encode_data_header(frame, st.id, static_cast<std::uint32_t>(n), false);
-      frame.insert(frame.end(), data + offset, data + offset + n);
-      s.send_data(st, std::move(frame));
-      st.send_window -= static_cast<std::int64_t>(n);
-      offset += n;
-    }
-    total += offset;
-    if (offset < buffer.size())
-      break;
-  }
-  return total;
-}
-
-bool mux_stream::async_wait_writable(std::function<void(error_code)> ready) {
-  session_->wait_writable(state_, std::move(ready));
-  return true;
-}
-
-void session::wait_writable(const std::shared_ptr<stream_state>& st, std::function<void(error_code)> ready,
-                            bool posted) {
-  if (send_blocked(*st, data_q_bytes_) != asio::error::would_block) {
-    // Writable, or the next write says why not.
-    if (posted)
-      ready({});
-    else
-      asio::post(ex_, [ready = std::move(ready)] { ready({}); });
-    return;
-  }
-  // No window: the peer's WINDOW frame wakes us; too much queued: the writer does.
-  auto& event = st->send_window <= 0 ? st->writable : events_->drained;
-  event.async_wait(asio::bind_executor(ex_, [self = shared_from_this(), st, ready = std::move(ready)]() mutable {
-    self->wait_writable(st, std::move(ready), true);
-  }));
-}
-
-std::size_t mux_stream::prepare(std::size_t max, std::span<asio::mutable_buffer> out, error_code& ec) {
-  auto& st = *state_;
-  auto& s = *session_;
-  ec = send_blocked(st, s.data_q_bytes_);
-  if (ec)
-    return 0;
-  assert(s.prepared_.empty() && "prepare() twice without commit()");
-  std::size_t allowed = std::min<std::size_t>(max, static_cast<std::size_t>(st.send_window));
-  std::size_t pieces = 0;
-  while (allowed > 0 && pieces < out.size()) {
-    const std::size_t n = std::min<std::size_t>({allowed, s.max_payload(), k_full_frame - k_header_size});
-    auto frame = s.take_frame();
-    out[pieces++] = asio::mutable_buffer(frame.data() + k_header_size, n);
-    s.prepared_.emplace_back(std::move(frame), n); // moving keeps the bytes where they are
-    allowed -= n;
-  }
-  return pieces;
-}
-
-void mux_stream::commit(std::size_t n) {
-  auto& st = *state_;
-  auto& s = *session_;
-  for (auto& [frame, offered] : s.prepared_) {
-    const std::size_t m = std::min(n, offered);
-    n -= m;
-    st.send_window -= static_cast<std::int64_t>(m);
-    if (2 * m < frame.size()) {
-      // A short payload (request/response traffic) is copied into a frame
-      // of its own size: cheaper than shrinking this one, which would be
-      // zeroed again up to full size when reused.
-      if (m > 0) {
-        auto small = s.take_buffer();
-        small.reserve(k_header_size + m);
-        encode_data_header(small, st.id, static_cast<std::uint32_t>(m), false);
-        small.insert(small.end(), frame.data() + k_header_size, frame.data() + k_header_size + m);
-        s.send_data(st, std::move(small), false);
-      }
-      s.recycle(std::move(frame));
-      continue;
-    }
-    frame.resize(k_header_size + m);
-    write_data_header(std::span(frame.data(), k_header_size).first<k_header_size>(), st.id,
-                      static_cast<std::uint32_t>(m), false);
-    s.send_data(st, std::move(frame), false);
-  }
-  s.prepared_.clear();
-  // An idle writer sends what was committed right here, inside the caller's
-  // readiness callback, instead of one trip through the io_context's queue
-  // (and one reactor poll) later. A busy one takes it after its write.
-  s.wake_writer_now();
-}
-
-asio::awaitable<void> mux_stream::write(std::span<const asio::const_buffer> buffers, error_code& ec) {
-  auto st = state_;
-  auto s = session_;
-  ec = {};
-  for (const auto& b : buffers) {
-    std::size_t offset = 0;
-    while (offset < b.size()) {
-      offset += try_write_some(b + offset, ec);
-      if (ec == asio::error::would_block) {
-        if (st->send_window <= 0)
-          co_await st->writable.wait();
-        else
-          co_await s->events_->drained.wait();
-        ec = {};
-        continue;
-      }
-      if (ec)
-        co_return;
-    }
-  }
-}
-
-asio::awaitable<void> mux_stream::shutdown(error_code& ec) {
-  ec = {};
-  auto st = state_;
-  if (st->reset) {
-    ec = error_for(*st->reset);
-    co_return;
-  }
-  if (!st->fin_sent) {
-    st->fin_sent = true;
-    auto frame = session_->take_buffer();
-    encode_data_header(frame, st->id, 0, true);
-    session_->send_data(*st, std::move(frame));
-    session_->finish_stream(st);
-  }
-  co_return;
-}
-
-void mux_stream::close() {
-  if (!state_->removed && !state_->reset)
-    session_->fail_stream(state_, {reset_code::closed, "closed"}, true);
-}
-
-asio::awaitable<std::optional<reset_info>> mux_stream::wait_open() {
-  auto st = state_;
-  // A stream that finished both ways before OPEN_OK was evidently open.
-  while (st->state == stream_state::phase::opening && !st->reset && !st->removed)
-    co_await st->opened.wait();
-  co_return st->reset;
-}
-
-asio::awaitable<void> mux_stream::wait_reset() {
-  auto st = state_;
-  while (!st->reset)
-    co_await st->opened.wait(); // every reset wakes all of a stream's events
-}
-
-void mux_stream::accept() {
-  if (state_->reset || state_->state != stream_state::phase::opening)
-    return;
-  state_->state = stream_state::phase::open;
-  auto frame = session_->take_buffer();
-  encode_open_ok(frame, state_->id);
-  session_->send_reply(std::move(frame)); // answers the peer's OPEN
-}
-
-void mux_stream::refuse(reset_code code, std::string_view reason) {
-  session_->fail_stream(state_, {code, std::string(reason)}, true);
-}
-
-bool mux_stream::send_datagram(std::span<const std::uint8_t> datagram) {
-  auto& s = *session_;
-  if (state_->reset || s.closed_ || datagram.size() > s.max_payload() ||
-      s.data_q_bytes_ + datagram.size() > s.config_.datagram_send_limit) {
-    ++s.stats_.datagrams_dropped;
-    return false;
-  }
-  auto frame = s.take_buffer();
-  encode_datagram_header(frame, state_->id, static_cast<std::uint32_t>(datagram.size()));
-  frame.insert(frame.end(), datagram.begin(), datagram.end());
-  s.send_data(*state_, std::move(frame));
-  return true;
-}
-
-asio::awaitable<std::optional<std::vector<std::uint8_t>>> mux_stream::receive_datagram() {
-  auto st = state_;
-  while (st->datagrams.empty() && !st->reset && !st->removed)
-    co_await st->readable.wait();
-  if (st->datagrams.empty())
-    co_return std::nullopt;
-  auto d = std::move(st->datagrams.front());
-  st->datagrams.pop_front();
-  st->datagram_bytes -= k_datagram_overhead + d.size();
-  session_->datagram_bytes_ -= k_datagram_overhead + d.size();
-  co_return d;
 }
 
 } // namespace warren::wire

@@ -24,12 +24,21 @@
 // on our own (our OPENs and their RESETs, WINDOW, our PINGs) do not count:
 // a peer that stopped reading for that reason would never start again.
 //
+// Work bounds: memory is not all a peer can spend. Its OPENs (each a
+// connect on the server) pass a token bucket (max_opens_per_second,
+// open_burst): beyond it the reader stops reading until the next is due,
+// as for replies. And the reader lets the other sessions on the executor
+// run (it posts itself to the back of the queue) after a bounded turn of
+// frames or bytes, so a peer whose frames arrive faster than we handle them
+// cannot hold the one event-loop thread, whatever the frames are.
+//
 // Lifetime: session is shared (its coroutines hold it); a mux_stream handle
 // is owned by its user and resets the stream if destroyed while still open.
 // Thread-safety: none; everything runs on the transport's executor.
 #pragma once
 
 #include "core/stored_handler.hpp"
+#include "core/token_bucket.hpp"
 #include "stream/byte_stream.hpp"
 #include "wire/frame.hpp"
 
@@ -62,6 +71,13 @@ struct session_config {
   std::size_t max_queued_datagrams = 256;           // per flow, receive side
   std::size_t max_queued_datagram_bytes = 4u << 20; // all flows together, receive side
   std::size_t datagram_send_limit = 1 << 20;        // queued bytes beyond which outgoing datagrams drop
+  // Streams the peer may open (its OPEN frames, refused ones included), per
+  // second and at once: a token bucket. An OPEN beyond it stops the reader
+  // until its token is due, so a peer that opens faster waits in its own
+  // socket, and the work its opens cause (a connect each, on the server) is
+  // bounded. 0: no limit (the client; a server never opens streams).
+  std::uint32_t max_opens_per_second = 0;
+  std::uint32_t open_burst = 0;
   std::string label = "session";                    // log prefix
 };
 
@@ -70,6 +86,7 @@ struct session_stats {
   std::uint64_t bytes_out = 0;
   std::uint64_t streams_opened = 0;
   std::uint64_t datagrams_dropped = 0;
+  std::uint64_t open_pauses = 0; // times the reader waited for the peer's open rate
   std::chrono::microseconds srtt{0};
 };
 
@@ -228,6 +245,7 @@ class session : public std::enable_shared_from_this<session> {
   std::deque<std::vector<std::uint8_t>> control_q_;
   std::size_t replies_queued_ = 0; // send_reply() frames in control_q_
   bool reader_paused_ = false;     // waiting for the replies to go out
+  token_bucket open_rate_;         // the peer's OPENs (config_.max_opens_per_second)
   // Waiters of streams that the frames just decoded made readable (a pump,
   // a reading coroutine): the reader runs them between decoding and its
   // next read, so a reply goes out before we look for more input.

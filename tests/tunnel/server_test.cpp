@@ -15,7 +15,9 @@
 #include <gtest/gtest.h>
 #include <spdlog/sinks/ostream_sink.h>
 
+#include <algorithm>
 #include <cstring>
+#include <functional>
 #include <optional>
 #include <sstream>
 
@@ -430,4 +432,140 @@ TEST_F(server_test, RefusedStreamsAreNotLoggedOneLinePerOpen) {
   peer.close();
   ASSERT_TRUE(test::run_until(io, [&] { return log.count("disconnected") == 1; }));
   EXPECT_EQ(log.count(std::to_string(k_opens - logged) + " refused streams not logged"), 1u) << log.text();
+}
+
+namespace {
+/// Whether `frames` hold the answer to a PING carrying `mark`.
+bool has_pong(const std::vector<decoded_frame>& frames, std::uint64_t mark) {
+  return std::any_of(frames.begin(), frames.end(), [mark](const decoded_frame& f) {
+    return f.header.type == frame_type::ping && (f.header.flags & k_flag_ack) && f.payload.size() == sizeof mark &&
+           std::memcmp(f.payload.data(), &mark, sizeof mark) == 0;
+  });
+}
+
+bytes ping_frame(std::uint64_t mark) {
+  ping_payload p{};
+  std::memcpy(p.data(), &mark, sizeof mark);
+  bytes f;
+  encode_ping(f, p, false);
+  return f;
+}
+
+std::size_t count_frames(const std::vector<decoded_frame>& frames, frame_type t) {
+  return static_cast<std::size_t>(
+      std::count_if(frames.begin(), frames.end(), [t](const decoded_frame& f) { return f.header.type == t; }));
+}
+} // namespace
+
+// A client that opens streams faster than its rate pauses its own tunnel,
+// nobody else's. Two opens a second, four at once: of ten streams to a slow
+// name, four start their lookups (AAAA and A) at once and the rest follow
+// at the rate, none refused; the client's PING, behind its OPENs, waits for
+// them, while a second client's PING is answered at once.
+TEST_F(server_test, OpensBeyondTheRatePauseOnlyThatClient) {
+  auto o = options(64);
+  o.max_opens_per_second = 2;
+  o.open_burst = 4;
+  o.max_lookups_per_client = 32; // not the bound under test
+  start(o);
+  const auto t0 = steady_clock::now();
+  send(open_streams(1, 10, stream_kind::tcp, target("slow.test", 80)));
+  send(ping_frame(100));
+  ASSERT_TRUE(test::run_until(io, [&] { return resolver.asked_total() == 8; }));
+  test::run_until(
+      io, [] { return false; }, 200ms);
+  EXPECT_EQ(resolver.asked_total(), 8) << "opens beyond the burst were handled at once";
+  EXPECT_FALSE(has_pong(frames(), 100)) << "the client's PING behind its paced OPENs was read";
+
+  auto other = second_client();
+  asio::write(other, asio::buffer(ping_frame(200)));
+  // Shared with the read's handler, which may run after this function
+  // returns (a failed assertion), when the socket is closed.
+  struct reading_state {
+    std::array<std::uint8_t, 4096> buf;
+    bytes inbox;
+    bool reading = false;
+  };
+  auto rs = std::make_shared<reading_state>();
+  const auto other_t0 = steady_clock::now();
+  ASSERT_TRUE(test::run_until(
+      io,
+      [&] {
+        if (!rs->reading) {
+          rs->reading = true;
+          other.async_read_some(asio::buffer(rs->buf), [rs](error_code ec, std::size_t n) {
+            if (!ec)
+              rs->inbox.insert(rs->inbox.end(), rs->buf.begin(), rs->buf.begin() + static_cast<std::ptrdiff_t>(n));
+            rs->reading = false;
+          });
+        }
+        std::vector<decoded_frame> other_frames;
+        std::span<const std::uint8_t> rest(rs->inbox);
+        while (!rest.empty()) {
+          auto r = decode(rest);
+          auto* f = std::get_if<decoded_frame>(&r);
+          if (!f)
+            break;
+          other_frames.push_back(*f);
+          rest = rest.subspan(f->consumed);
+        }
+        return has_pong(other_frames, 200);
+      },
+      5s))
+      << "the second client waited for the first one's opens";
+  EXPECT_LT(steady_clock::now() - other_t0, 400ms) << "the second client waited for the first one's opens";
+  EXPECT_FALSE(has_pong(frames(), 100));
+
+  ASSERT_TRUE(test::run_until(io, [&] { return has_pong(frames(), 100); }, 10s)) << "reading never resumed";
+  EXPECT_GE(steady_clock::now() - t0, 2500ms) << "six opens beyond the burst at 2/s take 3 s";
+  EXPECT_EQ(resolver.asked_total(), 20);
+  EXPECT_EQ(count_frames(frames(), frame_type::reset), 0u) << "an open was refused instead of paced";
+  EXPECT_FALSE(peer_closed);
+}
+
+// A client's connects in flight are bounded: beyond max_connects_per_client
+// its streams wait for a slot (they are not refused) and start, in order,
+// as connects end; a stream reset while it waits never connects.
+TEST_F(server_test, ConnectsInFlightAreBoundedAndTheRestWait) {
+  test::hanging_listener hang(io, test::v4_loopback());
+  auto o = options(64);
+  o.max_connects_per_client = 4;
+  start(o);
+  const int fds_before = test::open_fd_count();
+  send(open_streams(1, 10, stream_kind::tcp, target("127.0.0.1", hang.port())));
+  sync();
+  EXPECT_EQ(test::open_fd_count(), fds_before + 4) << "connects in flight beyond the bound";
+  send(reset_streams(1, 2)); // two connects end: the next two waiting start
+  send(reset_streams(17, 2)); // two waiting streams give up: they never connect
+  sync();
+  EXPECT_EQ(test::open_fd_count(), fds_before + 4);
+  send(reset_streams(5, 6)); // the four connecting (5..11) and the two left waiting (13, 15)
+  sync();
+  EXPECT_EQ(test::open_fd_count(), fds_before) << "a stream connected after it was reset";
+  EXPECT_EQ(count_frames(frames(), frame_type::reset), 0u) << "a stream over the bound was refused";
+  EXPECT_FALSE(peer_closed);
+}
+
+// The bound slows a client with many streams, never stops it: 40 streams
+// through 2 connect slots all connect.
+TEST_F(server_test, ManyStreamsAllConnectThroughFewSlots) {
+  tcp::acceptor acceptor(io, {test::v4_loopback(), 0});
+  std::vector<tcp::socket> targets;
+  std::function<void()> accept_next = [&] {
+    acceptor.async_accept([&](error_code ec, tcp::socket sock) {
+      if (ec)
+        return;
+      targets.push_back(std::move(sock));
+      accept_next();
+    });
+  };
+  accept_next();
+  auto o = options(64);
+  o.max_connects_per_client = 2;
+  start(o);
+  send(open_streams(1, 40, stream_kind::tcp, target("127.0.0.1", acceptor.local_endpoint().port())));
+  EXPECT_TRUE(test::run_until(io, [&] { return count_frames(frames(), frame_type::open_ok) == 40; }))
+      << count_frames(frames(), frame_type::open_ok) << " of 40 streams connected";
+  EXPECT_EQ(count_frames(frames(), frame_type::reset), 0u);
+  acceptor.close();
 }
