@@ -213,6 +213,9 @@ class Soak:
                                                       else ""), flush=True)
         print("  total: %d ok, %d failed cleanly; %d warren processes" % (tot_ok, tot_clean, len(self.rig.all_procs)),
               flush=True)
+        tolerated = sum(n for (_, outcome), n in self.stats.items() if "(tolerated: " in outcome)
+        for name in sorted(traffic.TOLERATED):
+            print("  KNOWN BUG %s tolerated %d times: %s" % (name, tolerated, traffic.TOLERABLE[name]), flush=True)
 
 
 def reexec_in_netns(args):

@@ -6,6 +6,8 @@ or read slowly.
 Each kind is `fn(soak, rng, strict)` and returns "ok" or raises:
 - `Clean(reason)`: it failed the way a client may fail — a reset, a
   refusal, a SOCKS5 reply code it accepts here, UDP datagrams lost;
+- `Tolerated(reason)`: a Clean that is really a known bug (TOLERABLE),
+  counted as clean only when named with --tolerate;
 - `SoakFailure`: a broken promise — wrong bytes, a stream that ends early
   with a plain EOF (truncation looks like success to an application), a
   reply code it must never get, or a hang (no progress for 30 s past the
