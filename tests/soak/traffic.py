@@ -279,7 +279,10 @@ def socks_refusal(soak, rng, strict, host, port, code_expected):
 
 @OPS.kind("socks_denied", weight=1)
 def socks_denied(soak, rng, strict):
-    return socks_refusal(soak, rng, strict, "127.0.0.1", soak.rig.denied_port, 2)
+    """By address, or by a name on a port no rule allows: denied without a
+    lookup (so no query leaves the machine even outside the namespace)."""
+    host = rng.choice(["127.0.0.1", "soak-denied-%08x.invalid" % rng.getrandbits(32)])
+    return socks_refusal(soak, rng, strict, host, soak.rig.denied_port, 2)
 
 
 @OPS.kind("socks_refused", weight=1)
