@@ -451,12 +451,15 @@ asio::awaitable<std::string> preamble_server(Next& next, const accept_options& o
   }
   const bool ok =
       line.starts_with(k_preamble_magic) && token_equal(line.substr(k_preamble_magic.size()), options.token);
+  // Counted before the answer is written, as the HTTP path counts before
+  // its 401: the write suspends, and connections that sent their guesses
+  // together would each find the limit not yet reached meanwhile.
+  if (!ok)
+    limiter.record_failure(source, steady_clock::now());
   const std::string reply = ok ? "OK\n" : "NO\n";
   co_await asio::async_write(next, asio::buffer(reply), use_tuple);
-  if (!ok) {
-    limiter.record_failure(source, steady_clock::now());
+  if (!ok)
     co_return line.starts_with(k_preamble_magic) ? "wrong token" : "not a warren client (bad preamble)";
-  }
   co_return std::string();
 }
 
