@@ -174,7 +174,7 @@ class AuthTest(tt.TunnelTestCase):
     def raw(self, server):
         s = wt.connect("127.0.0.1", server.port)
         self.addCleanup(s.close)
-        if server.scheme == "wss":
+        if server.scheme in ("wss", "tls"):
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
@@ -197,6 +197,10 @@ class AuthTest(tt.TunnelTestCase):
             s = self.raw(server)
             s.sendall(upgrade_request(path=path))
             self.assertIn(http_status(s), (404,))
+        for path in ("/tun;token=" + secret, "/tun#" + secret, "http://u:%s@a/tun" % secret):
+            s = self.raw(server)
+            s.sendall(upgrade_request(path=path))
+            self.assertIn(http_status(s), (400, 404))
         s = self.raw(server)
         s.sendall(("GET /x?token=%s HTTP/1.1\r\nHost: a\r\n\r\n" % secret).encode())
         self.assertEqual(http_status(s), 426)
@@ -265,6 +269,25 @@ class AuthTest(tt.TunnelTestCase):
             s.sendall(b"WARREN/1 wrong-token-guess\n")
             answers.append(wt.recv_exactly(s, 3))
         self.assertEqual(answers, [b"NO\n"] * 5 + [b"TM\n"] * 2)
+
+
+    def test_parallel_guesses_over_the_preamble_get_no_more_than_the_limit(self):
+        """Review of issue 10.5: over tcp:// and tls:// the failure was
+        counted after the `NO` was written, and the write suspends: guesses
+        sent together all found the limit not reached, and each was checked
+        (30 of 30 answered NO; as many guesses per round trip as handshake
+        slots, without end)."""
+        for scheme in ("tcp", "tls"):
+            with self.subTest(scheme=scheme):
+                server = self.start_server(scheme=scheme)
+                self.other_tokens = ["wrong-%d" % i for i in range(20)]
+                socks = [self.raw(server) for _ in range(20)]
+                time.sleep(0.3)  # every connection through its handshake before any guess
+                for s, token in zip(socks, self.other_tokens):
+                    s.sendall(("WARREN/1 %s\n" % token).encode())
+                answers = [wt.recv_exactly(s, 3) for s in socks]
+                self.assertEqual(answers.count(b"NO\n"), 5, answers)
+                self.assertEqual(answers.count(b"TM\n"), 15, answers)
 
 
 class ServerDescriptorTest(tt.TunnelTestCase):
