@@ -92,6 +92,11 @@ int run(const server_args& a) {
   const auto fds = raise_fd_limit();
   if (fds.now != fds.before)
     spdlog::info("server: open-file limit raised from {} to {}", fds.before, fds.now);
+  o.max_stream_fds = tunnel::stream_descriptors(fds.now, o.max_clients, o.max_handshakes);
+  if (o.max_stream_fds != 0)
+    spdlog::info("server: all clients' streams together hold at most {} descriptors (open-file limit {}); more "
+                 "are refused, so new tunnels can still be accepted",
+                 o.max_stream_fds, fds.now);
   if (fds.now != 0 && fds.now < 2 * std::uint64_t{a.max_streams} + 64)
     spdlog::warn("server: the open-file limit ({}) is below what one client's {} streams may take (up to 2 "
                  "sockets each): a single client could use up the server's descriptors and lock everyone else out; "

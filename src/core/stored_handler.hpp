@@ -71,7 +71,10 @@ class stored_handler {
 
   /// The handler's own cancellation slot (any_completion_handler takes over
   /// the wrapped handler's slot and offers one of its own).
-  boost::asio::cancellation_slot get_cancellation_slot() const noexcept { return handler_.get_cancellation_slot(); }
+  /// An empty one has none (any_completion_handler would dereference null).
+  boost::asio::cancellation_slot get_cancellation_slot() const noexcept {
+    return handler_ ? handler_.get_cancellation_slot() : boost::asio::cancellation_slot();
+  }
 
   /// Runs the handler once; it is empty afterwards.
   template <typename... Args>

@@ -106,6 +106,11 @@ class byte_stream {
   /// Abrupt close; pending operations complete with operation_aborted.
   virtual void close() = 0;
 
+  /// Abrupt close that the peer sees as one (TCP: an RST, not a FIN), for a
+  /// stream whose other half failed: a FIN would make a cut transfer look
+  /// complete. Carriers without such a signal just close().
+  virtual void reset() { close(); }
+
   /// For logs: "wss 203.0.113.7:443 TLSv1.3".
   virtual std::string description() const = 0;
 };

@@ -226,8 +226,10 @@ class pump_state {
     if (ec) {
       if (!stats_.error)
         stats_.error = ec;
-      from.close(); // ends the other direction too
-      to.close();
+      // Both ends see an abort (TCP: RST), never a FIN: the bytes that did
+      // not arrive must not look like a complete transfer.
+      from.reset(); // ends the other direction too
+      to.reset();
       ended();
       co_return;
     }

@@ -62,6 +62,13 @@ class tcp_byte_stream final : public byte_stream {
     socket_.close(ignored);
   }
 
+  void reset() override {
+    error_code ignored;
+    if (socket_.is_open())
+      socket_.set_option(asio::socket_base::linger(true, 0), ignored); // close() sends an RST
+    socket_.close(ignored);
+  }
+
   std::string description() const override { return description_; }
 
  private:

@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 
 namespace warren::transport {
 
@@ -184,10 +185,28 @@ expected<generated_certificate> ensure_self_signed(const std::string& state_dir,
   out.cert_file = (fs::path(state_dir) / "cert.pem").string();
   out.key_file = (fs::path(state_dir) / "key.pem").string();
   std::error_code fec;
-  fs::create_directories(state_dir, fec);
+  // A complete pair is used as it is, without the lock below: the state
+  // directory may be read-only (provisioned, a read-only mount), where no
+  // lock file can be created. The certificate is renamed into place after
+  // the key, so its presence means the pair is complete.
+  auto complete_pair = [&]() -> std::optional<expected<generated_certificate>> {
+    if (!fs::exists(out.cert_file, fec) || !fs::exists(out.key_file, fec))
+      return std::nullopt;
+    auto fp = certificate_fingerprint_file(out.cert_file);
+    if (!fp)
+      return result::failure(fp.error());
+    out.fingerprint = *fp;
+    return out;
+  };
+  if (auto found = complete_pair())
+    return std::move(*found);
+  const bool created = fs::create_directories(state_dir, fec);
   if (fec)
     return result::failure("cannot create state directory " + state_dir + ": " + fec.message());
-  ::chmod(state_dir.c_str(), 0700);
+  // Only a directory made here is made private: an existing one given as
+  // --state-dir (/tmp, a home directory) keeps its mode.
+  if (created)
+    ::chmod(state_dir.c_str(), 0700);
   // Servers starting together with one state directory take turns: the
   // first generates, the others then find its pair. Each file is written
   // under a temporary name and renamed into place, the key before the
@@ -203,13 +222,14 @@ expected<generated_certificate> ensure_self_signed(const std::string& state_dir,
   while (::flock(lock_fd, LOCK_EX) != 0)
     if (errno != EINTR)
       return result::failure("cannot lock " + lock_file + ": " + std::strerror(errno));
-  if (fs::exists(out.cert_file, fec) && fs::exists(out.key_file, fec)) {
-    auto fp = certificate_fingerprint_file(out.cert_file);
-    if (!fp)
-      return result::failure(fp.error());
-    out.fingerprint = *fp;
-    return out;
-  }
+  if (auto found = complete_pair()) // another server made it while we waited
+    return std::move(*found);
+  // warren writes the key first, so a certificate alone means someone removed
+  // the key: a new pair would silently change the fingerprint every client pins.
+  if (fs::exists(out.cert_file, fec))
+    return result::failure(out.cert_file + " is there but " + out.key_file +
+                           " is missing: restore the key, or remove the certificate to generate a new pair (clients "
+                           "that pin the old fingerprint will then need the new one)");
 
   pkey_ptr key(EVP_EC_gen("P-256"));
   if (!key)
@@ -250,15 +270,28 @@ expected<generated_certificate> ensure_self_signed(const std::string& state_dir,
   const std::string suffix = ".tmp." + std::to_string(::getpid());
   auto write_pem = [&](const std::string& file, mode_t mode, auto write) -> expected<bool> {
     const std::string tmp = file + suffix;
-    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    // A file left under this name (a crash, a reused pid) or planted there
+    // (a symbolic link to a file of ours) goes first; the new one must be
+    // ours alone: O_EXCL, and never through a link.
+    ::unlink(tmp.c_str());
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+    int err = fd < 0 ? errno : 0;
     std::unique_ptr<FILE, int (*)(FILE*)> f(fd >= 0 ? ::fdopen(fd, "w") : nullptr, &std::fclose);
-    if (fd >= 0 && !f)
+    if (fd >= 0 && !f) {
+      err = errno;
       ::close(fd);
-    const bool written = f && write(f.get()) == 1 && std::fflush(f.get()) == 0 && ::fsync(fd) == 0;
+    }
+    bool written = f && write(f.get()) == 1 && std::fflush(f.get()) == 0 && ::fsync(fd) == 0;
+    if (f && !written && err == 0)
+      err = errno;
     f.reset();
-    if (!written || ::rename(tmp.c_str(), file.c_str()) != 0) {
+    if (written && ::rename(tmp.c_str(), file.c_str()) != 0) {
+      err = errno;
+      written = false;
+    }
+    if (!written) {
       ::unlink(tmp.c_str());
-      return expected<bool>::failure("cannot write " + file + ": " + std::strerror(errno));
+      return expected<bool>::failure("cannot write " + file + ": " + std::strerror(err != 0 ? err : EIO));
     }
     return true;
   };

@@ -375,10 +375,14 @@ namespace {
 /// Reads the HTTP upgrade request and checks path and token; on refusal
 /// answers with an HTTP error and returns the reason.
 /// A request target as a log line may show it: the path only, quoted. The
-/// query is left out: clients that cannot set headers put tokens there.
+/// query (and fragment or ;parameters) is left out: clients that cannot set
+/// headers put tokens there; an absolute-form target (http://user:pass@h/p)
+/// is not shown at all.
 std::string shown_target(std::string_view target) {
-  const auto query = target.find('?');
-  return quote_untrusted(target.substr(0, query)) + (query == std::string_view::npos ? "" : " (query not shown)");
+  if (!target.starts_with('/'))
+    return "a target that is not a path (not shown)";
+  const auto cut = target.find_first_of("?#;");
+  return quote_untrusted(target.substr(0, cut)) + (cut == std::string_view::npos ? "" : " (query not shown)");
 }
 
 constexpr std::string_view k_limited_reason = "too many failed authentications from this address";
@@ -451,12 +455,15 @@ asio::awaitable<std::string> preamble_server(Next& next, const accept_options& o
   }
   const bool ok =
       line.starts_with(k_preamble_magic) && token_equal(line.substr(k_preamble_magic.size()), options.token);
+  // Counted before the answer is written, as the HTTP path counts before
+  // its 401: the write suspends, and connections that sent their guesses
+  // together would each find the limit not yet reached meanwhile.
+  if (!ok)
+    limiter.record_failure(source, steady_clock::now());
   const std::string reply = ok ? "OK\n" : "NO\n";
   co_await asio::async_write(next, asio::buffer(reply), use_tuple);
-  if (!ok) {
-    limiter.record_failure(source, steady_clock::now());
+  if (!ok)
     co_return line.starts_with(k_preamble_magic) ? "wrong token" : "not a warren client (bad preamble)";
-  }
   co_return std::string();
 }
 

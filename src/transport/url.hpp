@@ -23,6 +23,7 @@ struct url {
 
 /// `listening`: port 0 is allowed (the kernel picks one).
 expected<url> parse_url(std::string_view text, bool listening = false);
+/// For messages and logs: the path's query is not shown (it may hold a secret).
 std::string to_string(const url& u);
 std::string_view to_string(scheme s);
 

@@ -53,7 +53,8 @@ void log_limited(line_limiter& limiter, spdlog::level::level_enum level, std::st
 
 server::server(asio::any_io_executor ex, net::resolver& r, server_options options)
     : ex_(std::move(ex)), resolver_(r), options_(std::move(options)),
-      handshakes_(options_.max_handshakes, options_.max_handshakes_per_source) {
+      handshakes_(options_.max_handshakes, options_.max_handshakes_per_source),
+      stream_fds_(options_.max_stream_fds) {
   options_.session.is_client = false;
   options_.session.max_opens_per_second = options_.max_opens_per_second;
   options_.session.open_burst = options_.open_burst;
@@ -208,6 +209,25 @@ void server::refuse(client_state& log, wire::mux_stream& stream, wire::reset_cod
   stream.refuse(code, detail);
 }
 
+std::size_t stream_descriptors(std::uint64_t fd_limit, std::size_t max_clients, std::size_t max_handshakes) {
+  if (fd_limit == 0)
+    return 0;
+  const std::uint64_t tunnels = std::min<std::uint64_t>(std::uint64_t{max_clients} + max_handshakes, fd_limit / 4);
+  const std::uint64_t taken = fd_reserve(fd_limit) + tunnels;
+  return static_cast<std::size_t>(fd_limit > taken ? fd_limit - taken : 1);
+}
+
+std::optional<fd_budget::ticket> server::stream_fd(client_state& client, wire::mux_stream& stream) {
+  if (auto t = stream_fds_.take())
+    return t;
+  const std::string detail = "the server is out of descriptors for streams (" + std::to_string(stream_fds_.max()) +
+                             " held by all clients); try again later";
+  log_limited(out_of_fds_, spdlog::level::warn, "streams refused for lack of descriptors",
+              client.label + " " + stream.description() + ": " + detail);
+  stream.refuse(wire::reset_code::limit_reached, detail);
+  return std::nullopt;
+}
+
 void server::on_open(const std::shared_ptr<client_state>& log, std::unique_ptr<wire::mux_stream> stream,
                      wire::open_request request) {
   if (stopping_) {
@@ -229,6 +249,9 @@ asio::awaitable<void> server::serve_tcp(std::shared_ptr<client_state> log, std::
     refuse(*log, *stream, wire::reset_code::denied, *denied);
     co_return;
   }
+  auto fd = stream_fd(*log, *stream);
+  if (!fd)
+    co_return;
   const auto target = request.target.to_host_port();
   auto options = outbound_options(request, stream->id());
   auto slot = co_await connect_slot(*log, *stream);
@@ -257,7 +280,8 @@ asio::awaitable<void> server::serve_tcp(std::shared_ptr<client_state> log, std::
   auto& inbound = *stream;
   auto& outward = *outbound;
   stream::start_pump(inbound, outward,
-                     [self, stream = std::move(stream), outbound = std::move(outbound)](stream::pump_stats stats) {
+                     [self, stream = std::move(stream), outbound = std::move(outbound),
+                      fd = std::move(*fd)](stream::pump_stats stats) {
                        if (spdlog::should_log(spdlog::level::debug))
                          spdlog::debug("server: {} done: {} bytes up, {} down{}", stream->description(), stats.a_to_b,
                                        stats.b_to_a, stats.error ? ", " + net::describe(stats.error) : "");
@@ -316,6 +340,9 @@ asio::awaitable<void> server::serve_udp(std::shared_ptr<client_state> client, st
     refuse(*client, *stream, wire::reset_code::denied, "no allowed address for " + request.target.to_string());
     co_return;
   }
+  auto fd = stream_fd(*client, *stream);
+  if (!fd)
+    co_return;
   udp::socket socket(ex_);
   error_code ec;
   const udp::endpoint ep(candidates.front(), target.port);

@@ -8,6 +8,7 @@
 // Lifetime: create with make_shared, start(), stop(); single-threaded.
 #pragma once
 
+#include "core/fd_limit.hpp"
 #include "core/log_limiter.hpp"
 #include "net/accept_backoff.hpp"
 #include "net/connector.hpp"
@@ -65,7 +66,18 @@ struct server_options {
   /// until the stream is connected or refused); more wait their turn, in
   /// order. See tunnel/connect_slots.hpp.
   std::size_t max_connects_per_client = 64;
+  /// Descriptors all clients' streams may hold together (one socket per
+  /// stream, TCP or UDP); a stream beyond it is refused (limit reached), so
+  /// the descriptors left keep accept() and handshakes working for everyone.
+  /// warren server sizes it to the open-file limit (stream_descriptors()). 0: no bound.
+  std::size_t max_stream_fds = 0;
 };
+
+/// What the streams may hold under an open-file limit: the limit less a
+/// reserve (fd_reserve) and less what tunnels and handshakes take, which is
+/// counted as at most a quarter of the limit. 0 (no bound) for an unknown
+/// limit.
+std::size_t stream_descriptors(std::uint64_t fd_limit, std::size_t max_clients, std::size_t max_handshakes);
 
 class server : public std::enable_shared_from_this<server> {
  public:
@@ -115,6 +127,9 @@ class server : public std::enable_shared_from_this<server> {
   std::optional<std::string> denied_without_lookup(const wire::open_request& request) const;
   /// Refuses a stream, logging it within the client's log budget.
   void refuse(client_state& log, wire::mux_stream& stream, wire::reset_code code, const std::string& detail);
+  /// A descriptor for a stream's outbound socket, or the stream refused
+  /// (limit reached) when all max_stream_fds are held.
+  std::optional<fd_budget::ticket> stream_fd(client_state& client, wire::mux_stream& stream);
 
   boost::asio::any_io_executor ex_;
   net::resolver& resolver_;
@@ -124,6 +139,8 @@ class server : public std::enable_shared_from_this<server> {
   transport::auth_limiter limiter_;
   net::accept_backoff accept_backoff_{"server"};
   handshake_slots handshakes_;
+  fd_budget stream_fds_;
+  line_limiter out_of_fds_{3, std::chrono::seconds(10)}; // streams refused for lack of descriptors
   std::string evicted_; // whom admit() just evicted, for its log line
   line_limiter handshake_failures_{64, std::chrono::seconds(10)};
   line_limiter turned_away_{3, std::chrono::seconds(10)};                   // connections closed at once (limits)

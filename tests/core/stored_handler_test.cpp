@@ -4,6 +4,8 @@
 // handler exactly once; assignment destroys the handler it replaces.
 #include "core/stored_handler.hpp"
 
+#include <boost/asio/associated_cancellation_slot.hpp>
+
 #include <gtest/gtest.h>
 
 #include <memory>
@@ -60,6 +62,18 @@ TEST(stored_handler, SwapAndEraseInTheMiddleOfAVector) {
   for (auto& h : v)
     std::move(h)();
   EXPECT_EQ(ran, (std::vector<int>{4, 2, 3, 0}));
+}
+
+TEST(stored_handler, AnEmptyOneHasNoCancellationSlot) {
+  // Asked of an empty handler (default-constructed, moved from, or run),
+  // any_completion_handler dereferences null.
+  core::stored_handler<void()> empty;
+  EXPECT_FALSE(boost::asio::get_associated_cancellation_slot(empty).is_connected());
+  core::stored_handler<void()> h([] {});
+  core::stored_handler<void()> taken(std::move(h));
+  EXPECT_FALSE(boost::asio::get_associated_cancellation_slot(h).is_connected()); // NOLINT(bugprone-use-after-move)
+  std::move(taken)();
+  EXPECT_FALSE(boost::asio::get_associated_cancellation_slot(taken).is_connected()); // NOLINT(bugprone-use-after-move)
 }
 
 } // namespace

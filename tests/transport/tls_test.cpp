@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -167,6 +168,79 @@ TEST(SelfSigned, CorruptCertificateIsAnError) {
   auto r = ensure_self_signed(dir.path().string(), {});
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().find("cert.pem"), std::string::npos) << r.error();
+}
+
+TEST(SelfSigned, ACertificateWithoutItsKeyIsAnErrorNotANewPair) {
+  // Review of issue 10: a certificate whose key was removed was replaced by
+  // a new pair without a word, and every client pinning it then failed.
+  temp_dir dir;
+  auto first = ensure_self_signed(dir.path().string(), {});
+  ASSERT_TRUE(first) << first.error();
+  fs::remove(first->key_file);
+  auto again = ensure_self_signed(dir.path().string(), {});
+  ASSERT_FALSE(again);
+  EXPECT_NE(again.error().find("key.pem is missing"), std::string::npos) << again.error();
+  auto fp = certificate_fingerprint_file(first->cert_file);
+  ASSERT_TRUE(fp) << fp.error();
+  EXPECT_EQ(*fp, first->fingerprint) << "the certificate was replaced";
+}
+
+TEST(SelfSigned, ACompletePairIsUsedWhereNoLockCanBeTaken) {
+  // A provisioned or read-only state directory holds a complete pair, and
+  // no lock file can be made there (here: `.lock` is a directory, which
+  // refuses even root). The pair is used; the server refused to start.
+  temp_dir made;
+  auto pair = ensure_self_signed((made.path() / "s").string(), {});
+  ASSERT_TRUE(pair) << pair.error();
+  temp_dir dir;
+  fs::copy_file(pair->cert_file, dir.path() / "cert.pem");
+  fs::copy_file(pair->key_file, dir.path() / "key.pem");
+  fs::create_directory(dir.path() / ".lock");
+  auto r = ensure_self_signed(dir.path().string(), {});
+  ASSERT_TRUE(r) << r.error();
+  EXPECT_FALSE(r->created);
+  EXPECT_EQ(r->fingerprint, pair->fingerprint);
+}
+
+TEST(SelfSigned, AnExistingDirectoryKeepsItsMode) {
+  // `--state-dir /tmp` (mode 1777) was made 0700, sticky bit and all gone,
+  // at every start. A directory warren creates is still private.
+  temp_dir dir;
+  ASSERT_EQ(::chmod(dir.path().c_str(), 01777), 0);
+  auto r = ensure_self_signed(dir.path().string(), {});
+  ASSERT_TRUE(r) << r.error();
+  EXPECT_TRUE(r->created);
+  struct stat st {};
+  ASSERT_EQ(::stat(dir.path().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 01777u) << std::oct << (st.st_mode & 07777);
+  auto again = ensure_self_signed(dir.path().string(), {});
+  ASSERT_TRUE(again) << again.error();
+  ASSERT_EQ(::stat(dir.path().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 01777u) << std::oct << (st.st_mode & 07777);
+}
+
+TEST(SelfSigned, APlantedTemporaryLinkIsNotFollowed) {
+  // The temporary name is predictable (the pid): a symbolic link planted
+  // there made warren truncate the file it points to and write the private
+  // key into it.
+  temp_dir dir;
+  const auto victim = dir.path() / "victim";
+  std::ofstream(victim) << "precious\n";
+  const auto state = dir.path() / "state";
+  fs::create_directory(state);
+  const std::string pid = std::to_string(::getpid());
+  fs::create_symlink(victim, state / ("key.pem.tmp." + pid));
+  fs::create_symlink(victim, state / ("cert.pem.tmp." + pid));
+  auto r = ensure_self_signed(state.string(), {});
+  ASSERT_TRUE(r) << r.error();
+  std::ifstream in(victim);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text, "precious\n");
+  EXPECT_FALSE(fs::is_symlink(r->key_file));
+  EXPECT_FALSE(fs::exists(state / ("key.pem.tmp." + pid)));
+  struct stat st {};
+  ASSERT_EQ(::stat(r->key_file.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u) << std::oct << (st.st_mode & 0777);
 }
 
 TEST(Fingerprint, MissingFile) {

@@ -106,4 +106,14 @@ TEST(Url, ToStringRoundTrips) {
   EXPECT_EQ(to_string(scheme::tls), "tls");
 }
 
+TEST(Url, ToStringLeavesOutTheQuery) {
+  // The client logs its server URL in every retry warning; a query (a
+  // credential for a proxy in front) was written there in full.
+  auto u = parsed("wss://gw.example/tun?token=s3cret");
+  EXPECT_EQ(u.path, "/tun?token=s3cret") << "the request target keeps it";
+  EXPECT_EQ(to_string(u).find("s3cret"), std::string::npos) << to_string(u);
+  EXPECT_EQ(to_string(u), "wss://gw.example:443/tun?(query not shown)");
+  EXPECT_EQ(to_string(parsed("ws://127.0.0.1:80/?k=s3cret")), "ws://127.0.0.1:80/?(query not shown)");
+}
+
 } // namespace
