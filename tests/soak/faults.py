@@ -144,9 +144,18 @@ def squeeze(soak, rng, role, path):
     """More local connections than `role` (started with RLIMIT_NOFILE
     LOW_NOFILE, soft = hard) has descriptors, held a while, then dropped
     (half of them with a reset). It stays up, and once they are gone it
-    forwards again within 30 s."""
+    forwards again within 30 s. Meanwhile a connection to it may be
+    "closed at once" (README), which traffic.recv_n then counts as clean."""
     p = soak.rig.procs[role]
     soak.expect_alive(p)
+    soak.squeezed.add(role)
+    try:
+        return squeeze_held(soak, rng, role, path, p)
+    finally:
+        soak.squeezed.discard(role)
+
+
+def squeeze_held(soak, rng, role, path, p):
     port = soak.rig.forwards[role]["tcp"]
     n = LOW_NOFILE + rng.randrange(16, 96)
     held, refused = [], 0

@@ -61,6 +61,7 @@ class Soak:
         self.stats = collections.Counter()
         self.failures = []
         self.flood_reported = set()  # pids whose log flood the monitor reported
+        self.squeezed = set()  # roles a fault holds at their descriptor limit
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self._faults_started = 0

@@ -76,8 +76,14 @@ def io(fn, *args, dl):
         raise Clean("reset")
 
 
+class Sock(socket.socket):
+    """A TCP socket that knows whether the warren process it connects to
+    was held at its descriptor limit when it connected (see recv_n)."""
+    squeezed = False
+
+
 def connect(port, dl):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s = Sock(socket.AF_INET, socket.SOCK_STREAM)
     try:
         io("connect", s, ("127.0.0.1", port), dl=dl)
     except BaseException:
@@ -100,7 +106,11 @@ def recv_n(sock, n, dl, got_before=0):
         chunk = io("recv", sock, min(1 << 16, n - got), dl=dl)
         if not chunk:
             # A stream that cannot deliver what it carries must end with a
-            # reset (or a refusal): a plain EOF says "that was all".
+            # reset (or a refusal): a plain EOF says "that was all". Except
+            # the README's refusal of a connection at the descriptor limit
+            # ("closed at once"), while the soak holds that role at it.
+            if got + got_before == 0 and getattr(sock, "squeezed", False):
+                raise Clean("closed at once (at the descriptor limit)")
             if "plain-eof" in TOLERATED:
                 raise Tolerated("plain EOF (tolerated: plain-eof)")
             raise SoakFailure("truncated: %s ended with a plain EOF (not a reset) after %d of %d bytes"
@@ -160,7 +170,9 @@ def open_stream(soak, rng, path, dl):
     """A socket connected (through warren) to the data server."""
     role = {"L": "client_a", "B": "client_b"}.get(path, path)
     if role in soak.rig.forwards:
-        return connect(soak.rig.forwards[role]["tcp"], dl)
+        s = connect(soak.rig.forwards[role]["tcp"], dl)
+        s.squeezed = role in soak.squeezed  # see recv_n
+        return s
     host = rng.choice(["127.0.0.1", "localhost"])
     s, code = socks_connect(soak, soak.rig.forwards["client_a"]["socks"], host, soak.rig.data.port, dl)
     if code != 0:
@@ -353,6 +365,8 @@ def target_reset(soak, rng, strict):
                           % (len(got), path))
     if outcome:
         return outcome
+    if not got and s.squeezed:
+        raise Clean("closed at once (at the descriptor limit)")
     if "plain-eof" in TOLERATED and path != "relay_b":
         raise Tolerated("plain EOF (tolerated: plain-eof)")
     raise SoakFailure("a target's reset via %s reached the application as a plain EOF after %d of %d bytes"
