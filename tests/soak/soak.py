@@ -334,6 +334,13 @@ def main():
     finally:
         if soak:
             soak.stop.set()
+            # Ended on its own, and not reported yet (the monitor may have
+            # been stopped by an earlier failure first).
+            for p in list(rig.all_procs) if rig else []:
+                if not p.expect_exit and not p.alive():
+                    text = soak.ended_text(p)
+                    if not any(f.startswith(text.split(";")[0]) for f in soak.failures):
+                        soak.failures.append(text)
         if rig:
             rig.close()
     procs = rig.all_procs
