@@ -118,12 +118,7 @@ def wait_until(predicate, timeout, what):
         time.sleep(0.05)
 
 
-def vm_rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for pid %d" % pid)
+vm_rss_kib = wt.vm_rss_kib
 
 
 def closed_by_peer(sock, timeout):
@@ -1020,17 +1015,23 @@ class HostileInputTest(TunnelTestCase):
         self.assertRegex(status.decode(errors="replace"), r"^HTTP/1\.1 426 ")
 
 
+def raw_tunnel(test, server, rcvbuf=None):
+    """A raw tcp:// tunnel to `server` for test case `test`: authenticated,
+    HELLO exchanged; closed in the test's cleanup."""
+    s = wt.connect("127.0.0.1", server.port, rcvbuf=rcvbuf)
+    test.addCleanup(s.close)
+    s.sendall(b"WARREN/1 " + test.token.encode() + b"\n")
+    test.assertEqual(wt.recv_exactly(s, 3), b"OK\n")
+    s.sendall(frame(HELLO, 0, 0, b"WRN\x01"))
+    ftype, _, stream, payload = read_frame(s, wt.WAIT)
+    test.assertEqual((ftype, stream), (HELLO, 0))
+    test.assertEqual(payload[:4], b"WRN\x01")
+    return s
+
+
 class FrameTest(TunnelTestCase):
     def raw_tunnel(self, server, rcvbuf=None):
-        s = wt.connect("127.0.0.1", server.port, rcvbuf=rcvbuf)
-        self.addCleanup(s.close)
-        s.sendall(b"WARREN/1 " + self.token.encode() + b"\n")
-        self.assertEqual(wt.recv_exactly(s, 3), b"OK\n")
-        s.sendall(frame(HELLO, 0, 0, b"WRN\x01"))
-        ftype, _, stream, payload = read_frame(s, wt.WAIT)
-        self.assertEqual((ftype, stream), (HELLO, 0))
-        self.assertEqual(payload[:4], b"WRN\x01")
-        return s
+        return raw_tunnel(self, server, rcvbuf)
 
     def ping_roundtrip(self, s, data):
         s.sendall(frame(PING, 0, 0, data))
@@ -1194,11 +1195,8 @@ class FrameTest(TunnelTestCase):
         reason = need("prlimit")
         if reason:
             self.skipTest(reason)
-        hold = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # completes connects, accepts none
+        hold, port = wt.holding_listener()  # completes connects, accepts none
         self.addCleanup(hold.close)
-        hold.bind(("127.0.0.1", 0))
-        hold.listen(1024)
-        port = hold.getsockname()[1]
         server = self.start_server(scheme="tcp", allow=("127.0.0.1:%d" % port,), log_level="info",
                                    prefix=["prlimit", "--nofile=256:8192", "--"])
         s = self.raw_tunnel(server)

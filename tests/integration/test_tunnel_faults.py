@@ -291,16 +291,6 @@ class AuthTest(tt.TunnelTestCase):
 
 
 class ServerDescriptorTest(tt.TunnelTestCase):
-    def raw_tunnel(self, server):
-        s = wt.connect("127.0.0.1", server.port)
-        self.addCleanup(s.close)
-        s.sendall(b"WARREN/1 " + self.token.encode() + b"\n")
-        self.assertEqual(wt.recv_exactly(s, 3), b"OK\n")
-        s.sendall(tt.frame(tt.HELLO, 0, 0, b"WRN\x01"))
-        ftype, _, _, _ = tt.read_frame(s, wt.WAIT)
-        self.assertEqual(ftype, tt.HELLO)
-        return s
-
     def open_streams(self, s, port, first, count):
         """Opens `count` TCP streams to 127.0.0.1:port; returns {id: (type, payload)}."""
         target = b"\x01" + socket.inet_aton("127.0.0.1") + struct.pack(">H", port)
@@ -321,19 +311,16 @@ class ServerDescriptorTest(tt.TunnelTestCase):
         reserve and the tunnels' share; the rest are refused (limit
         reached), and another tunnel connects and opens a stream once the
         first client lets go."""
-        hold = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # completes connects, accepts none
+        hold, port = wt.holding_listener()  # completes connects, accepts none
         self.addCleanup(hold.close)
-        hold.bind(("127.0.0.1", 0))
-        hold.listen(1024)
-        port = hold.getsockname()[1]
         server = self.start_server(scheme="tcp", allow=("127.0.0.1:%d" % port,), log_level="info",
                                    prefix=["prlimit", "--nofile=256:256", "--"])
-        a = self.raw_tunnel(server)
+        a = tt.raw_tunnel(self, server)
         answers = self.open_streams(a, port, 1, 300)
         opened = [sid for sid, (t, _) in answers.items() if t == tt.OPEN_OK]
         refused = [p for t, p in answers.values() if t == tt.RESET]
         try:
-            b = self.raw_tunnel(server)  # accept() still has descriptors
+            b = tt.raw_tunnel(self, server)  # accept() still has descriptors
         except (OSError, AssertionError) as e:
             self.fail("another client could not connect while one held %d streams: %r" % (len(opened), e))
         line = server.wait_for(r"streams together hold at most (\d+) descriptors")

@@ -176,12 +176,7 @@ class CountingTarget:
         self.listener.close()
 
 
-def vm_rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for pid %d" % pid)
+vm_rss_kib = wt.vm_rss_kib
 
 
 def percentile(values, p):

@@ -121,6 +121,24 @@ def closed_tcp_port():
     return s, s.getsockname()[1]
 
 
+def vm_rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for pid %d" % pid)
+
+
+def holding_listener():
+    """(socket, port): a TCP listener on 127.0.0.1 with a deep backlog that
+    accepts nothing: connects to it complete and are then held (close the
+    socket to release them)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    s.listen(1024)
+    return s, s.getsockname()[1]
+
+
 def connect(host, port, timeout=WAIT, rcvbuf=None):
     """A connected TCP socket; `rcvbuf` sets SO_RCVBUF before connecting
     (so the window it advertises is small from the start)."""
