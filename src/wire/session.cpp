@@ -409,6 +409,11 @@ asio::awaitable<void> session::reader() {
       ++stats_.open_pauses;
       events_->open_timer.expires_at(*std::exchange(open_due, std::nullopt));
       co_await events_->open_timer.async_wait(asio::as_tuple(asio::use_awaitable));
+      // We chose not to read: the peer is not silent, its frames wait in
+      // buf. Without this a client paced for longer than the ping timeout
+      // (1,000 opens at once under --max-opens-per-second-per-client 10)
+      // was cut off as dead while it answered every PING we sent.
+      events_->live->on_receive(steady_clock::now());
       turn_frames = turn_bytes = 0;
       continue;
     }

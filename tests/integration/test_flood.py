@@ -91,6 +91,42 @@ class OpenResetFloodTest(tt.TunnelTestCase):
         server.wait_for(r"per client at most .* 256 stream opens per second", timeout=1)
 
 
+class PacedClientTest(tt.TunnelTestCase):
+    def test_paced_opens_are_not_a_ping_timeout(self):
+        """A client that sends more OPENs at once than its rate lets through
+        within the ping timeout is paced, not cut off: it answers every
+        PING, and its frames wait in the server's buffer. Here 16 OPENs at
+        2 per second take ~7.5 s against a ping timeout of 3.5 s (2 s
+        interval); before the fix the server, which reads nothing while it
+        paces, took the pause for silence and closed the tunnel after 8
+        answers ("no data from the peer for 3 s (ping timeout)")."""
+        closed, closed_port = wt.closed_tcp_port()
+        self.addCleanup(closed.close)
+        server = self.start_server(scheme="tcp", allow=("127.0.0.1",), log_level="info",
+                                   extra=("--ping-interval", "2s", "--max-opens-per-second-per-client", "2",
+                                          "--open-burst-per-client", "1"))
+        s = tt.raw_tunnel(self, server)
+        n = 16
+        s.sendall(b"".join(tt.frame(tt.OPEN, 0, 2 * i + 1, tp.target_v4(closed_port)) for i in range(n)))
+        resets = set()
+        deadline = time.monotonic() + 90
+        while len(resets) < n:
+            self.assertLess(time.monotonic(), deadline, "%d of %d OPENs answered" % (len(resets), n))
+            try:
+                ftype, flags, stream, payload = tt.read_frame(s, 60)
+            except (OSError, AssertionError) as e:
+                self.fail("the tunnel ended after %d of %d answers (%s); server log:\n%s"
+                          % (len(resets), n, e, server.stderr_text()))
+            if ftype == tt.PING and not flags & 1:
+                s.sendall(tt.frame(tt.PING, 1, 0, payload))
+            elif ftype == tt.RESET:
+                resets.add(stream)
+            else:
+                self.assertNotEqual(ftype, tt.GOAWAY, "GOAWAY %r after %d answers" % (payload, len(resets)))
+        self.assertEqual(resets, {2 * i + 1 for i in range(n)})
+        self.assertIsNone(server.find("ping timeout"), server.stderr_text())
+
+
 if __name__ == "__main__":
     import atexit
     atexit.register(tt.print_figures)
