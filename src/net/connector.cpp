@@ -10,6 +10,7 @@
 #include <net/if.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <array>
 
 namespace warren::net {
@@ -156,6 +157,7 @@ class connect_op : public std::enable_shared_from_this<connect_op> {
           error_code ignored;
           sockets_[c->id]->close(ignored);
           sockets_[c->id].reset();
+          tickets_[c->id].reset();
         }
       } else if (auto* w = std::get_if<happy_eyeballs::succeeded>(&action)) {
         complete_success(w->id);
@@ -170,6 +172,14 @@ class connect_op : public std::enable_shared_from_this<connect_op> {
   error_code begin_attempt(std::size_t id, const asio::ip::address& address) {
     if (sockets_.size() <= id)
       sockets_.resize(id + 1);
+    if (tickets_.size() <= id)
+      tickets_.resize(id + 1);
+    if (options_.racing_sockets && std::any_of(sockets_.begin(), sockets_.end(), [](const auto& s) { return s.has_value(); })) {
+      // A second socket at once: it must fit in the caller's budget.
+      tickets_[id] = options_.racing_sockets->take();
+      if (!tickets_[id])
+        return asio::error::no_descriptors;
+    }
     tcp::socket socket(ex_);
     error_code ec;
     const tcp::endpoint ep(address, target_.port);
@@ -206,6 +216,7 @@ class connect_op : public std::enable_shared_from_this<connect_op> {
         sockets_[id]->close(ignored);
         sockets_[id].reset();
       }
+      tickets_[id].reset();
       apply(he_.on_attempt_failed(steady_clock::now(), id, ec));
     } else {
       apply(he_.on_connected(steady_clock::now(), id));
@@ -298,6 +309,7 @@ class connect_op : public std::enable_shared_from_this<connect_op> {
         s.reset();
       }
     }
+    tickets_.clear();
     asio::post(ex_, [done = std::move(done_), result = std::move(result)]() mutable { done(std::move(result)); });
   }
 
@@ -309,6 +321,7 @@ class connect_op : public std::enable_shared_from_this<connect_op> {
   time_point started_;
   happy_eyeballs he_;
   std::vector<std::optional<tcp::socket>> sockets_; // by attempt id; empty once ended
+  std::vector<std::optional<fd_budget::ticket>> tickets_; // by attempt id: a racing socket's descriptor
   std::optional<time_point> armed_;
   asio::cancellation_slot slot_;
   std::array<asio::cancellation_signal, 2> lookups_; // AAAA, A

@@ -10,6 +10,7 @@
 // is closed before the handler runs, whether it won, lost or was cancelled.
 #pragma once
 
+#include "core/fd_limit.hpp"
 #include "net/address.hpp"
 #include "net/happy_eyeballs.hpp"
 #include "net/resolver.hpp"
@@ -34,6 +35,12 @@ struct connect_options {
   /// policy: checked after resolution, so DNS cannot smuggle in a denied
   /// address). When it rejects every address the result is errc::denied.
   std::function<bool(const boost::asio::ip::address&)> allow;
+  /// When set, every attempt socket beyond the first open at once takes a
+  /// ticket from this budget (the caller's own ticket covers the first), and
+  /// an attempt for which none is left does not start (as if socket() had
+  /// failed with EMFILE): racing sockets stay within the descriptors the
+  /// caller budgets for, instead of taking those its accept() needs.
+  std::optional<fd_budget> racing_sockets;
 };
 
 struct connect_result {

@@ -184,6 +184,11 @@ asio::awaitable<void> server::handshake(tcp::socket socket, handshake_slots::tic
 net::connect_options server::outbound_options(const wire::open_request& request, std::uint32_t id) const {
   net::connect_options o = options_.connect;
   o.log_label = "stream#" + std::to_string(id);
+  // The stream's ticket covers one socket; Happy Eyeballs' racing ones
+  // (two per connect to a dual-stack name, more for longer answers) take
+  // their own, or a client's connects to black holes take the descriptors
+  // accept() needs (64 connects in flight per tunnel, two sockets each).
+  o.racing_sockets = stream_fds_;
   const auto target = request.target.to_host_port();
   const bool name = request.target.kind == wire::target_address::type::domain;
   const bool name_allowed = name && options_.policy.allows_name(target.host, target.port);

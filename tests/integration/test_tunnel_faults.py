@@ -341,6 +341,76 @@ class ServerDescriptorTest(tt.TunnelTestCase):
         logged = [l for l in server.lines if "out of descriptors" in l]
         self.assertLessEqual(len(logged), 4, "refusals are logged within a budget")
 
+    def dual_stack_black_hole(self):
+        """A port P on 127.0.0.1 and ::1 whose listeners' accept queues are
+        full: a connect to either sends SYNs nobody answers and hangs until
+        its timeout (nothing leaves the host)."""
+        for _ in range(50):
+            l4 = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            l4.bind(("127.0.0.1", 0))
+            port = l4.getsockname()[1]
+            l6 = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+            l6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                l6.bind(("::1", port))
+            except OSError:
+                l4.close()
+                l6.close()
+                continue
+            held = [l4, l6]
+            for listener, family, host in ((l4, socket.AF_INET, "127.0.0.1"), (l6, socket.AF_INET6, "::1")):
+                listener.listen(0)
+                for _ in range(4):
+                    c = socket.socket(family, socket.SOCK_STREAM)
+                    c.setblocking(False)
+                    try:
+                        c.connect((host, port))
+                    except BlockingIOError:
+                        pass
+                    held.append(c)
+            for s in held:
+                self.addCleanup(s.close)
+            probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            probe.settimeout(1.0)
+            try:
+                probe.connect(("127.0.0.1", port))
+                self.skipTest("a full accept queue does not drop SYNs here")
+            except socket.timeout:
+                pass
+            finally:
+                probe.close()
+            return port
+        raise RuntimeError("no TCP port free on both 127.0.0.1 and ::1")
+
+    def test_racing_sockets_stay_within_the_stream_budget(self):
+        """The stream budget counted one descriptor per stream, but Happy
+        Eyeballs races a second socket 250 ms into a connect to a name with
+        an IPv6 and an IPv4 address (localhost). Two tunnels whose 64
+        connects in flight each go to a black hole held 2 x 64 x 2 sockets:
+        under a limit of 256 accept() failed (EMFILE) and a new tunnel
+        waited for the connect timeout (30 s here). A racing socket now
+        takes a ticket of its own from the budget."""
+        port = self.dual_stack_black_hole()
+        server = self.start_server(scheme="tcp", allow=("localhost:%d" % port,), log_level="info",
+                                   extra=("--connect-timeout", "30s"),
+                                   prefix=["prlimit", "--nofile=256:256", "--"])
+        name = b"localhost"
+        target = b"\x01\x03" + bytes([len(name)]) + name + struct.pack(">H", port)
+        for _ in range(2):
+            a = tt.raw_tunnel(self, server)
+            a.sendall(b"".join(tt.frame(tt.OPEN, 0, 1 + 2 * i, target) for i in range(100)))
+        time.sleep(3)  # every connect in flight has started its second attempt
+        held = len(os.listdir("/proc/%d/fd" % server.pid))
+        started = time.monotonic()
+        try:
+            tt.raw_tunnel(self, server)
+        except (OSError, AssertionError) as e:
+            self.fail("a new tunnel failed while %d descriptors were held: %r\n%s" % (held, e, server.stderr_text()))
+        took = time.monotonic() - started
+        self.assertLess(took, 10, "a new tunnel took %.1f s (%d descriptors held)" % (took, held))
+        self.assertLess(held, 256 - 16, "the server holds %d descriptors of 256" % held)
+        self.assertIsNone(server.find("accept failed"), server.stderr_text())
+
 
 class StateDirTest(tt.TunnelTestCase):
     def test_servers_starting_together_share_one_certificate(self):
