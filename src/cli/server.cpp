@@ -12,6 +12,8 @@
 #include <boost/asio/signal_set.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 namespace warren::cli {
 namespace {
 
@@ -92,6 +94,15 @@ int run(const server_args& a) {
   const auto fds = raise_fd_limit();
   if (fds.now != fds.before)
     spdlog::info("server: open-file limit raised from {} to {}", fds.before, fds.now);
+  const auto fit = tunnel::fit_tunnels(fds.now, o.max_clients, o.max_handshakes);
+  if (fit.max_clients != o.max_clients || fit.max_handshakes != o.max_handshakes) {
+    spdlog::warn("server: --max-clients lowered from {} to {} and --max-handshakes from {} to {} to fit the open-file "
+                 "limit ({}): each holds a descriptor, and accept() must never run out of them",
+                 o.max_clients, fit.max_clients, o.max_handshakes, fit.max_handshakes, fds.now);
+    o.max_clients = fit.max_clients;
+    o.max_handshakes = fit.max_handshakes;
+    o.max_handshakes_per_source = std::min(o.max_handshakes_per_source, o.max_handshakes);
+  }
   o.max_stream_fds = tunnel::stream_descriptors(fds.now, o.max_clients, o.max_handshakes);
   if (o.max_stream_fds != 0)
     spdlog::info("server: all clients' streams together hold at most {} descriptors (open-file limit {}); more "

@@ -17,6 +17,8 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
+
 namespace warren::tunnel {
 
 namespace asio = boost::asio;
@@ -220,6 +222,15 @@ std::size_t stream_descriptors(std::uint64_t fd_limit, std::size_t max_clients, 
   const std::uint64_t tunnels = std::min<std::uint64_t>(std::uint64_t{max_clients} + max_handshakes, fd_limit / 4);
   const std::uint64_t taken = fd_reserve(fd_limit) + tunnels;
   return static_cast<std::size_t>(fd_limit > taken ? fd_limit - taken : 1);
+}
+
+tunnel_bounds fit_tunnels(std::uint64_t fd_limit, std::size_t max_clients, std::size_t max_handshakes) {
+  const std::uint64_t share = fd_limit / 4;
+  if (fd_limit == 0 || std::uint64_t{max_clients} + max_handshakes <= share)
+    return {max_clients, max_handshakes};
+  const auto handshakes = std::clamp<std::uint64_t>(share / 2, 1, max_handshakes);
+  const auto clients = std::clamp<std::uint64_t>(share > handshakes ? share - handshakes : 1, 1, max_clients);
+  return {static_cast<std::size_t>(clients), static_cast<std::size_t>(handshakes)};
 }
 
 std::optional<fd_budget::ticket> server::stream_fd(client_state& client, wire::mux_stream& stream) {

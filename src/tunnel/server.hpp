@@ -79,6 +79,18 @@ struct server_options {
 /// limit.
 std::size_t stream_descriptors(std::uint64_t fd_limit, std::size_t max_clients, std::size_t max_handshakes);
 
+/// --max-clients and --max-handshakes lowered (if need be) so that tunnels
+/// and handshakes together fit the quarter of the limit stream_descriptors()
+/// leaves them: each holds a descriptor, and past the limit accept() fails,
+/// so a newcomer could no longer evict the oldest handshake (256 silent
+/// connections from 8 sources held every descriptor under a limit of 256).
+/// Handshakes get at most half the share. Unchanged for an unknown limit.
+struct tunnel_bounds {
+  std::size_t max_clients;
+  std::size_t max_handshakes;
+};
+tunnel_bounds fit_tunnels(std::uint64_t fd_limit, std::size_t max_clients, std::size_t max_handshakes);
+
 class server : public std::enable_shared_from_this<server> {
  public:
   server(boost::asio::any_io_executor ex, net::resolver& r, server_options options);

@@ -341,6 +341,37 @@ class ServerDescriptorTest(tt.TunnelTestCase):
         logged = [l for l in server.lines if "out of descriptors" in l]
         self.assertLessEqual(len(logged), 4, "refusals are logged within a budget")
 
+    def test_silent_handshakes_leave_accept_a_descriptor(self):
+        """Under a limit of 256 the defaults (--max-handshakes 256, 32 per
+        source) let 8 sources hold 256 silent connections, every descriptor:
+        accept() failed, so a newcomer could not evict the oldest handshake
+        and waited for the handshake timeout. The server now lowers
+        --max-clients and --max-handshakes to fit the tunnels' share of the
+        limit (and says so), so eviction works again."""
+        server = self.start_server(scheme="tcp", allow=("127.0.0.1:9",), log_level="info",
+                                   prefix=["prlimit", "--nofile=256:256", "--"])
+        held = []
+        for source in range(8):
+            for _ in range(32):
+                c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                self.addCleanup(c.close)
+                c.bind(("127.0.0.%d" % (2 + source), 0))
+                c.connect(("127.0.0.1", server.port))
+                held.append(c)
+        time.sleep(1.5)  # the server accepts what it can
+        fds = len(os.listdir("/proc/%d/fd" % server.pid))
+        started = time.monotonic()
+        try:
+            tt.raw_tunnel(self, server)
+        except (OSError, AssertionError) as e:
+            self.fail("a client could not connect past %d silent connections (%d descriptors): %r\n%s"
+                      % (len(held), fds, e, server.stderr_text()))
+        took = time.monotonic() - started
+        self.assertLess(fds, 256 - 16, "silent connections hold %d of 256 descriptors" % fds)
+        self.assertLess(took, 5, "a new tunnel took %.1f s" % took)
+        self.assertIsNone(server.find("accept failed"), server.stderr_text())
+        server.wait_for(r"--max-clients lowered from 1024 to \d+ and --max-handshakes from 256 to \d+", timeout=1)
+
     def dual_stack_black_hole(self):
         """A port P on 127.0.0.1 and ::1 whose listeners' accept queues are
         full: a connect to either sends SYNs nobody answers and hangs until
