@@ -35,6 +35,17 @@ class relay : public std::enable_shared_from_this<relay> {
       : ex_(ex), a_(ex, fd_a), b_(ex, fd_b), done_(std::move(done)) {}
 
   ~relay() {
+    if (!finished_) {
+      // Abandoned before both directions ended (SIGTERM: the io_context
+      // is destroyed with this relay's waits pending): the peers must see
+      // an abort, not the FIN a plain close sends, or a cut transfer looks
+      // complete.
+      const linger lg{1, 0};
+      if (a_.is_open())
+        ::setsockopt(a_.native_handle(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+      if (b_.is_open())
+        ::setsockopt(b_.native_handle(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
     for (auto* d : {&ab_, &ba_})
       for (int fd : d->pipe)
         if (fd >= 0)

@@ -322,6 +322,37 @@ class SignalTest(RelayTestCase):
                     for _ in range(1 if busy else 25):
                         self.signal_and_expect_clean_exit(signo, busy, echo)
 
+    def test_sigterm_mid_transfer_resets_the_connection(self):
+        """A relay stopped by SIGTERM while it carries a transfer cut it off;
+        the client must see a reset, not the FIN of a complete transfer
+        (before: the relay's sockets were closed as it exited, FIN on both
+        sides; the tunnel client already resets on SIGTERM)."""
+        blob = os.urandom(8 << 20)
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(listener.close)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        for mode in ([], ["--no-splice"]):
+            with self.subTest(mode=mode or "splice"):
+                relay = self.start_relay("127.0.0.1:0", "127.0.0.1:%d" % listener.getsockname()[1],
+                                         "--no-target-check", *mode)
+                client = wt.connect("127.0.0.1", relay.port)
+                self.addCleanup(client.close)
+                target, _ = listener.accept()
+                self.addCleanup(target.close)
+                target.settimeout(wt.WAIT)
+                target.sendall(blob[:1 << 20])  # the first MiB of the transfer, then SIGTERM
+                self.assertEqual(len(wt.recv_exactly(client, 1 << 20)), 1 << 20)
+                relay.signal(signal.SIGTERM)
+                self.assertEqual(relay.wait_exit(timeout=10), 0, relay.stderr_text())
+                client.settimeout(wt.WAIT)
+                try:
+                    rest = client.recv(1 << 16)
+                except ConnectionResetError:
+                    rest = None
+                self.assertIsNone(rest, "the client read %r (EOF: a cut transfer that looks complete)"
+                                  % (rest[:16] if rest else rest))
+
     def signal_and_expect_clean_exit(self, signo, busy, echo):
         relay = self.start_relay("localhost:0", "127.0.0.1:%d" % echo.port)
         client = None
