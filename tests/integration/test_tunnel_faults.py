@@ -14,6 +14,7 @@ tests prove do not reach IPv4 loopback).
 """
 
 import os
+import signal
 import socket
 import ssl
 import struct
@@ -441,6 +442,52 @@ class ServerDescriptorTest(tt.TunnelTestCase):
         self.assertLess(took, 10, "a new tunnel took %.1f s (%d descriptors held)" % (took, held))
         self.assertLess(held, 256 - 16, "the server holds %d descriptors of 256" % held)
         self.assertIsNone(server.find("accept failed"), server.stderr_text())
+
+
+class DrainTest(tt.TunnelTestCase):
+    def test_upload_cut_by_the_drain_deadline_resets_the_target(self):
+        """SIGTERM on the server lets streams finish until --drain-timeout;
+        one still running then is cut, and its target must see a reset,
+        not a FIN that makes the cut upload look complete. Before the fix
+        the server stopped its io_context right after closing the tunnels,
+        so the pumps' resets never ran and the sockets closed with a FIN."""
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(listener.close)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        server = self.start_server(scheme="ws", allow=("127.0.0.1",), log_level="info",
+                                   extra=("--drain-timeout", "1s"))
+        client = self.start_client(server, local=["0:127.0.0.1:%d" % listener.getsockname()[1]])
+        app = wt.connect("127.0.0.1", self.v4_port(client.forwards[0]))
+        self.addCleanup(app.close)
+        listener.settimeout(wt.WAIT)
+        target, _ = listener.accept()
+        self.addCleanup(target.close)
+        stop = threading.Event()
+        self.addCleanup(stop.set)
+
+        def upload():  # a slow upload that would take a minute
+            try:
+                while not stop.is_set():
+                    app.sendall(b"u" * 16384)
+                    time.sleep(0.05)
+            except OSError:
+                pass
+
+        threading.Thread(target=upload, daemon=True).start()
+        self.assertEqual(len(wt.recv_exactly(target, 16384)), 16384)
+        server.signal(signal.SIGTERM)
+        target.settimeout(30)
+        how = "EOF"
+        try:
+            while target.recv(1 << 16):
+                pass
+        except ConnectionResetError:
+            how = "RST"
+        except socket.timeout:
+            how = "nothing within 30 s"
+        self.assertEqual(how, "RST", "the target saw the cut upload end with %s" % how)
+        self.assertEqual(server.wait_exit(15), 0, server.stderr_text())
 
 
 class StateDirTest(tt.TunnelTestCase):
