@@ -14,26 +14,6 @@ bool token_equal(std::string_view a, std::string_view b) {
   return CRYPTO_memcmp(ha, hb, sizeof ha) == 0 && !b.empty();
 }
 
-std::optional<std::string_view> bearer_token(std::string_view header) {
-  auto space = [](char c) { return c == ' ' || c == '\t'; };
-  while (!header.empty() && space(header.front()))
-    header.remove_prefix(1);
-  while (!header.empty() && space(header.back()))
-    header.remove_suffix(1);
-  constexpr std::string_view scheme = "bearer";
-  if (header.size() <= scheme.size() || !space(header[scheme.size()]))
-    return std::nullopt;
-  for (std::size_t i = 0; i < scheme.size(); ++i) {
-    const char c = header[i];
-    if ((c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c) != scheme[i])
-      return std::nullopt;
-  }
-  header.remove_prefix(scheme.size());
-  while (!header.empty() && space(header.front()))
-    header.remove_prefix(1);
-  return header;
-}
-
 bool auth_limiter::allowed(const boost::asio::ip::address& source, time_point now) {
   auto it = sources_.find(net::source_group(source));
   if (it == sources_.end())

@@ -15,6 +15,7 @@
 
 #include "core/clock.hpp"
 #include "net/source_group.hpp"
+#include "transport/http_auth.hpp"
 
 #include <boost/asio/ip/address.hpp>
 
@@ -27,11 +28,6 @@ namespace warren::transport {
 
 /// Compares in time independent of where the strings differ (and of their lengths).
 bool token_equal(std::string_view a, std::string_view b);
-
-/// The token of an `Authorization` header value, `Bearer <token>`: the
-/// scheme is case-insensitive (RFC 7235 2.1), one or more spaces follow it,
-/// and surrounding whitespace is ignored. Nothing for any other scheme.
-std::optional<std::string_view> bearer_token(std::string_view header);
 
 class auth_limiter {
  public:

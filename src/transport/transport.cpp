@@ -3,6 +3,7 @@
 #include "core/duration.hpp"
 #include "core/text.hpp"
 #include "stream/tcp_stream.hpp"
+#include "transport/http_auth.hpp"
 #include "transport/tls_stream.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -374,17 +375,6 @@ namespace {
 
 /// Reads the HTTP upgrade request and checks path and token; on refusal
 /// answers with an HTTP error and returns the reason.
-/// A request target as a log line may show it: the path only, quoted. The
-/// query (and fragment or ;parameters) is left out: clients that cannot set
-/// headers put tokens there; an absolute-form target (http://user:pass@h/p)
-/// is not shown at all.
-std::string shown_target(std::string_view target) {
-  if (!target.starts_with('/'))
-    return "a target that is not a path (not shown)";
-  const auto cut = target.find_first_of("?#;");
-  return quote_untrusted(target.substr(0, cut)) + (cut == std::string_view::npos ? "" : " (query not shown)");
-}
-
 constexpr std::string_view k_limited_reason = "too many failed authentications from this address";
 
 /// Reads the HTTP upgrade request and checks path and token; on refusal
