@@ -19,6 +19,8 @@ took, measured here so that process start-up is not counted.
                                it can, counting the ones that come back
   tcp-rtt HOST PORT SECONDS    one byte to a TCP echo server every 20 ms;
                                prints the slowest round trip
+  guess HOST PORT SOURCE TOKEN against a tcp:// warren server: from SOURCE,
+                               one preamble with TOKEN; prints the 3-byte answer
 """
 
 import json
@@ -233,6 +235,29 @@ def tcp_rtt(host, port, seconds):
     report("ok", start, max_rtt=max(rtts), probes=len(rtts))
 
 
+def guess(host, port, source, token):
+    """One authentication attempt from `source` (bound before connecting)."""
+    start = time.monotonic()
+    s = socket.socket(family(host), socket.SOCK_STREAM)
+    try:
+        s.settimeout(10)
+        s.bind((source, 0))
+        s.connect((host, port))
+        s.sendall(b"WARREN/1 " + token.encode() + b"\n")
+        answer = b""
+        while len(answer) < 3:
+            chunk = s.recv(3 - len(answer))
+            if not chunk:
+                break
+            answer += chunk
+        print(json.dumps({"result": "ok", "answer": answer.decode(errors="replace"),
+                          "seconds": time.monotonic() - start}), flush=True)
+    except OSError as e:
+        print(json.dumps({"result": "error", "error": repr(e)}), flush=True)
+    finally:
+        s.close()
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
@@ -247,6 +272,8 @@ def main():
         udp_pour(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
     elif cmd == "tcp-rtt" and len(sys.argv) == 5:
         tcp_rtt(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
+    elif cmd == "guess" and len(sys.argv) == 6:
+        guess(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5])
     elif cmd == "udp-flood" and len(sys.argv) == 7:
         udp_flood(int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5]), float(sys.argv[6]))
     else:

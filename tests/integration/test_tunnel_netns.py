@@ -144,6 +144,27 @@ class TunnelNetnsTest(wt.WarrenTestCase):
                         % (r["max_rtt"] * 1000, wt_figure))
         self.assertIsNone(server.proc.poll(), "server exited")
 
+    def test_auth_failures_count_an_ipv6_slash64_as_one_source(self):
+        """Issue 10.5: the failure limit keyed on the exact IPv6 address, so
+        200 guesses from 40 addresses of one /64 were all answered. Here 5
+        wrong guesses come from 5 addresses of 2001:db8:7::/64; a 6th
+        address of that /64 is refused unchecked (TM), while an address of
+        the next /64 is still checked (NO)."""
+        net = "2001:db8:7::"
+        for i in list(range(1, 8)) + ["2001:db8:8::1"]:
+            address = "%s%d" % (net, i) if isinstance(i, int) else i
+            run(["ip", "-n", self.ns, "addr", "add", address + "/64", "dev", "lo", "nodad"])
+        server = self.start_warren(["server", "--listen", "tcp://[%s1]:0" % net, "--token-file", self.token_file,
+                                    "--allow", SLOW_PEER, "--log-level", "info"],
+                                   prefix=self.in_ns(), wait_listening=False)
+        m = server.wait_for(r"server: listening on \[2001:db8:7::1\]:(\d+)")
+        port = int(m.group(1))
+        answers = []
+        for source in ["%s%d" % (net, i) for i in range(2, 8)] + ["2001:db8:8::1"]:
+            r = self.tool_result(server, "guess", net + "1", port, source, "wrong-guess")
+            answers.append(r["answer"])
+        self.assertEqual(answers, ["NO\n"] * 5 + ["TM\n", "NO\n"], answers)
+
     def test_udp_replies_to_a_slow_link_do_not_stall_the_client(self):
         """The client's side of the same: an application at 10.231.0.2,
         behind the 1 Mbit/s link, pours datagrams into a udp/ forward whose
