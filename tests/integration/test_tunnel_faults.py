@@ -377,42 +377,30 @@ class ServerDescriptorTest(tt.TunnelTestCase):
         """A port P on 127.0.0.1 and ::1 whose listeners' accept queues are
         full: a connect to either sends SYNs nobody answers and hangs until
         its timeout (nothing leaves the host)."""
-        for _ in range(50):
-            l4 = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            l4.bind(("127.0.0.1", 0))
-            port = l4.getsockname()[1]
-            l6 = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-            l6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            try:
-                l6.bind(("::1", port))
-            except OSError:
-                l4.close()
-                l6.close()
-                continue
-            held = [l4, l6]
-            for listener, family, host in ((l4, socket.AF_INET, "127.0.0.1"), (l6, socket.AF_INET6, "::1")):
-                listener.listen(0)
-                for _ in range(4):
-                    c = socket.socket(family, socket.SOCK_STREAM)
-                    c.setblocking(False)
-                    try:
-                        c.connect((host, port))
-                    except BlockingIOError:
-                        pass
-                    held.append(c)
-            for s in held:
-                self.addCleanup(s.close)
-            probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            probe.settimeout(1.0)
-            try:
-                probe.connect(("127.0.0.1", port))
-                self.skipTest("a full accept queue does not drop SYNs here")
-            except socket.timeout:
-                pass
-            finally:
-                probe.close()
-            return port
-        raise RuntimeError("no TCP port free on both 127.0.0.1 and ::1")
+        l4, l6, port = wt.free_port_pair()
+        held = [l4, l6]
+        for listener, family, host in ((l4, socket.AF_INET, "127.0.0.1"), (l6, socket.AF_INET6, "::1")):
+            listener.listen(0)
+            for _ in range(4):
+                c = socket.socket(family, socket.SOCK_STREAM)
+                c.setblocking(False)
+                try:
+                    c.connect((host, port))
+                except BlockingIOError:
+                    pass
+                held.append(c)
+        for s in held:
+            self.addCleanup(s.close)
+        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        probe.settimeout(1.0)
+        try:
+            probe.connect(("127.0.0.1", port))
+            self.skipTest("a full accept queue does not drop SYNs here")
+        except socket.timeout:
+            pass
+        finally:
+            probe.close()
+        return port
 
     def test_racing_sockets_stay_within_the_stream_budget(self):
         """The stream budget counted one descriptor per stream, but Happy
