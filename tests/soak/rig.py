@@ -341,17 +341,7 @@ class Rig:
                 "--drain-timeout", "5s", "--ping-interval", "5s",
                 "--allow", "127.0.0.1:%d" % self.data.port, "--allow", "127.0.0.1:%d" % self.udp.port,
                 "--allow", "127.0.0.1:%d" % self.closed_port]
-        for attempt in range(20):  # the port may linger in use for a moment after a SIGKILL
-            p = self.spawn("server", args)
-            try:
-                p.wait_for(SERVER_LISTENING_RE.pattern, 60)
-                break
-            except SoakFailure:
-                p.kill()
-                if "in use" in p.text() and attempt < 19:
-                    time.sleep(0.5)
-                    continue
-                raise
+        p = self.spawn_listening("server", args, SERVER_LISTENING_RE.pattern)
         pin = FINGERPRINT_RE.search(p.text())
         if not pin:
             raise SoakFailure("no fingerprint line from the server:\n" + p.text())
@@ -364,19 +354,26 @@ class Rig:
     def start_relay(self):
         args = ["relay", "127.0.0.1:%d" % self.relay_port, "127.0.0.1:%d" % self.server_port,
                 "--no-target-check", "--log-level", "info"]
+        p = self.spawn_listening("relay", args, r"relay: listening on ")
+        self.procs["relay"] = p
+        return p
+
+    def spawn_listening(self, role, args, listening):
+        """Starts `role` and waits for its `listening` line, starting it
+        again while its fixed port is still in use (a port lingers for a
+        moment after a SIGKILL)."""
         for attempt in range(20):
-            p = self.spawn("relay", args)
+            p = self.spawn(role, args)
             try:
-                p.wait_for(r"relay: listening on ", 60)
-                break
+                p.wait_for(listening, 60)
+                return p
             except SoakFailure:
                 p.kill()
                 if "in use" in p.text() and attempt < 19:
                     time.sleep(0.5)
                     continue
                 raise
-        self.procs["relay"] = p
-        return p
+        raise AssertionError("unreachable")
 
     def start_relay_b(self):
         """A plain relay to the data server, short of descriptors like client B."""
