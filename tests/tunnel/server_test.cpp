@@ -80,7 +80,7 @@ class server_test : public ::testing::Test {
   void start(tunnel::server_options o) {
     auto url = transport::parse_url("tcp://127.0.0.1:0", true);
     ASSERT_TRUE(url) << url.error();
-    o.listen = *url;
+    o.listen = {*url};
     o.accept.token = std::string(k_token);
     srv = std::make_shared<tunnel::server>(io.get_executor(), resolver, std::move(o));
     auto eps = srv->bind();
