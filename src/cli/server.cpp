@@ -209,8 +209,8 @@ int run(const server_args& a) {
     spdlog::info("server: listening on {} ({}://{}{})", where, transport::to_string(l.url.scheme), where,
                  l.url.uses_websocket() ? l.url.path : "");
     if (l.url.endpoint.host == "::")
-      spdlog::warn("server: {} listens on IPv6 only (IPv4 clients are refused); use * for both",
-                   transport::to_string(l.url));
+      spdlog::warn("server: {}://{} listens on IPv6 only (IPv4 clients are refused); use * for both",
+                   transport::to_string(l.url.scheme), where);
   }
   srv->start();
   signals.async_wait([&](error_code ec, int signo) {
