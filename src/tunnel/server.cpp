@@ -164,16 +164,16 @@ void server::turn_away(const std::string& line) {
 asio::awaitable<void> server::handshake(tcp::socket socket, handshake_slots::ticket slot, const transport::url& listen) {
   auto self = shared_from_this();
   auto accepted = co_await transport::accept_stream(std::move(socket), listen, options_.accept, limiter_);
-  // The client: the TCP peer, or behind a trusted proxy the one it names.
-  const std::string from = accepted.client_label;
-  if (!accepted.forwarded_error.empty())
-    log_limited(bad_forwarded_, spdlog::level::warn, "unreadable X-Forwarded-For headers", accepted.forwarded_error);
   // The slot's evict callback shuts the socket's descriptor down: it must be
   // given back before anything else runs, since a refused handshake has
   // closed the socket by now and its number may be reused. (accept_stream
   // takes the socket by value; its frame is gone when co_await returns.)
   const bool evicted = !slot.held();
   slot.release();
+  // The client: the TCP peer, or behind a trusted proxy the one it names.
+  const std::string from = accepted.client_label;
+  if (!accepted.forwarded_error.empty())
+    log_limited(bad_forwarded_, spdlog::level::warn, "unreadable X-Forwarded-For headers", accepted.forwarded_error);
   if (accepted.stream && evicted)
     accepted = {.stream = nullptr, .error = "tunnel from " + from + " evicted at the end of its handshake"};
   if (!accepted.stream) {
