@@ -72,8 +72,8 @@ std::string bind_error(const asio::ip::address& a, std::uint16_t port, const err
 /// Whether a bind failed because the address cannot exist on this host
 /// (rather than being taken, or forbidden).
 bool cannot_exist_here(const error_code& ec) {
-  return ec == asio::error::address_family_not_supported || ec.value() == EADDRNOTAVAIL ||
-         ec.value() == EAFNOSUPPORT || ec.value() == EPROTONOSUPPORT;
+  return ec == asio::error::address_family_not_supported || ec.value() == EADDRNOTAVAIL || ec.value() == EAFNOSUPPORT ||
+         ec.value() == EPROTONOSUPPORT;
 }
 
 template <class Socket, class Protocol>

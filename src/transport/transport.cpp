@@ -539,7 +539,8 @@ asio::awaitable<accept_result> accept_stream(tcp::socket socket, const url& list
       co_return out;
     }
     guard.disarm();
-    out.stream = std::make_unique<tls_byte_stream>(options.tls, std::move(tls), "tls " + out.client_label + " " + version);
+    out.stream =
+        std::make_unique<tls_byte_stream>(options.tls, std::move(tls), "tls " + out.client_label + " " + version);
     co_return out;
   }
   std::optional<websocket::stream<tls_socket>> ws;
@@ -549,7 +550,8 @@ asio::awaitable<accept_result> accept_stream(tcp::socket socket, const url& list
     co_return out;
   }
   guard.disarm();
-  out.stream = std::make_unique<ws_byte_stream<tls_socket>>(options.tls, std::move(*ws), "wss " + out.client_label + " " + version);
+  out.stream = std::make_unique<ws_byte_stream<tls_socket>>(options.tls, std::move(*ws),
+                                                            "wss " + out.client_label + " " + version);
   co_return out;
 }
 

@@ -39,7 +39,7 @@ void handshake_slots::state::give_back(const source_key& key, std::uint64_t id) 
 }
 
 std::optional<handshake_slots::ticket> handshake_slots::admit(const ip::address& source, std::function<void()> evict,
-                                                             std::size_t per_source) {
+                                                              std::size_t per_source) {
   const auto key = net::source_group(source);
   const std::size_t mine = held_by(source);
   if (mine >= (per_source != 0 ? per_source : per_source_))

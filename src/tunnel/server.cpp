@@ -161,7 +161,8 @@ void server::turn_away(const std::string& line) {
   log_limited(turned_away_, spdlog::level::warn, "closed or evicted connections", line);
 }
 
-asio::awaitable<void> server::handshake(tcp::socket socket, handshake_slots::ticket slot, const transport::url& listen) {
+asio::awaitable<void> server::handshake(tcp::socket socket, handshake_slots::ticket slot,
+                                        const transport::url& listen) {
   auto self = shared_from_this();
   auto accepted = co_await transport::accept_stream(std::move(socket), listen, options_.accept, limiter_);
   // The slot's evict callback shuts the socket's descriptor down: it must be

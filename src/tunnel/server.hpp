@@ -162,7 +162,7 @@ class server : public std::enable_shared_from_this<server> {
   boost::asio::any_io_executor ex_;
   net::resolver& resolver_;
   server_options options_;
-  std::list<listener> listeners_; // a list: accept loops hold references
+  std::list<listener> listeners_;                           // a list: accept loops hold references
   line_limiter bad_forwarded_{1, std::chrono::seconds(60)}; // unreadable X-Forwarded-For from a trusted proxy
   std::list<std::shared_ptr<wire::session>> sessions_;
   transport::auth_limiter limiter_;

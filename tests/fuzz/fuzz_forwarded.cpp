@@ -28,7 +28,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (behind.forwarded && is_trusted(trusted, behind.address)) {
     // Only when every hop is trusted: then it is the left-most one.
     const auto first = text.find(',');
-    if (first != std::string_view::npos && !is_trusted(trusted, real_client(text.substr(0, first), proxy, trusted).address))
+    if (first != std::string_view::npos &&
+        !is_trusted(trusted, real_client(text.substr(0, first), proxy, trusted).address))
       std::abort();
   }
   if (auto n = parse_ip_network(text)) {

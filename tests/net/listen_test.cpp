@@ -90,9 +90,9 @@ TEST(BindTcp, PortInUseOnOneAddressOfANameIsFatal) {
   const std::string text = "localhost:" + std::to_string(port);
   auto bound = bind_tcp(io.get_executor(), plan(text.c_str()));
   ASSERT_FALSE(bound);
-  EXPECT_NE(bound.error().find("[::1]:" + std::to_string(port) + ": port " + std::to_string(port) +
-                               " is already in use"),
-            std::string::npos)
+  EXPECT_NE(
+      bound.error().find("[::1]:" + std::to_string(port) + ": port " + std::to_string(port) + " is already in use"),
+      std::string::npos)
       << bound.error();
 }
 

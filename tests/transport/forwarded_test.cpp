@@ -100,9 +100,9 @@ TEST(XForwardedFor, MissingOrEmptyIsThePeer) {
 }
 
 TEST(XForwardedFor, UnreadableIsThePeerWithAReason) {
-  for (const char* h : {"unknown", "198.51.100.7,", "198.51.100.7, ", "198.51.100.7 203.0.113.1", "[::1", "[::1]x",
-                        "[::1]:99999", "1.2.3.4:", "1.2.3.4:x", "example.com", "_hidden",
-                        "198.51.100.7;evil", "1.2.3.4, \x01"}) {
+  for (const char* h :
+       {"unknown", "198.51.100.7,", "198.51.100.7, ", "198.51.100.7 203.0.113.1", "[::1", "[::1]x", "[::1]:99999",
+        "1.2.3.4:", "1.2.3.4:x", "example.com", "_hidden", "198.51.100.7;evil", "1.2.3.4, \x01"}) {
     auto c = real_client(h, addr("127.0.0.1"), k_nginx);
     EXPECT_EQ(c.address, addr("127.0.0.1")) << h;
     EXPECT_FALSE(c.forwarded) << h;

@@ -288,7 +288,8 @@ TEST(SelfSigned, NamesAreTheHostAndTheListenAddressesNeverAWildcard) {
   // A public address and a name are named as such; no loopback.
   EXPECT_EQ(self_signed_names("gw", {}, {"203.0.113.7", "gw.example"}),
             (std::vector<std::string>{"gw", "203.0.113.7", "gw.example"}));
-  EXPECT_EQ(self_signed_names("gw", {}, {"localhost"}), (std::vector<std::string>{"gw", "localhost", "127.0.0.1", "::1"}));
+  EXPECT_EQ(self_signed_names("gw", {}, {"localhost"}),
+            (std::vector<std::string>{"gw", "localhost", "127.0.0.1", "::1"}));
   // --cert-name replaces the host name; listen addresses stay.
   EXPECT_EQ(self_signed_names("gw", {"tunnel.example", "alt.example"}, {"203.0.113.7"}),
             (std::vector<std::string>{"tunnel.example", "alt.example", "203.0.113.7"}));
