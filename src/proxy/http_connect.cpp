@@ -92,7 +92,7 @@ parse_result parse_reply(std::span<const std::uint8_t> in) {
   // A reply that does not start like one fails at its first bytes.
   constexpr std::string_view k_http = "HTTP/";
   if (text.substr(0, k_http.size()) != k_http.substr(0, std::min(text.size(), k_http.size())))
-    return failed("the proxy's answer is not HTTP (starts with " + quote_untrusted(text.substr(0, 16)) +
+    return failed("its answer is not HTTP (starts with " + quote_untrusted(text.substr(0, 16)) +
                   "); is it a SOCKS proxy? use socks5://");
   // The head ends at an empty line; bare LF line ends are tolerated.
   std::size_t head_end = std::string_view::npos, sep = 0;
@@ -112,7 +112,7 @@ parse_result parse_reply(std::span<const std::uint8_t> in) {
   }
   if (head_end == std::string_view::npos) {
     if (text.size() >= k_max_head)
-      return failed("the proxy's reply header is longer than " + std::to_string(k_max_head / 1024) + " KiB");
+      return failed("its reply header is longer than " + std::to_string(k_max_head / 1024) + " KiB");
     return {};
   }
   const std::string_view head = text.substr(0, head_end);
@@ -120,13 +120,13 @@ parse_result parse_reply(std::span<const std::uint8_t> in) {
   const std::string_view status_line = trim(head.substr(0, status_end));
   // HTTP/1.x SP NNN [SP reason]
   if (status_line.size() < 12 || !status_line.starts_with("HTTP/1.") || status_line[8] != ' ')
-    return failed("the proxy sent a malformed status line " + quote_untrusted(status_line));
+    return failed("it sent a malformed status line " + quote_untrusted(status_line));
   const auto code_text = status_line.substr(9, 3);
   int status = 0;
   const auto [ptr, ec] = std::from_chars(code_text.data(), code_text.data() + 3, status);
   if (ec != std::errc() || ptr != code_text.data() + 3 || status < 100 || status > 599 ||
       (status_line.size() > 12 && status_line[12] != ' '))
-    return failed("the proxy sent a malformed status line " + quote_untrusted(status_line));
+    return failed("it sent a malformed status line " + quote_untrusted(status_line));
   reply r;
   r.status = status;
   r.reason = printable(trim(status_line.substr(std::min<std::size_t>(13, status_line.size()))), 80);
@@ -143,7 +143,7 @@ parse_result parse_reply(std::span<const std::uint8_t> in) {
     const auto colon = line.find(':');
     if (colon == std::string_view::npos || colon == 0 ||
         line.substr(0, colon).find_first_of(" \t") != std::string_view::npos)
-      return failed("the proxy sent a malformed header line " + quote_untrusted(line));
+      return failed("it sent a malformed header line " + quote_untrusted(line));
     const auto name = line.substr(0, colon);
     const auto value = trim(line.substr(colon + 1));
     if (iequals(name, "Content-Length")) {
@@ -151,7 +151,7 @@ parse_result parse_reply(std::span<const std::uint8_t> in) {
       const auto [p, e] = std::from_chars(value.data(), value.data() + value.size(), n);
       if (value.empty() || e != std::errc() || p != value.data() + value.size() ||
           (content_length && *content_length != n))
-        return failed("the proxy sent a bad Content-Length " + quote_untrusted(value));
+        return failed("it sent a bad Content-Length " + quote_untrusted(value));
       content_length = n;
     } else if (iequals(name, "Transfer-Encoding")) {
       chunked = true;

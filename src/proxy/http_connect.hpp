@@ -51,7 +51,7 @@ enum class parse_status { need_more, done, failed };
 struct parse_result {
   parse_status status = parse_status::need_more;
   reply value;       // when done
-  std::string error; // when failed: a sentence (malformed or oversized reply)
+  std::string error; // when failed: "its answer is not HTTP ...", "it sent a malformed ..." (of the proxy)
 };
 
 parse_result parse_reply(std::span<const std::uint8_t> in);

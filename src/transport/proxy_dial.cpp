@@ -69,7 +69,7 @@ asio::awaitable<std::string> http_connect(tcp::socket& socket, const proxy_url& 
   for (;;) {
     auto parsed = hc::parse_reply(buf);
     if (parsed.status == hc::parse_status::failed)
-      co_return "the proxy " + shown + ": " + parsed.error;
+      co_return "the proxy " + shown + " answered the CONNECT badly: " + parsed.error;
     if (parsed.status == hc::parse_status::done) {
       const auto& r = parsed.value;
       spdlog::debug("{}: proxy {} answered CONNECT {} with {} {} in {} ms", where, shown,

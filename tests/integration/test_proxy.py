@@ -314,6 +314,56 @@ class ProxyTest(tt.TunnelTestCase):
         self.assertNotEqual(code, 0, text)
         self.assertIn("the proxy socks5h://127.0.0.1:%d wants credentials" % sport, text)
 
+    # -- a hostile or broken proxy ---------------------------------------------
+
+    def fake_proxy(self, reply):
+        """A proxy that reads the CONNECT request and answers `reply` (None:
+        nothing), then holds the connection until the client closes it."""
+        def handler(conn):
+            try:
+                conn.settimeout(30)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        return
+                    data += chunk
+                if reply is not None:
+                    conn.sendall(reply)
+                while conn.recv(65536):
+                    pass
+            except OSError:
+                pass
+        return self.track(wt.TCPServer(handler))
+
+    def test_15_bad_proxy_replies_are_contained(self):
+        """Garbage, an endless header, bytes after the 200 and silence: each a
+        clear sentence, then the usual retry; the client stays up."""
+        _, server = self.web_and_server()
+        cases = [
+            (b"SSH-2.0-OpenSSH_9.2\r\n", r"the proxy {proxy} answered the CONNECT badly: its answer is not HTTP "
+                                         r"\(starts with 'SSH-2\.0-OpenSSH_'\); is it a SOCKS proxy\? use socks5://"),
+            (b"HTTP/1.1 200 OK\r\nX-Filler: " + b"a" * (40 << 10),
+             r"the proxy {proxy} answered the CONNECT badly: its reply header is longer than 16 KiB"),
+            (b"HTTP/1.1 200 Connection established\r\n\r\nSURPRISE",
+             r"the proxy {proxy} sent data after its 200 reply, before the server could have spoken"),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 12x\r\n\r\n",
+             r"the proxy {proxy} answered the CONNECT badly: it sent a bad Content-Length '12x'"),
+            (None, r"the proxy handshake with {proxy} timed out after 10s"),
+        ]
+        for reply, want in cases:
+            with self.subTest(want=want):
+                proxy = self.fake_proxy(reply)
+                client = self.spawn([wt.WARREN, "client", server.url, "--token-file", self.token_file, "--pin",
+                                     server.pin, "-L", "0:127.0.0.1:9", "--proxy",
+                                     "http://127.0.0.1:%d" % proxy.port])
+                self.warrens.append(client)
+                want = want.replace("{proxy}", r"http://127\.0\.0\.1:%d" % proxy.port)
+                client.wait_for(r"tunnel: cannot connect to wss://127\.0\.0\.1:%d: %s; retrying in"
+                                % (server.port, want), timeout=20)
+                self.assertIsNone(client.proc.poll())
+                client.kill()
+
     # -- --server-name -----------------------------------------------------
 
     def make_cert(self, name):
