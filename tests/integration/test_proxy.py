@@ -177,6 +177,14 @@ class ProxyTest(tt.TunnelTestCase):
         self.assert_tunnel_works(client, "through HTTPS_PROXY")
         client.wait_for(r"client: through the proxy http://127\.0\.0\.1:%d \(from HTTPS_PROXY\)" % proxy.port)
         self.assertIn("CONNECT 127.0.0.1:%d HTTP/1.1" % server.port, proxy.log_text())
+        client.kill()
+        # A proxy by name: Happy Eyeballs over its addresses (tinyproxy is on
+        # 127.0.0.1 only, so ::1 is refused and IPv4 wins).
+        self.client_env = {"https_proxy": "http://localhost:%d" % proxy.port}
+        client = self.start_client(server, local=["0:127.0.0.1:%d" % web.port])
+        self.assert_tunnel_works(client, "through https_proxy=localhost")
+        client.wait_for(r"proxy connect: connected to 127\.0\.0\.1:%d \(IPv4\)" % proxy.port)
+        client.wait_for(r"client: through the proxy http://localhost:%d \(from https_proxy\)" % proxy.port)
 
     def test_03_no_proxy_and_proxy_none_bypass_the_variable(self):
         web, server = self.web_and_server()
@@ -219,6 +227,12 @@ class ProxyTest(tt.TunnelTestCase):
                                                                                           proxy.port)])
         self.assert_tunnel_works(client, "password in the URL")
         client.wait_for(r"--proxy: the password in the URL is visible to every user of this machine")
+        client.kill()
+        # In a variable (readable by this user only) it is taken silently.
+        self.client_env = {"HTTPS_PROXY": "http://proxyuser:%s@127.0.0.1:%d" % (PROXY_PASSWORD, proxy.port)}
+        client = self.start_client(server, local=["0:127.0.0.1:%d" % web.port])
+        self.assert_tunnel_works(client, "password in HTTPS_PROXY")
+        self.assertIsNone(client.find(r"password in the URL"), client.stderr_text())
         # tearDown: the password is in no warren log line.
 
     def test_06_proxy_wants_credentials_407(self):
@@ -363,6 +377,80 @@ class ProxyTest(tt.TunnelTestCase):
                                 % (server.port, want), timeout=20)
                 self.assertIsNone(client.proc.poll())
                 client.kill()
+
+    def test_16_refusals_exit_or_retry(self):
+        """400/405/501 and 403 end the client at once (with a 403 body that is
+        read but never shown); 502 is retried."""
+        _, server = self.web_and_server()
+        body = b"<html>BODY-MARKER</html>"
+        for reply, want, exits in (
+                (b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n",
+                 "does not allow CONNECT to 127.0.0.1:%d (405 Method Not Allowed)" % server.port, True),
+                (b"HTTP/1.1 403 Forbidden\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body),
+                 "refused to connect to 127.0.0.1:%d (403 Forbidden): its rules do not allow" % server.port, True),
+                (b"HTTP/1.0 502 Bad Gateway\r\n\r\n",
+                 "could not reach 127.0.0.1:%d (502 Bad Gateway); retrying in" % server.port, False)):
+            with self.subTest(want=want):
+                proxy = self.fake_proxy(reply)
+                args = ["--proxy", "http://127.0.0.1:%d" % proxy.port]
+                if exits:
+                    code, text = self.run_client(server, args)
+                    self.assertEqual(code, 1, text)
+                    self.assertIn(want, text)
+                    self.assertNotIn("retrying in", text)
+                    self.assertNotIn("BODY-MARKER", text)
+                else:
+                    client = self.spawn([wt.WARREN, "client", server.url, "--token-file", self.token_file, "--pin",
+                                         server.pin, "-L", "0:127.0.0.1:9"] + args)
+                    self.warrens.append(client)
+                    client.wait_for(re.escape(want), timeout=20)
+                    client.kill()
+
+    def test_17_ws_reads_http_proxy_lowercase_only(self):
+        """ws:// through a loopback proxy from http_proxy (the token may pass:
+        proxy and server are both on this machine); HTTP_PROXY is ignored."""
+        web = self.http_server()
+        server = self.start_server(scheme="ws", allow=("127.0.0.1:%d" % web.port,))
+        proxy = self.tinyproxy([server.port])
+        with self.subTest("http_proxy"):
+            self.client_env = {"http_proxy": "http://127.0.0.1:%d" % proxy.port}
+            client = self.start_client(server, local=["0:127.0.0.1:%d" % web.port])
+            self.assert_tunnel_works(client, "ws:// through http_proxy")
+            client.wait_for(r"client: through the proxy http://127\.0\.0\.1:%d \(from http_proxy\)" % proxy.port)
+            self.assertIn("CONNECT 127.0.0.1:%d HTTP/1.1" % server.port, proxy.log_text())
+            client.kill()
+        with self.subTest("HTTP_PROXY"):
+            dead = tt.free_port(udp=False, v6=False)
+            self.client_env = {"HTTP_PROXY": "http://127.0.0.1:%d" % dead}
+            client = self.start_client(server, local=["0:127.0.0.1:%d" % web.port])
+            self.assert_tunnel_works(client, "HTTP_PROXY ignored")
+            self.assertIsNone(client.find(r"through the proxy"), client.stderr_text())
+
+    def test_18_server_name_is_the_host_header(self):
+        """ws://ADDRESS with --server-name: the upgrade's Host names the server."""
+        seen = []
+
+        def handler(conn):
+            try:
+                conn.settimeout(10)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        return
+                    data += chunk
+                seen.append(data.decode("latin-1"))
+                conn.sendall(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            except OSError:
+                pass
+
+        fake = self.track(wt.TCPServer(handler))
+        server = type("S", (), {"url": "ws://127.0.0.1:%d" % fake.port, "pin": None})()
+        code, text = self.run_client(server, ["--server-name", "gw.test"])
+        self.assertEqual(code, 1, text)
+        self.assertIn("the token was refused", text)
+        self.assertEqual(len(seen), 1, seen)
+        self.assertRegex(seen[0], r"(?im)^Host: gw\.test:%d\r$" % fake.port)
 
     # -- --server-name -----------------------------------------------------
 
