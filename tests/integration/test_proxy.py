@@ -327,6 +327,16 @@ class ProxyTest(tt.TunnelTestCase):
         code, text = self.run_client(server, ["--proxy", "socks5h://127.0.0.1:%d" % sport])
         self.assertNotEqual(code, 0, text)
         self.assertIn("the proxy socks5h://127.0.0.1:%d wants credentials" % sport, text)
+        # A destination the proxy's rules deny (the outer server allows only
+        # the first server's port): SOCKS5 "not allowed", permanent.
+        other = self.start_server(allow=("127.0.0.1:%d" % web.port,))
+        code, text = self.run_client(other, ["--proxy", "socks5h://proxyuser@127.0.0.1:%d" % sport,
+                                             "--proxy-password-file", pw])
+        self.assertEqual(code, 1, text)
+        self.assertIn("the proxy socks5h://127.0.0.1:%d refused to connect to 127.0.0.1:%d (SOCKS5: "
+                      % (sport, other.port), text)
+        self.assertIn("its rules do not allow this destination or port", text)
+        self.assertNotIn("retrying in", text)
 
     # -- a hostile or broken proxy ---------------------------------------------
 
