@@ -24,6 +24,7 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -41,9 +42,18 @@ struct dial_options {
   std::chrono::milliseconds handshake_timeout{10'000};
 };
 
+/// Whether retrying a failed dial can help.
+enum class failure_kind : std::uint8_t {
+  transient, // the network, a server down or busy, timeouts: retried
+  permanent, // only the user can fix it: a refused token, certificate or
+             // pin failures, a client certificate the server requires, the
+             // wrong scheme for the listener (the error names the fix)
+};
+
 struct dial_result {
   stream::byte_stream_ptr stream; // null on failure
   std::string error;              // one sentence for the user on failure
+  failure_kind failure = failure_kind::transient;
   boost::asio::ip::tcp::endpoint peer;
   std::chrono::milliseconds connect_time{0};
   std::chrono::milliseconds total_time{0};
