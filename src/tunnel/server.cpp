@@ -161,6 +161,14 @@ asio::awaitable<void> server::handshake(tcp::socket socket, handshake_slots::tic
   if (sessions_.size() >= options_.max_clients) { // others finished their handshakes first
     turn_away("closed the tunnel from " + from + " after its handshake: " + std::to_string(sessions_.size()) +
               " clients connected (--max-clients)");
+    // Told with GOAWAY "limit reached", which a client backs off from
+    // (a drain's "closed" is redialled at once).
+    auto config = options_.session;
+    config.label = "refused " + from;
+    auto refused = wire::session::create(std::move(accepted.stream), config);
+    refused->start();
+    refused->goaway(wire::reset_code::limit_reached, "too many clients connected");
+    refused->shutdown("too many clients");
     co_return;
   }
   auto config = options_.session;
@@ -406,13 +414,21 @@ asio::awaitable<void> server::serve_udp(std::shared_ptr<client_state> client, st
       }
     }
   };
+  // A flow idle for --udp-idle-timeout ends; once the server drains, one
+  // idle for k_drain_udp_idle does (UDP has no end of its own to wait for,
+  // and an idle flow would hold the drain until its deadline).
   auto idle = [&]() -> asio::awaitable<void> {
     asio::steady_timer t(ex_);
     for (;;) {
-      t.expires_at(*last + options_.udp_idle_timeout);
-      co_await t.async_wait(use_tuple);
-      if (steady_clock::now() - *last >= options_.udp_idle_timeout)
+      const auto limit = stopping_ ? std::min<duration>(options_.udp_idle_timeout, k_drain_udp_idle)
+                                   : duration(options_.udp_idle_timeout);
+      if (steady_clock::now() - *last >= limit)
         co_return;
+      t.expires_at(*last + limit);
+      if (stopping_)
+        co_await t.async_wait(use_tuple);
+      else
+        co_await (t.async_wait(use_tuple) || draining_.wait());
     }
   };
   co_await (up() || down() || idle());
@@ -422,6 +438,7 @@ asio::awaitable<void> server::serve_udp(std::shared_ptr<client_state> client, st
 
 void server::stop(std::function<void()> done) {
   stopping_ = true;
+  draining_.notify(); // idle UDP flows end now
   error_code ignored;
   for (auto& a : acceptors_)
     a.close(ignored);
@@ -455,6 +472,7 @@ void server::stop(std::function<void()> done) {
           tick.expires_after(std::chrono::milliseconds(100));
           co_await tick.async_wait(use_tuple);
         }
+        spdlog::info("server: stopped{}", cut ? " (streams cut at the drain deadline)" : "");
         done();
       },
       asio::detached);

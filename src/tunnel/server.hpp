@@ -13,6 +13,7 @@
 #include "net/accept_backoff.hpp"
 #include "net/connector.hpp"
 #include "net/listen.hpp"
+#include "stream/event.hpp"
 #include "transport/transport.hpp"
 #include "tunnel/connect_slots.hpp"
 #include "tunnel/handshake_slots.hpp"
@@ -159,6 +160,8 @@ class server : public std::enable_shared_from_this<server> {
   std::vector<std::uint8_t> udp_buffer_ = std::vector<std::uint8_t>(65536); // every UDP flow reads into it, in turn
   std::uint64_t next_client_ = 0;
   bool stopping_ = false;
+  stream::async_event draining_; // stop() began: UDP flows recheck their idle limit
+  static constexpr std::chrono::milliseconds k_drain_udp_idle{1'000};
 };
 
 } // namespace warren::tunnel
