@@ -463,8 +463,14 @@ asio::awaitable<std::string> ws_server_handshake(Next& next, std::optional<webso
   if (rec) {
     // Bytes that are no HTTP request (a tcp:// or tls:// client's
     // preamble, say) get a 400 naming this listener's scheme.
-    if (rec.category() == http::make_error_code(http::error::bad_method).category() && buffer.size() > 0)
+    // (A TLS ClientHello fails at its first byte: a bad method.)
+    if (rec.category() == http::make_error_code(http::error::bad_method).category() && buffer.size() > 0) {
       co_await send_wrong_scheme(next, listen_url.scheme);
+      const auto first = static_cast<const char*>(buffer.data().data());
+      if (looks_like_tls_record(std::string_view(first, 1)))
+        co_return "a TLS handshake on a " + std::string(to_string(listen_url.scheme)) +
+                  ":// listener (the client uses wss://)";
+    }
     co_return "no valid HTTP upgrade request (" + net::describe(rec) + ")";
   }
   auto req = parser.release();
@@ -507,14 +513,34 @@ asio::awaitable<std::string> ws_server_handshake(Next& next, std::optional<webso
   co_return std::string();
 }
 
+/// read_until's condition for the preamble: a line, or the first byte alone
+/// when it starts a TLS record.
+struct line_or_tls_record {
+  using iterator = asio::buffers_iterator<asio::streambuf::const_buffers_type>;
+  using result_type = std::pair<iterator, bool>;
+  result_type operator()(iterator begin, iterator end) const {
+    if (begin != end && looks_like_tls_record(std::string_view(&*begin, 1)))
+      return {begin + 1, true};
+    const auto newline = std::find(begin, end, '\n');
+    return newline == end ? result_type{end, false} : result_type{newline + 1, true};
+  }
+};
+
 template <class Next>
 asio::awaitable<std::string> preamble_server(Next& next, const accept_options& options, auth_limiter& limiter,
                                              const ip::address& source, scheme listener) {
   asio::streambuf buf(k_max_preamble);
-  auto [ec, n] = co_await asio::async_read_until(next, buf, '\n', use_tuple);
+  // Up to the newline; or just the first byte when it starts a TLS record
+  // (a ClientHello need hold no newline), which is told in HTTP: the
+  // client's TLS reads that as plain bytes (scheme_mismatch.hpp).
+  auto [ec, n] = co_await asio::async_read_until(next, buf, line_or_tls_record{}, use_tuple);
   if (ec)
     co_return "no authentication preamble (" + net::describe(ec) + ")";
   std::string line(asio::buffers_begin(buf.data()), asio::buffers_begin(buf.data()) + n - 1);
+  if (n == 1 && buf.size() >= 1 && looks_like_tls_record(std::string_view(&*asio::buffers_begin(buf.data()), 1))) {
+    co_await send_wrong_scheme(next, listener);
+    co_return "a TLS handshake on a " + std::string(to_string(listener)) + ":// listener (the client uses tls://)";
+  }
   if (looks_like_http_request(line)) {
     co_await send_wrong_scheme(next, listener);
     co_return "an HTTP request on a " + std::string(to_string(listener)) + ":// listener (the client uses " +
@@ -566,16 +592,6 @@ asio::awaitable<accept_result> accept_stream(tcp::socket socket, const url& list
   };
 
   if (!listen_url.uses_tls()) {
-    // A TLS ClientHello on a plain listener: told in HTTP, which the
-    // client's TLS reads as plain bytes (scheme_mismatch.hpp).
-    std::array<char, 1> first{};
-    auto [pe, pn] = co_await socket.async_receive(asio::buffer(first), tcp::socket::message_peek, use_tuple);
-    if (!pe && pn == 1 && looks_like_tls_record(std::string_view(first.data(), 1))) {
-      co_await send_wrong_scheme(socket, listen_url.scheme);
-      fail("a TLS handshake on a " + std::string(to_string(listen_url.scheme)) + ":// listener (the client uses " +
-           (listen_url.scheme == scheme::ws ? "wss://" : "tls://") + ")");
-      co_return out;
-    }
     if (listen_url.scheme == scheme::tcp) {
       auto why = co_await preamble_server(socket, options, limiter, source, listen_url.scheme);
       if (!why.empty()) {
