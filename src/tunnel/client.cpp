@@ -266,9 +266,19 @@ void client::retire(std::shared_ptr<wire::session> s) {
 }
 
 std::optional<waiting_connections> client::waiting() const {
-  if (waiting_deadlines_.empty())
+  std::optional<time_point> earliest;
+  if (!waiting_deadlines_.empty())
+    earliest = *waiting_deadlines_.begin();
+  if (udp_waiting_until_ && *udp_waiting_until_ > steady_clock::now())
+    earliest = std::min(earliest.value_or(*udp_waiting_until_), *udp_waiting_until_);
+  if (!earliest)
     return std::nullopt;
-  return waiting_connections{*waiting_deadlines_.begin(), latest_arrival_};
+  return waiting_connections{*earliest, latest_arrival_};
+}
+
+void client::arrived(time_point now) {
+  latest_arrival_ = now;
+  retry_timer_.cancel();
 }
 
 asio::awaitable<std::shared_ptr<wire::session>> client::tunnel_for_new_stream() {
@@ -280,8 +290,7 @@ asio::awaitable<std::shared_ptr<wire::session>> client::tunnel_for_new_stream() 
   // Counted as waiting, so that the supervisor dials at once (within its
   // minimum gap) instead of finishing a long backoff.
   const auto entry = waiting_deadlines_.insert(deadline);
-  latest_arrival_ = now;
-  retry_timer_.cancel();
+  arrived(now);
   struct unregister {
     client& c;
     std::multiset<time_point>::iterator it;
@@ -402,8 +411,14 @@ void client::udp_receive(forward& f, std::size_t listener) {
               self->udp_flow_reader(f, flow);
             }
           }
-          if (flow)
+          if (flow) {
             flow->stream->send_datagram(std::span(f.udp_buffers[listener].data(), n));
+          } else if (!self->current_) {
+            // Dropped; the tunnel is dialled now, in time for a retry.
+            if (!self->udp_waiting_until_ || *self->udp_waiting_until_ <= now)
+              self->arrived(now);
+            self->udp_waiting_until_ = now + self->options_.wait_for_tunnel;
+          }
         }
         self->udp_receive(f, listener);
       });

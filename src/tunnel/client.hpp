@@ -85,6 +85,8 @@ class client : public std::enable_shared_from_this<client> {
   /// Keeps a tunnel the server sent GOAWAY on until its streams end.
   void retire(std::shared_ptr<wire::session> s);
   std::optional<waiting_connections> waiting() const;
+  /// A local connection or datagram wants a tunnel: the supervisor's sleep ends.
+  void arrived(time_point now);
   boost::asio::awaitable<std::shared_ptr<wire::session>> tunnel_for_new_stream();
   void accept_loop(forward& f, boost::asio::ip::tcp::acceptor& acceptor);
   boost::asio::awaitable<void> serve_tcp_forward(boost::asio::ip::tcp::socket socket, forward& f, fd_budget::ticket fd);
@@ -110,6 +112,9 @@ class client : public std::enable_shared_from_this<client> {
   reconnect_schedule schedule_;
   std::multiset<time_point> waiting_deadlines_; // of local connections waiting for a tunnel
   time_point latest_arrival_{};
+  // A datagram that found no tunnel (dropped, as UDP may): its sender will
+  // likely retry, so it counts as a connection waiting until then.
+  std::optional<time_point> udp_waiting_until_;
   std::mt19937_64 rng_;
   std::function<void(const std::string&)> fatal_;
   bool ever_connected_ = false;
