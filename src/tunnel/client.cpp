@@ -166,10 +166,8 @@ asio::awaitable<void> client::supervise() {
         co_return;
       }
       schedule_.ended(tunnel_end::dial_failed, steady_clock::now(), rng_);
-      const auto delay = schedule_.next_attempt(steady_clock::now(), waiting()) - steady_clock::now();
       spdlog::warn("tunnel: cannot connect to {}: {}; retrying in {} (attempt {})", where, r.error,
-                   format_duration(std::chrono::duration_cast<std::chrono::milliseconds>(delay)),
-                   schedule_.attempt());
+                   format_duration(until_next_attempt()), schedule_.attempt());
       continue;
     }
     ever_connected_ = true;
@@ -222,8 +220,7 @@ asio::awaitable<void> client::supervise() {
         retire(s);
     }
     schedule_.ended(why, steady_clock::now(), rng_);
-    const auto delay = std::chrono::duration_cast<std::chrono::milliseconds>(
-        schedule_.next_attempt(steady_clock::now(), waiting()) - steady_clock::now());
+    const auto delay = until_next_attempt();
     const auto level = why == tunnel_end::drained ? spdlog::level::info : spdlog::level::warn;
     if (delay.count() <= 0 && why == tunnel_end::drained)
       spdlog::log(level, "tunnel: {}; reconnecting now", what);
@@ -231,6 +228,12 @@ asio::awaitable<void> client::supervise() {
       spdlog::log(level, "tunnel: {}; reconnecting in {} (attempt {})", what, format_duration(delay),
                   schedule_.attempt());
   }
+}
+
+std::chrono::milliseconds client::until_next_attempt() const {
+  const auto now = steady_clock::now();
+  return std::max(std::chrono::ceil<std::chrono::milliseconds>(schedule_.next_attempt(now, waiting()) - now),
+                  std::chrono::milliseconds(0));
 }
 
 asio::awaitable<void> client::sleep_until_next_attempt() {

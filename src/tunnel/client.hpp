@@ -82,6 +82,7 @@ class client : public std::enable_shared_from_this<client> {
   /// Sleeps until the schedule's next attempt; a local connection that
   /// starts waiting meanwhile wakes it (the schedule then says "now").
   boost::asio::awaitable<void> sleep_until_next_attempt();
+  std::chrono::milliseconds until_next_attempt() const; // for the log; 0: now
   /// Keeps a tunnel the server sent GOAWAY on until its streams end.
   void retire(std::shared_ptr<wire::session> s);
   std::optional<waiting_connections> waiting() const;

@@ -460,18 +460,13 @@ void server::stop(std::function<void()> done) {
           tick.expires_after(std::chrono::milliseconds(50));
           co_await tick.async_wait(use_tuple);
         }
+        // Streams cut here reset their targets when the io_context goes
+        // (stream/pump.cpp: the pump registry abandons what still runs),
+        // so a cut upload does not end like a complete one.
         const bool cut = !self->sessions_.empty();
         for (auto& s : std::list(self->sessions_))
           s->close("drain deadline passed");
         self->sessions_.clear();
-        if (cut) {
-          // The streams' pumps reset their targets (RST: the transfer was
-          // cut) from callbacks the close queued; stopping the io_context
-          // first destroyed them unrun and closed the sockets with a FIN,
-          // so a target saw a cut upload end like a complete one.
-          tick.expires_after(std::chrono::milliseconds(100));
-          co_await tick.async_wait(use_tuple);
-        }
         spdlog::info("server: stopped{}", cut ? " (streams cut at the drain deadline)" : "");
         done();
       },

@@ -373,6 +373,38 @@ class RecoveryTest(TunnelTestCase):
         client.wait_for(r"client: stopped$")
         server2.signal(signal.SIGTERM)
 
+    def test_6_second_sigterm_resets_cut_streams(self):
+        """A second SIGTERM stops the server at once; a stream it cuts must
+        reach its target as a reset, not as the FIN of a closing socket that
+        makes a cut upload look complete (on the base: EOF)."""
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(listener.close)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        server = self.start_server(scheme="ws", allow=("127.0.0.1",), extra=["--drain-timeout", "30s"])
+        client = self.start_client(server, local=["0:127.0.0.1:%d" % listener.getsockname()[1]])
+        app = wt.connect("127.0.0.1", self.v4_port(client.forwards[0]))
+        self.addCleanup(app.close)
+        listener.settimeout(wt.WAIT)
+        target, _ = listener.accept()
+        self.addCleanup(target.close)
+        app.sendall(b"u" * 16384)
+        self.assertEqual(len(wt.recv_exactly(target, 16384)), 16384)
+        server.signal(signal.SIGTERM)
+        server.wait_for(r"server: SIGTERM received")
+        server.signal(signal.SIGTERM)
+        target.settimeout(10)
+        how = "EOF"
+        try:
+            while target.recv(1 << 16):
+                pass
+        except ConnectionResetError:
+            how = "RST"
+        except socket.timeout:
+            how = "nothing within 10 s"
+        self.assertEqual(how, "RST", "the target saw the cut stream end with %s" % how)
+        server.wait_exit(10)
+
 
 if __name__ == "__main__":
     wt.main()
