@@ -492,7 +492,11 @@ TEST_F(session_test, PumpDrainsWhatTheSocketHoldsAfterItsSenderWentQuiet) {
   auto s = client->open(stream_kind::tcp, target("example.com", 80));
   ASSERT_TRUE(s);
   stream::byte_stream_ptr near_stream = stream::make_tcp_stream(std::move(near), "near");
-  stream::start_pump(*near_stream, *s, [](stream::pump_stats) {});
+  // The pump outlives this test body (its other direction never ends): it
+  // owns the streams, which the io_context's end abandons.
+  auto& near_ref = *near_stream;
+  auto& s_ref = *s;
+  stream::start_pump(near_ref, s_ref, [near_stream = std::move(near_stream), s = std::move(s)](stream::pump_stats) {});
   ASSERT_TRUE(run([&] { return r.done; }, 10s)) << r.data.size() << " of " << k_size << " bytes arrived";
   EXPECT_TRUE(r.data == data);
 }
