@@ -61,8 +61,9 @@ std::string mismatch_hint(scheme used, std::optional<scheme> listener, std::stri
     return "the server's listener is " + std::string(to_string(*listener)) + "://, not " + u + "://; use " +
            std::string(to_string(*listener)) + "://";
   if (observed == "plain")
-    return "the server does not speak TLS on this port (a ws:// or tcp:// listener?); use " +
-           std::string(used == scheme::wss ? "ws://" : "tcp://") + " or check the port";
+    return "the server does not speak TLS on this port; use " +
+           std::string(used == scheme::wss ? "ws:// (or tcp://" : "tcp:// (or ws://") +
+           ", as the server's --listen says), or check the port";
   if (observed == "tls")
     return "the server speaks TLS on this port; use " + std::string(used == scheme::ws ? "wss://" : "tls://") +
            " (with --pin or --ca)";

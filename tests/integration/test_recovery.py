@@ -275,15 +275,24 @@ class RecoveryTest(TunnelTestCase):
         self.assertLess(time.monotonic() - start, 2.0, server.stderr_text())
         server.wait_for(r"server: stopped$")
 
-    def make_ca(self):
-        d = os.path.join(self.tmp, "ca")
-        os.makedirs(d)
-        ca_key, ca_cert = os.path.join(d, "ca.key"), os.path.join(d, "ca.pem")
-        r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                            "-nodes", "-keyout", ca_key, "-out", ca_cert, "-days", "2", "-subj", "/CN=warren test CA"],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+    def openssl(self, *args):
+        r = subprocess.run(["openssl"] + list(args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
         self.assertEqual(r.returncode, 0, r.stdout.decode(errors="replace"))
+
+    def make_ca(self, name="ca"):
+        """A CA (certificate path); its key is next to it, NAME.key."""
+        ca_key, ca_cert = os.path.join(self.tmp, name + ".key"), os.path.join(self.tmp, name + ".pem")
+        self.openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                     "-keyout", ca_key, "-out", ca_cert, "-days", "2", "-subj", "/CN=warren test " + name)
         return ca_cert
+
+    def make_client_cert(self, ca_cert):
+        key, csr, cert = (os.path.join(self.tmp, "client." + e) for e in ("key", "csr", "pem"))
+        self.openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key,
+                     "-out", csr, "-subj", "/CN=warren test client")
+        self.openssl("x509", "-req", "-in", csr, "-CA", ca_cert, "-CAkey", ca_cert[:-4] + ".key",
+                     "-CAcreateserial", "-out", cert, "-days", "2")
+        return cert, key
 
     def test_4a_client_certificate_required(self):
         """A server with --client-ca, a client without --cert: exit 1 at once
@@ -302,6 +311,26 @@ class RecoveryTest(TunnelTestCase):
         self.assertIn("requires a client certificate", errors[0])
         self.assertIn("--cert", errors[0])
 
+    def test_4g_client_certificate_rejected(self):
+        """A client certificate from another CA: the server's alert ends the
+        client at once with the hint (it was retried forever); one from the
+        right CA connects."""
+        reason = need("openssl")
+        if reason:
+            self.skipTest(reason)
+        server = self.start_server(extra=["--client-ca", self.make_ca("ca1")])
+        cert, key = self.make_client_cert(self.make_ca("ca2"))
+        start = time.monotonic()
+        client = self.start_client(server, local=["0:127.0.0.1:9"], extra=["--cert", cert, "--key", key],
+                                   wait_connected=False)
+        self.assertEqual(client.wait_exit(timeout=10), 1, client.stderr_text())
+        self.assertLess(time.monotonic() - start, 3)
+        errors = [l for l in client.lines if l.startswith("warren: error:")]
+        self.assertEqual(len(errors), 1, client.stderr_text())
+        self.assertIn("the server rejected the client certificate", errors[0])
+        cert, key = self.make_client_cert(os.path.join(self.tmp, "ca1.pem"))
+        self.start_client(server, local=["0:127.0.0.1:9"], extra=["--cert", cert, "--key", key])
+
     def assert_scheme_hint(self, listener, dialled, expect):
         server = self.start_server(scheme=listener)
         url = "%s://127.0.0.1:%d" % (dialled, server.port)
@@ -316,7 +345,7 @@ class RecoveryTest(TunnelTestCase):
         self.assertIn(expect, errors[0], "%s:// client, %s:// listener" % (dialled, listener))
 
     def test_4b_wss_client_to_tcp_listener(self):
-        self.assert_scheme_hint("tcp", "wss", "use ws:// or check the port")
+        self.assert_scheme_hint("tcp", "wss", "does not speak TLS on this port; use ws:// (or tcp://")
 
     def test_4c_ws_client_to_wss_listener(self):
         self.assert_scheme_hint("wss", "ws", "the server's listener is wss://, not ws://; use wss://")
