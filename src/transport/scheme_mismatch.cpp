@@ -6,8 +6,8 @@ namespace warren::transport {
 
 std::string wrong_scheme_reply(scheme listener) {
   const std::string name(to_string(listener));
-  const std::string body = "this is a warren " + name + ":// tunnel endpoint; connect with warren client " + name +
-                           "://\n";
+  const std::string body =
+      "this is a warren " + name + ":// tunnel endpoint; connect with warren client " + name + "://\n";
   return "HTTP/1.1 400 Bad Request\r\nServer: warren\r\n" + std::string(k_listener_header) + ": " + name +
          "\r\nContent-Type: text/plain\r\nContent-Length: " + std::to_string(body.size()) +
          "\r\nConnection: close\r\n\r\n" + body;
@@ -68,8 +68,8 @@ std::string mismatch_hint(scheme used, std::optional<scheme> listener, std::stri
     return "the server speaks TLS on this port; use " + std::string(used == scheme::ws ? "wss://" : "tls://") +
            " (with --pin or --ca)";
   if (observed == "http")
-    return "the server answered in HTTP: its listener is " +
-           std::string(used == scheme::tls ? "wss://" : "ws://") + ", not " + u + "://";
+    return "the server answered in HTTP: its listener is " + std::string(used == scheme::tls ? "wss://" : "ws://") +
+           ", not " + u + "://";
   return "the server's listener speaks another scheme than " + u + "://";
 }
 

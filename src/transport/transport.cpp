@@ -414,8 +414,8 @@ asio::awaitable<dial_result> dial(const url& target, const dial_options& options
   if (target.scheme == scheme::tls) {
     auto failure = co_await client_preamble(tls, options.token, target.scheme);
     if (failure.failed()) {
-      out.error = guard.fired() ? timed_out("authentication")
-                                : "authentication with " + show(out.peer) + ": " + failure.error;
+      out.error =
+          guard.fired() ? timed_out("authentication") : "authentication with " + show(out.peer) + ": " + failure.error;
       out.failure = guard.fired() ? failure_kind::transient : failure.kind;
       co_return out;
     }
@@ -469,7 +469,7 @@ asio::awaitable<std::string> ws_server_handshake(Next& next, std::optional<webso
       const auto first = static_cast<const char*>(buffer.data().data());
       if (looks_like_tls_record(std::string_view(first, 1)))
         co_return "a TLS handshake on a " + std::string(to_string(listen_url.scheme)) +
-                  ":// listener (the client uses wss://)";
+            ":// listener (the client uses wss://)";
     }
     co_return "no valid HTTP upgrade request (" + net::describe(rec) + ")";
   }
@@ -544,7 +544,7 @@ asio::awaitable<std::string> preamble_server(Next& next, const accept_options& o
   if (looks_like_http_request(line)) {
     co_await send_wrong_scheme(next, listener);
     co_return "an HTTP request on a " + std::string(to_string(listener)) + ":// listener (the client uses " +
-           (listener == scheme::tls ? "wss://" : "ws://") + ")";
+        (listener == scheme::tls ? "wss://" : "ws://") + ")";
   }
   if (buf.size() != n)
     co_return "data before authentication completed";
