@@ -4,6 +4,7 @@
 #include "core/text.hpp"
 #include "stream/tcp_stream.hpp"
 #include "transport/http_auth.hpp"
+#include "transport/proxy_dial.hpp"
 #include "transport/scheme_mismatch.hpp"
 #include "transport/tls_stream.hpp"
 
@@ -215,7 +216,7 @@ asio::awaitable<void> send_wrong_scheme(Next& next, scheme listener) {
 
 template <class Next>
 asio::awaitable<step_failure> ws_client_handshake(websocket::stream<Next>& ws, const url& target,
-                                                  const std::string& token) {
+                                                  const std::string& token, const std::string& server_name) {
   tune(ws, true);
   ws.set_option(websocket::stream_base::decorator([token](websocket::request_type& req) {
     req.set(http::field::user_agent, "warren/0.1");
@@ -224,8 +225,8 @@ asio::awaitable<step_failure> ws_client_handshake(websocket::stream<Next>& ws, c
   }));
   const bool default_port = (target.scheme == scheme::wss && target.endpoint.port == 443) ||
                             (target.scheme == scheme::ws && target.endpoint.port == 80);
-  const std::string host =
-      default_port ? target.endpoint.host : net::format_host_port(target.endpoint.host, target.endpoint.port);
+  const std::string& name = server_name.empty() ? target.endpoint.host : server_name;
+  const std::string host = default_port ? name : net::format_host_port(name, target.endpoint.port);
   websocket::response_type res;
   auto [ec] = co_await ws.async_handshake(res, host, target.path, use_tuple);
   if (!ec)
@@ -295,45 +296,90 @@ asio::awaitable<dial_result> dial(const url& target, const dial_options& options
   dial_result out;
   const auto started = steady_clock::now();
   const std::string where = to_string(target);
-  if (!target.uses_tls() && !options.token.empty() && !options.insecure_token && !loopback_host(target.endpoint.host)) {
+  const auto& proxy = options.proxy;
+  // Through a proxy, a clear-text token is also seen by the proxy: only a
+  // proxy and a server both on loopback keep it on this machine.
+  const bool local_path = loopback_host(target.endpoint.host) && (!proxy || loopback_host(proxy->endpoint.host));
+  if (!target.uses_tls() && !options.token.empty() && !options.insecure_token && !local_path) {
     out.error = "refusing to send the token in clear text over " + std::string(to_string(target.scheme)) + ":// to " +
-                target.endpoint.host + "; use wss:// or tls://, or pass --insecure-token";
+                target.endpoint.host + (proxy ? " through the proxy " + to_string(*proxy) : std::string()) +
+                "; use wss:// or tls://, or pass --insecure-token";
     co_return out;
   }
   auto ex = co_await asio::this_coro::executor;
 
-  // 1. TCP with Happy Eyeballs.
-  auto c = co_await net::async_connect(ex, resolver, target.endpoint, options.connect, asio::use_awaitable);
+  // socks5:// asks the proxy for an address resolved here (socks5h:// and
+  // http:// send the name).
+  net::host_port ask = target.endpoint;
+  if (proxy && proxy->kind == proxy_kind::socks5) {
+    std::string error;
+    const auto t = steady_clock::now();
+    ask.host = co_await resolve_for_proxy(target.endpoint.host, resolver, options.connect.he.policy,
+                                          options.connect.he.timeout, error);
+    if (!error.empty()) {
+      out.error = error;
+      co_return out;
+    }
+    spdlog::debug("{}: resolved to {} for the SOCKS5 proxy in {} ms", where, ask.host, since(t).count());
+  }
+
+  // 1. TCP with Happy Eyeballs, to the server or to the proxy.
+  auto connect = options.connect;
+  if (proxy)
+    connect.log_label = "proxy connect";
+  auto c = co_await net::async_connect(ex, resolver, proxy ? proxy->endpoint : target.endpoint, connect,
+                                       asio::use_awaitable);
   if (c.ec) {
-    out.error = c.detail;
+    out.error = proxy ? "cannot reach the proxy " + to_string(*proxy) + ": " + c.detail : c.detail;
     co_return out;
   }
   out.peer = c.peer;
   out.connect_time = c.elapsed;
   const std::string family = c.peer.address().is_v6() ? "IPv6" : "IPv4";
-  spdlog::debug("{}: TCP connected to {} ({}) in {} ms", where, show(c.peer), family, c.elapsed.count());
+  spdlog::debug("{}: TCP connected to {}{} ({}) in {} ms", where, proxy ? "the proxy " : "", show(c.peer), family,
+                c.elapsed.count());
   tcp::socket socket = std::move(*c.socket);
   watchdog guard(ex, options.handshake_timeout, socket.native_handle());
+  // Through a proxy, messages name the server (the peer is the proxy).
+  const std::string server =
+      proxy ? net::format_host_port(target.endpoint.host, target.endpoint.port) + " (via " + to_string(*proxy) + ")"
+            : show(out.peer);
   auto timed_out = [&](const std::string& step) {
-    return step + " with " + show(out.peer) + " timed out after " +
+    return step + " with " + server + " timed out after " +
            format_duration(std::chrono::duration_cast<std::chrono::milliseconds>(options.handshake_timeout));
   };
+  if (proxy) {
+    const auto t = steady_clock::now();
+    auto failure = co_await proxy_handshake(socket, *proxy, ask, where);
+    if (!failure.empty()) {
+      out.error =
+          guard.fired()
+              ? "the proxy handshake with " + to_string(*proxy) + " timed out after " +
+                    format_duration(std::chrono::duration_cast<std::chrono::milliseconds>(options.handshake_timeout))
+              : failure;
+      if (!guard.fired() && permanent_proxy_refusal(failure))
+        out.failure = failure_kind::permanent;
+      co_return out;
+    }
+    spdlog::debug("{}: proxy {} connected us to {} in {} ms", where, to_string(*proxy),
+                  net::format_host_port(ask.host, ask.port), since(t).count());
+  }
 
   if (!target.uses_tls()) {
     if (target.scheme == scheme::tcp) {
       auto failure = co_await client_preamble(socket, options.token, target.scheme);
       if (failure.failed()) {
-        out.error = guard.fired() ? timed_out("authentication")
-                                  : "authentication with " + show(out.peer) + ": " + failure.error;
+        out.error =
+            guard.fired() ? timed_out("authentication") : "authentication with " + server + ": " + failure.error;
         out.failure = guard.fired() ? failure_kind::transient : failure.kind;
         co_return out;
       }
       guard.disarm();
-      out.stream = stream::make_tcp_stream(std::move(socket), "tcp " + show(out.peer));
+      out.stream = stream::make_tcp_stream(std::move(socket), "tcp " + server);
     } else {
       websocket::stream<tcp::socket> ws(std::move(socket));
       const auto t = steady_clock::now();
-      auto failure = co_await ws_client_handshake(ws, target, options.token);
+      auto failure = co_await ws_client_handshake(ws, target, options.token, options.server_name);
       if (failure.failed()) {
         out.error = guard.fired() ? timed_out("WebSocket upgrade") : failure.error;
         out.failure = guard.fired() ? failure_kind::transient : failure.kind;
@@ -341,7 +387,7 @@ asio::awaitable<dial_result> dial(const url& target, const dial_options& options
       }
       guard.disarm();
       spdlog::debug("{}: WebSocket upgrade done in {} ms", where, since(t).count());
-      out.stream = std::make_unique<ws_byte_stream<tcp::socket>>(nullptr, std::move(ws), "ws " + show(out.peer));
+      out.stream = std::make_unique<ws_byte_stream<tcp::socket>>(nullptr, std::move(ws), "ws " + server);
     }
     out.total_time = since(started);
     co_return out;
@@ -356,7 +402,9 @@ asio::awaitable<dial_result> dial(const url& target, const dial_options& options
   auto ctx = made->context;
   auto report = made->report;
   tls_socket tls(std::move(socket), *ctx, tls_stream::client);
-  const std::string& host = target.endpoint.host;
+  // The name sent as SNI and checked in the certificate: --server-name when
+  // given (connecting by address to a server whose certificate has a name).
+  const std::string& host = options.server_name.empty() ? target.endpoint.host : options.server_name;
   if (!net::is_ip_literal(host))
     tls.engine().set_server_name(host);
   if (made->pin) {
@@ -378,8 +426,8 @@ asio::awaitable<dial_result> dial(const url& target, const dial_options& options
       return false;
     });
   } else {
-    tls.engine().set_verify_callback([inner = ssl::host_name_verification(host), report](
-                                         bool preverified, X509_STORE_CTX* store) mutable {
+    tls.engine().set_verify_callback([inner = ssl::host_name_verification(host),
+                                      report](bool preverified, X509_STORE_CTX* store) mutable {
       ssl::verify_context vc(store);
       const bool ok = inner(preverified, vc);
       if (!ok && report->failure.empty()) {
@@ -401,7 +449,7 @@ asio::awaitable<dial_result> dial(const url& target, const dial_options& options
     // should be: retrying cannot fix them.
     auto permanent = report->failure.empty() ? permanent_tls_error(hec, target.scheme) : report->failure;
     out.error = guard.fired() ? timed_out("TLS handshake")
-                              : "TLS handshake with " + show(out.peer) +
+                              : "TLS handshake with " + server +
                                     " failed: " + (permanent ? *permanent : net::describe(hec));
     if (!guard.fired() && permanent)
       out.failure = failure_kind::permanent;
@@ -415,12 +463,12 @@ asio::awaitable<dial_result> dial(const url& target, const dial_options& options
     auto failure = co_await client_preamble(tls, options.token, target.scheme);
     if (failure.failed()) {
       out.error =
-          guard.fired() ? timed_out("authentication") : "authentication with " + show(out.peer) + ": " + failure.error;
+          guard.fired() ? timed_out("authentication") : "authentication with " + server + ": " + failure.error;
       out.failure = guard.fired() ? failure_kind::transient : failure.kind;
       co_return out;
     }
     guard.disarm();
-    out.stream = std::make_unique<tls_byte_stream>(ctx, std::move(tls), "tls " + show(out.peer) + " " + version);
+    out.stream = std::make_unique<tls_byte_stream>(ctx, std::move(tls), "tls " + server + " " + version);
     out.total_time = since(started);
     co_return out;
   }
@@ -428,7 +476,7 @@ asio::awaitable<dial_result> dial(const url& target, const dial_options& options
   // 3. WebSocket over TLS.
   websocket::stream<tls_socket> ws(std::move(tls));
   const auto t_ws = steady_clock::now();
-  auto failure = co_await ws_client_handshake(ws, target, options.token);
+  auto failure = co_await ws_client_handshake(ws, target, options.token, options.server_name);
   if (failure.failed()) {
     out.error = guard.fired() ? timed_out("WebSocket upgrade") : failure.error;
     out.failure = guard.fired() ? failure_kind::transient : failure.kind;
@@ -436,8 +484,7 @@ asio::awaitable<dial_result> dial(const url& target, const dial_options& options
   }
   guard.disarm();
   spdlog::debug("{}: WebSocket upgrade done in {} ms", where, since(t_ws).count());
-  out.stream =
-      std::make_unique<ws_byte_stream<tls_socket>>(ctx, std::move(ws), "wss " + show(out.peer) + " " + version);
+  out.stream = std::make_unique<ws_byte_stream<tls_socket>>(ctx, std::move(ws), "wss " + server + " " + version);
   out.total_time = since(started);
   co_return out;
 }
@@ -452,10 +499,28 @@ constexpr std::string_view k_limited_reason = "too many failed authentications f
 
 /// Reads the HTTP upgrade request and checks path and token; on refusal
 /// answers with an HTTP error and returns the reason.
+/// Takes the client behind a trusted proxy from the request's
+/// X-Forwarded-For lines (forwarded.hpp) into `out`.
+template <class Request>
+void take_forwarded_client(const Request& req, const accept_options& options, accept_result& out) {
+  if (!is_trusted(options.trusted_proxies, out.client_address))
+    return;
+  std::string joined;
+  for (auto [it, end] = req.equal_range("X-Forwarded-For"); it != end; ++it)
+    joined += (joined.empty() ? "" : ",") + std::string(it->value());
+  const auto found = real_client(joined, out.client_address, options.trusted_proxies);
+  if (!found.error.empty())
+    out.forwarded_error = "proxy " + out.client_label + ": " + found.error + "; counting the proxy as the client";
+  if (!found.forwarded)
+    return;
+  out.client_label = found.address.to_string() + " via " + out.client_label;
+  out.client_address = found.address;
+}
+
 template <class Next>
 asio::awaitable<std::string> ws_server_handshake(Next& next, std::optional<websocket::stream<Next>>& ws,
                                                  const url& listen_url, const accept_options& options,
-                                                 auth_limiter& limiter, const ip::address& source) {
+                                                 auth_limiter& limiter, accept_result& client) {
   beast::flat_buffer buffer(8192);
   http::request_parser<http::empty_body> parser;
   parser.header_limit(8192);
@@ -474,6 +539,8 @@ asio::awaitable<std::string> ws_server_handshake(Next& next, std::optional<webso
     co_return "no valid HTTP upgrade request (" + net::describe(rec) + ")";
   }
   auto req = parser.release();
+  take_forwarded_client(req, options, client);
+  const ip::address& source = client.client_address;
   auto refuse = [&](http::status status, std::string body) -> asio::awaitable<void> {
     http::response<http::string_body> res{status, req.version()};
     res.set(http::field::server, "warren");
@@ -573,8 +640,9 @@ asio::awaitable<accept_result> accept_stream(tcp::socket socket, const url& list
   accept_result out;
   error_code ec;
   const auto peer = socket.remote_endpoint(ec);
-  const ip::address source = ec ? ip::address() : peer.address();
-  const std::string from = ec ? "?" : show(peer);
+  out.client_address = ec ? ip::address() : peer.address();
+  out.client_label = ec ? "?" : show(peer);
+  const ip::address source = out.client_address; // the TCP peer: preambles carry no X-Forwarded-For
   socket.set_option(tcp::no_delay(true), ec);
   // A source over its failure limit still gets its TLS handshake and is
   // answered in its own protocol (HTTP 429, or the preamble's TM), which a
@@ -584,7 +652,7 @@ asio::awaitable<accept_result> accept_stream(tcp::socket socket, const url& list
   watchdog guard(ex, options.handshake_timeout, socket.native_handle());
   auto fail = [&](std::string why) {
     out.error =
-        "tunnel from " + from + " refused: " +
+        "tunnel from " + out.client_label + " refused: " +
         (guard.fired()
              ? "handshake not finished within " +
                    format_duration(std::chrono::duration_cast<std::chrono::milliseconds>(options.handshake_timeout))
@@ -599,17 +667,17 @@ asio::awaitable<accept_result> accept_stream(tcp::socket socket, const url& list
         co_return out;
       }
       guard.disarm();
-      out.stream = stream::make_tcp_stream(std::move(socket), "tcp " + from);
+      out.stream = stream::make_tcp_stream(std::move(socket), "tcp " + out.client_label);
       co_return out;
     }
     std::optional<websocket::stream<tcp::socket>> ws;
-    auto why = co_await ws_server_handshake(socket, ws, listen_url, options, limiter, source);
+    auto why = co_await ws_server_handshake(socket, ws, listen_url, options, limiter, out);
     if (!why.empty()) {
       fail(why);
       co_return out;
     }
     guard.disarm();
-    out.stream = std::make_unique<ws_byte_stream<tcp::socket>>(nullptr, std::move(*ws), "ws " + from);
+    out.stream = std::make_unique<ws_byte_stream<tcp::socket>>(nullptr, std::move(*ws), "ws " + out.client_label);
     co_return out;
   }
 
@@ -634,17 +702,19 @@ asio::awaitable<accept_result> accept_stream(tcp::socket socket, const url& list
       co_return out;
     }
     guard.disarm();
-    out.stream = std::make_unique<tls_byte_stream>(options.tls, std::move(tls), "tls " + from + " " + version);
+    out.stream =
+        std::make_unique<tls_byte_stream>(options.tls, std::move(tls), "tls " + out.client_label + " " + version);
     co_return out;
   }
   std::optional<websocket::stream<tls_socket>> ws;
-  auto why = co_await ws_server_handshake(tls, ws, listen_url, options, limiter, source);
+  auto why = co_await ws_server_handshake(tls, ws, listen_url, options, limiter, out);
   if (!why.empty()) {
     fail(why);
     co_return out;
   }
   guard.disarm();
-  out.stream = std::make_unique<ws_byte_stream<tls_socket>>(options.tls, std::move(*ws), "wss " + from + " " + version);
+  out.stream = std::make_unique<ws_byte_stream<tls_socket>>(options.tls, std::move(*ws),
+                                                            "wss " + out.client_label + " " + version);
   co_return out;
 }
 
