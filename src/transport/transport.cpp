@@ -304,6 +304,7 @@ asio::awaitable<dial_result> dial(const url& target, const dial_options& options
     out.error = "refusing to send the token in clear text over " + std::string(to_string(target.scheme)) + ":// to " +
                 target.endpoint.host + (proxy ? " through the proxy " + to_string(*proxy) : std::string()) +
                 "; use wss:// or tls://, or pass --insecure-token";
+    out.failure = failure_kind::permanent;
     co_return out;
   }
   auto ex = co_await asio::this_coro::executor;
@@ -396,7 +397,8 @@ asio::awaitable<dial_result> dial(const url& target, const dial_options& options
   // 2. TLS.
   auto made = make_client_context(options.tls);
   if (!made) {
-    out.error = made.error();
+    out.error = made.error(); // our own certificate, key or CA file
+    out.failure = failure_kind::permanent;
     co_return out;
   }
   auto ctx = made->context;

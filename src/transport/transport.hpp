@@ -57,9 +57,11 @@ struct dial_options {
 /// Whether retrying a failed dial can help.
 enum class failure_kind : std::uint8_t {
   transient, // the network, a server down or busy, timeouts: retried
-  permanent, // only the user can fix it: a refused token, certificate or
-             // pin failures, a client certificate the server requires, the
-             // wrong scheme for the listener (the error names the fix)
+  permanent, // only the user can fix it: a refused token, a token that
+             // would go out in clear text, our own TLS files, certificate
+             // or pin failures, a client certificate the server requires or
+             // rejects, the wrong scheme for the listener, a proxy's refusal
+             // of our credentials or destination (the error names the fix)
 };
 
 struct dial_result {
