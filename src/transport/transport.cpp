@@ -382,7 +382,7 @@ constexpr std::string_view k_limited_reason = "too many failed authentications f
 template <class Next>
 asio::awaitable<std::string> ws_server_handshake(Next& next, std::optional<websocket::stream<Next>>& ws,
                                                  const url& listen_url, const accept_options& options,
-                                                 auth_limiter& limiter, const ip::address& source) {
+                                                 auth_limiter& limiter, const ip::address& source, std::string& user) {
   beast::flat_buffer buffer(8192);
   http::request_parser<http::empty_body> parser;
   parser.header_limit(8192);
@@ -414,11 +414,13 @@ asio::awaitable<std::string> ws_server_handshake(Next& next, std::optional<webso
     co_return std::string(k_limited_reason);
   }
   const auto token = bearer_token(req[http::field::authorization]);
-  if (!token || !token_equal(*token, options.token)) {
+  auto matched = token && options.users ? options.users->match(*token) : std::nullopt;
+  if (!matched) {
     limiter.record_failure(source, steady_clock::now());
     co_await refuse(http::status::unauthorized, "invalid or missing token");
     co_return req[http::field::authorization].empty() ? "no token in the upgrade request" : "wrong token";
   }
+  user = std::move(*matched);
   ws.emplace(std::move(next));
   tune(*ws, false);
   ws->set_option(
@@ -431,7 +433,7 @@ asio::awaitable<std::string> ws_server_handshake(Next& next, std::optional<webso
 
 template <class Next>
 asio::awaitable<std::string> preamble_server(Next& next, const accept_options& options, auth_limiter& limiter,
-                                             const ip::address& source) {
+                                             const ip::address& source, std::string& user) {
   asio::streambuf buf(k_max_preamble);
   auto [ec, n] = co_await asio::async_read_until(next, buf, '\n', use_tuple);
   if (ec)
@@ -443,8 +445,10 @@ asio::awaitable<std::string> preamble_server(Next& next, const accept_options& o
     co_await asio::async_write(next, asio::buffer(k_preamble_limited), use_tuple);
     co_return std::string(k_limited_reason);
   }
-  const bool ok =
-      line.starts_with(k_preamble_magic) && token_equal(line.substr(k_preamble_magic.size()), options.token);
+  auto matched = line.starts_with(k_preamble_magic) && options.users
+                     ? options.users->match(std::string_view(line).substr(k_preamble_magic.size()))
+                     : std::nullopt;
+  const bool ok = matched.has_value();
   // Counted before the answer is written, as the HTTP path counts before
   // its 401: the write suspends, and connections that sent their guesses
   // together would each find the limit not yet reached meanwhile.
@@ -454,6 +458,7 @@ asio::awaitable<std::string> preamble_server(Next& next, const accept_options& o
   co_await asio::async_write(next, asio::buffer(reply), use_tuple);
   if (!ok)
     co_return line.starts_with(k_preamble_magic) ? "wrong token" : "not a warren client (bad preamble)";
+  user = std::move(*matched);
   co_return std::string();
 }
 
@@ -484,7 +489,7 @@ asio::awaitable<accept_result> accept_stream(tcp::socket socket, const url& list
 
   if (!listen_url.uses_tls()) {
     if (listen_url.scheme == scheme::tcp) {
-      auto why = co_await preamble_server(socket, options, limiter, source);
+      auto why = co_await preamble_server(socket, options, limiter, source, out.user);
       if (!why.empty()) {
         fail(why);
         co_return out;
@@ -494,7 +499,7 @@ asio::awaitable<accept_result> accept_stream(tcp::socket socket, const url& list
       co_return out;
     }
     std::optional<websocket::stream<tcp::socket>> ws;
-    auto why = co_await ws_server_handshake(socket, ws, listen_url, options, limiter, source);
+    auto why = co_await ws_server_handshake(socket, ws, listen_url, options, limiter, source, out.user);
     if (!why.empty()) {
       fail(why);
       co_return out;
@@ -512,7 +517,7 @@ asio::awaitable<accept_result> accept_stream(tcp::socket socket, const url& list
   }
   const std::string version = tls_version(tls);
   if (listen_url.scheme == scheme::tls) {
-    auto why = co_await preamble_server(tls, options, limiter, source);
+    auto why = co_await preamble_server(tls, options, limiter, source, out.user);
     if (!why.empty()) {
       fail(why);
       co_return out;
@@ -522,7 +527,7 @@ asio::awaitable<accept_result> accept_stream(tcp::socket socket, const url& list
     co_return out;
   }
   std::optional<websocket::stream<tls_socket>> ws;
-  auto why = co_await ws_server_handshake(tls, ws, listen_url, options, limiter, source);
+  auto why = co_await ws_server_handshake(tls, ws, listen_url, options, limiter, source, out.user);
   if (!why.empty()) {
     fail(why);
     co_return out;

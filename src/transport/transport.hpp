@@ -54,13 +54,14 @@ boost::asio::awaitable<dial_result> dial(const url& target, const dial_options& 
 
 struct accept_options {
   std::shared_ptr<boost::asio::ssl::context> tls; // required for tls:// and wss://
-  std::string token;
+  std::shared_ptr<const user_table> users;        // whose tokens are accepted
   std::chrono::milliseconds handshake_timeout{10'000};
 };
 
 struct accept_result {
   stream::byte_stream_ptr stream; // null when refused
   std::string error;
+  std::string user; // whose token it presented
 };
 
 /// The server half for one accepted connection on a listener of `listen_url`'s scheme.
