@@ -119,8 +119,8 @@ int run(const server_args& a) {
   spdlog::info("server: per client at most {} streams and {} of data buffered for them, {} of {} name lookups "
                "at a time, {} connects in flight, {} stream opens per second in bursts of {} (faster opens pause "
                "its tunnel) (--max-streams-per-client, --max-buffer-per-client, --max-lookups-per-client, "
-               "--max-connects-per-client, --max-opens-per-second-per-client, --open-burst-per-client); streams, buffer, "
-               "lookups and connects are shared by all tunnels of one user, opens are per tunnel",
+               "--max-connects-per-client, --max-opens-per-second-per-client, --open-burst-per-client); all tunnels of "
+               "one user share them",
                a.max_streams,
                buffer % (1u << 20) == 0 ? std::to_string(buffer >> 20) + " MiB" : std::to_string(buffer >> 10) + " KiB",
                a.max_lookups, a.lookup_threads, a.max_connects, a.max_opens, a.open_burst);

@@ -75,8 +75,8 @@ std::shared_ptr<server::user_state> server::user_for(const std::string& name) {
   std::erase_if(users_, [](const auto& entry) { return entry.second.expired(); });
   if (auto it = users_.find(name); it != users_.end())
     return it->second.lock();
-  auto u = std::make_shared<user_state>(name, net::bounded_resolver::create(resolver_, options_.max_lookups_per_client),
-                                        options_.max_connects_per_client);
+  auto u =
+      std::make_shared<user_state>(name, net::bounded_resolver::create(resolver_, options_.max_lookups_per_client), options_);
   users_.emplace(name, u);
   return u;
 }

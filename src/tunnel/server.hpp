@@ -49,9 +49,9 @@ struct server_options {
   /// streams together (session.max_buffered). 0: session.max_streams x
   /// session.initial_window, so the stream limit alone decides.
   std::uint64_t max_buffer_per_client = 0;
-  /// The limits "per client" (streams, buffer, lookups, connects) are per
-  /// user: all tunnels of one user share them, so opening more tunnels
-  /// gains nothing. Opens per second are per tunnel.
+  /// The limits "per client" (streams, buffer, lookups, connects, opens per
+  /// second) are per user: all tunnels of one user share them, so opening
+  /// more tunnels gains nothing.
   /// Name lookups one client can have in the resolver at a time (cancelled
   /// ones that still run included); more wait their turn in its own queue.
   /// Keep it well below the resolver's thread count (the CLI: 32 threads),
@@ -128,13 +128,14 @@ class server : public std::enable_shared_from_this<server> {
   /// What the server keeps per user, shared by all of the user's tunnels
   /// while one is connected. Its lookups: at most max_lookups_per_client of
   /// the shared resolver's threads at a time. Its connects: at most
-  /// max_connects_per_client in flight. Its streams and their buffers:
-  /// counted in `budget` by each of its sessions.
+  /// max_connects_per_client in flight. Its streams, their buffers and its
+  /// opens per second: counted in `budget` by each of its sessions.
   struct user_state {
-    user_state(std::string n, std::shared_ptr<net::bounded_resolver> r, std::size_t max_connects)
-        : name(std::move(n)), lookups(std::move(r)), connects(max_connects),
+    user_state(std::string n, std::shared_ptr<net::bounded_resolver> r, const server_options& o)
+        : name(std::move(n)), lookups(std::move(r)), connects(o.max_connects_per_client),
           budget(std::make_shared<wire::peer_budget>()) {
       budget->scope = "all tunnels of user " + name;
+      budget->open_rate.emplace(o.max_opens_per_second, o.open_burst);
     }
     std::string name;
     std::shared_ptr<net::bounded_resolver> lookups;

@@ -57,7 +57,9 @@ session::session(stream::byte_stream_ptr transport, session_config config)
       next_id_(config_.is_client ? 1 : 2),
       budget_(config_.budget ? config_.budget : std::make_shared<peer_budget>()),
       peer_initial_window_(k_min_initial_window),
-      open_rate_(config_.max_opens_per_second, config_.open_burst), events_(std::make_unique<session_events>(ex_)) {}
+      open_rate_(config_.max_opens_per_second, config_.open_burst),
+      opens_(budget_->open_rate ? &*budget_->open_rate : &open_rate_),
+      events_(std::make_unique<session_events>(ex_)) {}
 
 session::~session() {
   // A shared budget outlives us: give back what close() has not.
@@ -446,8 +448,8 @@ asio::awaitable<void> session::reader() {
         co_return;
       }
       const auto& f = std::get<decoded_frame>(result);
-      if (f.header.type == frame_type::open && hello_received_ && !open_rate_.try_take(steady_clock::now())) {
-        open_due = open_rate_.ready_at(steady_clock::now()); // the OPEN stays in buf until then
+      if (f.header.type == frame_type::open && hello_received_ && !opens_->try_take(steady_clock::now())) {
+        open_due = opens_->ready_at(steady_clock::now()); // the OPEN stays in buf until then
         break;
       }
       if (!on_frame(f)) {

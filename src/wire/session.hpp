@@ -60,11 +60,14 @@ namespace warren::wire {
 
 /// Limits that several sessions share (the server: one user's tunnels):
 /// their streams and granted windows are counted here, so max_streams and
-/// max_buffered bound them together. Single-threaded, like the sessions.
+/// max_buffered bound them together, and with open_rate set their peers'
+/// OPENs take tokens from one bucket (instead of each session's
+/// max_opens_per_second). Single-threaded, like the sessions.
 struct peer_budget {
   std::uint64_t streams = 0; // live streams of all the sessions
   std::uint64_t windows = 0; // receive windows granted to their TCP streams
-  std::string scope;         // for refusals, e.g. "all tunnels of user alice"
+  std::optional<token_bucket> open_rate;
+  std::string scope; // for refusals, e.g. "all tunnels of user alice"
 };
 
 struct session_config {
@@ -259,6 +262,7 @@ class session : public std::enable_shared_from_this<session> {
   std::size_t replies_queued_ = 0; // send_reply() frames in control_q_
   bool reader_paused_ = false;     // waiting for the replies to go out
   token_bucket open_rate_;         // the peer's OPENs (config_.max_opens_per_second)
+  token_bucket* opens_;            // &open_rate_, or the shared budget's bucket
   // Waiters of streams that the frames just decoded made readable (a pump,
   // a reading coroutine): the reader runs them between decoding and its
   // next read, so a reply goes out before we look for more input.

@@ -484,6 +484,32 @@ std::size_t count_frames(const std::vector<decoded_frame>& frames, frame_type t)
 }
 } // namespace
 
+// The open rate is the user's too: with its burst spent by one tunnel, the
+// user's second tunnel waits for the rate; another user's opens go at once.
+TEST_F(server_test, OneUsersTunnelsShareItsOpenRate) {
+  auto o = options(64);
+  o.max_opens_per_second = 1;
+  o.open_burst = 2;
+  o.max_lookups_per_client = 32; // not the bound under test
+  start(o);
+  send(open_streams(1, 2, stream_kind::tcp, target("slow.test", 80)));
+  ASSERT_TRUE(test::run_until(io, [&] { return resolver.asked_total() == 4; })); // AAAA and A each
+  auto same = second_client(k_token);
+  bytes open;
+  encode_open(open, 1, stream_kind::tcp, target("slow.test", 80));
+  asio::write(same, asio::buffer(open));
+  test::run_until(
+      io, [] { return false; }, 300ms);
+  EXPECT_EQ(resolver.asked_total(), 4) << "the user's second tunnel had a burst of its own";
+  auto other = second_client();
+  asio::write(other, asio::buffer(open));
+  EXPECT_TRUE(test::run_until(
+      io, [&] { return resolver.asked_total() == 6; }, 500ms))
+      << "another user waited for this user's rate";
+  EXPECT_TRUE(test::run_until(io, [&] { return resolver.asked_total() == 8; }, 3s))
+      << "the user's paced open never went";
+}
+
 // A client that opens streams faster than its rate pauses its own tunnel,
 // nobody else's. Two opens a second, four at once: of ten streams to a slow
 // name, four start their lookups (AAAA and A) at once and the rest follow
