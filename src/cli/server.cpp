@@ -63,7 +63,7 @@ void set_access(tunnel::server_options& o, const tunnel::server_access& access) 
     names += (names.empty() ? "" : ", ") + u.name;
     if (own != access.user_policies.end()) {
       o.user_policies.emplace(u.name, *own->second);
-      names += " (" + std::to_string(own->second->rules().size()) + " rules of its own)";
+      names += " (own rules: " + std::to_string(own->second->rules().size()) + ")";
     } else {
       some_without_rules = true;
     }

@@ -109,9 +109,14 @@ class UsersTest(tt.TunnelTestCase):
         return c, self.v4_port(c.forwards[0]), self.v4_port(c.forwards[1])
 
     def test_01_users_with_their_own_rules(self):
-        users = self.write_users(self.own_rules())
+        carol = "carol-" + secrets.token_hex(16)
+        self.other_tokens.append(carol)
+        carol_file = self.write_secret("carol.token", carol + "\n")
+        # carol: allow = [] reaches nothing, whatever --allow says.
+        users = self.write_users(self.own_rules() + '[[user]]\nname = "carol"\ntoken_file = "carol.token"\nallow = []\n')
         server = self.start_server(extra=["--users-file", users])
-        server.wait_for(r"server: 3 users: alice \(1 rules of its own\), bob \(1 rules of its own\), default")
+        server.wait_for(r"server: 4 users: alice \(own rules: 1\), bob \(own rules: 1\), carol \(own rules: 0\), "
+                        r"default$")
         alice, a_to_a, a_to_b = self.forwards_to_both(server, self.alice_file)
         server.wait_for(r"client#\d+ 127\.0\.0\.1:\d+ \(user alice\) connected over wss")
         bob, b_to_a, b_to_b = self.forwards_to_both(server, self.bob_file)
@@ -124,6 +129,8 @@ class UsersTest(tt.TunnelTestCase):
         self.assertFalse(echoes(b_to_a), "bob reached alice's target")
         # A user without rules of their own gets the server's --allow (127.0.0.1).
         self.assertTrue(echoes(d_to_a) and echoes(d_to_b), "the default user lost the server's rules")
+        carol_client, c_to_a, c_to_b = self.forwards_to_both(server, carol_file)
+        self.assertFalse(echoes(c_to_a) or echoes(c_to_b), "allow = [] reached a target")
         server.wait_for(r"\(user alice\) stream \d+ to 127\.0\.0\.1:%d: .*denied" % self.echo_b.port)
 
     def test_02_stream_limit_is_per_user(self):
