@@ -1,5 +1,6 @@
 // `warren client URL -L ... -D ...`: keeps a tunnel to a warren server and
 // serves ssh-style forwards through it.
+#include "cli/client_proxy.hpp"
 #include "cli/common.hpp"
 
 #include "core/fd_limit.hpp"
@@ -34,6 +35,7 @@ struct client_args {
   std::string udp_idle_timeout = "60s";
   std::string socks_handshake_timeout = "10s";
   std::string socks_user, socks_password_file;
+  proxy_args proxy;
 };
 
 int run(const client_args& a) {
@@ -60,6 +62,7 @@ int run(const client_args& a) {
   o.dial.token = load_token(a.token_file);
   o.dial.insecure_token = a.insecure_token;
   o.dial.tls = {a.ca, a.pin, a.cert, a.key};
+  apply_proxy_args(a.proxy, o.server, o.dial);
   if (!a.pin.empty()) {
     auto p = transport::parse_pin(a.pin);
     if (!p)
@@ -162,6 +165,13 @@ std::function<int()> add_client_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--socks-user", a->socks_user, "Require SOCKS5 username/password (RFC 1929)");
   cmd->add_option("--socks-password-file", a->socks_password_file);
+  cmd->add_option("--proxy", a->proxy.proxy,
+                  "http://HOST[:PORT], socks5:// or socks5h:// proxy to go through, or none (ignores "
+                  "HTTPS_PROXY, ALL_PROXY, ...)");
+  cmd->add_option("--proxy-user", a->proxy.user, "User name for the proxy (Basic or SOCKS5 username/password)");
+  cmd->add_option("--proxy-password-file", a->proxy.password_file, "File whose first line is the proxy password");
+  cmd->add_option("--server-name", a->proxy.server_name,
+                  "TLS SNI, certificate name and Host header when the URL has an address (or another name)");
   return [a] { return run(*a); };
 }
 

@@ -4,6 +4,7 @@
 #include "core/text.hpp"
 #include "stream/tcp_stream.hpp"
 #include "transport/http_auth.hpp"
+#include "transport/proxy_dial.hpp"
 #include "transport/tls_stream.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -169,7 +170,7 @@ std::string tls_version(const tls_socket& s) {
 
 template <class Next>
 asio::awaitable<std::string> ws_client_handshake(websocket::stream<Next>& ws, const url& target,
-                                                 const std::string& token) {
+                                                 const std::string& token, const std::string& server_name) {
   tune(ws, true);
   ws.set_option(websocket::stream_base::decorator([token](websocket::request_type& req) {
     req.set(http::field::user_agent, "warren/0.1");
@@ -178,8 +179,8 @@ asio::awaitable<std::string> ws_client_handshake(websocket::stream<Next>& ws, co
   }));
   const bool default_port = (target.scheme == scheme::wss && target.endpoint.port == 443) ||
                             (target.scheme == scheme::ws && target.endpoint.port == 80);
-  const std::string host =
-      default_port ? target.endpoint.host : net::format_host_port(target.endpoint.host, target.endpoint.port);
+  const std::string& name = server_name.empty() ? target.endpoint.host : server_name;
+  const std::string host = default_port ? name : net::format_host_port(name, target.endpoint.port);
   websocket::response_type res;
   auto [ec] = co_await ws.async_handshake(res, host, target.path, use_tuple);
   if (!ec)
@@ -231,51 +232,93 @@ asio::awaitable<dial_result> dial(const url& target, const dial_options& options
   dial_result out;
   const auto started = steady_clock::now();
   const std::string where = to_string(target);
-  if (!target.uses_tls() && !options.token.empty() && !options.insecure_token && !loopback_host(target.endpoint.host)) {
+  const auto& proxy = options.proxy;
+  // Through a proxy, a clear-text token is also seen by the proxy: only a
+  // proxy and a server both on loopback keep it on this machine.
+  const bool local_path = loopback_host(target.endpoint.host) && (!proxy || loopback_host(proxy->endpoint.host));
+  if (!target.uses_tls() && !options.token.empty() && !options.insecure_token && !local_path) {
     out.error = "refusing to send the token in clear text over " + std::string(to_string(target.scheme)) + ":// to " +
-                target.endpoint.host + "; use wss:// or tls://, or pass --insecure-token";
+                target.endpoint.host + (proxy ? " through the proxy " + to_string(*proxy) : std::string()) +
+                "; use wss:// or tls://, or pass --insecure-token";
     co_return out;
   }
   auto ex = co_await asio::this_coro::executor;
 
-  // 1. TCP with Happy Eyeballs.
-  auto c = co_await net::async_connect(ex, resolver, target.endpoint, options.connect, asio::use_awaitable);
+  // socks5:// asks the proxy for an address resolved here (socks5h:// and
+  // http:// send the name).
+  net::host_port ask = target.endpoint;
+  if (proxy && proxy->kind == proxy_kind::socks5) {
+    std::string error;
+    const auto t = steady_clock::now();
+    ask.host = co_await resolve_for_proxy(target.endpoint.host, resolver, options.connect.he.policy,
+                                          options.connect.he.timeout, error);
+    if (!error.empty()) {
+      out.error = error;
+      co_return out;
+    }
+    spdlog::debug("{}: resolved to {} for the SOCKS5 proxy in {} ms", where, ask.host, since(t).count());
+  }
+
+  // 1. TCP with Happy Eyeballs, to the server or to the proxy.
+  auto connect = options.connect;
+  if (proxy)
+    connect.log_label = "proxy connect";
+  auto c = co_await net::async_connect(ex, resolver, proxy ? proxy->endpoint : target.endpoint, connect,
+                                       asio::use_awaitable);
   if (c.ec) {
-    out.error = c.detail;
+    out.error = proxy ? "cannot reach the proxy " + to_string(*proxy) + ": " + c.detail : c.detail;
     co_return out;
   }
   out.peer = c.peer;
   out.connect_time = c.elapsed;
   const std::string family = c.peer.address().is_v6() ? "IPv6" : "IPv4";
-  spdlog::debug("{}: TCP connected to {} ({}) in {} ms", where, show(c.peer), family, c.elapsed.count());
+  spdlog::debug("{}: TCP connected to {}{} ({}) in {} ms", where, proxy ? "the proxy " : "", show(c.peer), family,
+                c.elapsed.count());
   tcp::socket socket = std::move(*c.socket);
   watchdog guard(ex, options.handshake_timeout, socket.native_handle());
+  // Through a proxy, messages name the server (the peer is the proxy).
+  const std::string server =
+      proxy ? net::format_host_port(target.endpoint.host, target.endpoint.port) + " (via " + to_string(*proxy) + ")"
+            : show(out.peer);
   auto timed_out = [&](const std::string& step) {
-    return step + " with " + show(out.peer) + " timed out after " +
+    return step + " with " + server + " timed out after " +
            format_duration(std::chrono::duration_cast<std::chrono::milliseconds>(options.handshake_timeout));
   };
+  if (proxy) {
+    const auto t = steady_clock::now();
+    auto failure = co_await proxy_handshake(socket, *proxy, ask, where);
+    if (!failure.empty()) {
+      out.error =
+          guard.fired()
+              ? "the proxy handshake with " + to_string(*proxy) + " timed out after " +
+                    format_duration(std::chrono::duration_cast<std::chrono::milliseconds>(options.handshake_timeout))
+              : failure;
+      co_return out;
+    }
+    spdlog::debug("{}: proxy {} connected us to {} in {} ms", where, to_string(*proxy),
+                  net::format_host_port(ask.host, ask.port), since(t).count());
+  }
 
   if (!target.uses_tls()) {
     if (target.scheme == scheme::tcp) {
       auto failure = co_await client_preamble(socket, options.token);
       if (!failure.empty()) {
-        out.error =
-            guard.fired() ? timed_out("authentication") : "authentication with " + show(out.peer) + ": " + failure;
+        out.error = guard.fired() ? timed_out("authentication") : "authentication with " + server + ": " + failure;
         co_return out;
       }
       guard.disarm();
-      out.stream = stream::make_tcp_stream(std::move(socket), "tcp " + show(out.peer));
+      out.stream = stream::make_tcp_stream(std::move(socket), "tcp " + server);
     } else {
       websocket::stream<tcp::socket> ws(std::move(socket));
       const auto t = steady_clock::now();
-      auto failure = co_await ws_client_handshake(ws, target, options.token);
+      auto failure = co_await ws_client_handshake(ws, target, options.token, options.server_name);
       if (!failure.empty()) {
         out.error = guard.fired() ? timed_out("WebSocket upgrade") : failure;
         co_return out;
       }
       guard.disarm();
       spdlog::debug("{}: WebSocket upgrade done in {} ms", where, since(t).count());
-      out.stream = std::make_unique<ws_byte_stream<tcp::socket>>(nullptr, std::move(ws), "ws " + show(out.peer));
+      out.stream = std::make_unique<ws_byte_stream<tcp::socket>>(nullptr, std::move(ws), "ws " + server);
     }
     out.total_time = since(started);
     co_return out;
@@ -290,7 +333,9 @@ asio::awaitable<dial_result> dial(const url& target, const dial_options& options
   auto ctx = made->context;
   auto report = made->report;
   tls_socket tls(std::move(socket), *ctx, tls_stream::client);
-  const std::string& host = target.endpoint.host;
+  // The name sent as SNI and checked in the certificate: --server-name when
+  // given (connecting by address to a server whose certificate has a name).
+  const std::string& host = options.server_name.empty() ? target.endpoint.host : options.server_name;
   if (!net::is_ip_literal(host))
     tls.engine().set_server_name(host);
   if (made->pin) {
@@ -312,8 +357,8 @@ asio::awaitable<dial_result> dial(const url& target, const dial_options& options
       return false;
     });
   } else {
-    tls.engine().set_verify_callback([inner = ssl::host_name_verification(host), report](
-                                         bool preverified, X509_STORE_CTX* store) mutable {
+    tls.engine().set_verify_callback([inner = ssl::host_name_verification(host),
+                                      report](bool preverified, X509_STORE_CTX* store) mutable {
       ssl::verify_context vc(store);
       const bool ok = inner(preverified, vc);
       if (!ok && report->failure.empty()) {
@@ -332,7 +377,7 @@ asio::awaitable<dial_result> dial(const url& target, const dial_options& options
   auto [hec] = co_await tls.async_handshake(use_tuple);
   if (hec) {
     out.error = guard.fired() ? timed_out("TLS handshake")
-                              : "TLS handshake with " + show(out.peer) +
+                              : "TLS handshake with " + server +
                                     " failed: " + (report->failure.empty() ? net::describe(hec) : report->failure);
     co_return out;
   }
@@ -343,12 +388,11 @@ asio::awaitable<dial_result> dial(const url& target, const dial_options& options
   if (target.scheme == scheme::tls) {
     auto failure = co_await client_preamble(tls, options.token);
     if (!failure.empty()) {
-      out.error =
-          guard.fired() ? timed_out("authentication") : "authentication with " + show(out.peer) + ": " + failure;
+      out.error = guard.fired() ? timed_out("authentication") : "authentication with " + server + ": " + failure;
       co_return out;
     }
     guard.disarm();
-    out.stream = std::make_unique<tls_byte_stream>(ctx, std::move(tls), "tls " + show(out.peer) + " " + version);
+    out.stream = std::make_unique<tls_byte_stream>(ctx, std::move(tls), "tls " + server + " " + version);
     out.total_time = since(started);
     co_return out;
   }
@@ -356,15 +400,14 @@ asio::awaitable<dial_result> dial(const url& target, const dial_options& options
   // 3. WebSocket over TLS.
   websocket::stream<tls_socket> ws(std::move(tls));
   const auto t_ws = steady_clock::now();
-  auto failure = co_await ws_client_handshake(ws, target, options.token);
+  auto failure = co_await ws_client_handshake(ws, target, options.token, options.server_name);
   if (!failure.empty()) {
     out.error = guard.fired() ? timed_out("WebSocket upgrade") : failure;
     co_return out;
   }
   guard.disarm();
   spdlog::debug("{}: WebSocket upgrade done in {} ms", where, since(t_ws).count());
-  out.stream =
-      std::make_unique<ws_byte_stream<tls_socket>>(ctx, std::move(ws), "wss " + show(out.peer) + " " + version);
+  out.stream = std::make_unique<ws_byte_stream<tls_socket>>(ctx, std::move(ws), "wss " + server + " " + version);
   out.total_time = since(started);
   co_return out;
 }

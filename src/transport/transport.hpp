@@ -1,14 +1,18 @@
 // dial(url) and accept(url): turn a tunnel URL into an authenticated
 // byte_stream. Client steps, each logged at debug with its timing:
-//   1. TCP connect with Happy Eyeballs (net/connector.hpp);
-//   2. TLS 1.3 handshake, SNI = the URL's host name, verification by CA
-//      store, CA file or pin (tls.hpp) — tls:// and wss:// only;
+//   1. TCP connect with Happy Eyeballs (net/connector.hpp), to the server
+//      or to the proxy; through a proxy, then HTTP CONNECT or SOCKS5 to the
+//      server's host:port (proxy_dial.hpp);
+//   2. TLS 1.3 handshake, SNI = the URL's host name (or server_name),
+//      verification by CA store, CA file or pin (tls.hpp) — tls:// and
+//      wss:// only; end to end through a proxy;
 //   3. WebSocket upgrade with "Authorization: Bearer <token>" — ws:// and
 //      wss://; for tcp:// and tls:// the token goes in a small preamble
 //      (docs/PROTOCOL.md, "Authentication without HTTP").
 // The server side mirrors them, answers a bad token with HTTP 401 (or a
 // preamble refusal), logs the source address (never the token) and limits
-// failures per source (auth.hpp). One handshake deadline covers steps 2–3.
+// failures per source (auth.hpp). One handshake deadline covers everything
+// after the TCP connect (the proxy's handshake too).
 //
 // Beast and asio::ssl appear only in transport/*.cpp (build time).
 #pragma once
@@ -17,6 +21,7 @@
 #include "net/connector.hpp"
 #include "stream/byte_stream.hpp"
 #include "transport/auth.hpp"
+#include "transport/proxy_config.hpp"
 #include "transport/tls.hpp"
 #include "transport/url.hpp"
 
@@ -25,6 +30,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace boost::asio::ssl {
@@ -39,6 +45,10 @@ struct dial_options {
   net::connect_options connect;
   bool insecure_token = false; // allow sending the token over ws:// or tcp:// to a non-loopback host
   std::chrono::milliseconds handshake_timeout{10'000};
+  std::optional<proxy_url> proxy; // connect through it (proxy_config.hpp chooses)
+  /// When set: the TLS SNI, the name the certificate must carry and the
+  /// WebSocket Host header, instead of the URL's host (e.g. an address).
+  std::string server_name;
 };
 
 struct dial_result {

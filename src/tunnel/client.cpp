@@ -35,7 +35,11 @@ void reset_socket(tcp::socket& s) {
 
 bool permanent(const std::string& error) {
   return error.find("token") != std::string::npos || error.find("pin mismatch") != std::string::npos ||
-         error.find("certificate verification failed") != std::string::npos;
+         error.find("certificate verification failed") != std::string::npos ||
+         // A proxy's refusal that retrying cannot fix (proxy/http_connect.hpp, transport/proxy_dial.cpp).
+         error.find("--proxy-password-file") != std::string::npos ||
+         error.find("its rules do not allow") != std::string::npos ||
+         error.find("does not allow CONNECT") != std::string::npos;
 }
 } // namespace
 

@@ -1,0 +1,241 @@
+#include "transport/proxy_dial.hpp"
+
+#include "core/text.hpp"
+#include "net/connector.hpp"
+#include "proxy/http_connect.hpp"
+#include "proxy/socks5.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <spdlog/spdlog.h>
+
+#include <vector>
+
+namespace warren::transport {
+
+namespace asio = boost::asio;
+namespace ip = asio::ip;
+using asio::ip::tcp;
+using namespace asio::experimental::awaitable_operators;
+
+namespace {
+
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+std::chrono::milliseconds since(steady_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(steady_clock::now() - t);
+}
+
+template <class Token>
+auto async_lookup(asio::any_io_executor ex, net::resolver& r, std::string host, net::ip_family family, Token&& token) {
+  return asio::async_initiate<Token, void(error_code, std::vector<ip::address>)>(
+      [ex, &r](auto handler, std::string h, net::ip_family f) {
+        auto slot = asio::get_associated_cancellation_slot(handler);
+        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+        r.async_resolve(
+            ex, std::move(h), f, [shared](error_code ec, std::vector<ip::address> a) { (*shared)(ec, std::move(a)); },
+            slot);
+      },
+      token, std::move(host), family);
+}
+
+std::string proxy_said(const std::string& shown, const error_code& ec) {
+  if (ec == asio::error::eof)
+    return "the proxy " + shown + " closed the connection during its handshake";
+  return "the proxy handshake with " + shown + " failed: " + net::describe(ec);
+}
+
+asio::awaitable<std::string> http_connect(tcp::socket& socket, const proxy_url& proxy, const net::host_port& target,
+                                          const std::string& where) {
+  namespace hc = proxy::http_connect;
+  const std::string shown = to_string(proxy);
+  std::optional<hc::credentials> auth;
+  if (!proxy.user.empty())
+    auth = hc::credentials{proxy.user, proxy.password};
+  const auto started = steady_clock::now();
+  const std::string request = hc::encode_request(target, auth);
+  auto [we, wn] = co_await asio::async_write(socket, asio::buffer(request), use_tuple);
+  if (we)
+    co_return proxy_said(shown, we);
+  std::vector<std::uint8_t> buf;
+  buf.reserve(4096);
+  std::array<std::uint8_t, 4096> chunk{};
+  for (;;) {
+    auto parsed = hc::parse_reply(buf);
+    if (parsed.status == hc::parse_status::failed)
+      co_return "the proxy " + shown + " answered the CONNECT badly: " + parsed.error;
+    if (parsed.status == hc::parse_status::done) {
+      const auto& r = parsed.value;
+      spdlog::debug("{}: proxy {} answered CONNECT {} with {} {} in {} ms", where, shown,
+                    net::format_host_port(target.host, target.port), r.status, r.reason, since(started).count());
+      if (!r.success())
+        co_return hc::describe_failure(r, shown, target, auth.has_value());
+      if (r.consumed != buf.size())
+        co_return "the proxy " + shown + " sent data after its " + std::to_string(r.status) +
+            " reply, before the server could have spoken";
+      co_return std::string();
+    }
+    // Reads stop where the parser's bound does: a reply can never fill memory.
+    const std::size_t limit = hc::k_max_head + hc::k_max_error_body + 4;
+    if (buf.size() >= limit)
+      co_return "the proxy " + shown + " sent a reply longer than " + std::to_string(limit / 1024) + " KiB";
+    const std::size_t room = limit - buf.size();
+    auto [re, rn] =
+        co_await socket.async_read_some(asio::buffer(chunk.data(), std::min(chunk.size(), room)), use_tuple);
+    if (re)
+      co_return proxy_said(shown, re);
+    buf.insert(buf.end(), chunk.begin(), chunk.begin() + static_cast<std::ptrdiff_t>(rn));
+  }
+}
+
+/// Reads until `parse` is done, exactly as many bytes as it asks for (no
+/// byte of what follows is taken from the socket).
+template <class Parse>
+asio::awaitable<std::invoke_result_t<Parse, std::span<const std::uint8_t>>>
+read_message(tcp::socket& socket, std::vector<std::uint8_t>& buf, Parse parse, error_code& ec) {
+  buf.clear();
+  for (;;) {
+    auto r = parse(std::span<const std::uint8_t>(buf));
+    if (!r.need_more())
+      co_return r;
+    const std::size_t have = buf.size();
+    buf.resize(r.needed());
+    auto [e, n] = co_await asio::async_read(socket, asio::buffer(buf.data() + have, buf.size() - have), use_tuple);
+    if (e) {
+      ec = e;
+      co_return r;
+    }
+  }
+}
+
+std::string socks_refusal(proxy::socks5::reply_code code, const std::string& proxy, const std::string& where) {
+  using proxy::socks5::reply_code;
+  const std::string what = std::string(to_string(code));
+  switch (code) {
+  case reply_code::not_allowed:
+    return "the proxy " + proxy + " refused to connect to " + where + " (SOCKS5: " + what +
+           "): its rules do not allow this destination or port";
+  case reply_code::network_unreachable:
+  case reply_code::host_unreachable:
+  case reply_code::connection_refused:
+  case reply_code::ttl_expired:
+  case reply_code::general_failure:
+    return "the proxy " + proxy + " could not reach " + where + " (SOCKS5: " + what + ")";
+  default:
+    return "the proxy " + proxy + " refused to connect to " + where + " (SOCKS5: " + what + ")";
+  }
+}
+
+asio::awaitable<std::string> socks5_connect(tcp::socket& socket, const proxy_url& proxy, const net::host_port& target,
+                                            const std::string& where) {
+  namespace s5 = proxy::socks5;
+  const std::string shown = to_string(proxy);
+  const std::string dest = net::format_host_port(target.host, target.port);
+  const auto started = steady_clock::now();
+  auto address = s5::address::from_host_port(target);
+  if (!address)
+    co_return "cannot ask the proxy " + shown + " for " + dest + ": " + address.error();
+  const bool with_auth = !proxy.user.empty();
+  std::vector<std::uint8_t> methods{std::uint8_t(s5::method::no_auth)};
+  if (with_auth)
+    methods.push_back(std::uint8_t(s5::method::userpass));
+  auto greeting = s5::encode_greeting(methods);
+  std::optional<std::vector<std::uint8_t>> userpass;
+  if (with_auth) {
+    auto up = s5::encode_userpass({proxy.user, proxy.password});
+    if (!up)
+      co_return "cannot log in to the proxy " + shown + ": " + up.error();
+    userpass = std::move(*up);
+  }
+  auto [we, wn] = co_await asio::async_write(socket, asio::buffer(*greeting), use_tuple);
+  if (we)
+    co_return proxy_said(shown, we);
+  std::vector<std::uint8_t> buf;
+  error_code ec;
+  auto choice = co_await read_message(socket, buf, s5::parse_method_choice, ec);
+  if (ec)
+    co_return proxy_said(shown, ec);
+  if (choice.failed())
+    co_return "the proxy " + shown + " is not a SOCKS5 proxy (" + choice.error() + ")";
+  const auto m = *choice;
+  if (m == s5::method::userpass && with_auth) {
+    auto [ue, un] = co_await asio::async_write(socket, asio::buffer(*userpass), use_tuple);
+    if (ue)
+      co_return proxy_said(shown, ue);
+    auto status = co_await read_message(socket, buf, s5::parse_userpass_status, ec);
+    if (ec)
+      co_return proxy_said(shown, ec);
+    if (status.failed())
+      co_return "the proxy " + shown + ": " + status.error();
+    if (!*status)
+      co_return "the proxy " + shown + " refused the user name or password (SOCKS5 Proxy Authentication Required): " +
+          "check --proxy-user and --proxy-password-file";
+  } else if (m == s5::method::userpass || m == s5::method::none_acceptable) {
+    co_return "the proxy " + shown + " wants credentials (SOCKS5 Proxy Authentication Required): pass --proxy-user " +
+        "and --proxy-password-file";
+  } else if (m != s5::method::no_auth) {
+    co_return "the proxy " + shown + " chose an authentication method warren did not offer";
+  }
+  const auto request = s5::encode_request({s5::command::connect, *address});
+  auto [qe, qn] = co_await asio::async_write(socket, asio::buffer(request), use_tuple);
+  if (qe)
+    co_return proxy_said(shown, qe);
+  auto reply = co_await read_message(socket, buf, s5::parse_reply, ec);
+  if (ec)
+    co_return proxy_said(shown, ec);
+  if (reply.failed())
+    co_return "the proxy " + shown + ": " + reply.error();
+  spdlog::debug("{}: proxy {} answered SOCKS5 CONNECT {}: {} in {} ms", where, shown, dest, to_string(reply->code),
+                since(started).count());
+  if (reply->code != s5::reply_code::succeeded)
+    co_return socks_refusal(reply->code, shown, dest);
+  co_return std::string();
+}
+
+} // namespace
+
+asio::awaitable<std::string> resolve_for_proxy(const std::string& host, net::resolver& resolver,
+                                               net::family_policy policy, std::chrono::milliseconds timeout,
+                                               std::string& error) {
+  if (net::is_ip_literal(host))
+    co_return host;
+  auto ex = co_await asio::this_coro::executor;
+  std::vector<net::ip_family> order{net::ip_family::v4, net::ip_family::v6};
+  if (policy == net::family_policy::ipv4_only)
+    order = {net::ip_family::v4};
+  else if (policy == net::family_policy::ipv6_only)
+    order = {net::ip_family::v6};
+  error_code last;
+  for (auto family : order) {
+    asio::steady_timer timer(ex, timeout);
+    auto result = co_await (async_lookup(ex, resolver, host, family, asio::as_tuple(asio::use_awaitable)) ||
+                            timer.async_wait(asio::as_tuple(asio::use_awaitable)));
+    if (result.index() == 1) {
+      error = "resolving " + quote_untrusted(host) + " for the SOCKS5 proxy timed out (socks5h:// lets the " +
+              "proxy resolve it)";
+      co_return std::string();
+    }
+    auto [ec, addresses] = std::get<0>(std::move(result));
+    if (!ec && !addresses.empty())
+      co_return addresses.front().to_string();
+    last = ec;
+  }
+  error = "cannot resolve " + quote_untrusted(host) + " for the SOCKS5 proxy" +
+          (last ? " (" + net::describe(last) + ")" : "") + " (socks5h:// lets the proxy resolve it)";
+  co_return std::string();
+}
+
+asio::awaitable<std::string> proxy_handshake(tcp::socket& socket, const proxy_url& proxy, const net::host_port& target,
+                                             const std::string& log_where) {
+  if (proxy.kind == proxy_kind::http)
+    co_return co_await http_connect(socket, proxy, target, log_where);
+  co_return co_await socks5_connect(socket, proxy, target, log_where);
+}
+
+} // namespace warren::transport
