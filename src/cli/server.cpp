@@ -14,13 +14,16 @@
 
 #include <algorithm>
 
+#include <unistd.h>
+
 namespace warren::cli {
 namespace {
 
 namespace asio = boost::asio;
 
 struct server_args {
-  std::string listen = "wss://localhost:8443";
+  std::vector<std::string> listen{"wss://localhost:8443"};
+  std::vector<std::string> cert_names, trust_proxy;
   std::string cert, key, client_ca, state_dir, token_file, users_file, allow_file;
   std::vector<std::string> allow;
   std::string log_level = "info";
@@ -75,13 +78,55 @@ void set_access(tunnel::server_options& o, const tunnel::server_access& access) 
     spdlog::warn("server: no --allow rules: every destination is denied");
 }
 
+/// Every --listen as a URL; the same address twice is an error.
+std::vector<transport::url> listen_urls(const std::vector<std::string>& texts) {
+  std::vector<transport::url> out;
+  for (const auto& text : texts) {
+    auto url = transport::parse_url(text, true);
+    if (!url)
+      throw user_error("--listen: " + url.error());
+    for (const auto& u : out)
+      if (u.endpoint == url->endpoint && u.endpoint.port != 0)
+        throw user_error("--listen " + transport::to_string(*url) + " and " + transport::to_string(u) +
+                         " share an address: give each listener its own port");
+    out.push_back(*url);
+  }
+  return out;
+}
+
+/// What the generated certificate names (transport::self_signed_names).
+std::vector<std::string> certificate_names(const std::vector<std::string>& cert_names,
+                                           const std::vector<transport::url>& listen) {
+  for (const auto& n : cert_names)
+    if (!net::is_valid_hostname(n) && !net::is_ip_literal(n))
+      throw user_error("--cert-name '" + n.substr(0, 80) + "' is not a host name or an address");
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0 || !net::is_valid_hostname(host))
+    host[0] = '\0';
+  std::vector<std::string> hosts;
+  for (const auto& u : listen)
+    if (u.uses_tls())
+      hosts.push_back(u.endpoint.host);
+  return transport::self_signed_names(host, cert_names, hosts);
+}
+
+std::string join(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names)
+    out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
 int run(const server_args& a) {
   init_logging(a.log_level);
   tunnel::server_options o;
-  auto url = transport::parse_url(a.listen, true);
-  if (!url)
-    throw user_error("--listen: " + url.error());
-  o.listen = *url;
+  o.listen = listen_urls(a.listen);
+  for (const auto& text : a.trust_proxy) {
+    auto n = transport::parse_ip_network(text);
+    if (!n)
+      throw user_error("--trust-proxy: " + n.error());
+    o.accept.trusted_proxies.push_back(*n);
+  }
   // What SIGHUP re-reads (tunnel/server_access.hpp).
   tunnel::access_sources sources;
   sources.users_file = a.users_file;
@@ -148,15 +193,20 @@ int run(const server_args& a) {
                  "lower --max-streams-per-client or raise the limit (ulimit -n, LimitNOFILE=)",
                  fds.now, a.max_streams);
 
-  if (o.listen.uses_tls()) {
+  if (std::any_of(o.listen.begin(), o.listen.end(), [](const auto& u) { return u.uses_tls(); })) {
     transport::tls_server_options t{a.cert, a.key, a.client_ca};
     if (a.cert.empty() != a.key.empty())
       throw user_error("--cert and --key go together");
     if (a.cert.empty()) {
       const std::string dir = a.state_dir.empty() ? default_state_dir() : a.state_dir;
-      auto made = transport::ensure_self_signed(dir, {o.listen.endpoint.host});
+      auto made = transport::ensure_self_signed(dir, certificate_names(a.cert_names, o.listen));
       if (!made)
         throw user_error(made.error());
+      if (!made->missing_names.empty())
+        spdlog::warn("server: the certificate in {} does not name {}; it is kept, as clients pin its fingerprint "
+                     "(to generate one with these names, remove cert.pem and key.pem there and give clients "
+                     "the new fingerprint)",
+                     made->cert_file, join(made->missing_names));
       t.cert_file = made->cert_file;
       t.key_file = made->key_file;
       spdlog::info("server: {} self-signed certificate {}", made->created ? "generated" : "using", made->cert_file);
@@ -181,11 +231,14 @@ int run(const server_args& a) {
   auto bound = srv->bind();
   if (!bound)
     throw user_error(bound.error());
-  std::string where;
-  for (auto& ep : *bound)
-    where += (where.empty() ? "" : ", ") + net::format_host_port(ep.address().to_string(), ep.port());
-  spdlog::info("server: listening on {} ({}://{}{})", where, transport::to_string(o.listen.scheme), where,
-               o.listen.uses_websocket() ? o.listen.path : "");
+  for (const auto& l : srv->listening()) {
+    const std::string where = net::describe_endpoints(l.endpoints);
+    spdlog::info("server: listening on {} ({}://{}{})", where, transport::to_string(l.url.scheme), where,
+                 l.url.uses_websocket() ? l.url.path : "");
+    if (l.url.endpoint.host == "::")
+      spdlog::warn("server: {}://{} listens on IPv6 only (IPv4 clients are refused); use * for both",
+                   transport::to_string(l.url.scheme), where);
+  }
   srv->start();
   // SIGHUP: re-read users, rules and certificate; all or nothing.
   std::function<void()> wait_hangup = [&] {
@@ -223,8 +276,20 @@ int run(const server_args& a) {
 std::function<int()> add_server_command(CLI::App& app) {
   auto a = std::make_shared<server_args>();
   auto* cmd = app.add_subcommand("server", "Accept tunnels from warren clients");
-  cmd->add_option("--listen", a->listen, "wss://HOST:PORT, ws://, tls:// or tcp://")->capture_default_str();
+  // allow_extra_args(false): one URL per --listen, and "[::]" is not a list.
+  cmd->add_option("--listen", a->listen,
+                  "wss://HOST:PORT[/PATH], ws://, tls:// or tcp://; HOST * is every interface (IPv4 and IPv6), "
+                  "localhost both loopbacks; repeatable")
+      ->capture_default_str()
+      ->allow_extra_args(false);
   cmd->add_option("--cert", a->cert, "Certificate chain (PEM); default: a self-signed one in --state-dir");
+  cmd->add_option("--cert-name", a->cert_names,
+                  "A name (or address) the generated certificate is for, instead of the host name; repeatable")
+      ->allow_extra_args(false);
+  cmd->add_option("--trust-proxy", a->trust_proxy,
+                  "A reverse proxy (CIDR) whose X-Forwarded-For names the client: its right-most address not "
+                  "in a --trust-proxy block; repeatable; default none (the header is ignored)")
+      ->allow_extra_args(false);
   cmd->add_option("--key", a->key, "Private key (PEM)");
   cmd->add_option("--client-ca", a->client_ca, "Require client certificates signed by this CA (mTLS)");
   cmd->add_option("--state-dir", a->state_dir, "Where the generated certificate lives");

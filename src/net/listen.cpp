@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 
 namespace warren::net {
 
@@ -68,6 +69,13 @@ std::string bind_error(const asio::ip::address& a, std::uint16_t port, const err
   return "cannot listen on " + where + ": " + describe(ec);
 }
 
+/// Whether a bind failed because the address cannot exist on this host
+/// (rather than being taken, or forbidden).
+bool cannot_exist_here(const error_code& ec) {
+  return ec == asio::error::address_family_not_supported || ec.value() == EADDRNOTAVAIL || ec.value() == EAFNOSUPPORT ||
+         ec.value() == EPROTONOSUPPORT;
+}
+
 template <class Socket, class Protocol>
 error_code open_for_bind(Socket& s, const Protocol& protocol) {
   error_code ec;
@@ -117,7 +125,11 @@ expected<std::vector<Socket>> bind_all(asio::any_io_executor ex, const listen_pl
           retry = true;
           break;
         }
-        if (plan.literal)
+        // Only an address that cannot exist here (IPv6 disabled, an
+        // address of a name not assigned to this host) is skipped. A port
+        // in use on one of them is fatal: another program would get that
+        // half of the traffic (clients trying ::1 first would reach it).
+        if (plan.literal || !cannot_exist_here(ec))
           return expected<std::vector<Socket>>::failure(bind_error(a, port, ec));
         skipped.push_back(bind_error(a, port, ec));
         continue;

@@ -7,9 +7,13 @@
 // 0.0.0.0 and :: as two sockets. IPv6 sockets always get IPV6_V6ONLY set
 // explicitly, so behaviour does not depend on net.ipv6.bindv6only.
 //
-// Binding is forgiving for names (an address that cannot be bound is skipped
-// with a warning) and strict for literals (the address the user typed must
-// bind, or the command fails). Port 0 picks one port shared by every address.
+// Binding is strict: every planned address must bind, or the command fails
+// (a port in use on ::1 alone would send the clients that try ::1 first to
+// another program). For names and `*` only an address that cannot exist on
+// this host is skipped with a warning: EADDRNOTAVAIL or EAFNOSUPPORT (IPv6
+// disabled); a literal the user typed must bind whatever the error. Port 0
+// picks one port shared by every address. Every listener (relay, client
+// forwards, server) binds through here.
 #pragma once
 
 #include "core/expected.hpp"

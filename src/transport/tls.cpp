@@ -1,5 +1,6 @@
 #include "transport/tls.hpp"
 
+#include <boost/asio/ip/address.hpp>
 #include <boost/asio/ssl/verify_context.hpp>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -12,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -177,8 +179,81 @@ expected<std::string> certificate_fingerprint_file(const std::string& cert_file)
   return format_fingerprint(md->data(), md->size());
 }
 
+namespace {
+
+bool is_address(std::string_view n) {
+  error_code ec;
+  boost::asio::ip::make_address(std::string(n), ec);
+  return !ec;
+}
+
+} // namespace
+
+std::vector<std::string> self_signed_names(const std::string& host_name, const std::vector<std::string>& cert_names,
+                                           const std::vector<std::string>& listen_hosts) {
+  std::vector<std::string> out;
+  auto add = [&out](const std::string& n) {
+    if (!n.empty() && std::find(out.begin(), out.end(), n) == out.end())
+      out.push_back(n);
+  };
+  if (cert_names.empty())
+    add(host_name);
+  for (const auto& n : cert_names)
+    add(n);
+  bool loopback = false;
+  for (const auto& h : listen_hosts) {
+    error_code ec;
+    const auto a = boost::asio::ip::make_address(h, ec);
+    const bool wildcard = h == "*" || (!ec && a.is_unspecified());
+    loopback = loopback || wildcard || h == "localhost" || (!ec && a.is_loopback());
+    if (!wildcard && h != "localhost")
+      add(h);
+  }
+  if (loopback)
+    for (const char* n : {"localhost", "127.0.0.1", "::1"})
+      add(n);
+  return out;
+}
+
+expected<std::vector<std::string>> certificate_names_file(const std::string& cert_file) {
+  using result = expected<std::vector<std::string>>;
+  std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(cert_file.c_str(), "r"), &std::fclose);
+  if (!f)
+    return result::failure("cannot open certificate " + cert_file);
+  x509_ptr cert(PEM_read_X509(f.get(), nullptr, nullptr, nullptr));
+  if (!cert)
+    return result::failure("cannot read certificate " + cert_file + ": " + openssl_error());
+  std::vector<std::string> out;
+  auto* sans = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert.get(), NID_subject_alt_name, nullptr, nullptr));
+  for (int i = 0; sans && i < sk_GENERAL_NAME_num(sans); ++i) {
+    const GENERAL_NAME* g = sk_GENERAL_NAME_value(sans, i);
+    if (g->type == GEN_DNS) {
+      const auto* d = g->d.dNSName;
+      out.emplace_back(reinterpret_cast<const char*>(ASN1_STRING_get0_data(d)),
+                       static_cast<std::size_t>(ASN1_STRING_length(d)));
+    } else if (g->type == GEN_IPADD) {
+      const auto* ip = g->d.iPAddress;
+      const auto* p = ASN1_STRING_get0_data(ip);
+      if (ASN1_STRING_length(ip) == 4) {
+        boost::asio::ip::address_v4::bytes_type b;
+        std::copy(p, p + 4, b.begin());
+        out.push_back(boost::asio::ip::address_v4(b).to_string());
+      } else if (ASN1_STRING_length(ip) == 16) {
+        boost::asio::ip::address_v6::bytes_type b;
+        std::copy(p, p + 16, b.begin());
+        out.push_back(boost::asio::ip::address_v6(b).to_string());
+      }
+    }
+  }
+  GENERAL_NAMES_free(sans);
+  return out;
+}
+
 expected<generated_certificate> ensure_self_signed(const std::string& state_dir,
-                                                   const std::vector<std::string>& names) {
+                                                   const std::vector<std::string>& asked) {
+  // None asked: the loopback names (tests, a server for this host only).
+  const std::vector<std::string> names =
+      asked.empty() ? std::vector<std::string>{"localhost", "127.0.0.1", "::1"} : asked;
   using result = expected<generated_certificate>;
   namespace fs = std::filesystem;
   generated_certificate out;
@@ -196,6 +271,14 @@ expected<generated_certificate> ensure_self_signed(const std::string& state_dir,
     if (!fp)
       return result::failure(fp.error());
     out.fingerprint = *fp;
+    auto has = certificate_names_file(out.cert_file);
+    if (!has)
+      return result::failure(has.error());
+    for (const auto& n : names) {
+      const auto canonical = is_address(n) ? boost::asio::ip::make_address(n).to_string() : n;
+      if (std::find(has->begin(), has->end(), canonical) == has->end())
+        out.missing_names.push_back(n);
+    }
     return out;
   };
   if (auto found = complete_pair())
@@ -246,15 +329,16 @@ expected<generated_certificate> ensure_self_signed(const std::string& state_dir,
   X509_gmtime_adj(X509_getm_notAfter(cert.get()), 10L * 365 * 24 * 3600);
   X509_set_pubkey(cert.get(), key.get());
   X509_NAME* name = X509_get_subject_name(cert.get());
-  const std::string cn = names.empty() ? "warren" : names.front();
+  // The CN: the first name that is not an address (never CN=0.0.0.0).
+  const auto first_name = std::find_if(names.begin(), names.end(), [](const auto& n) { return !is_address(n); });
+  const std::string cn = first_name == names.end() ? "warren" : *first_name;
   X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
   X509_set_issuer_name(cert.get(), name);
-  std::string san = "DNS:localhost,IP:127.0.0.1,IP:::1";
+  std::string san;
   for (const auto& n : names) {
-    const bool ip = n.find_first_not_of("0123456789.:abcdefABCDEF") == std::string::npos &&
-                    (n.find('.') != std::string::npos || n.find(':') != std::string::npos);
-    if (n != "localhost" && !n.empty() && n != "*")
-      san += (ip ? ",IP:" : ",DNS:") + n;
+    if (n.empty() || n == "*" || n.find_first_of(", \t\r\n") != std::string::npos)
+      continue; // not a name (the CLI checks --cert-name; this keeps the SAN list well-formed)
+    san += (san.empty() ? "" : ",") + std::string(is_address(n) ? "IP:" : "DNS:") + n;
   }
   X509V3_CTX v3;
   X509V3_set_ctx_nodb(&v3);

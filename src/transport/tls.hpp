@@ -61,11 +61,29 @@ struct generated_certificate {
   std::string key_file;
   std::string fingerprint;
   bool created = false; // false: an existing one was loaded
+  /// An existing certificate is kept as it is (clients pin its
+  /// fingerprint): the names asked for that it does not carry.
+  std::vector<std::string> missing_names;
 };
 
+/// The names a generated certificate is for: `cert_names` (--cert-name) if
+/// any, else `host_name` (gethostname()); then every listen host that is
+/// not a wildcard (`*`, 0.0.0.0, ::), names and addresses; then localhost,
+/// 127.0.0.1 and ::1 if a listener takes loopback connections (localhost, a
+/// loopback address or a wildcard). In that order, no duplicates; the first
+/// name that is not an address becomes the CN.
+std::vector<std::string> self_signed_names(const std::string& host_name, const std::vector<std::string>& cert_names,
+                                           const std::vector<std::string>& listen_hosts);
+
+/// The names (DNS and IP subject alternative names) of a PEM certificate.
+expected<std::vector<std::string>> certificate_names_file(const std::string& cert_file);
+
 /// Returns the certificate in `state_dir` (cert.pem / key.pem), creating a
-/// self-signed one (EC P-256, 10 years, SAN: the names given + localhost,
-/// 127.0.0.1, ::1) when none exists. The key file is created mode 0600.
+/// self-signed one (EC P-256, 10 years) when none exists, for `names` (the
+/// subject alternative names, DNS or IP; CN: the first that is not an
+/// address, else "warren"; none given: localhost, 127.0.0.1, ::1). The key
+/// file is created mode 0600. An existing pair is used as it is, whatever
+/// names it carries (missing_names tells which it lacks).
 expected<generated_certificate> ensure_self_signed(const std::string& state_dir, const std::vector<std::string>& names);
 
 std::string format_fingerprint(const unsigned char* digest, std::size_t size);

@@ -422,10 +422,28 @@ constexpr std::string_view k_limited_reason = "too many failed authentications f
 
 /// Reads the HTTP upgrade request and checks path and token; on refusal
 /// answers with an HTTP error and returns the reason.
+/// Takes the client behind a trusted proxy from the request's
+/// X-Forwarded-For lines (forwarded.hpp) into `out`.
+template <class Request>
+void take_forwarded_client(const Request& req, const accept_options& options, accept_result& out) {
+  if (!is_trusted(options.trusted_proxies, out.client_address))
+    return;
+  std::string joined;
+  for (auto [it, end] = req.equal_range("X-Forwarded-For"); it != end; ++it)
+    joined += (joined.empty() ? "" : ",") + std::string(it->value());
+  const auto found = real_client(joined, out.client_address, options.trusted_proxies);
+  if (!found.error.empty())
+    out.forwarded_error = "proxy " + out.client_label + ": " + found.error + "; counting the proxy as the client";
+  if (!found.forwarded)
+    return;
+  out.client_label = found.address.to_string() + " via " + out.client_label;
+  out.client_address = found.address;
+}
+
 template <class Next>
 asio::awaitable<std::string> ws_server_handshake(Next& next, std::optional<websocket::stream<Next>>& ws,
                                                  const url& listen_url, const accept_options& options,
-                                                 auth_limiter& limiter, const ip::address& source, std::string& user) {
+                                                 auth_limiter& limiter, accept_result& client) {
   beast::flat_buffer buffer(8192);
   http::request_parser<http::empty_body> parser;
   parser.header_limit(8192);
@@ -433,6 +451,8 @@ asio::awaitable<std::string> ws_server_handshake(Next& next, std::optional<webso
   if (rec)
     co_return "no valid HTTP upgrade request (" + net::describe(rec) + ")";
   auto req = parser.release();
+  take_forwarded_client(req, options, client);
+  const ip::address& source = client.client_address;
   auto refuse = [&](http::status status, std::string body) -> asio::awaitable<void> {
     http::response<http::string_body> res{status, req.version()};
     res.set(http::field::server, "warren");
@@ -463,7 +483,7 @@ asio::awaitable<std::string> ws_server_handshake(Next& next, std::optional<webso
     co_await refuse(http::status::unauthorized, "invalid or missing token");
     co_return req[http::field::authorization].empty() ? "no token in the upgrade request" : "wrong token";
   }
-  user = std::move(*matched);
+  client.user = std::move(*matched);
   ws.emplace(std::move(next));
   tune(*ws, false);
   ws->set_option(
@@ -512,8 +532,9 @@ asio::awaitable<accept_result> accept_stream(tcp::socket socket, const url& list
   accept_result out;
   error_code ec;
   const auto peer = socket.remote_endpoint(ec);
-  const ip::address source = ec ? ip::address() : peer.address();
-  const std::string from = ec ? "?" : show(peer);
+  out.client_address = ec ? ip::address() : peer.address();
+  out.client_label = ec ? "?" : show(peer);
+  const ip::address source = out.client_address; // the TCP peer: preambles carry no X-Forwarded-For
   socket.set_option(tcp::no_delay(true), ec);
   // A source over its failure limit still gets its TLS handshake and is
   // answered in its own protocol (HTTP 429, or the preamble's TM), which a
@@ -523,7 +544,7 @@ asio::awaitable<accept_result> accept_stream(tcp::socket socket, const url& list
   watchdog guard(ex, options.handshake_timeout, socket.native_handle());
   auto fail = [&](std::string why) {
     out.error =
-        "tunnel from " + from + " refused: " +
+        "tunnel from " + out.client_label + " refused: " +
         (guard.fired()
              ? "handshake not finished within " +
                    format_duration(std::chrono::duration_cast<std::chrono::milliseconds>(options.handshake_timeout))
@@ -538,17 +559,17 @@ asio::awaitable<accept_result> accept_stream(tcp::socket socket, const url& list
         co_return out;
       }
       guard.disarm();
-      out.stream = stream::make_tcp_stream(std::move(socket), "tcp " + from);
+      out.stream = stream::make_tcp_stream(std::move(socket), "tcp " + out.client_label);
       co_return out;
     }
     std::optional<websocket::stream<tcp::socket>> ws;
-    auto why = co_await ws_server_handshake(socket, ws, listen_url, options, limiter, source, out.user);
+    auto why = co_await ws_server_handshake(socket, ws, listen_url, options, limiter, out);
     if (!why.empty()) {
       fail(why);
       co_return out;
     }
     guard.disarm();
-    out.stream = std::make_unique<ws_byte_stream<tcp::socket>>(nullptr, std::move(*ws), "ws " + from);
+    out.stream = std::make_unique<ws_byte_stream<tcp::socket>>(nullptr, std::move(*ws), "ws " + out.client_label);
     co_return out;
   }
 
@@ -566,17 +587,19 @@ asio::awaitable<accept_result> accept_stream(tcp::socket socket, const url& list
       co_return out;
     }
     guard.disarm();
-    out.stream = std::make_unique<tls_byte_stream>(options.tls, std::move(tls), "tls " + from + " " + version);
+    out.stream =
+        std::make_unique<tls_byte_stream>(options.tls, std::move(tls), "tls " + out.client_label + " " + version);
     co_return out;
   }
   std::optional<websocket::stream<tls_socket>> ws;
-  auto why = co_await ws_server_handshake(tls, ws, listen_url, options, limiter, source, out.user);
+  auto why = co_await ws_server_handshake(tls, ws, listen_url, options, limiter, out);
   if (!why.empty()) {
     fail(why);
     co_return out;
   }
   guard.disarm();
-  out.stream = std::make_unique<ws_byte_stream<tls_socket>>(options.tls, std::move(*ws), "wss " + from + " " + version);
+  out.stream = std::make_unique<ws_byte_stream<tls_socket>>(options.tls, std::move(*ws),
+                                                            "wss " + out.client_label + " " + version);
   co_return out;
 }
 

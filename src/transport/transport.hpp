@@ -21,6 +21,7 @@
 #include "net/connector.hpp"
 #include "stream/byte_stream.hpp"
 #include "transport/auth.hpp"
+#include "transport/forwarded.hpp"
 #include "transport/proxy_config.hpp"
 #include "transport/tls.hpp"
 #include "transport/url.hpp"
@@ -32,6 +33,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace boost::asio::ssl {
 class context;
@@ -66,12 +68,24 @@ struct accept_options {
   std::shared_ptr<boost::asio::ssl::context> tls; // required for tls:// and wss://
   std::shared_ptr<const user_table> users;        // whose tokens are accepted
   std::chrono::milliseconds handshake_timeout{10'000};
+  /// Reverse proxies (--trust-proxy): a WebSocket upgrade from one of them
+  /// is taken to come from the client its X-Forwarded-For names
+  /// (forwarded.hpp). Default none: the header is ignored.
+  std::vector<ip_network> trusted_proxies;
 };
 
 struct accept_result {
   stream::byte_stream_ptr stream; // null when refused
   std::string error;
   std::string user; // whose token it presented
+  /// Who the connection is from: the TCP peer, or behind a trusted proxy
+  /// the client it names. The failure limiter counted this address.
+  boost::asio::ip::address client_address;
+  /// "203.0.113.7 via 127.0.0.1:40112" behind a proxy, else "ADDR:PORT".
+  std::string client_label;
+  /// Why a trusted proxy's X-Forwarded-For was not used (empty if it was,
+  /// or none was sent); for a log line within a budget.
+  std::string forwarded_error;
 };
 
 /// The server half for one accepted connection on a listener of `listen_url`'s scheme.

@@ -61,6 +61,14 @@ expected<url> parse_url(std::string_view text, bool listening) {
       return result::failure("'" + shown + "': tcp:// needs a port, e.g. tcp://host:7000");
     with_port += ":" + std::to_string(default_port);
   }
+  if (listening && std::string_view(with_port).starts_with("*:")) {
+    // A listen URL may say `*`: every interface, IPv4 and IPv6 (net/listen.hpp).
+    auto port = net::parse_port(std::string_view(with_port).substr(2), true);
+    if (!port)
+      return result::failure("URL '" + shown + "': " + port.error());
+    u.endpoint = {"*", *port};
+    return u;
+  }
   auto hp = net::parse_host_port(with_port, listening);
   if (!hp)
     return result::failure("URL '" + shown + "': " + hp.error());

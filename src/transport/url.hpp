@@ -21,7 +21,8 @@ struct url {
   bool uses_websocket() const { return scheme == scheme::ws || scheme == scheme::wss; }
 };
 
-/// `listening`: port 0 is allowed (the kernel picks one).
+/// `listening`: port 0 is allowed (the kernel picks one), and the host may
+/// be `*` (every interface: 0.0.0.0 and ::).
 expected<url> parse_url(std::string_view text, bool listening = false);
 /// For messages and logs: the path's query is not shown (it may hold a secret).
 std::string to_string(const url& u);

@@ -38,10 +38,11 @@ void handshake_slots::state::give_back(const source_key& key, std::uint64_t id) 
     by_source.erase(it);
 }
 
-std::optional<handshake_slots::ticket> handshake_slots::admit(const ip::address& source, std::function<void()> evict) {
+std::optional<handshake_slots::ticket> handshake_slots::admit(const ip::address& source, std::function<void()> evict,
+                                                              std::size_t per_source) {
   const auto key = net::source_group(source);
   const std::size_t mine = held_by(source);
-  if (mine >= per_source_)
+  if (mine >= (per_source != 0 ? per_source : per_source_))
     return std::nullopt;
   if (s_->held >= total_) {
     // The victim: the oldest of the source holding the most, if that is

@@ -83,7 +83,10 @@ class handshake_slots {
   /// `per_source` already. With all taken, another connection is evicted.
   /// `evict` closes the connection if its slot is taken for another; it is
   /// called from a later admit(), never after the ticket is given back.
-  std::optional<ticket> admit(const boost::asio::ip::address& source, std::function<void()> evict = {});
+  /// `per_source`, if not 0, replaces the bound for this source (a trusted
+  /// reverse proxy, which speaks for many clients).
+  std::optional<ticket> admit(const boost::asio::ip::address& source, std::function<void()> evict = {},
+                              std::size_t per_source = 0);
 
   std::size_t held() const { return s_->held; }
   std::size_t held_by(const boost::asio::ip::address& source) const;

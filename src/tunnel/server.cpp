@@ -104,42 +104,59 @@ access_change server::reload(server_access access) {
 
 expected<std::vector<tcp::endpoint>> server::bind() {
   using result = expected<std::vector<tcp::endpoint>>;
-  net::listen_address address{net::listen_kind::host, options_.listen.endpoint, {}};
-  if (options_.listen.endpoint.host == "*")
-    address.kind = net::listen_kind::wildcard;
-  auto plan = net::plan_listen(address);
-  if (!plan)
-    return result::failure(plan.error());
-  auto bound = net::bind_tcp(ex_, *plan);
-  if (!bound)
-    return result::failure(bound.error());
-  acceptors_ = std::move(bound).value();
+  std::list<listener> bound;
   std::vector<tcp::endpoint> eps;
-  for (auto& a : acceptors_)
-    eps.push_back(a.local_endpoint());
+  for (std::size_t i = 0; i < options_.listen.size(); ++i) {
+    const auto& url = options_.listen[i];
+    net::listen_address address{net::listen_kind::host, url.endpoint, {}};
+    if (url.endpoint.host == "*")
+      address.kind = net::listen_kind::wildcard;
+    auto plan = net::plan_listen(address);
+    if (!plan)
+      return result::failure(plan.error());
+    auto acceptors = net::bind_tcp(ex_, *plan);
+    if (!acceptors)
+      return result::failure(acceptors.error());
+    auto bound_here = std::move(acceptors).value();
+    for (auto& a : bound_here) {
+      eps.push_back(a.local_endpoint());
+      bound.push_back(listener{std::move(a), i});
+    }
+  }
+  listeners_ = std::move(bound);
   return eps;
 }
 
-void server::start() {
-  for (auto& a : acceptors_)
-    accept_loop(a);
+std::vector<server::bound_listen> server::listening() const {
+  std::vector<bound_listen> out;
+  for (const auto& url : options_.listen)
+    out.push_back({url, {}});
+  for (const auto& l : listeners_)
+    out[l.url].endpoints.push_back(l.acceptor.local_endpoint());
+  return out;
 }
 
-void server::accept_loop(tcp::acceptor& acceptor) {
-  acceptor.async_accept([self = shared_from_this(), &acceptor](error_code ec, tcp::socket socket) {
+void server::start() {
+  for (auto& l : listeners_)
+    accept_loop(l);
+}
+
+void server::accept_loop(listener& l) {
+  l.acceptor.async_accept([self = shared_from_this(), &l](error_code ec, tcp::socket socket) {
     if (ec == asio::error::operation_aborted || self->stopping_)
       return;
     if (ec) {
       // Out of descriptors, say: retried every 100 ms while it lasts, logged within a budget.
-      self->accept_backoff_.failed(self->ex_, ec, [self, &acceptor] {
+      self->accept_backoff_.failed(self->ex_, ec, [self, &l] {
         if (!self->stopping_)
-          self->accept_loop(acceptor);
+          self->accept_loop(l);
       });
       return;
     }
     if (auto slot = self->admit(socket))
-      asio::co_spawn(self->ex_, self->handshake(std::move(socket), std::move(*slot)), asio::detached);
-    self->accept_loop(acceptor); // a socket not admitted is closed here
+      asio::co_spawn(self->ex_, self->handshake(std::move(socket), std::move(*slot), self->options_.listen[l.url]),
+                     asio::detached);
+    self->accept_loop(l); // a socket not admitted is closed here
   });
 }
 
@@ -156,10 +173,17 @@ std::optional<handshake_slots::ticket> server::admit(tcp::socket& socket) {
   }
   // Evicting shuts the connection down under its handshake, which then
   // fails and gives its ticket back. Called only from inside admit(), below.
-  auto slot = handshakes_.admit(peer.address(), [fd = socket.native_handle(), from, &evicted = evicted_] {
-    evicted = from;
-    ::shutdown(fd, SHUT_RDWR);
-  });
+  // A trusted reverse proxy brings many clients through one address: it
+  // is bounded by --max-handshakes in all, not per source (its clients'
+  // failed logins are counted per client, by the auth limiter).
+  const bool proxy = transport::is_trusted(options_.accept.trusted_proxies, peer.address());
+  auto slot = handshakes_.admit(
+      peer.address(),
+      [fd = socket.native_handle(), from, &evicted = evicted_] {
+        evicted = from;
+        ::shutdown(fd, SHUT_RDWR);
+      },
+      proxy ? options_.max_handshakes : 0);
   if (!slot) {
     turn_away("closed a connection from " + from + " at once: " + std::to_string(handshakes_.held_by(peer.address())) +
               " connections from that source in their handshake (--max-handshakes-per-source)");
@@ -174,22 +198,24 @@ void server::turn_away(const std::string& line) {
   log_limited(turned_away_, spdlog::level::warn, "closed or evicted connections", line);
 }
 
-asio::awaitable<void> server::handshake(tcp::socket socket, handshake_slots::ticket slot) {
+asio::awaitable<void> server::handshake(tcp::socket socket, handshake_slots::ticket slot,
+                                        const transport::url& listen) {
   auto self = shared_from_this();
-  error_code ec;
-  const auto peer = socket.remote_endpoint(ec);
-  const std::string from = ec ? "?" : net::format_host_port(peer.address().to_string(), peer.port());
   // This handshake's users and certificate: a reload meanwhile applies to later ones.
   auto accept = options_.accept;
   accept.users = access_.users;
   accept.tls = access_.tls;
-  auto accepted = co_await transport::accept_stream(std::move(socket), options_.listen, accept, limiter_);
+  auto accepted = co_await transport::accept_stream(std::move(socket), listen, accept, limiter_);
   // The slot's evict callback shuts the socket's descriptor down: it must be
   // given back before anything else runs, since a refused handshake has
   // closed the socket by now and its number may be reused. (accept_stream
   // takes the socket by value; its frame is gone when co_await returns.)
   const bool evicted = !slot.held();
   slot.release();
+  // The client: the TCP peer, or behind a trusted proxy the one it names.
+  const std::string from = accepted.client_label;
+  if (!accepted.forwarded_error.empty())
+    log_limited(bad_forwarded_, spdlog::level::warn, "unreadable X-Forwarded-For headers", accepted.forwarded_error);
   if (accepted.stream && evicted)
     accepted = {.stream = nullptr, .error = "tunnel from " + from + " evicted at the end of its handshake"};
   if (!accepted.stream) {
@@ -218,7 +244,7 @@ asio::awaitable<void> server::handshake(tcp::socket socket, handshake_slots::tic
   sessions_.push_back(s);
   std::erase_if(user->sessions, [](const auto& w) { return w.expired(); });
   user->sessions.push_back(s);
-  spdlog::info("server: {} connected over {}", config.label, transport::to_string(options_.listen.scheme));
+  spdlog::info("server: {} connected over {}", config.label, transport::to_string(listen.scheme));
   auto log = std::make_shared<client_state>(config.label, std::move(user));
   s->set_open_handler([self, log](std::unique_ptr<wire::mux_stream> stream, wire::open_request request) {
     self->on_open(log, std::move(stream), std::move(request));
@@ -477,8 +503,8 @@ asio::awaitable<void> server::serve_udp(std::shared_ptr<client_state> client, st
 void server::stop(std::function<void()> done) {
   stopping_ = true;
   error_code ignored;
-  for (auto& a : acceptors_)
-    a.close(ignored);
+  for (auto& l : listeners_)
+    l.acceptor.close(ignored);
   for (auto& s : sessions_)
     s->goaway(wire::reset_code::closed, "the server is shutting down");
   asio::co_spawn(

@@ -34,7 +34,9 @@
 namespace warren::tunnel {
 
 struct server_options {
-  transport::url listen;
+  /// Every --listen, each with its own scheme and path; one server (limits,
+  /// failure limiter, handshake slots) behind all of them.
+  std::vector<transport::url> listen;
   transport::accept_options accept; // accept.users: who may connect (its user names)
   destination_policy policy;        // for users without rules of their own
   /// Users limited to rules of their own (the users file's `allow`).
@@ -103,8 +105,16 @@ class server : public std::enable_shared_from_this<server> {
  public:
   server(boost::asio::any_io_executor ex, net::resolver& r, server_options options);
 
-  /// Binds the listen address; the error is a sentence for the user.
+  /// Binds every listen URL (net/listen.hpp: `localhost` and `*` bind
+  /// IPv4 and IPv6); all bound endpoints, in listen order. The error is a
+  /// sentence for the user; nothing stays bound then.
   expected<std::vector<boost::asio::ip::tcp::endpoint>> bind();
+  /// After bind(): what each listen URL bound.
+  struct bound_listen {
+    transport::url url;
+    std::vector<boost::asio::ip::tcp::endpoint> endpoints;
+  };
+  std::vector<bound_listen> listening() const;
   void start();
   /// Graceful stop; `done` runs when every session has ended.
   void stop(std::function<void()> done);
@@ -119,10 +129,16 @@ class server : public std::enable_shared_from_this<server> {
   const server_access& access() const { return access_; }
 
  private:
-  void accept_loop(boost::asio::ip::tcp::acceptor& acceptor);
+  /// An acceptor and the listen URL (index into options_.listen) it serves.
+  struct listener {
+    boost::asio::ip::tcp::acceptor acceptor;
+    std::size_t url;
+  };
+  void accept_loop(listener& l);
   /// Whether a new connection may start its handshake; logs (within budget) why not.
   std::optional<handshake_slots::ticket> admit(boost::asio::ip::tcp::socket& socket);
-  boost::asio::awaitable<void> handshake(boost::asio::ip::tcp::socket socket, handshake_slots::ticket slot);
+  boost::asio::awaitable<void> handshake(boost::asio::ip::tcp::socket socket, handshake_slots::ticket slot,
+                                         const transport::url& listen);
   /// Logs why a connection was closed or evicted, within a budget.
   void turn_away(const std::string& line);
   /// What the server keeps per user, shared by all of the user's tunnels
@@ -180,7 +196,8 @@ class server : public std::enable_shared_from_this<server> {
   boost::asio::any_io_executor ex_;
   net::resolver& resolver_;
   server_options options_;
-  std::vector<boost::asio::ip::tcp::acceptor> acceptors_;
+  std::list<listener> listeners_;                           // a list: accept loops hold references
+  line_limiter bad_forwarded_{1, std::chrono::seconds(60)}; // unreadable X-Forwarded-For from a trusted proxy
   std::list<std::shared_ptr<wire::session>> sessions_;
   server_access access_; // users, rules, certificate: what a reload replaces
   std::map<std::string, std::weak_ptr<user_state>, std::less<>> users_; // those with a tunnel

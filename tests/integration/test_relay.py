@@ -67,20 +67,21 @@ class TcpListenTest(RelayTestCase):
                 self.assert_echo(host, port)
         self.assertEqual(echo.served, 2)
 
-    def test_partial_bind_of_a_name_skips_the_busy_address(self):
-        """3a. localhost:P with [::1]:P taken by someone else: warns, serves 127.0.0.1:P."""
+    def test_busy_port_on_one_address_of_a_name_fails(self):
+        """3a. localhost:P with [::1]:P taken by someone else: exit 1, one
+        error line naming [::1]:P (clients trying ::1 first would reach the
+        other program; issue 11)."""
         echo = self.echo_server()
         s4, s6, port = wt.free_port_pair()
         self.addCleanup(s6.close)
         s4.close()  # 127.0.0.1:P is free, [::1]:P stays taken (V6ONLY, listening)
         s6.listen(16)
-        relay = self.start_relay("localhost:%d" % port, "127.0.0.1:%d" % echo.port)
-        self.assertEqual(relay.endpoints, [("127.0.0.1", port)], relay.listening_line)
-        warn = relay.find(r"warning .*\[::1\]:%d.*already in use" % port)
-        self.assertIsNotNone(warn, "no warning about [::1]:%d in use:\n%s" % (port, relay.stderr_text()))
-        self.assertLess(warn, relay.find(r"relay: listening on"), "warning after the listening line")
-        self.assert_echo("127.0.0.1", port)
-        self.assertEqual(echo.served, 1)
+        code, lines = wt.run_warren(["relay", "localhost:%d" % port, "127.0.0.1:%d" % echo.port])
+        self.assert_no_crash(lines)
+        self.assertEqual(code, 1, lines)
+        errors = [l for l in lines if l.startswith("warren: error:")]
+        self.assertEqual(len(errors), 1, lines)
+        self.assertIn("cannot listen on [::1]:%d: port %d is already in use" % (port, port), errors[0])
 
     def test_literal_bind_of_a_busy_port_fails(self):
         """3b. 127.0.0.1:P with P in use: exit 1, one error line naming the port."""

@@ -7,6 +7,9 @@
 #include "transport/tls.hpp"
 
 #include <gtest/gtest.h>
+#include <openssl/objects.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -16,6 +19,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 
 using namespace warren;
 using namespace warren::transport;
@@ -275,3 +279,60 @@ TEST(Contexts, ErrorsNameTheFile) {
 }
 
 } // namespace
+
+TEST(SelfSigned, NamesAreTheHostAndTheListenAddressesNeverAWildcard) {
+  // wss://*:443: the host name, and loopback (a wildcard listens there too).
+  EXPECT_EQ(self_signed_names("gw", {}, {"*"}), (std::vector<std::string>{"gw", "localhost", "127.0.0.1", "::1"}));
+  EXPECT_EQ(self_signed_names("gw", {}, {"0.0.0.0", "::"}),
+            (std::vector<std::string>{"gw", "localhost", "127.0.0.1", "::1"}));
+  // A public address and a name are named as such; no loopback.
+  EXPECT_EQ(self_signed_names("gw", {}, {"203.0.113.7", "gw.example"}),
+            (std::vector<std::string>{"gw", "203.0.113.7", "gw.example"}));
+  EXPECT_EQ(self_signed_names("gw", {}, {"localhost"}),
+            (std::vector<std::string>{"gw", "localhost", "127.0.0.1", "::1"}));
+  // --cert-name replaces the host name; listen addresses stay.
+  EXPECT_EQ(self_signed_names("gw", {"tunnel.example", "alt.example"}, {"203.0.113.7"}),
+            (std::vector<std::string>{"tunnel.example", "alt.example", "203.0.113.7"}));
+  EXPECT_EQ(self_signed_names("", {}, {"::1"}), (std::vector<std::string>{"::1", "localhost", "127.0.0.1"}));
+}
+
+TEST(SelfSigned, TheCommonNameIsNeverAnAddress) {
+  temp_dir dir;
+  auto made = ensure_self_signed((dir.path() / "s").string(), {"203.0.113.7", "gw.example", "::1"});
+  ASSERT_TRUE(made) << made.error();
+  auto names = certificate_names_file(made->cert_file);
+  ASSERT_TRUE(names) << names.error();
+  EXPECT_EQ(*names, (std::vector<std::string>{"203.0.113.7", "gw.example", "::1"}));
+  std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(made->cert_file.c_str(), "r"), &std::fclose);
+  X509* cert = PEM_read_X509(f.get(), nullptr, nullptr, nullptr);
+  ASSERT_NE(cert, nullptr);
+  char cn[256] = {};
+  X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof cn);
+  X509_free(cert);
+  EXPECT_STREQ(cn, "gw.example");
+
+  auto only_addresses = ensure_self_signed((dir.path() / "t").string(), {"0.0.0.0", "203.0.113.7"});
+  ASSERT_TRUE(only_addresses) << only_addresses.error();
+  std::unique_ptr<FILE, int (*)(FILE*)> g(std::fopen(only_addresses->cert_file.c_str(), "r"), &std::fclose);
+  cert = PEM_read_X509(g.get(), nullptr, nullptr, nullptr);
+  ASSERT_NE(cert, nullptr);
+  X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof cn);
+  X509_free(cert);
+  EXPECT_STREQ(cn, "warren");
+}
+
+TEST(SelfSigned, AnExistingCertificateIsKeptAndSaysWhichNamesItLacks) {
+  temp_dir dir;
+  const auto state = (dir.path() / "s").string();
+  auto first = ensure_self_signed(state, {"gw.example", "203.0.113.7"});
+  ASSERT_TRUE(first) << first.error();
+  EXPECT_TRUE(first->missing_names.empty());
+  auto same = ensure_self_signed(state, {"gw.example", "203.0.113.7"});
+  ASSERT_TRUE(same) << same.error();
+  EXPECT_TRUE(same->missing_names.empty());
+  auto other = ensure_self_signed(state, {"gw.example", "tunnel.example", "2001:db8:0::1"});
+  ASSERT_TRUE(other) << other.error();
+  EXPECT_FALSE(other->created);
+  EXPECT_EQ(other->fingerprint, first->fingerprint) << "kept: clients pin it";
+  EXPECT_EQ(other->missing_names, (std::vector<std::string>{"tunnel.example", "2001:db8:0::1"}));
+}

@@ -90,7 +90,7 @@ class transport_test : public ::testing::Test {
     std::string pattern = (fs::path(::testing::TempDir()) / "warren-transport-XXXXXX").string();
     ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
     state_dir = pattern;
-    auto made = ensure_self_signed(state_dir.string(), {"localhost"});
+    auto made = ensure_self_signed(state_dir.string(), {}); // localhost, 127.0.0.1, ::1
     ASSERT_TRUE(made) << made.error();
     cert = *made;
     auto ctx = make_server_context({cert.cert_file, cert.key_file, {}});

@@ -80,6 +80,21 @@ TEST(Url, Hosts) {
   EXPECT_FALSE(parse_url("wss://bad host"));
 }
 
+TEST(Url, ListenUrlsMayUseTheWildcard) {
+  auto all = parse_url("wss://*:8443/tunnel/", true);
+  ASSERT_TRUE(all) << all.error();
+  EXPECT_EQ(all->endpoint, (net::host_port{"*", 8443}));
+  EXPECT_EQ(all->path, "/tunnel/");
+  auto default_port = parse_url("wss://*", true);
+  ASSERT_TRUE(default_port) << default_port.error();
+  EXPECT_EQ(default_port->endpoint, (net::host_port{"*", 443}));
+  EXPECT_TRUE(parse_url("tcp://*:0", true));
+  EXPECT_FALSE(parse_url("tcp://*", true)) << "tcp:// needs a port";
+  EXPECT_FALSE(parse_url("wss://*:99999", true));
+  EXPECT_FALSE(parse_url("wss://*:443")) << "a client cannot dial `*`";
+  EXPECT_FALSE(parse_url("wss://*x:443", true));
+}
+
 TEST(Url, Errors) {
   EXPECT_NE(error_of("gw.example:443").find("not a tunnel URL"), std::string::npos);
   EXPECT_NE(error_of("https://gw.example").find("unknown URL scheme 'https'"), std::string::npos);

@@ -169,3 +169,18 @@ TEST(handshake_slots, BoundsAreAtLeastOne) {
   ASSERT_TRUE(u);
   EXPECT_FALSE(t->held()) << "one in all: the newcomer took it";
 }
+
+TEST(handshake_slots, ATrustedProxyMayHoldMoreThanOneSourcesShare) {
+  // nginx in front speaks for many clients: the server admits it with the
+  // whole table as its bound, and --max-handshakes still bounds it.
+  handshake_slots slots(6, 2);
+  std::vector<handshake_slots::ticket> held;
+  for (int i = 0; i < 6; ++i) {
+    auto t = slots.admit(addr("127.0.0.1"), {}, 6);
+    ASSERT_TRUE(t) << i;
+    held.push_back(std::move(*t));
+  }
+  EXPECT_FALSE(slots.admit(addr("127.0.0.1"), {}, 6)) << "the whole table is its bound";
+  EXPECT_FALSE(slots.admit(addr("127.0.0.1"))) << "without the override, the per-source bound";
+  EXPECT_TRUE(slots.admit(addr("192.0.2.1"))) << "another source evicts the proxy's oldest";
+}

@@ -81,7 +81,7 @@ class server_test : public ::testing::Test {
   void start(tunnel::server_options o) {
     auto url = transport::parse_url("tcp://127.0.0.1:0", true);
     ASSERT_TRUE(url) << url.error();
-    o.listen = *url;
+    o.listen = {*url};
     auto users = std::make_shared<transport::user_table>();
     users->add("default", transport::user_table::hash(k_token));
     users->add("other", transport::user_table::hash(k_other_token));
@@ -347,6 +347,33 @@ TEST_F(server_test, UnauthenticatedConnectionsAreBoundedInAllAndPerSource) {
   EXPECT_TRUE(still_open(c1) && still_open(d1)) << "e1's slot was free: nobody evicted for f1";
   EXPECT_TRUE(authenticate(f1));
   EXPECT_FALSE(peer_closed);
+}
+
+// A trusted reverse proxy (--trust-proxy) speaks for many clients: it may
+// hold every handshake slot, not one source's share; --max-handshakes
+// still bounds it, and other sources still evict its oldest.
+TEST_F(server_test, ATrustedProxyIsBoundedInAllNotPerSource) {
+  auto o = options(8);
+  o.max_handshakes = 4;
+  o.max_handshakes_per_source = 2;
+  o.accept.trusted_proxies = {*transport::parse_ip_network("127.0.0.2/32")};
+  start(o);
+  auto p1 = raw_connect("127.0.0.2");
+  auto p2 = raw_connect("127.0.0.2");
+  auto p3 = raw_connect("127.0.0.2");
+  sync();
+  EXPECT_TRUE(still_open(p1) && still_open(p2) && still_open(p3)) << "the proxy is not bound per source";
+  auto p4 = raw_connect("127.0.0.2");
+  auto p5 = raw_connect("127.0.0.2");
+  EXPECT_TRUE(closed_by_server(p5)) << "--max-handshakes bounds the proxy";
+  auto b1 = raw_connect("127.0.0.3");
+  EXPECT_TRUE(closed_by_server(p1)) << "another source evicts the proxy's oldest";
+  EXPECT_TRUE(still_open(b1) && still_open(p4));
+  // An untrusted source keeps its per-source share.
+  auto c1 = raw_connect("127.0.0.4");
+  auto c2 = raw_connect("127.0.0.4");
+  auto c3 = raw_connect("127.0.0.4");
+  EXPECT_TRUE(closed_by_server(c3)) << "a third from an untrusted source";
 }
 
 // The same with a target whose connects hang: no socket outlives its stream.
