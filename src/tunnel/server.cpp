@@ -75,8 +75,8 @@ std::shared_ptr<server::user_state> server::user_for(const std::string& name) {
   std::erase_if(users_, [](const auto& entry) { return entry.second.expired(); });
   if (auto it = users_.find(name); it != users_.end())
     return it->second.lock();
-  auto u =
-      std::make_shared<user_state>(name, net::bounded_resolver::create(resolver_, options_.max_lookups_per_client), options_);
+  auto u = std::make_shared<user_state>(name, net::bounded_resolver::create(resolver_, options_.max_lookups_per_client),
+                                        options_);
   users_.emplace(name, u);
   return u;
 }
@@ -354,9 +354,8 @@ asio::awaitable<void> server::serve_tcp(std::shared_ptr<client_state> log, std::
   // The connect (lookups, attempts) ends with the stream: the stream's slot
   // is free once it is reset, so a client that resets streams as fast as it
   // opens them would otherwise have any number of connects in flight.
-  auto outcome =
-      co_await (net::async_connect(ex_, *log->user->lookups, target, options, asio::use_awaitable) ||
-                stream->wait_reset());
+  auto outcome = co_await (net::async_connect(ex_, *log->user->lookups, target, options, asio::use_awaitable) ||
+                           stream->wait_reset());
   if (outcome.index() == 1)
     co_return;
   slot.reset(); // connected or not, this stream's connect is over

@@ -41,7 +41,7 @@ struct server_options {
   destination_policy policy;        // for users without rules of their own
   /// Users limited to rules of their own (the users file's `allow`).
   std::map<std::string, destination_policy, std::less<>> user_policies;
-  std::string fingerprint; // of accept.tls's certificate (a reload reports whether it changed)
+  std::string fingerprint;      // of accept.tls's certificate (a reload reports whether it changed)
   net::connect_options connect; // he settings for outbound connections
   wire::session_config session;
   std::chrono::milliseconds drain_timeout{10'000};

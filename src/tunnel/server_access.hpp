@@ -41,11 +41,11 @@ struct server_access {
 
 /// Where the settings come from.
 struct access_sources {
-  std::string users_file;          // --users-file
-  std::string token_file;          // --token-file: user "default"
-  std::string token_env;           // WARREN_TOKEN at start (without --token-file): user "default"
-  std::vector<std::string> allow;  // --allow (fixed for the process)
-  std::string allow_file;          // --allow-file
+  std::string users_file;         // --users-file
+  std::string token_file;         // --token-file: user "default"
+  std::string token_env;          // WARREN_TOKEN at start (without --token-file): user "default"
+  std::vector<std::string> allow; // --allow (fixed for the process)
+  std::string allow_file;         // --allow-file
   bool uses_tls = false;
   transport::tls_server_options tls; // certificate and key files (the generated pair's, if none given)
 };

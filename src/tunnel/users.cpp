@@ -130,11 +130,21 @@ std::string parse_string(lexer& lx, string_value& out) {
       const auto esc_at = lx.at();
       lx.next();
       switch (lx.peek()) {
-      case '"': out.text += '"'; break;
-      case '\\': out.text += '\\'; break;
-      case 't': out.text += '\t'; break;
-      case 'n': out.text += '\n'; break;
-      case 'r': out.text += '\r'; break;
+      case '"':
+        out.text += '"';
+        break;
+      case '\\':
+        out.text += '\\';
+        break;
+      case 't':
+        out.text += '\t';
+        break;
+      case 'n':
+        out.text += '\n';
+        break;
+      case 'r':
+        out.text += '\r';
+        break;
       default:
         return lx.error(esc_at, "unsupported escape in a string (use 'single quotes' for text with backslashes)");
       }
@@ -243,7 +253,9 @@ std::string parse_tables(std::string_view text, std::string_view source, std::ve
   }
 }
 
-bool hex_digit(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
+bool hex_digit(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
 
 /// A token as a header carries it: printable ASCII, no spaces.
 bool valid_token(std::string_view t) {
@@ -335,8 +347,8 @@ expected<users_file> parse_users_file(std::string_view text, std::string_view so
     if (auto why = parse_user(t, lx, u); !why.empty())
       return failure::failure(why);
     if (auto [it, fresh] = names.emplace(u.name, u.line); !fresh)
-      return failure::failure(lx.error(t.at, "user " + u.name + " is defined twice (also on line " +
-                                                 std::to_string(it->second) + ")"));
+      return failure::failure(
+          lx.error(t.at, "user " + u.name + " is defined twice (also on line " + std::to_string(it->second) + ")"));
     if (auto [it, fresh] = secrets.emplace(std::pair{u.kind, u.secret}, u.name); !fresh)
       return failure::failure(lx.error(t.at, "user " + u.name + " has the same " +
                                                  (u.kind == user_entry::credential::file ? "token_file" : "token") +
@@ -367,8 +379,8 @@ expected<std::vector<allow_rule>> parse_allow_file(std::string_view text, std::s
     if (line.empty())
       continue;
     if (line.find_first_of(" \t") != std::string_view::npos)
-      return result::failure(std::string(source) + ":" + std::to_string(line_no) +
-                             ": one rule per line ('" + std::string(line.substr(0, 80)) + "' holds a space)");
+      return result::failure(std::string(source) + ":" + std::to_string(line_no) + ": one rule per line ('" +
+                             std::string(line.substr(0, 80)) + "' holds a space)");
     auto rule = parse_allow_rule(line);
     if (!rule)
       return result::failure(std::string(source) + ":" + std::to_string(line_no) + ": " + rule.error());

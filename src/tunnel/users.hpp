@@ -36,7 +36,7 @@ struct user_entry {
   enum class credential { token, sha256, file };
   std::string name;
   credential kind = credential::token;
-  std::string secret; // the token; 64 lowercase hex digits; or a path
+  std::string secret;                           // the token; 64 lowercase hex digits; or a path
   std::optional<std::vector<allow_rule>> allow; // nullopt: the server's rules
   int line = 0;                                 // of the user's [[user]] header
 };

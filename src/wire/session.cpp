@@ -54,12 +54,9 @@ std::shared_ptr<session> session::create(stream::byte_stream_ptr transport, sess
 
 session::session(stream::byte_stream_ptr transport, session_config config)
     : ex_(transport->get_executor()), transport_(std::move(transport)), config_(std::move(config)),
-      next_id_(config_.is_client ? 1 : 2),
-      budget_(config_.budget ? config_.budget : std::make_shared<peer_budget>()),
-      peer_initial_window_(k_min_initial_window),
-      open_rate_(config_.max_opens_per_second, config_.open_burst),
-      opens_(budget_->open_rate ? &*budget_->open_rate : &open_rate_),
-      events_(std::make_unique<session_events>(ex_)) {}
+      next_id_(config_.is_client ? 1 : 2), budget_(config_.budget ? config_.budget : std::make_shared<peer_budget>()),
+      peer_initial_window_(k_min_initial_window), open_rate_(config_.max_opens_per_second, config_.open_burst),
+      opens_(budget_->open_rate ? &*budget_->open_rate : &open_rate_), events_(std::make_unique<session_events>(ex_)) {}
 
 session::~session() {
   // A shared budget outlives us: give back what close() has not.

@@ -30,7 +30,7 @@ using bytes = std::vector<std::uint8_t>;
 
 namespace {
 
-constexpr std::string_view k_token = "server-test-token";     // user "default"
+constexpr std::string_view k_token = "server-test-token";      // user "default"
 constexpr std::string_view k_other_token = "other-user-token"; // user "other"
 
 target_address target(const std::string& host, std::uint16_t port) {
@@ -533,7 +533,8 @@ TEST_F(server_test, OneUsersTunnelsShareItsOpenRate) {
   EXPECT_TRUE(test::run_until(
       io, [&] { return resolver.asked_total() == 6; }, 500ms))
       << "another user waited for this user's rate";
-  EXPECT_TRUE(test::run_until(io, [&] { return resolver.asked_total() == 8; }, 3s))
+  EXPECT_TRUE(test::run_until(
+      io, [&] { return resolver.asked_total() == 8; }, 3s))
       << "the user's paced open never went";
 }
 

@@ -38,7 +38,8 @@ std::string parse_error(std::string_view text) {
 } // namespace
 
 TEST(UsersFileTest, ParsesEveryCredentialAndRules) {
-  const auto f = parse_ok("\xEF\xBB\xBF" R"(
+  const auto f = parse_ok("\xEF\xBB\xBF"
+                          R"(
 # two people and a robot
 [[user]]
 name = "alice"
@@ -96,7 +97,8 @@ TEST(UsersFileTest, ErrorsNameLineAndColumn) {
             "users.toml:4:1: user b has the same token as user a; each user needs a token of their own");
   EXPECT_EQ(parse_error("[[user]]\nname = \"a\"\ntoken = \"x\"\nallow = [\"10.0.0.0/33\"]\n").substr(0, 20),
             "users.toml:4:10: --a");
-  EXPECT_NE(parse_error("[[user]]\nname = \"a\"\ntoken = \"x\"\ntoken_file = \"f\"\n").find("users.toml:4:1: a user has one of"),
+  EXPECT_NE(parse_error("[[user]]\nname = \"a\"\ntoken = \"x\"\ntoken_file = \"f\"\n")
+                .find("users.toml:4:1: a user has one of"),
             std::string::npos);
   EXPECT_EQ(parse_error("[[user]]\nname = \"a\"\n"), "users.toml:1:1: user a has no token, token_sha256 or token_file");
   EXPECT_EQ(parse_error("[[user]]\ntoken = \"x\"\n"), "users.toml:1:1: a [[user]] without a name");
@@ -112,7 +114,8 @@ TEST(UsersFileTest, ErrorsNameLineAndColumn) {
   EXPECT_EQ(parse_error("[[[user]]]\n"), "users.toml:1:1: expected [[user]] (the file holds [[user]] tables)");
   EXPECT_EQ(parse_error("\xEF\xB7\xBF"), "users.toml:1:1: expected a key or [[user]], found '\\xef'");
   // An unterminated string.
-  EXPECT_TRUE(parse_error("[[user]]\nname = \"a\ntoken = \"x\"\n").starts_with("users.toml:2:")) << "unterminated string";
+  EXPECT_TRUE(parse_error("[[user]]\nname = \"a\ntoken = \"x\"\n").starts_with("users.toml:2:"))
+      << "unterminated string";
 }
 
 TEST(AllowFileTest, OneRulePerLineWithComments) {
@@ -135,9 +138,8 @@ TEST(AllowFileTest, OneRulePerLineWithComments) {
 class AccessTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir = std::filesystem::temp_directory_path() /
-          ("warren-access-" + std::to_string(::getpid()) + "-" +
-           ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir = std::filesystem::temp_directory_path() / ("warren-access-" + std::to_string(::getpid()) + "-" +
+                                                    ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::remove_all(dir);
     std::filesystem::create_directories(dir);
   }
@@ -183,12 +185,11 @@ TEST_F(AccessTest, PlainTokensNeedAPrivateFile) {
   s.users_file = write("users.toml", "[[user]]\nname = \"a\"\ntoken = \"x\"\n", 0644);
   auto a = load(s);
   ASSERT_FALSE(a);
-  EXPECT_NE(a.error().find("holds tokens and is readable by other users (mode 0644): chmod 600 it"),
-            std::string::npos)
+  EXPECT_NE(a.error().find("holds tokens and is readable by other users (mode 0644): chmod 600 it"), std::string::npos)
       << a.error();
   // Digests only: the file may be readable.
-  s.users_file = write("users.toml", "[[user]]\nname = \"a\"\ntoken_sha256 = \"" + std::string(k_test_sha256) + "\"\n",
-                       0644);
+  s.users_file =
+      write("users.toml", "[[user]]\nname = \"a\"\ntoken_sha256 = \"" + std::string(k_test_sha256) + "\"\n", 0644);
   EXPECT_TRUE(load(s));
   // A token file readable by others: accepted with a warning (as --token-file always was).
   s.users_file.clear();
