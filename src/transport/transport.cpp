@@ -567,11 +567,13 @@ asio::awaitable<std::string> ws_server_handshake(Next& next, std::optional<webso
     co_return std::string(k_limited_reason);
   }
   const auto token = bearer_token(req[http::field::authorization]);
-  if (!token || !token_equal(*token, options.token)) {
+  auto matched = token && options.users ? options.users->match(*token) : std::nullopt;
+  if (!matched) {
     limiter.record_failure(source, steady_clock::now());
     co_await refuse(http::status::unauthorized, "invalid or missing token");
     co_return req[http::field::authorization].empty() ? "no token in the upgrade request" : "wrong token";
   }
+  client.user = std::move(*matched);
   ws.emplace(std::move(next));
   tune(*ws, false);
   ws->set_option(
@@ -597,7 +599,7 @@ struct line_or_tls_record {
 
 template <class Next>
 asio::awaitable<std::string> preamble_server(Next& next, const accept_options& options, auth_limiter& limiter,
-                                             const ip::address& source, scheme listener) {
+                                             const ip::address& source, std::string& user, scheme listener) {
   asio::streambuf buf(k_max_preamble);
   // Up to the newline; or just the first byte when it starts a TLS record
   // (a ClientHello need hold no newline), which is told in HTTP: the
@@ -621,8 +623,10 @@ asio::awaitable<std::string> preamble_server(Next& next, const accept_options& o
     co_await asio::async_write(next, asio::buffer(k_preamble_limited), use_tuple);
     co_return std::string(k_limited_reason);
   }
-  const bool ok =
-      line.starts_with(k_preamble_magic) && token_equal(line.substr(k_preamble_magic.size()), options.token);
+  auto matched = line.starts_with(k_preamble_magic) && options.users
+                     ? options.users->match(std::string_view(line).substr(k_preamble_magic.size()))
+                     : std::nullopt;
+  const bool ok = matched.has_value();
   // Counted before the answer is written, as the HTTP path counts before
   // its 401: the write suspends, and connections that sent their guesses
   // together would each find the limit not yet reached meanwhile.
@@ -632,6 +636,7 @@ asio::awaitable<std::string> preamble_server(Next& next, const accept_options& o
   co_await asio::async_write(next, asio::buffer(reply), use_tuple);
   if (!ok)
     co_return line.starts_with(k_preamble_magic) ? "wrong token" : "not a warren client (bad preamble)";
+  user = std::move(*matched);
   co_return std::string();
 }
 
@@ -663,7 +668,7 @@ asio::awaitable<accept_result> accept_stream(tcp::socket socket, const url& list
 
   if (!listen_url.uses_tls()) {
     if (listen_url.scheme == scheme::tcp) {
-      auto why = co_await preamble_server(socket, options, limiter, source, listen_url.scheme);
+      auto why = co_await preamble_server(socket, options, limiter, source, out.user, listen_url.scheme);
       if (!why.empty()) {
         fail(why);
         co_return out;
@@ -698,7 +703,7 @@ asio::awaitable<accept_result> accept_stream(tcp::socket socket, const url& list
   }
   const std::string version = tls_version(tls);
   if (listen_url.scheme == scheme::tls) {
-    auto why = co_await preamble_server(tls, options, limiter, source, listen_url.scheme);
+    auto why = co_await preamble_server(tls, options, limiter, source, out.user, listen_url.scheme);
     if (!why.empty()) {
       fail(why);
       co_return out;

@@ -78,7 +78,7 @@ boost::asio::awaitable<dial_result> dial(const url& target, const dial_options& 
 
 struct accept_options {
   std::shared_ptr<boost::asio::ssl::context> tls; // required for tls:// and wss://
-  std::string token;
+  std::shared_ptr<const user_table> users;        // whose tokens are accepted
   std::chrono::milliseconds handshake_timeout{10'000};
   /// Reverse proxies (--trust-proxy): a WebSocket upgrade from one of them
   /// is taken to come from the client its X-Forwarded-For names
@@ -89,6 +89,7 @@ struct accept_options {
 struct accept_result {
   stream::byte_stream_ptr stream; // null when refused
   std::string error;
+  std::string user; // whose token it presented
   /// Who the connection is from: the TCP peer, or behind a trusted proxy
   /// the client it names. The failure limiter counted this address.
   boost::asio::ip::address client_address;

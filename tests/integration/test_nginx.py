@@ -201,7 +201,7 @@ http {
             s.sendall(data)
             self.assertEqual(wt.recv_exactly(s, len(data)), data)
         # nginx connects from 127.0.0.1; the client it served is ::1.
-        server.wait_for(r"server: client#\d+ ::1 via 127\.0\.0\.1:\d+ connected over ws")
+        server.wait_for(r"server: client#\d+ ::1 via 127\.0\.0\.1:\d+ \(user default\) connected over ws")
 
     def test_bad_logins_are_limited_per_client_behind_nginx(self):
         server = self.warren_server("--trust-proxy", "127.0.0.1/32")
@@ -240,7 +240,7 @@ http {
         server.wait_for(r"tunnel from 127\.0\.0\.4:\d+ refused: wrong token")
         # A readable one names the client.
         self.assertEqual(self.upgrade(server.port, TOKEN, "127.0.0.4", tls=False, forwarded_for="192.0.2.44"), 101)
-        server.wait_for(r"client#\d+ 192\.0\.2\.44 via 127\.0\.0\.4:\d+ connected over ws")
+        server.wait_for(r"client#\d+ 192\.0\.2\.44 via 127\.0\.0\.4:\d+ \(user default\) connected over ws")
 
     def test_bad_trust_proxy_is_refused_at_start(self):
         code, lines = wt.run_warren(["server", "--listen", "ws://127.0.0.1:0/", "--token-file", self.token_file,
