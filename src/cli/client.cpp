@@ -108,6 +108,7 @@ int run(const client_args& a) {
   for (const auto& line : *bound)
     spdlog::info("forward: {}", line);
   std::string fatal;
+  asio::signal_set hangups(io);
   c->start([&](const std::string& why) {
     fatal = why;
     c->stop();
@@ -118,6 +119,7 @@ int run(const client_args& a) {
       return;
     spdlog::info("client: {} received, shutting down", signo == SIGINT ? "SIGINT" : "SIGTERM");
     c->stop();
+    hangups.cancel();
     // Give the tunnel up to ~1 s to close politely (WebSocket close, TLS close_notify).
     asio::co_spawn(
         io,
@@ -131,9 +133,29 @@ int run(const client_args& a) {
         },
         asio::detached);
   });
+  // SIGHUP: the token is read again (--token-file, or WARREN_TOKEN) for the
+  // next dials; tunnels up keep going. A file that cannot be read keeps
+  // the old token.
+  hangups.add(SIGHUP);
+  std::function<void()> on_hangup = [&] {
+    hangups.async_wait([&](error_code ec, int) {
+      if (ec)
+        return;
+      try {
+        c->set_token(load_token(a.token_file));
+        spdlog::info("client: SIGHUP received; the token {} is read again for new tunnels",
+                     a.token_file.empty() ? std::string("from WARREN_TOKEN") : "file " + a.token_file);
+      } catch (const user_error& e) {
+        spdlog::warn("client: SIGHUP received; keeping the old token: {}", e.what());
+      }
+      on_hangup();
+    });
+  };
+  on_hangup();
   io.run();
   if (!fatal.empty())
     throw user_error("cannot connect to " + transport::to_string(o.server) + ": " + fatal);
+  spdlog::info("client: stopped");
   return 0;
 }
 

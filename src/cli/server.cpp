@@ -24,7 +24,7 @@ namespace asio = boost::asio;
 struct server_args {
   std::vector<std::string> listen{"wss://localhost:8443"};
   std::vector<std::string> cert_names, trust_proxy;
-  std::string cert, key, client_ca, state_dir, token_file;
+  std::string cert, key, client_ca, state_dir, token_file, users_file, allow_file;
   std::vector<std::string> allow;
   std::string log_level = "info";
   std::string family = "auto";
@@ -43,6 +43,40 @@ struct server_args {
   std::uint32_t open_burst = 512;
   std::size_t max_connects = 64;
 };
+
+/// load_access(), its warnings logged.
+expected<tunnel::server_access> load_access_logged(const tunnel::access_sources& sources) {
+  std::vector<std::string> warnings;
+  auto access = tunnel::load_access(sources, warnings);
+  for (const auto& w : warnings)
+    spdlog::warn("server: {}", w);
+  return access;
+}
+
+/// The server's first settings, stated at start.
+void set_access(tunnel::server_options& o, const tunnel::server_access& access) {
+  o.accept.users = access.users;
+  o.accept.tls = access.tls;
+  o.fingerprint = access.fingerprint;
+  o.policy = *access.policy;
+  std::string names;
+  bool some_without_rules = false;
+  for (const auto& u : access.users->users()) {
+    const auto own = access.user_policies.find(u.name);
+    names += (names.empty() ? "" : ", ") + u.name;
+    if (own != access.user_policies.end()) {
+      o.user_policies.emplace(u.name, *own->second);
+      names += " (own rules: " + std::to_string(own->second->rules().size()) + ")";
+    } else {
+      some_without_rules = true;
+    }
+  }
+  spdlog::info("server: {} users: {}", access.users->users().size(), names);
+  if (access.tls)
+    spdlog::info("server: certificate fingerprint {}", access.fingerprint);
+  if (some_without_rules && o.policy.empty())
+    spdlog::warn("server: no --allow rules: every destination is denied");
+}
 
 /// Every --listen as a URL; the same address twice is an error.
 std::vector<transport::url> listen_urls(const std::vector<std::string>& texts) {
@@ -106,15 +140,14 @@ int run(const server_args& a) {
   if (!o.accept.trusted_proxies.empty() && !any_ws)
     spdlog::warn("server: --trust-proxy has no effect: X-Forwarded-For is read only on ws:// and wss:// listeners, "
                  "and every --listen here is tcp:// or tls://");
-  o.accept.token = load_token(a.token_file);
-  if (o.accept.token.empty())
-    throw user_error("no token: pass --token-file FILE or set WARREN_TOKEN (clients must present it)");
-  for (const auto& rule : a.allow) {
-    auto r = tunnel::parse_allow_rule(rule);
-    if (!r)
-      throw user_error(r.error());
-    o.policy.add(*r);
-  }
+  // What SIGHUP re-reads (tunnel/server_access.hpp).
+  tunnel::access_sources sources;
+  sources.users_file = a.users_file;
+  sources.token_file = a.token_file;
+  if (a.token_file.empty())
+    sources.token_env = load_token("");
+  sources.allow = a.allow;
+  sources.allow_file = a.allow_file;
   auto policy = net::parse_family_policy(a.family);
   if (!policy)
     throw user_error("--family '" + a.family + "' is not one of auto, prefer-ipv4, ipv4, ipv6");
@@ -144,7 +177,8 @@ int run(const server_args& a) {
   spdlog::info("server: per client at most {} streams and {} of data buffered for them, {} of {} name lookups "
                "at a time, {} connects in flight, {} stream opens per second in bursts of {} (faster opens pause "
                "its tunnel) (--max-streams-per-client, --max-buffer-per-client, --max-lookups-per-client, "
-               "--max-connects-per-client, --max-opens-per-second-per-client, --open-burst-per-client)",
+               "--max-connects-per-client, --max-opens-per-second-per-client, --open-burst-per-client); all tunnels of "
+               "one user share them",
                a.max_streams,
                buffer % (1u << 20) == 0 ? std::to_string(buffer >> 20) + " MiB" : std::to_string(buffer >> 10) + " KiB",
                a.max_lookups, a.lookup_threads, a.max_connects, a.max_opens, a.open_burst);
@@ -179,7 +213,6 @@ int run(const server_args& a) {
                          : "no --listen is wss:// or tls://, so no certificate is used");
   if (any_tls) {
     transport::tls_server_options t{a.cert, a.key, a.client_ca};
-    std::string fingerprint;
     if (a.cert.empty() != a.key.empty())
       throw user_error("--cert and --key go together");
     if (a.cert.empty()) {
@@ -194,25 +227,19 @@ int run(const server_args& a) {
                      made->cert_file, join(made->missing_names));
       t.cert_file = made->cert_file;
       t.key_file = made->key_file;
-      fingerprint = made->fingerprint;
       spdlog::info("server: {} self-signed certificate {}", made->created ? "generated" : "using", made->cert_file);
-    } else {
-      auto fp = transport::certificate_fingerprint_file(a.cert);
-      if (!fp)
-        throw user_error(fp.error());
-      fingerprint = *fp;
     }
-    auto ctx = transport::make_server_context(t);
-    if (!ctx)
-      throw user_error(ctx.error());
-    o.accept.tls = *ctx;
-    spdlog::info("server: certificate fingerprint {}", fingerprint);
+    sources.uses_tls = true;
+    sources.tls = t;
   }
-  if (o.policy.empty())
-    spdlog::warn("server: no --allow rules: every destination is denied");
+  const auto access = load_access_logged(sources);
+  if (!access)
+    throw user_error(access.error());
+  set_access(o, *access);
 
   asio::io_context io(1);
   asio::signal_set signals(io, SIGINT, SIGTERM);
+  asio::signal_set hangup(io, SIGHUP);
   // Each lookup blocks a thread (getaddrinfo) for as long as the name takes,
   // seconds for a slow one; a client holds at most --max-lookups-per-client
   // of these threads at a time, so a few with slow names leave the rest to
@@ -233,11 +260,27 @@ int run(const server_args& a) {
       spdlog::warn("server: {} listens on IPv6 only (IPv4 clients are refused); use * for both", urls);
   }
   srv->start();
+  // SIGHUP: re-read users, rules and certificate; all or nothing.
+  std::function<void()> wait_hangup = [&] {
+    hangup.async_wait([&](error_code ec, int) {
+      if (ec)
+        return;
+      spdlog::info("server: SIGHUP received; re-reading users, allow rules and certificate");
+      if (auto fresh = load_access_logged(sources))
+        srv->reload(std::move(fresh).value());
+      else
+        spdlog::error("server: reload failed, the running settings stay: {}", fresh.error());
+      wait_hangup();
+    });
+  };
+  wait_hangup();
   signals.async_wait([&](error_code ec, int signo) {
     if (ec)
       return;
     spdlog::info("server: {} received; letting open streams finish (up to {})", signo == SIGINT ? "SIGINT" : "SIGTERM",
                  format_duration(o.drain_timeout));
+    error_code ignored;
+    hangup.cancel(ignored);
     srv->stop([&io] { io.stop(); });
     signals.async_wait([&](error_code e2, int) {
       if (!e2)
@@ -270,10 +313,14 @@ std::function<int()> add_server_command(CLI::App& app) {
   cmd->add_option("--key", a->key, "Private key (PEM)");
   cmd->add_option("--client-ca", a->client_ca, "Require client certificates signed by this CA (mTLS)");
   cmd->add_option("--state-dir", a->state_dir, "Where the generated certificate lives");
-  cmd->add_option("--token-file", a->token_file, "File holding the token clients must present (or WARREN_TOKEN)");
+  cmd->add_option("--token-file", a->token_file,
+                  "File holding the token clients must present (or WARREN_TOKEN): the user 'default'");
+  cmd->add_option("--users-file", a->users_file,
+                  "Named users (TOML: [[user]] name, token_sha256 / token_file / token, allow); re-read on SIGHUP");
   // allow_extra_args(false): otherwise CLI11 reads "[::1]" as a bracketed list.
   cmd->add_option("--allow", a->allow, "Allowed destination: CIDR[:ports], host[:ports], *.domain[:ports], *")
       ->allow_extra_args(false);
+  cmd->add_option("--allow-file", a->allow_file, "More --allow rules, one per line (# comments); re-read on SIGHUP");
   cmd->add_option("--log-level", a->log_level)->capture_default_str();
   cmd->add_option("--family", a->family, "Outbound family policy: auto, prefer-ipv4, ipv4, ipv6")
       ->capture_default_str();

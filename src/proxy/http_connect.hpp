@@ -58,9 +58,11 @@ parse_result parse_reply(std::span<const std::uint8_t> in);
 
 /// One sentence for a refused CONNECT, naming the proxy (`proxy_shown`) and
 /// the destination; `sent_credentials` tells a wrong password from none.
-/// Refusals that retrying cannot fix carry the words tunnel::client's
-/// permanent() looks for: credentials (401, 407) name --proxy-password-file,
-/// 403 says "its rules do not allow", 400/405/501 "does not allow CONNECT".
+/// Refusals that retrying cannot fix carry the words transport's dial looks
+/// for to mark them permanent (transport::failure_kind, proxy_dial.hpp's
+/// permanent_proxy_refusal): credentials (401, 407) name
+/// --proxy-password-file, 403 says "its rules do not allow", 400/405/501
+/// "does not allow CONNECT".
 std::string describe_failure(const reply& r, std::string_view proxy_shown, const net::host_port& target,
                              bool sent_credentials);
 

@@ -111,6 +111,13 @@ class byte_stream {
   /// complete. Carriers without such a signal just close().
   virtual void reset() { close(); }
 
+  /// The io_context is being destroyed while this stream still relays (a
+  /// second SIGTERM: io.stop() with transfers running): what the peer
+  /// should see then. A socket resets, as for a cut transfer, instead of
+  /// the FIN its destruction would send; carriers whose peer learns it
+  /// otherwise (a tunnel stream: its tunnel ends) do nothing.
+  virtual void abandon() {}
+
   /// For logs: "wss 203.0.113.7:443 TLSv1.3".
   virtual std::string description() const = 0;
 };

@@ -51,7 +51,9 @@ class pump_state;
 /// pumps still run (io.stop() on a signal) would leak them and the streams
 /// their done handlers own. This service deletes them when the context
 /// shuts down, as Asio destroys the pending operations of its I/O objects;
-/// their callbacks are then destroyed, never run.
+/// their callbacks are then destroyed, never run. Its streams are abandoned
+/// first (byte_stream::abandon(): a socket resets), since a transfer cut
+/// there must not end with the FIN of a closing socket.
 class pump_registry final : public asio::execution_context::service {
  public:
   static inline asio::execution_context::id id;
@@ -272,8 +274,11 @@ void pump_registry::remove(pump_state& p) {
 }
 
 void pump_registry::shutdown() {
-  while (first_)
+  while (first_) {
+    for (auto* s : first_->streams_)
+      s->abandon();
     delete first_;
+  }
 }
 
 } // namespace

@@ -29,6 +29,8 @@ struct pump_stats {
 /// Starts relaying; `done` runs (posted, on a's executor) once both
 /// directions have ended. Both streams must live until then: a caller that
 /// does not wait can hand them to `done` (it is destroyed right after it ran).
+/// If the io_context is destroyed first, the pump abandons both streams
+/// (byte_stream::abandon(): a socket resets) and destroys `done` unrun.
 void start_pump(byte_stream& a, byte_stream& b, core::stored_handler<void(pump_stats)> done);
 
 /// The same, awaited.

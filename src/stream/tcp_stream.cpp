@@ -69,6 +69,8 @@ class tcp_byte_stream final : public byte_stream {
     socket_.close(ignored);
   }
 
+  void abandon() override { reset(); }
+
   std::string description() const override { return description_; }
 
  private:

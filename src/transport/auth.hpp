@@ -19,15 +19,47 @@
 
 #include <boost/asio/ip/address.hpp>
 
+#include <array>
 #include <chrono>
 #include <map>
+#include <memory>
 #include <optional>
+#include <string>
 #include <string_view>
+#include <vector>
 
 namespace warren::transport {
 
 /// Compares in time independent of where the strings differ (and of their lengths).
 bool token_equal(std::string_view a, std::string_view b);
+
+/// The tokens the server accepts, each under a user name. Holds SHA-256
+/// digests only, so a users file can store digests instead of tokens.
+/// match() hashes the token presented and compares it in constant time with
+/// every user's digest, without an early exit: timing tells nothing of
+/// which user (if any) it belongs to.
+class user_table {
+ public:
+  using digest = std::array<unsigned char, 32>;
+  struct user {
+    std::string name;
+    digest token_sha256;
+  };
+  static digest hash(std::string_view token);
+  /// 64 hex digits into a digest; nullopt if malformed.
+  static std::optional<digest> parse_digest(std::string_view hex);
+  /// A table of one user (--token-file, tests).
+  static std::shared_ptr<const user_table> single(std::string name, std::string_view token);
+
+  void add(std::string name, const digest& d) { users_.push_back({std::move(name), d}); }
+  /// The name of the user this token is of; nullopt for an empty or unknown token.
+  std::optional<std::string> match(std::string_view token) const;
+  const std::vector<user>& users() const { return users_; }
+  const user* find(std::string_view name) const;
+
+ private:
+  std::vector<user> users_;
+};
 
 class auth_limiter {
  public:

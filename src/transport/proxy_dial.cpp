@@ -238,4 +238,10 @@ asio::awaitable<std::string> proxy_handshake(tcp::socket& socket, const proxy_ur
   co_return co_await socks5_connect(socket, proxy, target, log_where);
 }
 
+bool permanent_proxy_refusal(const std::string& failure) {
+  return failure.find("--proxy-password-file") != std::string::npos ||
+         failure.find("its rules do not allow") != std::string::npos ||
+         failure.find("does not allow CONNECT") != std::string::npos;
+}
+
 } // namespace warren::transport

@@ -31,4 +31,9 @@ boost::asio::awaitable<std::string> resolve_for_proxy(const std::string& host, n
 boost::asio::awaitable<std::string> proxy_handshake(boost::asio::ip::tcp::socket& socket, const proxy_url& proxy,
                                                     const net::host_port& target, const std::string& log_where);
 
+/// Whether a proxy_handshake() failure is a refusal retrying cannot fix (the
+/// credentials, the proxy's rules, no CONNECT at all): by the words the
+/// proxy codecs put in those sentences (proxy/http_connect.hpp).
+bool permanent_proxy_refusal(const std::string& failure);
+
 } // namespace warren::transport

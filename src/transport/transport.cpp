@@ -5,6 +5,7 @@
 #include "stream/tcp_stream.hpp"
 #include "transport/http_auth.hpp"
 #include "transport/proxy_dial.hpp"
+#include "transport/scheme_mismatch.hpp"
 #include "transport/tls_stream.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -166,6 +167,51 @@ std::string tls_version(const tls_socket& s) {
   return SSL_get_version(const_cast<tls_socket&>(s).native_handle());
 }
 
+/// A failed handshake step: the sentence, and whether retrying can help.
+struct step_failure {
+  std::string error; // empty: the step succeeded
+  failure_kind kind = failure_kind::transient;
+  bool failed() const { return !error.empty(); }
+};
+
+int ssl_reason(const error_code& ec) {
+  return ec.category() == asio::error::get_ssl_category() ? ERR_GET_REASON(static_cast<unsigned long>(ec.value())) : 0;
+}
+
+/// A TLS failure retrying cannot fix, as a sentence naming the fix: the
+/// server's alert that it requires (or rejected) a client certificate —
+/// in TLS 1.3 it comes with the first read after the handshake — or plain
+/// bytes where the server's handshake should be (a plain listener).
+std::optional<std::string> permanent_tls_error(const error_code& ec, scheme used) {
+  switch (ssl_reason(ec)) {
+  case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
+    return "the server requires a client certificate (TLS alert \"certificate required\"); pass --cert and --key";
+  case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
+  case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
+  case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
+  case SSL_R_TLSV1_ALERT_ACCESS_DENIED:
+    return "the server rejected the client certificate (" + net::describe(ec) + "); check --cert and --key";
+  case SSL_R_WRONG_VERSION_NUMBER:
+    return mismatch_hint(used, std::nullopt, "plain");
+  default:
+    return std::nullopt;
+  }
+}
+
+/// A failed read or write of a step after (or without) TLS.
+step_failure io_failure(const std::string& prefix, const error_code& ec, scheme used) {
+  if (auto p = permanent_tls_error(ec, used))
+    return {prefix + *p, failure_kind::permanent};
+  return {prefix + net::describe(ec)};
+}
+
+/// Best effort: the reply to a client of another scheme (scheme_mismatch.hpp).
+template <class Next>
+asio::awaitable<void> send_wrong_scheme(Next& next, scheme listener) {
+  const auto reply = wrong_scheme_reply(listener);
+  co_await asio::async_write(next, asio::buffer(reply), use_tuple);
+}
+
 // --- client --------------------------------------------------------------
 
 /// What an upgrade answered `status` most likely means (a reverse proxy in
@@ -176,7 +222,7 @@ std::string upgrade_status_hint(unsigned status, std::string_view location) {
            "wss://host/tunnel/ for --listen ws://127.0.0.1:8080/tunnel/, trailing slash included)";
   if (status == 426)
     return " (a reverse proxy in front of the server did not pass the WebSocket upgrade on: it must forward the "
-           "Upgrade and Connection headers over HTTP/1.1; see 'Behind nginx' in the README)";
+           "Upgrade and Connection headers over HTTP/1.1; see 'Behind a reverse proxy' in the README)";
   if (status == 301 || status == 302 || status == 303 || status == 307 || status == 308) {
     std::string hint = " (redirected";
     if (!location.empty())
@@ -188,8 +234,8 @@ std::string upgrade_status_hint(unsigned status, std::string_view location) {
 }
 
 template <class Next>
-asio::awaitable<std::string> ws_client_handshake(websocket::stream<Next>& ws, const url& target,
-                                                 const std::string& token, const std::string& server_name) {
+asio::awaitable<step_failure> ws_client_handshake(websocket::stream<Next>& ws, const url& target,
+                                                  const std::string& token, const std::string& server_name) {
   tune(ws, true);
   ws.set_option(websocket::stream_base::decorator([token](websocket::request_type& req) {
     req.set(http::field::user_agent, "warren/0.1");
@@ -203,40 +249,58 @@ asio::awaitable<std::string> ws_client_handshake(websocket::stream<Next>& ws, co
   websocket::response_type res;
   auto [ec] = co_await ws.async_handshake(res, host, target.path, use_tuple);
   if (!ec)
-    co_return std::string();
+    co_return step_failure{};
   if (ec == websocket::error::upgrade_declined) {
     const auto status = res.result_int();
     std::string why =
         "the server declined the WebSocket upgrade: HTTP " + std::to_string(status) + " " + std::string(res.reason());
-    if (status == 401)
+    auto kind = failure_kind::transient;
+    if (status == 401) {
       why += " (the token was refused; check --token-file)";
-    else if (status == 429)
+      kind = failure_kind::permanent;
+    } else if (status == 429) {
       why += " (too many failed attempts from this address; wait a minute)";
-    else
+    } else if (auto listener = listener_scheme(res[k_listener_header]); status == 400 && listener) {
+      why = mismatch_hint(target.scheme, listener);
+      kind = failure_kind::permanent;
+    } else {
       why += upgrade_status_hint(status, res[http::field::location]);
-    co_return why;
+    }
+    co_return step_failure{why, kind};
   }
-  co_return "WebSocket upgrade failed: " + net::describe(ec);
+  co_return io_failure("WebSocket upgrade failed: ", ec, target.scheme);
 }
 
 /// tcp:// and tls:// authentication (docs/PROTOCOL.md): send the token line,
 /// read exactly the 3-byte answer (what follows it is the server's HELLO).
 /// Returns an empty string on success.
 template <class Next>
-asio::awaitable<std::string> client_preamble(Next& next, const std::string& token) {
+asio::awaitable<step_failure> client_preamble(Next& next, const std::string& token, scheme used) {
   const std::string preamble = std::string(k_preamble_magic) + token + "\n";
   auto [we, wn] = co_await asio::async_write(next, asio::buffer(preamble), use_tuple);
   if (we)
-    co_return "failed: " + net::describe(we);
+    co_return io_failure("failed: ", we, used);
   std::array<char, 3> reply{};
   auto [re, rn] = co_await asio::async_read(next, asio::buffer(reply), use_tuple);
-  if (re)
-    co_return "failed: " + net::describe(re);
-  if (std::string_view(reply.data(), rn) == k_preamble_limited)
-    co_return "the server refused: too many failed authentications from this address; wait a minute";
-  if (std::string_view(reply.data(), rn) != "OK\n")
-    co_return "the server refused the token (check --token-file)";
-  co_return std::string();
+  const std::string_view answer(reply.data(), rn);
+  // A short answer (then EOF) may still tell what the server speaks.
+  if (re && (rn == 0 || classify_preamble_answer(answer) == preamble_answer::other))
+    co_return io_failure("failed: ", re, used);
+  switch (classify_preamble_answer(answer)) {
+  case preamble_answer::ok:
+    co_return step_failure{};
+  case preamble_answer::limited:
+    co_return step_failure{"the server refused: too many failed authentications from this address; wait a minute"};
+  case preamble_answer::refused:
+    co_return step_failure{"the server refused the token (check --token-file)", failure_kind::permanent};
+  case preamble_answer::http:
+    co_return step_failure{mismatch_hint(used, std::nullopt, "http"), failure_kind::permanent};
+  case preamble_answer::tls:
+    co_return step_failure{mismatch_hint(used, std::nullopt, "tls"), failure_kind::permanent};
+  case preamble_answer::other:
+    break;
+  }
+  co_return step_failure{"the server's answer is not a warren server's (wrong port?)"};
 }
 
 bool loopback_host(const std::string& host) {
@@ -259,6 +323,7 @@ asio::awaitable<dial_result> dial(const url& target, const dial_options& options
     out.error = "refusing to send the token in clear text over " + std::string(to_string(target.scheme)) + ":// to " +
                 target.endpoint.host + (proxy ? " through the proxy " + to_string(*proxy) : std::string()) +
                 "; use wss:// or tls://, or pass --insecure-token";
+    out.failure = failure_kind::permanent;
     co_return out;
   }
   auto ex = co_await asio::this_coro::executor;
@@ -312,6 +377,8 @@ asio::awaitable<dial_result> dial(const url& target, const dial_options& options
               ? "the proxy handshake with " + to_string(*proxy) + " timed out after " +
                     format_duration(std::chrono::duration_cast<std::chrono::milliseconds>(options.handshake_timeout))
               : failure;
+      if (!guard.fired() && permanent_proxy_refusal(failure))
+        out.failure = failure_kind::permanent;
       co_return out;
     }
     spdlog::debug("{}: proxy {} connected us to {} in {} ms", where, to_string(*proxy),
@@ -320,9 +387,11 @@ asio::awaitable<dial_result> dial(const url& target, const dial_options& options
 
   if (!target.uses_tls()) {
     if (target.scheme == scheme::tcp) {
-      auto failure = co_await client_preamble(socket, options.token);
-      if (!failure.empty()) {
-        out.error = guard.fired() ? timed_out("authentication") : "authentication with " + server + ": " + failure;
+      auto failure = co_await client_preamble(socket, options.token, target.scheme);
+      if (failure.failed()) {
+        out.error =
+            guard.fired() ? timed_out("authentication") : "authentication with " + server + ": " + failure.error;
+        out.failure = guard.fired() ? failure_kind::transient : failure.kind;
         co_return out;
       }
       guard.disarm();
@@ -331,8 +400,9 @@ asio::awaitable<dial_result> dial(const url& target, const dial_options& options
       websocket::stream<tcp::socket> ws(std::move(socket));
       const auto t = steady_clock::now();
       auto failure = co_await ws_client_handshake(ws, target, options.token, options.server_name);
-      if (!failure.empty()) {
-        out.error = guard.fired() ? timed_out("WebSocket upgrade") : failure;
+      if (failure.failed()) {
+        out.error = guard.fired() ? timed_out("WebSocket upgrade") : failure.error;
+        out.failure = guard.fired() ? failure_kind::transient : failure.kind;
         co_return out;
       }
       guard.disarm();
@@ -346,7 +416,8 @@ asio::awaitable<dial_result> dial(const url& target, const dial_options& options
   // 2. TLS.
   auto made = make_client_context(options.tls);
   if (!made) {
-    out.error = made.error();
+    out.error = made.error(); // our own certificate, key or CA file
+    out.failure = failure_kind::permanent;
     co_return out;
   }
   auto ctx = made->context;
@@ -395,9 +466,14 @@ asio::awaitable<dial_result> dial(const url& target, const dial_options& options
   const auto t_tls = steady_clock::now();
   auto [hec] = co_await tls.async_handshake(use_tuple);
   if (hec) {
+    // A certificate or pin the client refused, or plain bytes where TLS
+    // should be: retrying cannot fix them.
+    auto permanent = report->failure.empty() ? permanent_tls_error(hec, target.scheme) : report->failure;
     out.error = guard.fired() ? timed_out("TLS handshake")
                               : "TLS handshake with " + server +
-                                    " failed: " + (report->failure.empty() ? net::describe(hec) : report->failure);
+                                    " failed: " + (permanent ? *permanent : net::describe(hec));
+    if (!guard.fired() && permanent)
+      out.failure = failure_kind::permanent;
     co_return out;
   }
   const std::string version = tls_version(tls);
@@ -405,9 +481,11 @@ asio::awaitable<dial_result> dial(const url& target, const dial_options& options
                 SSL_get_cipher_name(tls.native_handle()));
 
   if (target.scheme == scheme::tls) {
-    auto failure = co_await client_preamble(tls, options.token);
-    if (!failure.empty()) {
-      out.error = guard.fired() ? timed_out("authentication") : "authentication with " + server + ": " + failure;
+    auto failure = co_await client_preamble(tls, options.token, target.scheme);
+    if (failure.failed()) {
+      out.error =
+          guard.fired() ? timed_out("authentication") : "authentication with " + server + ": " + failure.error;
+      out.failure = guard.fired() ? failure_kind::transient : failure.kind;
       co_return out;
     }
     guard.disarm();
@@ -420,8 +498,9 @@ asio::awaitable<dial_result> dial(const url& target, const dial_options& options
   websocket::stream<tls_socket> ws(std::move(tls));
   const auto t_ws = steady_clock::now();
   auto failure = co_await ws_client_handshake(ws, target, options.token, options.server_name);
-  if (!failure.empty()) {
-    out.error = guard.fired() ? timed_out("WebSocket upgrade") : failure;
+  if (failure.failed()) {
+    out.error = guard.fired() ? timed_out("WebSocket upgrade") : failure.error;
+    out.failure = guard.fired() ? failure_kind::transient : failure.kind;
     co_return out;
   }
   guard.disarm();
@@ -476,8 +555,19 @@ asio::awaitable<std::string> ws_server_handshake(Next& next, std::optional<webso
   http::request_parser<http::empty_body> parser;
   parser.header_limit(8192);
   auto [rec, rn] = co_await http::async_read(next, buffer, parser, use_tuple);
-  if (rec)
+  if (rec) {
+    // Bytes that are no HTTP request (a tcp:// or tls:// client's
+    // preamble, say) get a 400 naming this listener's scheme.
+    // (A TLS ClientHello fails at its first byte: a bad method.)
+    if (rec.category() == http::make_error_code(http::error::bad_method).category() && buffer.size() > 0) {
+      co_await send_wrong_scheme(next, listen_url.scheme);
+      const auto first = static_cast<const char*>(buffer.data().data());
+      if (looks_like_tls_record(std::string_view(first, 1)))
+        co_return "a TLS handshake on a " + std::string(to_string(listen_url.scheme)) +
+            ":// listener (the client uses wss://)";
+    }
     co_return "no valid HTTP upgrade request (" + net::describe(rec) + ")";
+  }
   auto req = parser.release();
   take_forwarded_client(req, options, client);
   const ip::address& source = client.client_address;
@@ -505,11 +595,13 @@ asio::awaitable<std::string> ws_server_handshake(Next& next, std::optional<webso
     co_return std::string(k_limited_reason);
   }
   const auto token = bearer_token(req[http::field::authorization]);
-  if (!token || !token_equal(*token, options.token)) {
+  auto matched = token && options.users ? options.users->match(*token) : std::nullopt;
+  if (!matched) {
     limiter.record_failure(source, steady_clock::now());
     co_await refuse(http::status::unauthorized, "invalid or missing token");
     co_return req[http::field::authorization].empty() ? "no token in the upgrade request" : "wrong token";
   }
+  client.user = std::move(*matched);
   ws.emplace(std::move(next));
   tune(*ws, false);
   ws->set_option(
@@ -520,22 +612,49 @@ asio::awaitable<std::string> ws_server_handshake(Next& next, std::optional<webso
   co_return std::string();
 }
 
+/// read_until's condition for the preamble: a line, or the first byte alone
+/// when it starts a TLS record.
+struct line_or_tls_record {
+  using iterator = asio::buffers_iterator<asio::streambuf::const_buffers_type>;
+  using result_type = std::pair<iterator, bool>;
+  result_type operator()(iterator begin, iterator end) const {
+    if (begin != end && looks_like_tls_record(std::string_view(&*begin, 1)))
+      return {begin + 1, true};
+    const auto newline = std::find(begin, end, '\n');
+    return newline == end ? result_type{end, false} : result_type{newline + 1, true};
+  }
+};
+
 template <class Next>
 asio::awaitable<std::string> preamble_server(Next& next, const accept_options& options, auth_limiter& limiter,
-                                             const ip::address& source) {
+                                             const ip::address& source, std::string& user, scheme listener) {
   asio::streambuf buf(k_max_preamble);
-  auto [ec, n] = co_await asio::async_read_until(next, buf, '\n', use_tuple);
+  // Up to the newline; or just the first byte when it starts a TLS record
+  // (a ClientHello need hold no newline), which is told in HTTP: the
+  // client's TLS reads that as plain bytes (scheme_mismatch.hpp).
+  auto [ec, n] = co_await asio::async_read_until(next, buf, line_or_tls_record{}, use_tuple);
   if (ec)
     co_return "no authentication preamble (" + net::describe(ec) + ")";
   std::string line(asio::buffers_begin(buf.data()), asio::buffers_begin(buf.data()) + n - 1);
+  if (n == 1 && buf.size() >= 1 && looks_like_tls_record(std::string_view(&*asio::buffers_begin(buf.data()), 1))) {
+    co_await send_wrong_scheme(next, listener);
+    co_return "a TLS handshake on a " + std::string(to_string(listener)) + ":// listener (the client uses tls://)";
+  }
+  if (looks_like_http_request(line)) {
+    co_await send_wrong_scheme(next, listener);
+    co_return "an HTTP request on a " + std::string(to_string(listener)) + ":// listener (the client uses " +
+        (listener == scheme::tls ? "wss://" : "ws://") + ")";
+  }
   if (buf.size() != n)
     co_return "data before authentication completed";
   if (!limiter.allowed(source, steady_clock::now())) {
     co_await asio::async_write(next, asio::buffer(k_preamble_limited), use_tuple);
     co_return std::string(k_limited_reason);
   }
-  const bool ok =
-      line.starts_with(k_preamble_magic) && token_equal(line.substr(k_preamble_magic.size()), options.token);
+  auto matched = line.starts_with(k_preamble_magic) && options.users
+                     ? options.users->match(std::string_view(line).substr(k_preamble_magic.size()))
+                     : std::nullopt;
+  const bool ok = matched.has_value();
   // Counted before the answer is written, as the HTTP path counts before
   // its 401: the write suspends, and connections that sent their guesses
   // together would each find the limit not yet reached meanwhile.
@@ -545,6 +664,7 @@ asio::awaitable<std::string> preamble_server(Next& next, const accept_options& o
   co_await asio::async_write(next, asio::buffer(reply), use_tuple);
   if (!ok)
     co_return line.starts_with(k_preamble_magic) ? "wrong token" : "not a warren client (bad preamble)";
+  user = std::move(*matched);
   co_return std::string();
 }
 
@@ -576,7 +696,7 @@ asio::awaitable<accept_result> accept_stream(tcp::socket socket, const url& list
 
   if (!listen_url.uses_tls()) {
     if (listen_url.scheme == scheme::tcp) {
-      auto why = co_await preamble_server(socket, options, limiter, source);
+      auto why = co_await preamble_server(socket, options, limiter, source, out.user, listen_url.scheme);
       if (!why.empty()) {
         fail(why);
         co_return out;
@@ -599,12 +719,19 @@ asio::awaitable<accept_result> accept_stream(tcp::socket socket, const url& list
   tls_socket tls(std::move(socket), *options.tls, tls_stream::server);
   auto [hec] = co_await tls.async_handshake(use_tuple);
   if (hec) {
+    if (ssl_reason(hec) == SSL_R_HTTP_REQUEST) {
+      // A ws:// client: answered in its language, below the failed TLS.
+      co_await send_wrong_scheme(tls.next_layer(), listen_url.scheme);
+      fail("a plain HTTP request on a " + std::string(to_string(listen_url.scheme)) +
+           ":// listener (the client uses ws://)");
+      co_return out;
+    }
     fail("TLS handshake failed: " + net::describe(hec));
     co_return out;
   }
   const std::string version = tls_version(tls);
   if (listen_url.scheme == scheme::tls) {
-    auto why = co_await preamble_server(tls, options, limiter, source);
+    auto why = co_await preamble_server(tls, options, limiter, source, out.user, listen_url.scheme);
     if (!why.empty()) {
       fail(why);
       co_return out;

@@ -30,6 +30,7 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -53,9 +54,20 @@ struct dial_options {
   std::string server_name;
 };
 
+/// Whether retrying a failed dial can help.
+enum class failure_kind : std::uint8_t {
+  transient, // the network, a server down or busy, timeouts: retried
+  permanent, // only the user can fix it: a refused token, a token that
+             // would go out in clear text, our own TLS files, certificate
+             // or pin failures, a client certificate the server requires or
+             // rejects, the wrong scheme for the listener, a proxy's refusal
+             // of our credentials or destination (the error names the fix)
+};
+
 struct dial_result {
   stream::byte_stream_ptr stream; // null on failure
   std::string error;              // one sentence for the user on failure
+  failure_kind failure = failure_kind::transient;
   boost::asio::ip::tcp::endpoint peer;
   std::chrono::milliseconds connect_time{0};
   std::chrono::milliseconds total_time{0};
@@ -66,7 +78,7 @@ boost::asio::awaitable<dial_result> dial(const url& target, const dial_options& 
 
 struct accept_options {
   std::shared_ptr<boost::asio::ssl::context> tls; // required for tls:// and wss://
-  std::string token;
+  std::shared_ptr<const user_table> users;        // whose tokens are accepted
   std::chrono::milliseconds handshake_timeout{10'000};
   /// Reverse proxies (--trust-proxy): a WebSocket upgrade from one of them
   /// is taken to come from the client its X-Forwarded-For names
@@ -77,6 +89,7 @@ struct accept_options {
 struct accept_result {
   stream::byte_stream_ptr stream; // null when refused
   std::string error;
+  std::string user; // whose token it presented
   /// Who the connection is from: the TCP peer, or behind a trusted proxy
   /// the client it names. The failure limiter counted this address.
   boost::asio::ip::address client_address;

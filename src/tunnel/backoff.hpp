@@ -44,6 +44,9 @@ class backoff {
       attempt_ = 0;
     connected_ = false;
   }
+  /// The connection was refused after it came up (the server's GOAWAY
+  /// "too many clients"): however long it lasted, it does not reset.
+  void refused() { connected_ = false; }
   int attempt() const { return attempt_; }
 
  private:

@@ -33,14 +33,6 @@ void reset_socket(tcp::socket& s) {
   s.close(ignored);
 }
 
-bool permanent(const std::string& error) {
-  return error.find("token") != std::string::npos || error.find("pin mismatch") != std::string::npos ||
-         error.find("certificate verification failed") != std::string::npos ||
-         // A proxy's refusal that retrying cannot fix (proxy/http_connect.hpp, transport/proxy_dial.cpp).
-         error.find("--proxy-password-file") != std::string::npos ||
-         error.find("its rules do not allow") != std::string::npos ||
-         error.find("does not allow CONNECT") != std::string::npos;
-}
 } // namespace
 
 struct client::udp_flow {
@@ -160,42 +152,61 @@ void client::stop() {
   retry_timer_.cancel();
   if (current_)
     current_->shutdown("client stopping");
+  for (auto& s : retiring_)
+    s->shutdown("client stopping");
   tunnel_changed_.notify();
+}
+
+void client::set_token(std::string token) {
+  options_.dial.token = std::move(token);
+  schedule_.redial_now(steady_clock::now());
+  retry_timer_.cancel();
 }
 
 asio::awaitable<void> client::supervise() {
   auto self = shared_from_this();
   const std::string where = transport::to_string(options_.server);
   while (!stopped_) {
+    co_await sleep_until_next_attempt();
+    if (stopped_)
+      co_return;
     spdlog::debug("tunnel: connecting to {}", where);
-    auto r = co_await transport::dial(options_.server, options_.dial, resolver_);
+    schedule_.attempting(steady_clock::now());
+    const auto dial_options = options_.dial; // set_token() may change the token meanwhile
+    auto r = co_await transport::dial(options_.server, dial_options, resolver_);
     if (stopped_)
       co_return;
     if (!r.stream) {
-      if (!ever_connected_ && permanent(r.error) && fatal_) {
+      const bool permanent = r.failure == transport::failure_kind::permanent;
+      if (!ever_connected_ && permanent && fatal_) {
         fatal_(r.error);
         co_return;
       }
-      const auto delay = backoff_.next(rng_);
+      schedule_.ended(tunnel_end::dial_failed, steady_clock::now(), rng_);
       spdlog::warn("tunnel: cannot connect to {}: {}; retrying in {} (attempt {})", where, r.error,
-                   format_duration(delay), backoff_.attempt());
-      retry_timer_.expires_after(delay);
-      co_await retry_timer_.async_wait(use_tuple);
+                   format_duration(until_next_attempt()), schedule_.attempt());
       continue;
     }
     ever_connected_ = true;
-    backoff_.connected(steady_clock::now());
+    schedule_.connected(steady_clock::now());
     auto config = options_.session;
     config.label = "tunnel";
     auto s = wire::session::create(std::move(r.stream), config);
-    stream::async_event ended;
-    std::string reason;
-    s->set_closed_handler([&ended, &reason](const std::string& why) {
-      reason = why;
-      ended.notify();
+    // Shared with the handlers: the session may call them after this
+    // iteration ends (its closed handler is posted).
+    struct tunnel_end_state {
+      stream::async_event ended;
+      std::string reason;
+      std::optional<wire::goaway_info> goaway;
+    };
+    auto state = std::make_shared<tunnel_end_state>();
+    s->set_closed_handler([state](const std::string& why) {
+      state->reason = why;
+      state->ended.notify();
     });
-    s->set_goaway_handler([](const wire::goaway_info& g) {
-      spdlog::info("tunnel: the server is going away ({}); new streams will use a new tunnel", g.reason);
+    s->set_goaway_handler([state](const wire::goaway_info& g) {
+      state->goaway = g;
+      state->ended.notify();
     });
     s->start();
     current_ = s;
@@ -203,28 +214,111 @@ asio::awaitable<void> client::supervise() {
     spdlog::info("tunnel: connected to {} at {} ({}) in {} ms", where,
                  net::format_host_port(r.peer.address().to_string(), r.peer.port()),
                  r.peer.address().is_v6() ? "IPv6" : "IPv4", r.total_time.count());
-    while (!s->closed() && !(s->draining() && s->stream_count() == 0))
-      co_await ended.wait();
-    if (!s->closed())
-      s->close("drained after GOAWAY");
+    while (!s->closed() && !state->goaway)
+      co_await state->ended.wait();
     current_.reset();
     tunnel_changed_.notify();
-    if (stopped_)
+    if (stopped_) {
+      if (!s->closed())
+        s->shutdown("client stopping");
       co_return;
-    backoff_.disconnected(steady_clock::now());
-    const auto delay = backoff_.next(rng_);
-    spdlog::warn("tunnel: lost ({}); reconnecting in {} (attempt {})", reason.empty() ? "server going away" : reason,
-                 format_duration(delay), backoff_.attempt());
-    retry_timer_.expires_after(delay);
-    co_await retry_timer_.async_wait(use_tuple);
+    }
+    tunnel_end why = tunnel_end::lost;
+    const auto& goaway = state->goaway;
+    std::string what = "lost (" + (state->reason.empty() ? std::string("closed") : state->reason) + ")";
+    if (goaway) {
+      // A drain (code "closed": the server stops or restarts) is redialled
+      // at once; another code (too many clients, an error) backs off. The
+      // old tunnel's streams finish on it meanwhile.
+      why = goaway->code == wire::reset_code::closed ? tunnel_end::drained : tunnel_end::refused;
+      what = std::string(why == tunnel_end::drained ? "the server is going away" : "the server refused the tunnel") +
+             " (" + std::string(wire::reset_code_name(goaway->code)) + ": " + goaway->reason + ")";
+      if (!s->closed())
+        retire(s);
+    }
+    schedule_.ended(why, steady_clock::now(), rng_);
+    const auto delay = until_next_attempt();
+    const auto level = why == tunnel_end::drained ? spdlog::level::info : spdlog::level::warn;
+    if (delay.count() <= 0 && why == tunnel_end::drained)
+      spdlog::log(level, "tunnel: {}; reconnecting now", what);
+    else
+      spdlog::log(level, "tunnel: {}; reconnecting in {} (attempt {})", what, format_duration(delay),
+                  schedule_.attempt());
   }
 }
 
+std::chrono::milliseconds client::until_next_attempt() const {
+  const auto now = steady_clock::now();
+  return std::max(std::chrono::ceil<std::chrono::milliseconds>(schedule_.next_attempt(now, waiting()) - now),
+                  std::chrono::milliseconds(0));
+}
+
+asio::awaitable<void> client::sleep_until_next_attempt() {
+  for (;;) {
+    const auto now = steady_clock::now();
+    const auto at = schedule_.next_attempt(now, waiting());
+    if (stopped_ || at <= now)
+      co_return;
+    retry_timer_.expires_at(at);
+    co_await retry_timer_.async_wait(use_tuple); // cancelled: a connection started waiting, or stop()
+  }
+}
+
+void client::retire(std::shared_ptr<wire::session> s) {
+  retiring_.push_back(s);
+  asio::co_spawn(
+      ex_,
+      [self = shared_from_this(), s]() -> asio::awaitable<void> {
+        // The server closes a drained tunnel once its streams end; we do
+        // too, in case it does not (checked every 100 ms: no event tells
+        // the stream count).
+        asio::steady_timer tick(self->ex_);
+        while (!s->closed()) {
+          if (s->stream_count() == 0) {
+            s->shutdown("drained after GOAWAY");
+          }
+          tick.expires_after(std::chrono::milliseconds(100));
+          co_await tick.async_wait(use_tuple);
+        }
+        self->retiring_.remove(s);
+      },
+      asio::detached);
+}
+
+std::optional<waiting_connections> client::waiting() const {
+  std::optional<time_point> earliest;
+  if (!waiting_deadlines_.empty())
+    earliest = *waiting_deadlines_.begin();
+  if (udp_waiting_until_ && *udp_waiting_until_ > steady_clock::now())
+    earliest = std::min(earliest.value_or(*udp_waiting_until_), *udp_waiting_until_);
+  if (!earliest)
+    return std::nullopt;
+  return waiting_connections{*earliest, latest_arrival_};
+}
+
+void client::arrived(time_point now) {
+  latest_arrival_ = now;
+  retry_timer_.cancel();
+}
+
 asio::awaitable<std::shared_ptr<wire::session>> client::tunnel_for_new_stream() {
-  const auto deadline = steady_clock::now() + options_.wait_for_tunnel;
+  auto usable = [this] { return current_ && !current_->closed() && !current_->draining(); };
+  if (usable())
+    co_return current_;
+  const auto now = steady_clock::now();
+  const auto deadline = now + options_.wait_for_tunnel;
+  // Counted as waiting, so that the supervisor dials at once (within its
+  // minimum gap) instead of finishing a long backoff.
+  const auto entry = waiting_deadlines_.insert(deadline);
+  arrived(now);
+  struct unregister {
+    client& c;
+    std::multiset<time_point>::iterator it;
+    ~unregister() { c.waiting_deadlines_.erase(it); }
+  } guard{*this, entry};
   asio::steady_timer timer(ex_);
   while (!stopped_) {
-    if (current_ && !current_->closed() && !current_->draining())
+    if (usable())
       co_return current_;
     if (steady_clock::now() >= deadline)
       co_return nullptr;
@@ -337,8 +431,14 @@ void client::udp_receive(forward& f, std::size_t listener) {
               self->udp_flow_reader(f, flow);
             }
           }
-          if (flow)
+          if (flow) {
             flow->stream->send_datagram(std::span(f.udp_buffers[listener].data(), n));
+          } else if (!self->current_) {
+            // Dropped; the tunnel is dialled now, in time for a retry.
+            if (!self->udp_waiting_until_ || *self->udp_waiting_until_ <= now)
+              self->arrived(now);
+            self->udp_waiting_until_ = now + self->options_.wait_for_tunnel;
+          }
         }
         self->udp_receive(f, listener);
       });

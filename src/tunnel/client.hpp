@@ -1,5 +1,6 @@
-// The tunnel client: keeps one tunnel to the server up (reconnecting with
-// backoff after a drop, local listeners staying bound meanwhile) and serves
+// The tunnel client: keeps one tunnel to the server up (reconnecting on the
+// schedule of tunnel/reconnect.hpp, local listeners staying bound
+// meanwhile) and serves
 // the forwards through it: -L TCP and UDP port forwards and -D SOCKS5
 // (CONNECT and UDP ASSOCIATE, names resolved by the server: socks5h).
 // A new local connection waits for the tunnel up to wait_for_tunnel, then
@@ -14,17 +15,19 @@
 #include "net/udp_sessions.hpp"
 #include "stream/event.hpp"
 #include "transport/transport.hpp"
-#include "tunnel/backoff.hpp"
 #include "tunnel/forward.hpp"
+#include "tunnel/reconnect.hpp"
 #include "wire/session.hpp"
 
 #include <boost/asio/ip/udp.hpp>
 #include <spdlog/spdlog.h>
 
 #include <functional>
+#include <list>
 #include <memory>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -60,16 +63,31 @@ class client : public std::enable_shared_from_this<client> {
   expected<std::vector<std::string>> bind();
   /// Starts the tunnel supervisor and the forwards. `fatal` is called if
   /// the very first connection fails for a reason retrying cannot fix
-  /// (token refused, certificate pin mismatch).
+  /// (token refused, certificate pin mismatch or verification, a client
+  /// certificate required, the wrong scheme: transport::failure_kind).
+  /// After a tunnel has been up, such failures are retried (the server's
+  /// configuration may change back), logged with their hint.
   void start(std::function<void(const std::string&)> fatal);
   void stop();
   /// No tunnel is up (after stop(): the polite close has finished).
-  bool idle() const { return !current_; }
+  bool idle() const { return !current_ && retiring_.empty(); }
+  /// The token for the next dials (SIGHUP re-read it); tunnels up keep
+  /// theirs. Without a tunnel, the next dial is now (within the minimum gap).
+  void set_token(std::string token);
 
  private:
   struct forward;
   struct udp_flow;
   boost::asio::awaitable<void> supervise();
+  /// Sleeps until the schedule's next attempt; a local connection that
+  /// starts waiting meanwhile wakes it (the schedule then says "now").
+  boost::asio::awaitable<void> sleep_until_next_attempt();
+  std::chrono::milliseconds until_next_attempt() const; // for the log; 0: now
+  /// Keeps a tunnel the server sent GOAWAY on until its streams end.
+  void retire(std::shared_ptr<wire::session> s);
+  std::optional<waiting_connections> waiting() const;
+  /// A local connection or datagram wants a tunnel: the supervisor's sleep ends.
+  void arrived(time_point now);
   boost::asio::awaitable<std::shared_ptr<wire::session>> tunnel_for_new_stream();
   void accept_loop(forward& f, boost::asio::ip::tcp::acceptor& acceptor);
   boost::asio::awaitable<void> serve_tcp_forward(boost::asio::ip::tcp::socket socket, forward& f, fd_budget::ticket fd);
@@ -91,7 +109,13 @@ class client : public std::enable_shared_from_this<client> {
   std::vector<std::unique_ptr<forward>> forwards_;
   std::shared_ptr<wire::session> current_;
   stream::async_event tunnel_changed_;
-  backoff backoff_;
+  std::list<std::shared_ptr<wire::session>> retiring_; // GOAWAY received; their streams finish
+  reconnect_schedule schedule_;
+  std::multiset<time_point> waiting_deadlines_; // of local connections waiting for a tunnel
+  time_point latest_arrival_{};
+  // A datagram that found no tunnel (dropped, as UDP may): its sender will
+  // likely retry, so it counts as a connection waiting until then.
+  std::optional<time_point> udp_waiting_until_;
   std::mt19937_64 rng_;
   std::function<void(const std::string&)> fatal_;
   bool ever_connected_ = false;

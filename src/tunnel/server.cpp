@@ -63,6 +63,43 @@ server::server(asio::any_io_executor ex, net::resolver& r, server_options option
   options_.session.max_buffered = options_.max_buffer_per_client != 0
                                       ? options_.max_buffer_per_client
                                       : std::uint64_t{options_.session.max_streams} * options_.session.initial_window;
+  access_.users = options_.accept.users;
+  access_.tls = options_.accept.tls;
+  access_.fingerprint = options_.fingerprint;
+  access_.policy = std::make_shared<destination_policy>(options_.policy);
+  for (const auto& [name, policy] : options_.user_policies)
+    access_.user_policies.emplace(name, std::make_shared<destination_policy>(policy));
+}
+
+std::shared_ptr<server::user_state> server::user_for(const std::string& name) {
+  std::erase_if(users_, [](const auto& entry) { return entry.second.expired(); });
+  if (auto it = users_.find(name); it != users_.end())
+    return it->second.lock();
+  auto u = std::make_shared<user_state>(name, net::bounded_resolver::create(resolver_, options_.max_lookups_per_client),
+                                        options_);
+  users_.emplace(name, u);
+  return u;
+}
+
+access_change server::reload(server_access access) {
+  const auto change = diff_access(access_, access);
+  access_ = std::move(access);
+  spdlog::info("server: reload: {}", describe_reload(change, access_));
+  for (const auto& name : change.revoked) {
+    auto it = users_.find(name);
+    auto user = it == users_.end() ? nullptr : it->second.lock();
+    if (!user)
+      continue;
+    for (const auto& weak : user->sessions) {
+      auto s = weak.lock();
+      if (!s || s->closed())
+        continue;
+      spdlog::warn("server: {} closed: user {} was revoked by the reload", s->label(), name);
+      s->goaway(wire::reset_code::denied, "user " + name + " was revoked");
+      s->shutdown("user " + name + " revoked");
+    }
+  }
+  return change;
 }
 
 expected<std::vector<tcp::endpoint>> server::bind() {
@@ -177,7 +214,11 @@ void server::turn_away(const std::string& line) {
 asio::awaitable<void> server::handshake(tcp::socket socket, handshake_slots::ticket slot,
                                         const transport::url& listen) {
   auto self = shared_from_this();
-  auto accepted = co_await transport::accept_stream(std::move(socket), listen, options_.accept, limiter_);
+  // This handshake's users and certificate: a reload meanwhile applies to later ones.
+  auto accept = options_.accept;
+  accept.users = access_.users;
+  accept.tls = access_.tls;
+  auto accepted = co_await transport::accept_stream(std::move(socket), listen, accept, limiter_);
   // The slot's evict callback shuts the socket's descriptor down: it must be
   // given back before anything else runs, since a refused handshake has
   // closed the socket by now and its number may be reused. (accept_stream
@@ -203,16 +244,32 @@ asio::awaitable<void> server::handshake(tcp::socket socket, handshake_slots::tic
   if (sessions_.size() >= options_.max_clients) { // others finished their handshakes first
     turn_away("closed the tunnel from " + from + " after its handshake: " + std::to_string(sessions_.size()) +
               " clients connected (--max-clients)");
+    // Told with GOAWAY "limit reached", which a client backs off from
+    // (a drain's "closed" is redialled at once).
+    auto config = options_.session;
+    config.label = "refused " + from;
+    auto refused = wire::session::create(std::move(accepted.stream), config);
+    refused->start();
+    refused->goaway(wire::reset_code::limit_reached, "too many clients connected");
+    refused->shutdown("too many clients");
     co_return;
   }
+  const auto* now_user = access_.users->find(accepted.user);
+  if (!now_user || now_user->token_sha256 != accept.users->find(accepted.user)->token_sha256) { // revoked meanwhile
+    log_limited(handshake_failures_, spdlog::level::warn, "failed handshakes",
+                "tunnel from " + from + " refused: user " + accepted.user + " was revoked during its handshake");
+    co_return;
+  }
+  auto user = user_for(accepted.user);
   auto config = options_.session;
-  config.label = "client#" + std::to_string(++next_client_) + " " + from;
+  config.label = "client#" + std::to_string(++next_client_) + " " + from + " (user " + accepted.user + ")";
+  config.budget = user->budget;
   auto s = wire::session::create(std::move(accepted.stream), config);
   sessions_.push_back(s);
+  std::erase_if(user->sessions, [](const auto& w) { return w.expired(); });
+  user->sessions.push_back(s);
   spdlog::info("server: {} connected over {}", config.label, transport::to_string(listen.scheme));
-  auto log = std::make_shared<client_state>(config.label,
-                                           net::bounded_resolver::create(resolver_, options_.max_lookups_per_client),
-                                           options_.max_connects_per_client);
+  auto log = std::make_shared<client_state>(config.label, std::move(user));
   s->set_open_handler([self, log](std::unique_ptr<wire::mux_stream> stream, wire::open_request request) {
     self->on_open(log, std::move(stream), std::move(request));
   });
@@ -225,7 +282,8 @@ asio::awaitable<void> server::handshake(tcp::socket socket, handshake_slots::tic
   s->start();
 }
 
-net::connect_options server::outbound_options(const wire::open_request& request, std::uint32_t id) const {
+net::connect_options server::outbound_options(const wire::open_request& request, std::uint32_t id,
+                                              const std::shared_ptr<const destination_policy>& policy) const {
   net::connect_options o = options_.connect;
   o.log_label = "stream#" + std::to_string(id);
   // The stream's ticket covers one socket; Happy Eyeballs' racing ones
@@ -235,18 +293,19 @@ net::connect_options server::outbound_options(const wire::open_request& request,
   o.racing_sockets = stream_fds_;
   const auto target = request.target.to_host_port();
   const bool name = request.target.kind == wire::target_address::type::domain;
-  const bool name_allowed = name && options_.policy.allows_name(target.host, target.port);
-  o.allow = [policy = &options_.policy, name_allowed, port = target.port](const asio::ip::address& a) {
+  const bool name_allowed = name && policy->allows_name(target.host, target.port);
+  o.allow = [policy, name_allowed, port = target.port](const asio::ip::address& a) {
     return name_allowed || policy->allows_address(a, port);
   };
   return o;
 }
 
-std::optional<std::string> server::denied_without_lookup(const wire::open_request& request) const {
+std::optional<std::string> server::denied_without_lookup(const wire::open_request& request,
+                                                         const destination_policy& policy) {
   if (request.target.kind != wire::target_address::type::domain)
     return std::nullopt;
   const auto target = request.target.to_host_port();
-  if (options_.policy.allows_name(target.host, target.port) || options_.policy.allows_some_address(target.port))
+  if (policy.allows_name(target.host, target.port) || policy.allows_some_address(target.port))
     return std::nullopt;
   return "connect to " + request.target.to_string() + " denied by the destination policy (no rule allows that " +
          "name, nor any address on port " + std::to_string(target.port) + ")";
@@ -303,7 +362,8 @@ asio::awaitable<void> server::serve_tcp(std::shared_ptr<client_state> log, std::
   auto self = shared_from_this();
   if (stream->reset_reason())
     co_return; // reset before we got to it: nothing to connect
-  if (auto denied = denied_without_lookup(request)) {
+  const auto policy = access_.policy_for(log->user->name); // the rules when it opened
+  if (auto denied = denied_without_lookup(request, *policy)) {
     refuse(*log, *stream, wire::reset_code::denied, *denied);
     co_return;
   }
@@ -311,15 +371,15 @@ asio::awaitable<void> server::serve_tcp(std::shared_ptr<client_state> log, std::
   if (!fd)
     co_return;
   const auto target = request.target.to_host_port();
-  auto options = outbound_options(request, stream->id());
+  auto options = outbound_options(request, stream->id(), policy);
   auto slot = co_await connect_slot(*log, *stream);
   if (!slot || stream->reset_reason())
     co_return; // reset while it waited: nothing to connect (the slot goes to the next)
   // The connect (lookups, attempts) ends with the stream: the stream's slot
   // is free once it is reset, so a client that resets streams as fast as it
   // opens them would otherwise have any number of connects in flight.
-  auto outcome =
-      co_await (net::async_connect(ex_, *log->lookups, target, options, asio::use_awaitable) || stream->wait_reset());
+  auto outcome = co_await (net::async_connect(ex_, *log->user->lookups, target, options, asio::use_awaitable) ||
+                           stream->wait_reset());
   if (outcome.index() == 1)
     co_return;
   slot.reset(); // connected or not, this stream's connect is over
@@ -348,7 +408,7 @@ asio::awaitable<void> server::serve_tcp(std::shared_ptr<client_state> log, std::
 
 asio::awaitable<std::optional<connect_slots::ticket>> server::connect_slot(client_state& client,
                                                                          wire::mux_stream& stream) {
-  if (auto t = client.connects.try_take())
+  if (auto t = client.user->connects.try_take())
     co_return t;
   // Handed over when one of the client's connects ends; shared with the
   // waiter's callback, which may run after this frame is gone (io_context
@@ -358,13 +418,13 @@ asio::awaitable<std::optional<connect_slots::ticket>> server::connect_slot(clien
     stream::async_event granted;
   };
   auto w = std::make_shared<waiting>();
-  const auto id = client.connects.wait([w](connect_slots::ticket t) {
+  const auto id = client.user->connects.wait([w](connect_slots::ticket t) {
     w->slot = std::move(t);
     w->granted.notify();
   });
   while (!w->slot && !stream.reset_reason())
     co_await (w->granted.wait() || stream.wait_reset());
-  client.connects.cancel(id);
+  client.user->connects.cancel(id);
   co_return std::move(w->slot);
 }
 
@@ -373,12 +433,13 @@ asio::awaitable<void> server::serve_udp(std::shared_ptr<client_state> client, st
   auto self = shared_from_this();
   if (stream->reset_reason())
     co_return;
-  if (auto denied = denied_without_lookup(request)) {
+  const auto policy = access_.policy_for(client->user->name);
+  if (auto denied = denied_without_lookup(request, *policy)) {
     refuse(*client, *stream, wire::reset_code::denied, *denied);
     co_return;
   }
   const auto target = request.target.to_host_port();
-  auto options = outbound_options(request, stream->id());
+  auto options = outbound_options(request, stream->id(), policy);
   // Resolve with the same policy filter by asking the connector's resolver path.
   std::vector<asio::ip::address> candidates;
   if (auto ip = net::parse_ip(target.host)) {
@@ -386,7 +447,7 @@ asio::awaitable<void> server::serve_udp(std::shared_ptr<client_state> client, st
   } else {
     auto resolve = [&]() -> asio::awaitable<void> {
       for (auto f : {net::ip_family::v4, net::ip_family::v6}) {
-        auto [rec, found] = co_await net::async_resolve(*client->lookups, ex_, target.host, f, use_tuple);
+        auto [rec, found] = co_await net::async_resolve(*client->user->lookups, ex_, target.host, f, use_tuple);
         candidates.insert(candidates.end(), found.begin(), found.end());
       }
     };
@@ -448,13 +509,21 @@ asio::awaitable<void> server::serve_udp(std::shared_ptr<client_state> client, st
       }
     }
   };
+  // A flow idle for --udp-idle-timeout ends; once the server drains, one
+  // idle for k_drain_udp_idle does (UDP has no end of its own to wait for,
+  // and an idle flow would hold the drain until its deadline).
   auto idle = [&]() -> asio::awaitable<void> {
     asio::steady_timer t(ex_);
     for (;;) {
-      t.expires_at(*last + options_.udp_idle_timeout);
-      co_await t.async_wait(use_tuple);
-      if (steady_clock::now() - *last >= options_.udp_idle_timeout)
+      const auto limit = stopping_ ? std::min<duration>(options_.udp_idle_timeout, k_drain_udp_idle)
+                                   : duration(options_.udp_idle_timeout);
+      if (steady_clock::now() - *last >= limit)
         co_return;
+      t.expires_at(*last + limit);
+      if (stopping_)
+        co_await t.async_wait(use_tuple);
+      else
+        co_await (t.async_wait(use_tuple) || draining_.wait());
     }
   };
   co_await (up() || down() || idle());
@@ -464,6 +533,7 @@ asio::awaitable<void> server::serve_udp(std::shared_ptr<client_state> client, st
 
 void server::stop(std::function<void()> done) {
   stopping_ = true;
+  draining_.notify(); // idle UDP flows end now
   error_code ignored;
   for (auto& l : listeners_)
     l.acceptor.close(ignored);
@@ -485,18 +555,14 @@ void server::stop(std::function<void()> done) {
           tick.expires_after(std::chrono::milliseconds(50));
           co_await tick.async_wait(use_tuple);
         }
+        // Streams cut here reset their targets when the io_context goes
+        // (stream/pump.cpp: the pump registry abandons what still runs),
+        // so a cut upload does not end like a complete one.
         const bool cut = !self->sessions_.empty();
         for (auto& s : std::list(self->sessions_))
           s->close("drain deadline passed");
         self->sessions_.clear();
-        if (cut) {
-          // The streams' pumps reset their targets (RST: the transfer was
-          // cut) from callbacks the close queued; stopping the io_context
-          // first destroyed them unrun and closed the sockets with a FIN,
-          // so a target saw a cut upload end like a complete one.
-          tick.expires_after(std::chrono::milliseconds(100));
-          co_await tick.async_wait(use_tuple);
-        }
+        spdlog::info("server: stopped{}", cut ? " (streams cut at the drain deadline)" : "");
         done();
       },
       asio::detached);

@@ -13,10 +13,12 @@
 #include "net/accept_backoff.hpp"
 #include "net/connector.hpp"
 #include "net/listen.hpp"
+#include "stream/event.hpp"
 #include "transport/transport.hpp"
 #include "tunnel/connect_slots.hpp"
 #include "tunnel/handshake_slots.hpp"
 #include "tunnel/policy.hpp"
+#include "tunnel/server_access.hpp"
 #include "wire/session.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
@@ -24,6 +26,7 @@
 
 #include <functional>
 #include <list>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -35,8 +38,11 @@ struct server_options {
   /// Every --listen, each with its own scheme and path; one server (limits,
   /// failure limiter, handshake slots) behind all of them.
   std::vector<transport::url> listen;
-  transport::accept_options accept;
-  destination_policy policy;
+  transport::accept_options accept; // accept.users: who may connect (its user names)
+  destination_policy policy;        // for users without rules of their own
+  /// Users limited to rules of their own (the users file's `allow`).
+  std::map<std::string, destination_policy, std::less<>> user_policies;
+  std::string fingerprint;      // of accept.tls's certificate (a reload reports whether it changed)
   net::connect_options connect; // he settings for outbound connections
   wire::session_config session;
   std::chrono::milliseconds drain_timeout{10'000};
@@ -46,6 +52,9 @@ struct server_options {
   /// streams together (session.max_buffered). 0: session.max_streams x
   /// session.initial_window, so the stream limit alone decides.
   std::uint64_t max_buffer_per_client = 0;
+  /// The limits "per client" (streams, buffer, lookups, connects, opens per
+  /// second) are per user: all tunnels of one user share them, so opening
+  /// more tunnels gains nothing.
   /// Name lookups one client can have in the resolver at a time (cancelled
   /// ones that still run included); more wait their turn in its own queue.
   /// Keep it well below the resolver's thread count (the CLI: 32 threads),
@@ -113,6 +122,14 @@ class server : public std::enable_shared_from_this<server> {
   void stop(std::function<void()> done);
   std::size_t sessions() const { return sessions_.size(); }
 
+  /// Applies re-read access settings (load_access()): new handshakes use
+  /// the new users and certificate, new streams the new rules; open streams
+  /// keep going, except that the tunnels of revoked users (removed, or
+  /// their token changed) are closed (GOAWAY, then shut down). Logs one line
+  /// saying what changed, and returns it.
+  access_change reload(server_access access);
+  const server_access& access() const { return access_; }
+
  private:
   /// An acceptor and the listen URL (index into options_.listen) it serves.
   struct listener {
@@ -126,19 +143,35 @@ class server : public std::enable_shared_from_this<server> {
                                          const transport::url& listen);
   /// Logs why a connection was closed or evicted, within a budget.
   void turn_away(const std::string& line);
-  /// What the server keeps per client beside its session. The log of its
-  /// refused streams: a few per interval, then a count (log volume is a
-  /// resource a client can spend). Its lookups: at most
-  /// max_lookups_per_client of the shared resolver's threads at a time. Its
-  /// connects: at most max_connects_per_client in flight.
-  struct client_state {
-    client_state(std::string l, std::shared_ptr<net::bounded_resolver> r, std::size_t max_connects)
-        : label(std::move(l)), lookups(std::move(r)), connects(max_connects) {}
-    std::string label;
+  /// What the server keeps per user, shared by all of the user's tunnels
+  /// while one is connected. Its lookups: at most max_lookups_per_client of
+  /// the shared resolver's threads at a time. Its connects: at most
+  /// max_connects_per_client in flight. Its streams, their buffers and its
+  /// opens per second: counted in `budget` by each of its sessions.
+  struct user_state {
+    user_state(std::string n, std::shared_ptr<net::bounded_resolver> r, const server_options& o)
+        : name(std::move(n)), lookups(std::move(r)), connects(o.max_connects_per_client),
+          budget(std::make_shared<wire::peer_budget>()) {
+      budget->scope = "all tunnels of user " + name;
+      budget->open_rate.emplace(o.max_opens_per_second, o.open_burst);
+    }
+    std::string name;
     std::shared_ptr<net::bounded_resolver> lookups;
     connect_slots connects;
+    std::shared_ptr<wire::peer_budget> budget;
+    std::list<std::weak_ptr<wire::session>> sessions;
+  };
+  /// What the server keeps per tunnel beside its session: its user, and the
+  /// log of its refused streams: a few per interval, then a count (log
+  /// volume is a resource a client can spend).
+  struct client_state {
+    client_state(std::string l, std::shared_ptr<user_state> u) : label(std::move(l)), user(std::move(u)) {}
+    std::string label;
+    std::shared_ptr<user_state> user;
     line_limiter refused{k_refusals_logged, k_refusal_log_interval};
   };
+  /// The user's state, made when its first tunnel connects.
+  std::shared_ptr<user_state> user_for(const std::string& name);
   static constexpr std::size_t k_refusals_logged = 10;
   static constexpr std::chrono::seconds k_refusal_log_interval{10};
 
@@ -151,9 +184,11 @@ class server : public std::enable_shared_from_this<server> {
                                          wire::open_request request);
   boost::asio::awaitable<void> serve_udp(std::shared_ptr<client_state> client, std::unique_ptr<wire::mux_stream> stream,
                                          wire::open_request request);
-  net::connect_options outbound_options(const wire::open_request& request, std::uint32_t id) const;
+  net::connect_options outbound_options(const wire::open_request& request, std::uint32_t id,
+                                        const std::shared_ptr<const destination_policy>& policy) const;
   /// Why a name the policy can never allow is denied, without looking it up.
-  std::optional<std::string> denied_without_lookup(const wire::open_request& request) const;
+  static std::optional<std::string> denied_without_lookup(const wire::open_request& request,
+                                                          const destination_policy& policy);
   /// Refuses a stream, logging it within the client's log budget.
   void refuse(client_state& log, wire::mux_stream& stream, wire::reset_code code, const std::string& detail);
   /// A descriptor for a stream's outbound socket, or the stream refused
@@ -168,6 +203,8 @@ class server : public std::enable_shared_from_this<server> {
   line_limiter bad_forwarded_{1, std::chrono::seconds(60)}; // unreadable X-Forwarded-For from a trusted proxy
   line_limiter untrusted_forwarded_{1, std::chrono::seconds(60)}; // X-Forwarded-For from a peer not trusted
   std::list<std::shared_ptr<wire::session>> sessions_;
+  server_access access_; // users, rules, certificate: what a reload replaces
+  std::map<std::string, std::weak_ptr<user_state>, std::less<>> users_; // those with a tunnel
   transport::auth_limiter limiter_;
   net::accept_backoff accept_backoff_{"server"};
   handshake_slots handshakes_;
@@ -179,6 +216,8 @@ class server : public std::enable_shared_from_this<server> {
   std::vector<std::uint8_t> udp_buffer_ = std::vector<std::uint8_t>(65536); // every UDP flow reads into it, in turn
   std::uint64_t next_client_ = 0;
   bool stopping_ = false;
+  stream::async_event draining_; // stop() began: UDP flows recheck their idle limit
+  static constexpr std::chrono::milliseconds k_drain_udp_idle{1'000};
 };
 
 } // namespace warren::tunnel

@@ -54,10 +54,15 @@ std::shared_ptr<session> session::create(stream::byte_stream_ptr transport, sess
 
 session::session(stream::byte_stream_ptr transport, session_config config)
     : ex_(transport->get_executor()), transport_(std::move(transport)), config_(std::move(config)),
-      next_id_(config_.is_client ? 1 : 2), peer_initial_window_(k_min_initial_window),
-      open_rate_(config_.max_opens_per_second, config_.open_burst), events_(std::make_unique<session_events>(ex_)) {}
+      next_id_(config_.is_client ? 1 : 2), budget_(config_.budget ? config_.budget : std::make_shared<peer_budget>()),
+      peer_initial_window_(k_min_initial_window), open_rate_(config_.max_opens_per_second, config_.open_burst),
+      opens_(budget_->open_rate ? &*budget_->open_rate : &open_rate_), events_(std::make_unique<session_events>(ex_)) {}
 
-session::~session() = default;
+session::~session() {
+  // A shared budget outlives us: give back what close() has not.
+  budget_->streams -= streams_.size();
+  budget_->windows -= granted_windows_;
+}
 
 void session::start() {
   hello h;
@@ -128,6 +133,8 @@ void session::close(std::string reason) {
     st->state = stream_state::phase::failed;
     st->wake_all();
   }
+  budget_->streams -= streams_.size();
+  budget_->windows -= granted_windows_;
   streams_.clear();
   granted_windows_ = 0;
   control_q_.clear();
@@ -237,16 +244,24 @@ void session::send_reset(std::uint32_t id, reset_code code, std::string_view rea
 
 void session::add_stream(const std::shared_ptr<stream_state>& st) {
   streams_[st->id] = st;
-  if (st->kind == stream_kind::tcp) // UDP flows have no window (their datagrams are bounded apart)
+  ++budget_->streams;
+  if (st->kind == stream_kind::tcp) { // UDP flows have no window (their datagrams are bounded apart)
     granted_windows_ += st->tuner.window();
+    budget_->windows += st->tuner.window();
+  }
   ++stats_.streams_opened;
 }
 
 void session::remove_stream(const std::shared_ptr<stream_state>& ref) {
   const auto st = ref; // `ref` may be the map's own entry, which erase() destroys
   st->removed = true;
-  if (streams_.erase(st->id) != 0 && st->kind == stream_kind::tcp)
-    granted_windows_ -= st->tuner.window();
+  if (streams_.erase(st->id) != 0) {
+    --budget_->streams;
+    if (st->kind == stream_kind::tcp) {
+      granted_windows_ -= st->tuner.window();
+      budget_->windows -= st->tuner.window();
+    }
+  }
   drop_datagrams(*st);
 }
 
@@ -291,9 +306,10 @@ void session::consumed(stream_state& st, std::size_t n) {
     return;
   const auto srtt = std::chrono::duration_cast<duration>(stats_.srtt);
   const std::uint32_t before = st.tuner.window();
-  const bool may_grow = granted_windows_ + before <= config_.max_buffered;
+  const bool may_grow = budget_->windows + before <= config_.max_buffered;
   if (auto inc = st.tuner.on_consumed(static_cast<std::uint32_t>(n), steady_clock::now(), srtt, may_grow)) {
     granted_windows_ += st.tuner.window() - before;
+    budget_->windows += st.tuner.window() - before;
     st.peer_may_send += *inc;
     auto frame = take_buffer();
     encode_window(frame, st.id, *inc);
@@ -429,8 +445,8 @@ asio::awaitable<void> session::reader() {
         co_return;
       }
       const auto& f = std::get<decoded_frame>(result);
-      if (f.header.type == frame_type::open && hello_received_ && !open_rate_.try_take(steady_clock::now())) {
-        open_due = open_rate_.ready_at(steady_clock::now()); // the OPEN stays in buf until then
+      if (f.header.type == frame_type::open && hello_received_ && !opens_->try_take(steady_clock::now())) {
+        open_due = opens_->ready_at(steady_clock::now()); // the OPEN stays in buf until then
         break;
       }
       if (!on_frame(f)) {
@@ -612,9 +628,10 @@ void session::on_open(const frame_header& h, std::span<const std::uint8_t> paylo
     send_reset(h.stream, reset_code::refused, "the server is shutting down", true);
     return;
   }
-  if (streams_.size() >= config_.max_streams) {
+  const std::string scope = budget_->scope.empty() ? "" : ", " + budget_->scope;
+  if (budget_->streams >= config_.max_streams) {
     send_reset(h.stream, reset_code::limit_reached,
-               "too many open streams (limit " + std::to_string(config_.max_streams) + ")", true);
+               "too many open streams (limit " + std::to_string(config_.max_streams) + scope + ")", true);
     return;
   }
   auto request = parse_open(payload);
@@ -622,12 +639,12 @@ void session::on_open(const frame_header& h, std::span<const std::uint8_t> paylo
     send_reset(h.stream, reset_code::protocol_error, request.error(), true);
     return;
   }
-  if (request->kind == stream_kind::tcp && granted_windows_ + config_.initial_window > config_.max_buffered) {
+  if (request->kind == stream_kind::tcp && budget_->windows + config_.initial_window > config_.max_buffered) {
     // Each stream may be sent a window's worth before anyone reads it:
     // the windows granted are what the peer can make us buffer.
     send_reset(h.stream, reset_code::limit_reached,
-               "buffer limit reached: the windows of the open streams take " + std::to_string(granted_windows_ >> 10) +
-                   " of " + std::to_string(config_.max_buffered >> 10) + " KiB",
+               "buffer limit reached: the windows of the open streams take " + std::to_string(budget_->windows >> 10) +
+                   " of " + std::to_string(config_.max_buffered >> 10) + " KiB" + scope,
                true);
     return;
   }

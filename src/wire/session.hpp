@@ -58,6 +58,18 @@
 
 namespace warren::wire {
 
+/// Limits that several sessions share (the server: one user's tunnels):
+/// their streams and granted windows are counted here, so max_streams and
+/// max_buffered bound them together, and with open_rate set their peers'
+/// OPENs take tokens from one bucket (instead of each session's
+/// max_opens_per_second). Single-threaded, like the sessions.
+struct peer_budget {
+  std::uint64_t streams = 0; // live streams of all the sessions
+  std::uint64_t windows = 0; // receive windows granted to their TCP streams
+  std::optional<token_bucket> open_rate;
+  std::string scope; // for refusals, e.g. "all tunnels of user alice"
+};
+
 struct session_config {
   bool is_client = true;
   std::uint32_t initial_window = k_default_initial_window; // granted to each new stream
@@ -79,6 +91,9 @@ struct session_config {
   std::uint32_t max_opens_per_second = 0;
   std::uint32_t open_burst = 0;
   std::string label = "session";                    // log prefix
+  // Shared with other sessions: max_streams and max_buffered then bound
+  // them all together. Null: this session's own.
+  std::shared_ptr<peer_budget> budget;
 };
 
 struct session_stats {
@@ -234,6 +249,7 @@ class session : public std::enable_shared_from_this<session> {
   std::map<std::uint32_t, std::shared_ptr<stream_state>> streams_;
   std::uint32_t next_id_;
   std::uint64_t granted_windows_ = 0; // sum of the receive windows of live streams (memory bound)
+  std::shared_ptr<peer_budget> budget_; // config_.budget or our own: streams_ and granted_windows_ summed with others
   std::uint32_t last_peer_id_ = 0;
   std::uint32_t peer_initial_window_ = k_default_initial_window;
   std::uint32_t peer_max_payload_ = k_default_max_payload;
@@ -246,6 +262,7 @@ class session : public std::enable_shared_from_this<session> {
   std::size_t replies_queued_ = 0; // send_reply() frames in control_q_
   bool reader_paused_ = false;     // waiting for the replies to go out
   token_bucket open_rate_;         // the peer's OPENs (config_.max_opens_per_second)
+  token_bucket* opens_;            // &open_rate_, or the shared budget's bucket
   // Waiters of streams that the frames just decoded made readable (a pump,
   // a reading coroutine): the reader runs them between decoding and its
   // next read, so a reply goes out before we look for more input.

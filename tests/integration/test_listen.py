@@ -110,8 +110,8 @@ class ListenTest(wt.WarrenTestCase):
         v6 = self.client("wss://[::1]:%d" % port, pin)
         self.assert_echoes(v4, "IPv4 client")
         self.assert_echoes(v6, "IPv6 client")
-        server.wait_for(r"client#\d+ 127\.0\.0\.1:\d+ connected over wss")
-        server.wait_for(r"client#\d+ \[::1\]:\d+ connected over wss")
+        server.wait_for(r"client#\d+ 127\.0\.0\.1:\d+ \(user default\) connected over wss")
+        server.wait_for(r"client#\d+ \[::1\]:\d+ \(user default\) connected over wss")
 
     def test_two_listens_wss_and_tcp_on_localhost(self):
         server, bound, pin = self.server("wss://127.0.0.1:0/t/", "tcp://localhost:0")

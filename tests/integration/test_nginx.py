@@ -207,7 +207,7 @@ http {
             s.sendall(data)
             self.assertEqual(wt.recv_exactly(s, len(data)), data)
         # nginx connects from 127.0.0.1; the client it served is ::1.
-        server.wait_for(r"server: client#\d+ ::1 via 127\.0\.0\.1:\d+ connected over ws")
+        server.wait_for(r"server: client#\d+ ::1 via 127\.0\.0\.1:\d+ \(user default\) connected over ws")
 
     def test_bad_logins_are_limited_per_client_behind_nginx(self):
         server = self.warren_server("--trust-proxy", "127.0.0.1/32")
@@ -246,7 +246,7 @@ http {
         server.wait_for(r"tunnel from 127\.0\.0\.4:\d+ refused: wrong token")
         # A readable one names the client.
         self.assertEqual(self.upgrade(server.port, TOKEN, "127.0.0.4", tls=False, forwarded_for="192.0.2.44"), 101)
-        server.wait_for(r"client#\d+ 192\.0\.2\.44 via 127\.0\.0\.4:\d+ connected over ws")
+        server.wait_for(r"client#\d+ 192\.0\.2\.44 via 127\.0\.0\.4:\d+ \(user default\) connected over ws")
 
     def test_a_proxy_reaching_warren_from_an_address_not_trusted_is_named(self):
         # nginx's upstream on ::1 while only 127.0.0.1 is trusted (a

@@ -18,7 +18,11 @@
 #include <boost/asio/write.hpp>
 #include <gtest/gtest.h>
 
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <array>
+#include <cerrno>
 #include <random>
 #include <thread>
 
@@ -234,6 +238,41 @@ TEST(start_pump, DestroyingTheContextDestroysARunningPumpAndItsStreams) {
   io.reset();
   EXPECT_EQ(alive.use_count(), 1) << "the pump's done handler outlived its io_context";
   EXPECT_FALSE(done);
+}
+
+TEST(start_pump, DestroyingTheContextResetsItsSockets) {
+  // A second SIGTERM: io.stop(), and the io_context goes with transfers
+  // running. Their peers must see a reset, not the FIN of a closing socket
+  // that makes a cut transfer look complete.
+  auto io = std::make_unique<asio::io_context>();
+  auto [a_near, a_far] = tcp_pair(*io);
+  auto [b_near, b_far] = tcp_pair(*io);
+  auto a = stream::make_tcp_stream(std::move(a_far), "A");
+  auto b = stream::make_tcp_stream(std::move(b_far), "B");
+  auto& a_ref = *a;
+  auto& b_ref = *b;
+  stream::start_pump(a_ref, b_ref, [a = std::move(a), b = std::move(b)](stream::pump_stats) {});
+  const std::string cut = "half of an upload";
+  asio::write(a_near, asio::buffer(cut));
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (b_near.available() < cut.size() && std::chrono::steady_clock::now() < deadline)
+    io->run_for(10ms);
+  std::string got(cut.size(), '\0');
+  ASSERT_EQ(b_near.available(), cut.size());
+  asio::read(b_near, asio::buffer(got));
+  EXPECT_EQ(got, cut);
+  // The near ends outlive the io_context as plain descriptors.
+  const int near_fds[] = {a_near.release(), b_near.release()};
+  io->stop();
+  io.reset();
+  for (int fd : near_fds) {
+    std::array<char, 16> buf;
+    const auto n = ::recv(fd, buf.data(), buf.size(), 0);
+    const int err = errno;
+    EXPECT_EQ(n, -1) << "the cut transfer ended with a FIN";
+    EXPECT_EQ(err, ECONNRESET);
+    ::close(fd);
+  }
 }
 
 } // namespace

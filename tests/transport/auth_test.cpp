@@ -158,4 +158,24 @@ TEST(AuthLimiter, BoundedSizeForgetsOldestFirst) {
   EXPECT_FALSE(l.allowed(newest, clock.now()));
 }
 
+// The users table: a token maps to its user's name, an unknown or empty one
+// to none; a digest from a users file matches its token.
+TEST(UserTableTest, MatchesTokensToNames) {
+  user_table t;
+  t.add("alice", user_table::hash("alice-token"));
+  const auto d = user_table::parse_digest("9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08");
+  ASSERT_TRUE(d);
+  t.add("bob", *d); // the SHA-256 of "test"
+  EXPECT_EQ(t.match("alice-token"), "alice");
+  EXPECT_EQ(t.match("test"), "bob");
+  EXPECT_FALSE(t.match("alice-tokeN"));
+  EXPECT_FALSE(t.match("alice"));
+  EXPECT_FALSE(t.match(""));
+  EXPECT_FALSE(user_table::single("x", "")->match("")) << "an empty token never matches";
+  EXPECT_FALSE(user_table::parse_digest("9f86"));
+  EXPECT_FALSE(user_table::parse_digest("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a0g"));
+  ASSERT_NE(t.find("bob"), nullptr);
+  EXPECT_EQ(t.find("carol"), nullptr);
+}
+
 } // namespace

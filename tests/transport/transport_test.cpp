@@ -96,7 +96,7 @@ class transport_test : public ::testing::Test {
     auto ctx = make_server_context({cert.cert_file, cert.key_file, {}});
     ASSERT_TRUE(ctx) << ctx.error();
     server_options.tls = *ctx;
-    server_options.token = k_token;
+    server_options.users = user_table::single("default", k_token);
   }
 
   void TearDown() override {

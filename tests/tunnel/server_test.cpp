@@ -30,7 +30,8 @@ using bytes = std::vector<std::uint8_t>;
 
 namespace {
 
-constexpr std::string_view k_token = "server-test-token";
+constexpr std::string_view k_token = "server-test-token";      // user "default"
+constexpr std::string_view k_other_token = "other-user-token"; // user "other"
 
 target_address target(const std::string& host, std::uint16_t port) {
   auto t = target_address::from_host_port({host, port});
@@ -81,7 +82,10 @@ class server_test : public ::testing::Test {
     auto url = transport::parse_url("tcp://127.0.0.1:0", true);
     ASSERT_TRUE(url) << url.error();
     o.listen = {*url};
-    o.accept.token = std::string(k_token);
+    auto users = std::make_shared<transport::user_table>();
+    users->add("default", transport::user_table::hash(k_token));
+    users->add("other", transport::user_table::hash(k_other_token));
+    o.accept.users = users;
     srv = std::make_shared<tunnel::server>(io.get_executor(), resolver, std::move(o));
     auto eps = srv->bind();
     ASSERT_TRUE(eps) << eps.error();
@@ -133,8 +137,8 @@ class server_test : public ::testing::Test {
   }
 
   /// Sends the token; true once the server's "OK\n" arrived.
-  bool authenticate(tcp::socket& s) {
-    const std::string preamble = "WARREN/1 " + std::string(k_token) + "\n";
+  bool authenticate(tcp::socket& s, std::string_view token = k_token) {
+    const std::string preamble = "WARREN/1 " + std::string(token) + "\n";
     asio::write(s, asio::buffer(preamble));
     std::array<char, 3> ok{};
     bool read = false;
@@ -168,10 +172,11 @@ class server_test : public ::testing::Test {
     return ec == asio::error::would_block;
   }
 
-  /// Another raw client of the same server, authenticated, past HELLO.
-  tcp::socket second_client() {
+  /// Another raw client of the same server, authenticated (by default as
+  /// another user: "other"), past HELLO.
+  tcp::socket second_client(std::string_view token = k_other_token) {
     auto s = raw_connect();
-    EXPECT_TRUE(authenticate(s)) << "no OK from the server";
+    EXPECT_TRUE(authenticate(s, token)) << "no OK from the server";
     bytes hello_frame;
     encode_hello(hello_frame, hello{});
     asio::write(s, asio::buffer(hello_frame));
@@ -264,6 +269,28 @@ TEST_F(server_test, OneClientHoldsAtMostItsLookupLimit) {
   EXPECT_TRUE(test::run_until(io, [&] { return resolver.asked_total() == 6; }))
       << "the second client's AAAA and A wait behind the first client's lookups";
   EXPECT_FALSE(peer_closed);
+}
+
+// The limit is the user's: a second tunnel with the same token gets no
+// lookups of its own while the first holds them all.
+TEST_F(server_test, OneUsersTunnelsShareItsLookupLimit) {
+  auto o = options(8);
+  o.max_lookups_per_client = 4;
+  start(o);
+  send(open_streams(1, 8, stream_kind::tcp, target("slow.test", 80)));
+  sync();
+  ASSERT_EQ(resolver.asked_total(), 4);
+  auto same = second_client(k_token);
+  bytes open;
+  encode_open(open, 1, stream_kind::tcp, target("slow.test", 80));
+  asio::write(same, asio::buffer(open));
+  test::run_until(
+      io, [] { return false; }, 200ms);
+  EXPECT_EQ(resolver.asked_total(), 4) << "the user's second tunnel got lookups of its own";
+  // Another user's tunnel is not held back.
+  auto other = second_client();
+  asio::write(other, asio::buffer(open));
+  EXPECT_TRUE(test::run_until(io, [&] { return resolver.asked_total() == 6; }));
 }
 
 // Lookups still waiting for a place when their stream is reset never reach
@@ -484,6 +511,33 @@ std::size_t count_frames(const std::vector<decoded_frame>& frames, frame_type t)
 }
 } // namespace
 
+// The open rate is the user's too: with its burst spent by one tunnel, the
+// user's second tunnel waits for the rate; another user's opens go at once.
+TEST_F(server_test, OneUsersTunnelsShareItsOpenRate) {
+  auto o = options(64);
+  o.max_opens_per_second = 1;
+  o.open_burst = 2;
+  o.max_lookups_per_client = 32; // not the bound under test
+  start(o);
+  send(open_streams(1, 2, stream_kind::tcp, target("slow.test", 80)));
+  ASSERT_TRUE(test::run_until(io, [&] { return resolver.asked_total() == 4; })); // AAAA and A each
+  auto same = second_client(k_token);
+  bytes open;
+  encode_open(open, 1, stream_kind::tcp, target("slow.test", 80));
+  asio::write(same, asio::buffer(open));
+  test::run_until(
+      io, [] { return false; }, 300ms);
+  EXPECT_EQ(resolver.asked_total(), 4) << "the user's second tunnel had a burst of its own";
+  auto other = second_client();
+  asio::write(other, asio::buffer(open));
+  EXPECT_TRUE(test::run_until(
+      io, [&] { return resolver.asked_total() == 6; }, 500ms))
+      << "another user waited for this user's rate";
+  EXPECT_TRUE(test::run_until(
+      io, [&] { return resolver.asked_total() == 8; }, 3s))
+      << "the user's paced open never went";
+}
+
 // A client that opens streams faster than its rate pauses its own tunnel,
 // nobody else's. Two opens a second, four at once: of ten streams to a slow
 // name, four start their lookups (AAAA and A) at once and the rest follow
@@ -595,4 +649,27 @@ TEST_F(server_test, ManyStreamsAllConnectThroughFewSlots) {
       << count_frames(frames(), frame_type::open_ok) << " of 40 streams connected";
   EXPECT_EQ(count_frames(frames(), frame_type::reset), 0u);
   acceptor.close();
+}
+
+// A reload that revokes a user closes that user's tunnels (GOAWAY, then the
+// connection ends); another user's tunnel stays. One whose token is not in
+// the table any more cannot authenticate again.
+TEST_F(server_test, ReloadClosesTheTunnelsOfRevokedUsers) {
+  start(options(8));
+  auto other = second_client();
+  auto access = srv->access();
+  auto users = std::make_shared<transport::user_table>();
+  users->add("default", transport::user_table::hash(k_token));
+  access.users = users;
+  const auto change = srv->reload(access);
+  EXPECT_EQ(change.revoked, std::vector<std::string>{"other"});
+  bool closed = false; // after the GOAWAY (read as data here), the end
+  for (int reads = 0; reads < 5 && !closed; ++reads)
+    closed = closed_by_server(other);
+  EXPECT_TRUE(closed) << "the revoked user's tunnel is still open";
+  EXPECT_FALSE(peer_closed) << "the remaining user's tunnel was closed";
+  send(ping_frame(7));
+  EXPECT_TRUE(test::run_until(io, [&] { return has_pong(frames(), 7); }));
+  auto again = raw_connect();
+  EXPECT_FALSE(authenticate(again, k_other_token)) << "a revoked token was accepted";
 }

@@ -492,7 +492,11 @@ TEST_F(session_test, PumpDrainsWhatTheSocketHoldsAfterItsSenderWentQuiet) {
   auto s = client->open(stream_kind::tcp, target("example.com", 80));
   ASSERT_TRUE(s);
   stream::byte_stream_ptr near_stream = stream::make_tcp_stream(std::move(near), "near");
-  stream::start_pump(*near_stream, *s, [](stream::pump_stats) {});
+  // The pump outlives this test body (its other direction never ends): it
+  // owns the streams, which the io_context's end abandons.
+  auto& near_ref = *near_stream;
+  auto& s_ref = *s;
+  stream::start_pump(near_ref, s_ref, [near_stream = std::move(near_stream), s = std::move(s)](stream::pump_stats) {});
   ASSERT_TRUE(run([&] { return r.done; }, 10s)) << r.data.size() << " of " << k_size << " bytes arrived";
   EXPECT_TRUE(r.data == data);
 }
@@ -707,6 +711,63 @@ TEST_F(session_test, StreamLimitRefusesBeyondMaxStreams) {
   ASSERT_TRUE(second);
   // ...after which it refuses locally rather than sending a doomed OPEN.
   EXPECT_EQ(client->open(stream_kind::tcp, target("c.example", 1)), nullptr);
+}
+
+// Sessions that share a peer_budget (the server: one user's tunnels) share
+// max_streams and max_buffered: a second session gets what the first left,
+// and gets it back when the first's streams end or the first closes.
+TEST_F(session_test, SharedBudgetBoundsSessionsTogether) {
+  auto budget = std::make_shared<peer_budget>();
+  budget->scope = "all tunnels of user alice";
+  auto sc = server_config();
+  sc.max_streams = 3;
+  sc.budget = budget;
+  start(client_config(), sc);
+  auto [a, b] = tcp_pair(io);
+  auto client2 = session::create(stream::make_tcp_stream(std::move(a), "client2 end"), client_config());
+  auto server2 = session::create(stream::make_tcp_stream(std::move(b), "server2 end"), sc);
+  std::vector<std::unique_ptr<mux_stream>> accepted2;
+  server2->set_open_handler([&](std::unique_ptr<mux_stream> m, open_request) {
+    m->accept();
+    accepted2.push_back(std::move(m));
+  });
+  client2->start();
+  server2->start();
+  on_accept = [](mux_stream& m) { m.accept(); };
+  std::vector<std::unique_ptr<mux_stream>> mine;
+  for (int i = 0; i < 2; ++i)
+    mine.push_back(client->open(stream_kind::tcp, target("a.example", 1)));
+  ASSERT_TRUE(run([&] { return accepted.size() == 2; }));
+  EXPECT_EQ(budget->streams, 2u);
+  EXPECT_EQ(budget->windows, 2u * sc.initial_window);
+  // The second session has one stream left of the three.
+  std::vector<std::unique_ptr<mux_stream>> theirs;
+  std::vector<open_job> jobs(2);
+  for (int i = 0; i < 2; ++i) {
+    theirs.push_back(client2->open(stream_kind::tcp, target("b.example", 1)));
+    ASSERT_TRUE(theirs.back());
+    spawn(io, wait_open(*theirs.back(), jobs[i]));
+  }
+  ASSERT_TRUE(run([&] { return jobs[0].done && jobs[1].done; }));
+  EXPECT_FALSE(jobs[0].reset);
+  ASSERT_TRUE(jobs[1].reset);
+  EXPECT_EQ(jobs[1].reset->code, reset_code::limit_reached);
+  EXPECT_EQ(jobs[1].reset->reason, "too many open streams (limit 3, all tunnels of user alice)");
+  // The first session closes: its streams go back to the budget.
+  client->close("done");
+  ASSERT_TRUE(run([&] { return server->closed(); }));
+  EXPECT_EQ(budget->streams, 1u);
+  EXPECT_EQ(budget->windows, std::uint64_t{sc.initial_window});
+  open_job later;
+  auto again = client2->open(stream_kind::tcp, target("b.example", 1));
+  ASSERT_TRUE(again);
+  spawn(io, wait_open(*again, later));
+  ASSERT_TRUE(run([&] { return later.done; }));
+  EXPECT_FALSE(later.reset) << later.reset->reason;
+  client2->close("done");
+  ASSERT_TRUE(run([&] { return server2->closed(); }));
+  EXPECT_EQ(budget->streams, 0u);
+  EXPECT_EQ(budget->windows, 0u);
 }
 
 // ---- UDP flows ----------------------------------------------------------------
