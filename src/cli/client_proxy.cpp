@@ -50,9 +50,9 @@ void apply_proxy_args(const proxy_args& a, const transport::url& server, transpo
   if (!choice->proxy) {
     if (!a.user.empty() || !a.password_file.empty()) {
       if (choice->source.empty())
-        throw user_error(std::string("--proxy-user and --proxy-password-file need a proxy: pass --proxy URL (or set ") +
-                         (server.uses_tls() ? "https_proxy or HTTPS_PROXY" : "http_proxy, which ws:// and tcp:// read") +
-                         ")");
+        throw user_error(
+            std::string("--proxy-user and --proxy-password-file need a proxy: pass --proxy URL (or set ") +
+            (server.uses_tls() ? "https_proxy or HTTPS_PROXY" : "http_proxy, which ws:// and tcp:// read") + ")");
     }
     if (!choice->source.empty())
       spdlog::info("client: no proxy for {} ({})", transport::to_string(server),

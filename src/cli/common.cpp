@@ -1,8 +1,8 @@
 #include "cli/common.hpp"
 
 #include "core/duration.hpp"
-#include "core/secret_file.hpp"
 #include "core/log.hpp"
+#include "core/secret_file.hpp"
 
 #include <spdlog/spdlog.h>
 

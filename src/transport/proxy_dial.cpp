@@ -52,7 +52,7 @@ proxy_failure proxy_said(const std::string& shown, const error_code& ec) {
 }
 
 asio::awaitable<proxy_failure> http_connect(tcp::socket& socket, const proxy_url& proxy, const net::host_port& target,
-                                          const std::string& where) {
+                                            const std::string& where) {
   namespace hc = proxy::http_connect;
   const std::string shown = to_string(proxy);
   std::optional<hc::credentials> auth;
@@ -135,7 +135,7 @@ proxy_failure socks_refusal(proxy::socks5::reply_code code, const std::string& p
 }
 
 asio::awaitable<proxy_failure> socks5_connect(tcp::socket& socket, const proxy_url& proxy, const net::host_port& target,
-                                            const std::string& where) {
+                                              const std::string& where) {
   namespace s5 = proxy::socks5;
   const std::string shown = to_string(proxy);
   const std::string dest = net::format_host_port(target.host, target.port);
@@ -247,8 +247,8 @@ asio::awaitable<std::string> resolve_for_proxy(const std::string& host, net::res
   co_return std::string();
 }
 
-asio::awaitable<proxy_failure> proxy_handshake(tcp::socket& socket, const proxy_url& proxy, const net::host_port& target,
-                                             const std::string& log_where) {
+asio::awaitable<proxy_failure> proxy_handshake(tcp::socket& socket, const proxy_url& proxy,
+                                               const net::host_port& target, const std::string& log_where) {
   if (proxy.kind == proxy_kind::http)
     co_return co_await http_connect(socket, proxy, target, log_where);
   co_return co_await socks5_connect(socket, proxy, target, log_where);

@@ -15,8 +15,8 @@ namespace {
 
 std::string write_temp(const std::string& content) {
   static int n = 0;
-  const std::string path = ::testing::TempDir() + "warren-secret-" + std::to_string(::getpid()) + "-" +
-                           std::to_string(n++);
+  const std::string path =
+      ::testing::TempDir() + "warren-secret-" + std::to_string(::getpid()) + "-" + std::to_string(n++);
   std::ofstream(path, std::ios::binary) << content;
   return path;
 }

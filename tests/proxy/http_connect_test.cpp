@@ -212,8 +212,8 @@ TEST(HttpConnectDescribe, PermanenceComesFromTheStatusNeverTheReason) {
   for (int status : {400, 401, 403, 405, 407, 501})
     EXPECT_TRUE(permanent_refusal(make(status, "whatever"))) << status;
   // A hostile or odd reason phrase cannot make a temporary failure permanent.
-  for (const char* reason : {"its rules do not allow", "does not allow CONNECT", "--proxy-password-file",
-                             "upstream token bucket empty"})
+  for (const char* reason :
+       {"its rules do not allow", "does not allow CONNECT", "--proxy-password-file", "upstream token bucket empty"})
     for (int status : {500, 502, 503, 504, 101, 302})
       EXPECT_FALSE(permanent_refusal(make(status, reason))) << status << " " << reason;
 }

@@ -390,9 +390,9 @@ TEST(Socks5Reply, ClientSideRoundTrip) {
 
 TEST(Socks5Reply, ShortDomainsAskForNoByteBeyondTheReply) {
   // A bound address "a" makes a 9-byte reply; a 2-byte name a 10-byte one.
-  for (const bytes& wire : {bytes{0x05, 0x00, 0x00, 0x03, 0x01, 'a', 0x00, 0x50},
-                            bytes{0x05, 0x00, 0x00, 0x03, 0x02, 'a', 'b', 0x00, 0x50},
-                            bytes{0x05, 0x00, 0x00, 0x01, 127, 0, 0, 1, 0x00, 0x50}}) {
+  for (const bytes& wire :
+       {bytes{0x05, 0x00, 0x00, 0x03, 0x01, 'a', 0x00, 0x50}, bytes{0x05, 0x00, 0x00, 0x03, 0x02, 'a', 'b', 0x00, 0x50},
+        bytes{0x05, 0x00, 0x00, 0x01, 127, 0, 0, 1, 0x00, 0x50}}) {
     expect_need_more_at_every_prefix(parse_reply, wire);
     const auto r = parse_reply(wire);
     ASSERT_TRUE(r) << r.error();

@@ -110,8 +110,8 @@ TEST(Url, Errors) {
 TEST(Url, IpAddressesAreDottedQuadsOnly) {
   // What curl reads as 127.0.0.1 would bypass NO_PROXY=127.0.0.1 and show
   // another address in the logs than the one dialled.
-  for (const char* odd : {"wss://127.1:18443", "wss://2130706433:18443", "wss://0x7f.1:18443",
-                          "tcp://0x7f000001:7000", "ws://10.1:80"}) {
+  for (const char* odd :
+       {"wss://127.1:18443", "wss://2130706433:18443", "wss://0x7f.1:18443", "tcp://0x7f000001:7000", "ws://10.1:80"}) {
     const auto e = error_of(odd);
     EXPECT_NE(e.find("is not a host name or a dotted IPv4 address"), std::string::npos) << e;
   }
