@@ -35,7 +35,7 @@ bool is_ipv6_literal(std::string_view host) {
 }
 
 bool is_noncanonical_ipv4(std::string_view host) {
-  if (is_ipv4_literal(host))
+  if (is_ipv4_literal(host) || host.find(':') != std::string_view::npos) // an IPv6 literal (::ffff:1.2.3.4)
     return false;
   if (host.ends_with('.'))
     host.remove_suffix(1);
