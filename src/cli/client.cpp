@@ -4,6 +4,7 @@
 #include "cli/common.hpp"
 
 #include "core/fd_limit.hpp"
+#include "core/secret_file.hpp"
 #include "tunnel/client.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -14,7 +15,6 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
 
-#include <fstream>
 #include <limits>
 
 namespace warren::cli {
@@ -81,9 +81,14 @@ int run(const client_args& a) {
   if (o.socks_handshake_timeout < std::chrono::milliseconds(100))
     throw user_error("--socks-handshake-timeout must be at least 100ms");
   if (!a.socks_user.empty()) {
-    std::ifstream in(a.socks_password_file);
-    if (a.socks_password_file.empty() || !in || !std::getline(in, o.socks_password) || o.socks_password.empty())
+    if (a.socks_password_file.empty())
       throw user_error("--socks-user needs --socks-password-file with the password on its first line");
+    auto line = read_secret_line(a.socks_password_file, "--socks-password-file");
+    if (!line)
+      throw user_error(line.error());
+    if (line->empty())
+      throw user_error("--socks-user needs --socks-password-file with the password on its first line");
+    o.socks_password = std::move(*line);
     o.socks_user = a.socks_user;
   }
 

@@ -2,13 +2,13 @@
 
 #include "core/duration.hpp"
 #include "core/log.hpp"
+#include "core/secret_file.hpp"
 
 #include <spdlog/spdlog.h>
 
 #include <sys/stat.h>
 
 #include <cstdlib>
-#include <fstream>
 
 namespace warren::cli {
 
@@ -29,10 +29,10 @@ std::chrono::milliseconds duration_arg(const std::string& text, const char* opti
 std::string load_token(const std::string& token_file) {
   std::string token;
   if (!token_file.empty()) {
-    std::ifstream in(token_file);
-    if (!in)
-      throw user_error("cannot read token file " + token_file);
-    std::getline(in, token);
+    auto line = read_secret_line(token_file, "token file");
+    if (!line)
+      throw user_error(line.error());
+    token = std::move(*line);
     struct stat st {};
     if (::stat(token_file.c_str(), &st) == 0 && (st.st_mode & 077) != 0)
       spdlog::warn("token file {} is readable by other users; chmod 600 it", token_file);

@@ -1,8 +1,10 @@
 #include "net/address.hpp"
+
 #include "core/text.hpp"
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <array>
 
 namespace warren::net {
@@ -30,6 +32,24 @@ bool is_ipv6_literal(std::string_view host) {
   host.copy(buf.data(), host.size());
   in6_addr a{};
   return inet_pton(AF_INET6, buf.data(), &a) == 1;
+}
+
+bool is_noncanonical_ipv4(std::string_view host) {
+  if (is_ipv4_literal(host) || host.find(':') != std::string_view::npos) // an IPv6 literal (::ffff:1.2.3.4)
+    return false;
+  if (host.ends_with('.'))
+    host.remove_suffix(1);
+  const auto dot = host.rfind('.');
+  std::string_view last = dot == std::string_view::npos ? host : host.substr(dot + 1);
+  if (last.empty())
+    return false;
+  const auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  if (std::all_of(last.begin(), last.end(), digit))
+    return true;
+  if (last.size() >= 2 && last[0] == '0' && (last[1] == 'x' || last[1] == 'X'))
+    return std::all_of(last.begin() + 2, last.end(),
+                       [&](char c) { return digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); });
+  return false;
 }
 
 bool is_valid_hostname(std::string_view host) {

@@ -45,6 +45,13 @@ inline bool is_ip_literal(std::string_view host) {
   return is_ipv4_literal(host) || is_ipv6_literal(host);
 }
 
+/// A host an IPv4 parser would take for an address that is not written as
+/// a dotted quad: its last label is a number ("3128", "127.1", "2130706433",
+/// "0x7f000001", "0x7f.1", "127.0.0.1."). curl and browsers read these as
+/// addresses, a resolver may or may not; warren refuses them as URL hosts,
+/// so that NO_PROXY and the user see the address that is dialled.
+bool is_noncanonical_ipv4(std::string_view host);
+
 /// Valid DNS-style host name (letters, digits, '-', '_', '.'; labels <= 63, total <= 253).
 bool is_valid_hostname(std::string_view host);
 

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <utility>
+#include <vector>
 
 namespace warren::proxy::http_connect {
 
@@ -87,16 +89,20 @@ std::string encode_request(const net::host_port& target, const std::optional<cre
   return out;
 }
 
-parse_result parse_reply(std::span<const std::uint8_t> in) {
-  const std::string_view text(reinterpret_cast<const char*>(in.data()), in.size());
+namespace {
+
+/// One reply head starting at `start` of `text`; the head bound counts from
+/// the first byte of `text` (interim 1xx replies share it with the final one).
+parse_result parse_one(std::string_view text, std::size_t start) {
+  const std::string_view here = text.substr(start);
   // A reply that does not start like one fails at its first bytes.
   constexpr std::string_view k_http = "HTTP/";
-  if (text.substr(0, k_http.size()) != k_http.substr(0, std::min(text.size(), k_http.size())))
-    return failed("its answer is not HTTP (starts with " + quote_untrusted(text.substr(0, 16)) +
+  if (here.substr(0, k_http.size()) != k_http.substr(0, std::min(here.size(), k_http.size())))
+    return failed("its answer is not HTTP (starts with " + quote_untrusted(here.substr(0, 16)) +
                   "); is it a SOCKS proxy? use socks5://");
   // The head ends at an empty line; bare LF line ends are tolerated.
   std::size_t head_end = std::string_view::npos, sep = 0;
-  for (std::size_t i = 0; i < text.size() && i < k_max_head; ++i) {
+  for (std::size_t i = start; i < text.size() && i < k_max_head; ++i) {
     if (text[i] != '\n')
       continue;
     if (i + 1 < text.size() && text[i + 1] == '\n') {
@@ -115,7 +121,7 @@ parse_result parse_reply(std::span<const std::uint8_t> in) {
       return failed("its reply header is longer than " + std::to_string(k_max_head / 1024) + " KiB");
     return {};
   }
-  const std::string_view head = text.substr(0, head_end);
+  const std::string_view head = text.substr(start, head_end - start);
   const auto status_end = head.find('\n');
   const std::string_view status_line = trim(head.substr(0, status_end));
   // HTTP/1.x SP NNN [SP reason]
@@ -131,21 +137,32 @@ parse_result parse_reply(std::span<const std::uint8_t> in) {
   r.status = status;
   r.reason = printable(trim(status_line.substr(std::min<std::size_t>(13, status_line.size()))), 80);
 
-  std::optional<std::size_t> content_length;
-  bool chunked = false;
+  // Header fields, a folded line (obs-fold, starting with a space or tab)
+  // joined to the one before with a space (RFC 9112 §5.2).
+  std::vector<std::pair<std::string_view, std::string>> fields;
   std::string_view rest = status_end == std::string_view::npos ? std::string_view() : head.substr(status_end + 1);
   while (!rest.empty()) {
     const auto nl = rest.find('\n');
-    const std::string_view line = trim(rest.substr(0, nl));
+    const std::string_view raw = rest.substr(0, nl);
+    const std::string_view line = trim(raw);
     rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
     if (line.empty())
       continue;
+    if (raw.front() == ' ' || raw.front() == '\t') {
+      if (fields.empty())
+        return failed("it sent a malformed header line " + quote_untrusted(line));
+      fields.back().second += " " + std::string(line);
+      continue;
+    }
     const auto colon = line.find(':');
     if (colon == std::string_view::npos || colon == 0 ||
         line.substr(0, colon).find_first_of(" \t") != std::string_view::npos)
       return failed("it sent a malformed header line " + quote_untrusted(line));
-    const auto name = line.substr(0, colon);
-    const auto value = trim(line.substr(colon + 1));
+    fields.emplace_back(line.substr(0, colon), std::string(trim(line.substr(colon + 1))));
+  }
+  std::optional<std::size_t> content_length;
+  bool chunked = false;
+  for (const auto& [name, value] : fields) {
     if (iequals(name, "Content-Length")) {
       std::size_t n = 0;
       const auto [p, e] = std::from_chars(value.data(), value.data() + value.size(), n);
@@ -163,7 +180,7 @@ parse_result parse_reply(std::span<const std::uint8_t> in) {
   r.consumed = head_end + sep;
   parse_result out;
   out.status = parse_status::done;
-  if (!r.success() && content_length && !chunked) {
+  if (!r.success() && !r.interim() && content_length && !chunked) {
     // Read an error reply's body whole when it is small, so that the
     // connection closes after a complete reply; a large one is left unread.
     if (*content_length <= k_max_error_body) {
@@ -176,6 +193,21 @@ parse_result parse_reply(std::span<const std::uint8_t> in) {
   }
   out.value = std::move(r);
   return out;
+}
+
+} // namespace
+
+parse_result parse_reply(std::span<const std::uint8_t> in) {
+  const std::string_view text(reinterpret_cast<const char*>(in.data()), in.size());
+  // Interim replies (100 Continue, 102, 103) come before the final one and
+  // are skipped (RFC 9110 §15.2); 101 is final (and not a success here).
+  std::size_t start = 0;
+  for (;;) {
+    auto r = parse_one(text, start);
+    if (r.status != parse_status::done || !r.value.interim())
+      return r;
+    start = r.value.consumed;
+  }
 }
 
 std::string describe_failure(const reply& r, std::string_view proxy_shown, const net::host_port& target,
@@ -212,6 +244,20 @@ std::string describe_failure(const reply& r, std::string_view proxy_shown, const
     return proxy + " could not reach " + where + " (" + code + ")";
   default:
     return proxy + " answered the CONNECT to " + where + " with HTTP " + code;
+  }
+}
+
+bool permanent_refusal(const reply& r) {
+  switch (r.status) {
+  case 400:
+  case 401:
+  case 403:
+  case 405:
+  case 407:
+  case 501:
+    return true;
+  default:
+    return false;
   }
 }
 

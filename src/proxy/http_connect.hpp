@@ -6,7 +6,8 @@
 //
 // parse_reply takes every byte received so far and answers, as the SOCKS5
 // parsers do, "need more", a reply plus the bytes it used, or an error. The
-// head is bounded (k_max_head, 16 KiB); an error reply's Content-Length body
+// head is bounded (k_max_head, 16 KiB, interim 1xx replies included: they
+// are skipped); a folded header line is joined to the one before; an error reply's Content-Length body
 // is read too (up to k_max_error_body), so the connection is closed after a
 // complete reply. A 2xx ends at its head: what follows is the tunnel (RFC
 // 9110: a client ignores Content-Length and Transfer-Encoding in a 2xx to
@@ -44,6 +45,7 @@ struct reply {
   std::string proxy_authenticate; // the schemes offered on a 407 ("Basic realm=..."), sanitised, bounded
   std::size_t consumed = 0;       // head (+ body for an error reply)
   bool success() const { return status >= 200 && status < 300; }
+  bool interim() const { return status >= 100 && status < 200 && status != 101; }
 };
 
 enum class parse_status { need_more, done, failed };
@@ -58,12 +60,14 @@ parse_result parse_reply(std::span<const std::uint8_t> in);
 
 /// One sentence for a refused CONNECT, naming the proxy (`proxy_shown`) and
 /// the destination; `sent_credentials` tells a wrong password from none.
-/// Refusals that retrying cannot fix carry the words transport's dial looks
-/// for to mark them permanent (transport::failure_kind, proxy_dial.hpp's
-/// permanent_proxy_refusal): credentials (401, 407) name
-/// --proxy-password-file, 403 says "its rules do not allow", 400/405/501
-/// "does not allow CONNECT".
+/// Credentials (401, 407) name --proxy-password-file, 403 says "its rules
+/// do not allow", 400/405/501 "does not allow CONNECT".
 std::string describe_failure(const reply& r, std::string_view proxy_shown, const net::host_port& target,
                              bool sent_credentials);
+
+/// Whether retrying cannot fix the refusal: credentials (401, 407), the
+/// proxy's rules (403), no CONNECT at all (400, 405, 501). Decided by the
+/// status code alone: the reason phrase, the proxy's own text, never counts.
+bool permanent_refusal(const reply& r);
 
 } // namespace warren::proxy::http_connect

@@ -483,7 +483,9 @@ parse_result<method> parse_method_choice(std::span<const std::uint8_t> in) {
 
 parse_result<bool> parse_userpass_status(std::span<const std::uint8_t> in) {
   using result = parse_result<bool>;
-  if (!in.empty() && in[0] != k_userpass_version)
+  // Some servers answer with the SOCKS version (0x05) here; curl ignores
+  // the byte, warren accepts both.
+  if (!in.empty() && in[0] != k_userpass_version && in[0] != k_version)
     return result::failure("SOCKS5 username/password status has version " + hex_byte(in[0]) + " (expected 0x01)");
   if (in.size() < 2)
     return result::incomplete(2);
@@ -492,19 +494,25 @@ parse_result<bool> parse_userpass_status(std::span<const std::uint8_t> in) {
 
 parse_result<reply> parse_reply(std::span<const std::uint8_t> in) {
   using result = parse_result<reply>;
+  // Asks for no byte past the reply: 4 until the address type is known, 5
+  // for a domain's length (a 1-byte domain makes a 9-byte reply).
   reader r(in);
   if (!r.has(1))
-    return result::incomplete(k_min_request_size);
+    return result::incomplete(4);
   if (const auto v = r.u8(); v != k_version)
     return result::failure("SOCKS5 reply has version " + hex_byte(v) + " (expected 0x05)");
   if (!r.has(1))
-    return result::incomplete(k_min_request_size);
+    return result::incomplete(4);
   reply rep;
   rep.code = static_cast<reply_code>(r.u8());
   if (!r.has(1))
-    return result::incomplete(k_min_request_size);
+    return result::incomplete(4);
   if (const auto rsv = r.u8(); rsv != 0)
     return result::failure("SOCKS5 reply has a non-zero reserved byte (" + hex_byte(rsv) + ")");
+  if (!r.has(1))
+    return result::incomplete(4);
+  if (in[3] == static_cast<std::uint8_t>(address::type::domain) && !r.has(2))
+    return result::incomplete(5);
   if (auto e = read_address(r, "reply", rep.bound))
     return from_address_error<reply>(std::move(*e));
   return result::done(std::move(rep), r.pos());

@@ -257,9 +257,11 @@ struct reply {
 
 /// Method choice as a client reads it.
 parse_result<method> parse_method_choice(std::span<const std::uint8_t> in);
-/// The server's RFC 1929 status as a client reads it: true on success.
+/// The server's RFC 1929 status as a client reads it: true on success. The
+/// version byte may be 0x01 (RFC 1929) or 0x05 (some servers; curl ignores it).
 parse_result<bool> parse_userpass_status(std::span<const std::uint8_t> in);
-/// A reply as a client reads it (any REP byte is accepted).
+/// A reply as a client reads it (any REP byte is accepted). Never asks for
+/// a byte past the reply's end: 4 bytes, then the address's length.
 parse_result<reply> parse_reply(std::span<const std::uint8_t> in);
 
 /// VER(5) NMETHODS METHODS; empty or more than 255 methods is an error.

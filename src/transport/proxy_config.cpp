@@ -167,7 +167,45 @@ std::optional<std::string> nonempty(const env_lookup& env, const char* name) {
   return std::nullopt;
 }
 
+constexpr std::string_view k_expected =
+    "proxy URL: expected http://HOST:PORT, socks5://HOST:PORT or socks5h://HOST:PORT";
+
+/// Without "://": "http:/h:1", "http:h:1" or "user:secret:3128" rather than
+/// host:port (whose part after the colon is a number). Nothing is echoed:
+/// the text may hold a password.
+bool looks_like_broken_scheme(std::string_view text) {
+  if (text.empty() || !std::isalpha(static_cast<unsigned char>(text.front())) ||
+      text.find('@') != std::string_view::npos)
+    return false;
+  const auto colon = text.find(':');
+  if (colon == std::string_view::npos)
+    return false;
+  std::string_view after = text.substr(colon + 1);
+  if (after.ends_with('/'))
+    after.remove_suffix(1);
+  return after.empty() || !std::all_of(after.begin(), after.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+bool has_control(std::string_view s) {
+  return std::any_of(s.begin(), s.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u < 0x20 || u == 0x7f;
+  });
+}
+
 } // namespace
+
+std::optional<std::string> check_credentials(const proxy_url& p) {
+  if (has_control(p.user))
+    return "the proxy user name holds a control character (a %-escape such as %0a, or a line break)";
+  if (has_control(p.password))
+    return "the proxy password holds a control character (a %-escape such as %0a, or a line break)";
+  if (p.kind == proxy_kind::http && p.user.find(':') != std::string::npos)
+    return "the proxy user name holds a ':', which HTTP Basic authentication cannot carry (RFC 7617)";
+  if (p.kind != proxy_kind::http && (p.user.size() > 255 || p.password.size() > 255))
+    return "the SOCKS5 proxy user name and password are at most 255 bytes each (RFC 1929)";
+  return std::nullopt;
+}
 
 std::string_view to_string(proxy_kind k) {
   switch (k) {
@@ -190,6 +228,8 @@ expected<proxy_url> parse_proxy_url(std::string_view text) {
   if (const auto sep = text.find("://"); sep != std::string_view::npos) {
     scheme_name = lower(text.substr(0, sep));
     rest = text.substr(sep + 3);
+  } else if (looks_like_broken_scheme(text)) {
+    return result::failure(std::string(k_expected));
   }
   // The authority ends at the first '/' after the last '@' (a password may hold '/').
   const auto at = rest.rfind('@');
@@ -200,8 +240,17 @@ expected<proxy_url> parse_proxy_url(std::string_view text) {
     userinfo = authority.substr(0, a);
     authority = authority.substr(a + 1);
   }
-  const std::string shown =
-      scheme_name.substr(0, 16) + "://" + (userinfo.empty() ? "" : "...@") + std::string(authority.substr(0, 100));
+  const bool has_port = authority.starts_with("[") ? authority.find("]:") != std::string_view::npos
+                                                   : authority.find(':') != std::string_view::npos;
+  std::string with_port(authority);
+  if (!has_port)
+    with_port += ":" + std::to_string(k_default_proxy_port);
+  auto hp = net::parse_host_port(with_port);
+  // An authority that does not parse may hold a password whose '@' is
+  // missing (alice:secret127.0.0.1:3128): nothing after its first ':' is shown.
+  const std::string_view safe = hp ? authority : authority.substr(0, authority.find(':'));
+  const std::string shown = scheme_name.substr(0, 16) + "://" + (userinfo.empty() ? "" : "...@") +
+                            std::string(safe.substr(0, 100)) + (safe.size() < authority.size() ? ":..." : "");
   if (slash != std::string_view::npos && rest.substr(slash) != "/")
     return result::failure("proxy URL " + quote_untrusted(shown) +
                            ": a proxy URL has no path; expected e.g. http://proxy.example:3128");
@@ -236,14 +285,18 @@ expected<proxy_url> parse_proxy_url(std::string_view text) {
   }
   if (authority.empty())
     return result::failure("proxy URL " + quote_untrusted(shown) + ": no proxy host");
-  const bool has_port = authority.starts_with("[") ? authority.find("]:") != std::string_view::npos
-                                                   : authority.find(':') != std::string_view::npos;
-  std::string with_port(authority);
-  if (!has_port)
-    with_port += ":" + std::to_string(k_default_proxy_port);
-  auto hp = net::parse_host_port(with_port);
   if (!hp)
-    return result::failure("proxy URL " + quote_untrusted(shown) + ": " + hp.error());
+    return result::failure("proxy URL " + quote_untrusted(shown) + ": " + std::string(k_expected.substr(11)) +
+                           " (the port 1-65535; a user name and password go before an '@')");
+  if (net::is_noncanonical_ipv4(hp->host)) {
+    const bool digits = std::all_of(hp->host.begin(), hp->host.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (digits && !has_port && hp->host.size() <= 5)
+      return result::failure("proxy URL " + quote_untrusted(shown) + ": '" + hp->host +
+                             "' is not a host; did you mean " + scheme_name + "://localhost:" + hp->host + "?");
+    return result::failure("proxy URL " + quote_untrusted(shown) + ": '" + hp->host +
+                           "' is not a host name or a dotted IPv4 address; write the address as a.b.c.d, "
+                           "e.g. 127.0.0.1");
+  }
   p.endpoint = *hp;
   return p;
 }

@@ -40,7 +40,16 @@ struct proxy_url {
 
 inline constexpr std::uint16_t k_default_proxy_port = 1080;
 
+/// Refused, never echoed past the host: a URL whose part after the scheme
+/// does not parse as HOST:PORT (it may be a password without its '@'), a
+/// scheme without "//" (http:/h:1), a host written as a number or any
+/// IPv4 spelling but a.b.c.d (3128, 127.1, 0x7f000001: net::
+/// is_noncanonical_ipv4).
 expected<proxy_url> parse_proxy_url(std::string_view text);
+/// Why the credentials cannot be used, or nullopt: a control character in
+/// the user name or password (a log line could be forged), a ':' in an
+/// HTTP Basic user name, SOCKS5 fields over 255 bytes. Never repeats them.
+std::optional<std::string> check_credentials(const proxy_url& p);
 /// "http://proxy.example:3128" — never the credentials.
 std::string to_string(const proxy_url& p);
 std::string_view to_string(proxy_kind k);

@@ -45,14 +45,14 @@ auto async_lookup(asio::any_io_executor ex, net::resolver& r, std::string host, 
       token, std::move(host), family);
 }
 
-std::string proxy_said(const std::string& shown, const error_code& ec) {
+proxy_failure proxy_said(const std::string& shown, const error_code& ec) {
   if (ec == asio::error::eof)
-    return "the proxy " + shown + " closed the connection during its handshake";
-  return "the proxy handshake with " + shown + " failed: " + net::describe(ec);
+    return {"the proxy " + shown + " closed the connection during its handshake"};
+  return {"the proxy handshake with " + shown + " failed: " + net::describe(ec)};
 }
 
-asio::awaitable<std::string> http_connect(tcp::socket& socket, const proxy_url& proxy, const net::host_port& target,
-                                          const std::string& where) {
+asio::awaitable<proxy_failure> http_connect(tcp::socket& socket, const proxy_url& proxy, const net::host_port& target,
+                                            const std::string& where) {
   namespace hc = proxy::http_connect;
   const std::string shown = to_string(proxy);
   std::optional<hc::credentials> auth;
@@ -69,22 +69,23 @@ asio::awaitable<std::string> http_connect(tcp::socket& socket, const proxy_url& 
   for (;;) {
     auto parsed = hc::parse_reply(buf);
     if (parsed.status == hc::parse_status::failed)
-      co_return "the proxy " + shown + " answered the CONNECT badly: " + parsed.error;
+      co_return proxy_failure{"the proxy " + shown + " answered the CONNECT badly: " + parsed.error};
     if (parsed.status == hc::parse_status::done) {
       const auto& r = parsed.value;
       spdlog::debug("{}: proxy {} answered CONNECT {} with {} {} in {} ms", where, shown,
                     net::format_host_port(target.host, target.port), r.status, r.reason, since(started).count());
       if (!r.success())
-        co_return hc::describe_failure(r, shown, target, auth.has_value());
+        co_return proxy_failure{hc::describe_failure(r, shown, target, auth.has_value()), hc::permanent_refusal(r)};
       if (r.consumed != buf.size())
-        co_return "the proxy " + shown + " sent data after its " + std::to_string(r.status) +
-            " reply, before the server could have spoken";
-      co_return std::string();
+        co_return proxy_failure{"the proxy " + shown + " sent data after its " + std::to_string(r.status) +
+                                " reply, before the server could have spoken"};
+      co_return proxy_failure{};
     }
     // Reads stop where the parser's bound does: a reply can never fill memory.
     const std::size_t limit = hc::k_max_head + hc::k_max_error_body + 4;
     if (buf.size() >= limit)
-      co_return "the proxy " + shown + " sent a reply longer than " + std::to_string(limit / 1024) + " KiB";
+      co_return proxy_failure{"the proxy " + shown + " sent a reply longer than " + std::to_string(limit / 1024) +
+                              " KiB"};
     const std::size_t room = limit - buf.size();
     auto [re, rn] =
         co_await socket.async_read_some(asio::buffer(chunk.data(), std::min(chunk.size(), room)), use_tuple);
@@ -114,33 +115,34 @@ read_message(tcp::socket& socket, std::vector<std::uint8_t>& buf, Parse parse, e
   }
 }
 
-std::string socks_refusal(proxy::socks5::reply_code code, const std::string& proxy, const std::string& where) {
+proxy_failure socks_refusal(proxy::socks5::reply_code code, const std::string& proxy, const std::string& where) {
   using proxy::socks5::reply_code;
   const std::string what = std::string(to_string(code));
   switch (code) {
   case reply_code::not_allowed:
-    return "the proxy " + proxy + " refused to connect to " + where + " (SOCKS5: " + what +
-           "): its rules do not allow this destination or port";
+    return {"the proxy " + proxy + " refused to connect to " + where + " (SOCKS5: " + what +
+                "): its rules do not allow this destination or port",
+            true};
   case reply_code::network_unreachable:
   case reply_code::host_unreachable:
   case reply_code::connection_refused:
   case reply_code::ttl_expired:
   case reply_code::general_failure:
-    return "the proxy " + proxy + " could not reach " + where + " (SOCKS5: " + what + ")";
+    return {"the proxy " + proxy + " could not reach " + where + " (SOCKS5: " + what + ")"};
   default:
-    return "the proxy " + proxy + " refused to connect to " + where + " (SOCKS5: " + what + ")";
+    return {"the proxy " + proxy + " refused to connect to " + where + " (SOCKS5: " + what + ")"};
   }
 }
 
-asio::awaitable<std::string> socks5_connect(tcp::socket& socket, const proxy_url& proxy, const net::host_port& target,
-                                            const std::string& where) {
+asio::awaitable<proxy_failure> socks5_connect(tcp::socket& socket, const proxy_url& proxy, const net::host_port& target,
+                                              const std::string& where) {
   namespace s5 = proxy::socks5;
   const std::string shown = to_string(proxy);
   const std::string dest = net::format_host_port(target.host, target.port);
   const auto started = steady_clock::now();
   auto address = s5::address::from_host_port(target);
   if (!address)
-    co_return "cannot ask the proxy " + shown + " for " + dest + ": " + address.error();
+    co_return proxy_failure{"cannot ask the proxy " + shown + " for " + dest + ": " + address.error(), true};
   const bool with_auth = !proxy.user.empty();
   std::vector<std::uint8_t> methods{std::uint8_t(s5::method::no_auth)};
   if (with_auth)
@@ -150,7 +152,7 @@ asio::awaitable<std::string> socks5_connect(tcp::socket& socket, const proxy_url
   if (with_auth) {
     auto up = s5::encode_userpass({proxy.user, proxy.password});
     if (!up)
-      co_return "cannot log in to the proxy " + shown + ": " + up.error();
+      co_return proxy_failure{"cannot log in to the proxy " + shown + ": " + up.error(), true};
     userpass = std::move(*up);
   }
   auto [we, wn] = co_await asio::async_write(socket, asio::buffer(*greeting), use_tuple);
@@ -162,7 +164,7 @@ asio::awaitable<std::string> socks5_connect(tcp::socket& socket, const proxy_url
   if (ec)
     co_return proxy_said(shown, ec);
   if (choice.failed())
-    co_return "the proxy " + shown + " is not a SOCKS5 proxy (" + choice.error() + ")";
+    co_return proxy_failure{"the proxy " + shown + " is not a SOCKS5 proxy (" + choice.error() + ")"};
   const auto m = *choice;
   if (m == s5::method::userpass && with_auth) {
     auto [ue, un] = co_await asio::async_write(socket, asio::buffer(*userpass), use_tuple);
@@ -172,15 +174,23 @@ asio::awaitable<std::string> socks5_connect(tcp::socket& socket, const proxy_url
     if (ec)
       co_return proxy_said(shown, ec);
     if (status.failed())
-      co_return "the proxy " + shown + ": " + status.error();
+      co_return proxy_failure{"the proxy " + shown + ": " + status.error()};
     if (!*status)
-      co_return "the proxy " + shown + " refused the user name or password (SOCKS5 Proxy Authentication Required): " +
-          "check --proxy-user and --proxy-password-file";
+      co_return proxy_failure{"the proxy " + shown +
+                                  " refused the user name or password (SOCKS5 Proxy Authentication Required): " +
+                                  "check --proxy-user and --proxy-password-file",
+                              true};
+  } else if (m == s5::method::none_acceptable && with_auth) {
+    co_return proxy_failure{"the proxy " + shown + " accepted none of the authentication methods offered (no " +
+                                "authentication, user name and password): it may want a method warren lacks " +
+                                "(e.g. GSSAPI), or refuse this client",
+                            true};
   } else if (m == s5::method::userpass || m == s5::method::none_acceptable) {
-    co_return "the proxy " + shown + " wants credentials (SOCKS5 Proxy Authentication Required): pass --proxy-user " +
-        "and --proxy-password-file";
+    co_return proxy_failure{"the proxy " + shown + " wants credentials (SOCKS5 Proxy Authentication Required): " +
+                                "pass --proxy-user and --proxy-password-file",
+                            true};
   } else if (m != s5::method::no_auth) {
-    co_return "the proxy " + shown + " chose an authentication method warren did not offer";
+    co_return proxy_failure{"the proxy " + shown + " chose an authentication method warren did not offer"};
   }
   const auto request = s5::encode_request({s5::command::connect, *address});
   auto [qe, qn] = co_await asio::async_write(socket, asio::buffer(request), use_tuple);
@@ -190,12 +200,18 @@ asio::awaitable<std::string> socks5_connect(tcp::socket& socket, const proxy_url
   if (ec)
     co_return proxy_said(shown, ec);
   if (reply.failed())
-    co_return "the proxy " + shown + ": " + reply.error();
+    co_return proxy_failure{"the proxy " + shown + ": " + reply.error()};
   spdlog::debug("{}: proxy {} answered SOCKS5 CONNECT {}: {} in {} ms", where, shown, dest, to_string(reply->code),
                 since(started).count());
   if (reply->code != s5::reply_code::succeeded)
     co_return socks_refusal(reply->code, shown, dest);
-  co_return std::string();
+  // Like the HTTP path: bytes already here came from the proxy, not from
+  // the server, which has not been spoken to yet.
+  error_code ae;
+  if (socket.available(ae) > 0 && !ae)
+    co_return proxy_failure{"the proxy " + shown + " sent data after its SOCKS5 reply, before the server could " +
+                            "have spoken"};
+  co_return proxy_failure{};
 }
 
 } // namespace
@@ -231,17 +247,11 @@ asio::awaitable<std::string> resolve_for_proxy(const std::string& host, net::res
   co_return std::string();
 }
 
-asio::awaitable<std::string> proxy_handshake(tcp::socket& socket, const proxy_url& proxy, const net::host_port& target,
-                                             const std::string& log_where) {
+asio::awaitable<proxy_failure> proxy_handshake(tcp::socket& socket, const proxy_url& proxy,
+                                               const net::host_port& target, const std::string& log_where) {
   if (proxy.kind == proxy_kind::http)
     co_return co_await http_connect(socket, proxy, target, log_where);
   co_return co_await socks5_connect(socket, proxy, target, log_where);
-}
-
-bool permanent_proxy_refusal(const std::string& failure) {
-  return failure.find("--proxy-password-file") != std::string::npos ||
-         failure.find("its rules do not allow") != std::string::npos ||
-         failure.find("does not allow CONNECT") != std::string::npos;
 }
 
 } // namespace warren::transport

@@ -26,14 +26,18 @@ boost::asio::awaitable<std::string> resolve_for_proxy(const std::string& host, n
                                                       net::family_policy policy, std::chrono::milliseconds timeout,
                                                       std::string& error);
 
-/// Over `socket`, connected to `proxy`, asks for a tunnel to `target`.
-/// Returns an empty string on success, else one sentence naming the proxy.
-boost::asio::awaitable<std::string> proxy_handshake(boost::asio::ip::tcp::socket& socket, const proxy_url& proxy,
-                                                    const net::host_port& target, const std::string& log_where);
+/// A failed proxy handshake: one sentence naming the proxy, and whether
+/// retrying cannot fix it (the proxy refused our credentials, or its rules
+/// refuse the destination or CONNECT itself). The kind comes from status
+/// codes and SOCKS5 reply bytes, never from text a proxy sent.
+struct proxy_failure {
+  std::string error; // empty: the tunnel to the target is open
+  bool permanent = false;
+  bool failed() const { return !error.empty(); }
+};
 
-/// Whether a proxy_handshake() failure is a refusal retrying cannot fix (the
-/// credentials, the proxy's rules, no CONNECT at all): by the words the
-/// proxy codecs put in those sentences (proxy/http_connect.hpp).
-bool permanent_proxy_refusal(const std::string& failure);
+/// Over `socket`, connected to `proxy`, asks for a tunnel to `target`.
+boost::asio::awaitable<proxy_failure> proxy_handshake(boost::asio::ip::tcp::socket& socket, const proxy_url& proxy,
+                                                      const net::host_port& target, const std::string& log_where);
 
 } // namespace warren::transport

@@ -371,13 +371,13 @@ asio::awaitable<dial_result> dial(const url& target, const dial_options& options
   if (proxy) {
     const auto t = steady_clock::now();
     auto failure = co_await proxy_handshake(socket, *proxy, ask, where);
-    if (!failure.empty()) {
+    if (failure.failed()) {
       out.error =
           guard.fired()
               ? "the proxy handshake with " + to_string(*proxy) + " timed out after " +
                     format_duration(std::chrono::duration_cast<std::chrono::milliseconds>(options.handshake_timeout))
-              : failure;
-      if (!guard.fired() && permanent_proxy_refusal(failure))
+              : failure.error;
+      if (!guard.fired() && failure.permanent)
         out.failure = failure_kind::permanent;
       co_return out;
     }

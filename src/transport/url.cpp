@@ -72,6 +72,10 @@ expected<url> parse_url(std::string_view text, bool listening) {
   auto hp = net::parse_host_port(with_port, listening);
   if (!hp)
     return result::failure("URL '" + shown + "': " + hp.error());
+  if (net::is_noncanonical_ipv4(hp->host))
+    return result::failure("URL '" + shown + "': '" + hp->host +
+                           "' is not a host name or a dotted IPv4 address; write the address as a.b.c.d, e.g. "
+                           "127.0.0.1");
   u.endpoint = *hp;
   return u;
 }

@@ -22,7 +22,10 @@ struct url {
 };
 
 /// `listening`: port 0 is allowed (the kernel picks one), and the host may
-/// be `*` (every interface: 0.0.0.0 and ::).
+/// be `*` (every interface: 0.0.0.0 and ::). A host that is an IPv4
+/// address in any spelling but a.b.c.d (127.1, 2130706433, 0x7f.1) is
+/// refused (net::is_noncanonical_ipv4): NO_PROXY and the logs would not see
+/// the address dialled.
 expected<url> parse_url(std::string_view text, bool listening = false);
 /// For messages and logs: the path's query is not shown (it may hold a secret).
 std::string to_string(const url& u);

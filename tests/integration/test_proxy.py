@@ -518,7 +518,7 @@ class ProxyTest(tt.TunnelTestCase):
                                                                  "scheme"),
             ([], {"HTTPS_PROXY": "https://h:1"}, "HTTPS_PROXY: proxy URL 'https://h:1': TLS to the proxy itself"),
             (["--proxy", "http://127.0.0.1:1", "--proxy-password-file", "/nonexistent"], {},
-             "cannot read the proxy password"),
+             "cannot read --proxy-password-file /nonexistent"),
             (["--proxy-user", "u"], {}, "need a proxy"),
             (["--server-name", "bad name"], {}, "is not a host name"),
         ]

@@ -85,3 +85,12 @@ TEST(Address, Literals) {
   EXPECT_EQ(format_host_port("::1", 80), "[::1]:80");
   EXPECT_EQ(format_host_port("a.b", 1), "a.b:1");
 }
+
+TEST(Address, NonCanonicalIpv4) {
+  for (const char* odd :
+       {"3128", "127.1", "2130706433", "0x7f000001", "0x7f.1", "0177.0.0.1", "127.0.0.1.", "1.2.3", "host.0x"})
+    EXPECT_TRUE(is_noncanonical_ipv4(odd)) << odd;
+  for (const char* fine : {"127.0.0.1", "::1", "example.com", "a1", "1a.example", "v6.host", "0x7g", "host.0xg",
+                           "::ffff:127.0.0.1", "64:ff9b::1.2.3.4"})
+    EXPECT_FALSE(is_noncanonical_ipv4(fine)) << fine;
+}

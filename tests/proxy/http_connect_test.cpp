@@ -130,6 +130,43 @@ TEST(HttpConnectReply, HeadIsBounded) {
   EXPECT_TRUE(contains(r.error, "16 KiB")) << r.error;
 }
 
+TEST(HttpConnectReply, InterimRepliesAreSkipped) {
+  const std::string interim = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n";
+  const std::string final_head = "HTTP/1.1 200 Connection established\r\n\r\n";
+  auto r = parse(interim + final_head + "TUNNEL");
+  ASSERT_EQ(r.status, parse_status::done) << r.error;
+  EXPECT_EQ(r.value.status, 200);
+  EXPECT_EQ(r.value.consumed, interim.size() + final_head.size());
+  // Waits for the final reply after an interim one, at every truncation.
+  for (std::size_t n = 0; n < interim.size() + final_head.size(); ++n)
+    EXPECT_EQ(parse((interim + final_head).substr(0, n)).status, parse_status::need_more) << n;
+  // 101 is final: not a success, and nothing more is read.
+  r = parse("HTTP/1.1 101 Switching Protocols\r\n\r\n");
+  ASSERT_EQ(r.status, parse_status::done);
+  EXPECT_EQ(r.value.status, 101);
+  EXPECT_FALSE(r.value.success());
+}
+
+TEST(HttpConnectReply, InterimRepliesShareTheHeadBound) {
+  std::string text;
+  while (text.size() < k_max_head)
+    text += "HTTP/1.1 100 Continue\r\nX-Filler: " + std::string(100, 'a') + "\r\n\r\n";
+  auto r = parse(text + "HTTP/1.1 200 OK\r\n\r\n");
+  ASSERT_EQ(r.status, parse_status::failed);
+  EXPECT_TRUE(contains(r.error, "16 KiB")) << r.error;
+}
+
+TEST(HttpConnectReply, FoldedHeaderLinesAreJoined) {
+  // RFC 9112 §5.2: obs-fold is replaced by a space.
+  auto r = parse("HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic\r\n realm=\"x\"\r\n"
+                 "\tcharset=\"UTF-8\"\r\nContent-Length: 0\r\n\r\n");
+  ASSERT_EQ(r.status, parse_status::done) << r.error;
+  EXPECT_EQ(r.value.status, 407);
+  EXPECT_EQ(r.value.proxy_authenticate, "Basic realm=\"x\" charset=\"UTF-8\"");
+  // A fold with no field before it is still malformed.
+  EXPECT_EQ(parse("HTTP/1.1 200 OK\r\n folded\r\n\r\n").status, parse_status::failed);
+}
+
 TEST(HttpConnectReply, ReasonIsSanitised) {
   auto r = parse("HTTP/1.1 403 \x1b[31mred\x7f\r\n\r\n");
   ASSERT_EQ(r.status, parse_status::done);
@@ -170,3 +207,13 @@ TEST(HttpConnectDescribe, EachRefusalSaysWhatHappened) {
 }
 
 } // namespace
+
+TEST(HttpConnectDescribe, PermanenceComesFromTheStatusNeverTheReason) {
+  for (int status : {400, 401, 403, 405, 407, 501})
+    EXPECT_TRUE(permanent_refusal(make(status, "whatever"))) << status;
+  // A hostile or odd reason phrase cannot make a temporary failure permanent.
+  for (const char* reason :
+       {"its rules do not allow", "does not allow CONNECT", "--proxy-password-file", "upstream token bucket empty"})
+    for (int status : {500, 502, 503, 504, 101, 302})
+      EXPECT_FALSE(permanent_refusal(make(status, reason))) << status << " " << reason;
+}

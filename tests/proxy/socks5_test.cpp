@@ -193,7 +193,17 @@ TEST(Socks5Userpass, Status) {
   ASSERT_TRUE(bad);
   EXPECT_FALSE(*bad);
   EXPECT_TRUE(parse_userpass_status(bytes{0x01}).need_more());
-  EXPECT_TRUE(parse_userpass_status(bytes{0x05, 0x00}).failed());
+  EXPECT_TRUE(parse_userpass_status(bytes{0x04, 0x00}).failed());
+}
+
+TEST(Socks5Userpass, StatusWithTheSocksVersionByteIsAccepted) {
+  // Some servers answer RFC 1929 with 0x05 (the SOCKS version); curl ignores the byte.
+  auto ok = parse_userpass_status(bytes{0x05, 0x00});
+  ASSERT_TRUE(ok) << ok.error();
+  EXPECT_TRUE(*ok);
+  auto refused = parse_userpass_status(bytes{0x05, 0x01});
+  ASSERT_TRUE(refused) << refused.error();
+  EXPECT_FALSE(*refused);
 }
 
 // ---- request ----
@@ -376,6 +386,19 @@ TEST(Socks5Reply, ClientSideRoundTrip) {
   EXPECT_EQ(r->code, reply_code::host_unreachable);
   EXPECT_EQ(r->bound.to_string(), "127.0.0.1:9");
   EXPECT_TRUE(parse_reply(bytes{0x05, 0x00, 0x01}).failed());
+}
+
+TEST(Socks5Reply, ShortDomainsAskForNoByteBeyondTheReply) {
+  // A bound address "a" makes a 9-byte reply; a 2-byte name a 10-byte one.
+  for (const bytes& wire :
+       {bytes{0x05, 0x00, 0x00, 0x03, 0x01, 'a', 0x00, 0x50}, bytes{0x05, 0x00, 0x00, 0x03, 0x02, 'a', 'b', 0x00, 0x50},
+        bytes{0x05, 0x00, 0x00, 0x01, 127, 0, 0, 1, 0x00, 0x50}}) {
+    expect_need_more_at_every_prefix(parse_reply, wire);
+    const auto r = parse_reply(wire);
+    ASSERT_TRUE(r) << r.error();
+    EXPECT_EQ(r.consumed(), wire.size());
+    EXPECT_EQ(r->code, reply_code::succeeded);
+  }
 }
 
 // ---- UDP ----

@@ -60,6 +60,84 @@ TEST(ProxyUrl, CredentialsAreDecodedAndNeverShown) {
   EXPECT_TRUE(contains(parse_proxy_url("socks4://proxy:1").error(), "socks5://"));
 }
 
+TEST(ProxyUrl, AnAuthorityThatDoesNotParseIsNotEchoed) {
+  // The '@' forgotten: what follows the first ':' may be a password.
+  for (const char* bad : {"http://alice:S3cretPW127.0.0.1:3128", "alice:S3cretPW-2:3128", "socks5://alice:S3cretPW"}) {
+    auto r = parse_proxy_url(bad);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_FALSE(contains(r.error(), "S3cretPW")) << r.error();
+    EXPECT_TRUE(contains(r.error(), "expected")) << r.error();
+  }
+  EXPECT_EQ(parse_proxy_url("http://alice:S3cretPW127.0.0.1:3128").error(),
+            "proxy URL 'http://alice:...': expected http://HOST:PORT, socks5://HOST:PORT or socks5h://HOST:PORT "
+            "(the port 1-65535; a user name and password go before an '@')");
+}
+
+TEST(ProxyUrl, ASchemeWithoutItsSlashesSaysWhatIsExpected) {
+  for (const char* bad : {"http:/127.0.0.1:3128", "http:127.0.0.1:3128", "socks5:/h:1"}) {
+    auto r = parse_proxy_url(bad);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(r.error(), "proxy URL: expected http://HOST:PORT, socks5://HOST:PORT or socks5h://HOST:PORT") << bad;
+  }
+  // host:port without a scheme stays http://.
+  auto p = parse_proxy_url("proxy.example:3128/");
+  ASSERT_TRUE(p) << p.error();
+  EXPECT_EQ(to_string(*p), "http://proxy.example:3128");
+  p = parse_proxy_url("bob:pw@proxy.example:3128");
+  ASSERT_TRUE(p) << p.error();
+  EXPECT_EQ(p->user, "bob");
+}
+
+TEST(ProxyUrl, NumbersAndOddIpv4SpellingsAreNotHosts) {
+  auto r = parse_proxy_url("3128");
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(contains(r.error(), "'3128' is not a host; did you mean http://localhost:3128?")) << r.error();
+  r = parse_proxy_url("socks5://1080");
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(contains(r.error(), "did you mean socks5://localhost:1080?")) << r.error();
+  for (const char* bad : {"127.1:3128", "0x7f000001:3128", "2130706433:3128", "http://0x7f.1:3128", "10.1.1:8080"}) {
+    r = parse_proxy_url(bad);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_TRUE(contains(r.error(), "is not a host name or a dotted IPv4 address")) << r.error();
+  }
+  for (const char* good : {"127.0.0.1:3128", "proxy-1.example:3128", "[::1]:3128", "1a.example:3128"})
+    EXPECT_TRUE(parse_proxy_url(good)) << good;
+}
+
+TEST(ProxyCredentials, ControlCharactersColonsAndSocksLengths) {
+  auto p = parse_proxy_url("http://al%0aice:pw@proxy:1");
+  ASSERT_TRUE(p) << p.error();
+  auto bad = check_credentials(*p);
+  ASSERT_TRUE(bad);
+  EXPECT_TRUE(contains(*bad, "user name holds a control character")) << *bad;
+  p = parse_proxy_url("http://alice:p%0dw@proxy:1");
+  ASSERT_TRUE(p);
+  bad = check_credentials(*p);
+  ASSERT_TRUE(bad);
+  EXPECT_TRUE(contains(*bad, "password holds a control character")) << *bad;
+  p = parse_proxy_url("http://al%3Aice:pw@proxy:1");
+  ASSERT_TRUE(p);
+  bad = check_credentials(*p);
+  ASSERT_TRUE(bad);
+  EXPECT_TRUE(contains(*bad, "RFC 7617")) << *bad;
+  // SOCKS5 (RFC 1929) carries a ':' but at most 255 bytes.
+  p = parse_proxy_url("socks5://al%3Aice:pw@proxy:1");
+  ASSERT_TRUE(p);
+  EXPECT_FALSE(check_credentials(*p));
+  proxy_url q = *p;
+  q.password = std::string(256, 'x');
+  bad = check_credentials(q);
+  ASSERT_TRUE(bad);
+  EXPECT_TRUE(contains(*bad, "255 bytes")) << *bad;
+  EXPECT_FALSE(contains(*bad, "xxxx")) << *bad;
+  q.password = std::string(255, 'x');
+  EXPECT_FALSE(check_credentials(q));
+  q.user = "bob";
+  q.password = std::string(256, 'x');
+  q.kind = proxy_kind::http;
+  EXPECT_FALSE(check_credentials(q)); // HTTP Basic has no such limit
+}
+
 TEST(NoProxy, CurlRules) {
   EXPECT_TRUE(no_proxy_matches("*", "anything.example", 443));
   EXPECT_TRUE(no_proxy_matches("example.com", "example.com", 443));

@@ -107,6 +107,19 @@ TEST(Url, Errors) {
   EXPECT_LT(error_of(long_url).size(), 400u);
 }
 
+TEST(Url, IpAddressesAreDottedQuadsOnly) {
+  // What curl reads as 127.0.0.1 would bypass NO_PROXY=127.0.0.1 and show
+  // another address in the logs than the one dialled.
+  for (const char* odd :
+       {"wss://127.1:18443", "wss://2130706433:18443", "wss://0x7f.1:18443", "tcp://0x7f000001:7000", "ws://10.1:80"}) {
+    const auto e = error_of(odd);
+    EXPECT_NE(e.find("is not a host name or a dotted IPv4 address"), std::string::npos) << e;
+  }
+  EXPECT_EQ(parsed("wss://127.0.0.1:18443").endpoint.host, "127.0.0.1");
+  EXPECT_EQ(parsed("wss://v2.example.com").endpoint.host, "v2.example.com");
+  EXPECT_EQ(parsed("wss://[::1]:443").endpoint.host, "::1");
+}
+
 TEST(Url, ToStringRoundTrips) {
   for (const char* text : {"tcp://gw.example:7000", "tls://gw.example:443", "ws://gw.example:80",
                            "wss://gw.example:443/tunnel", "wss://[2001:db8::1]:8443", "ws://127.0.0.1:8080/x"}) {
