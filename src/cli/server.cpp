@@ -274,6 +274,7 @@ int run(const server_args& a) {
     });
   };
   wait_hangup();
+  bool second_signal = false;
   signals.async_wait([&](error_code ec, int signo) {
     if (ec)
       return;
@@ -283,11 +284,16 @@ int run(const server_args& a) {
     hangup.cancel(ignored);
     srv->stop([&io] { io.stop(); });
     signals.async_wait([&](error_code e2, int) {
-      if (!e2)
-        io.stop(); // a second signal: stop now
+      if (e2)
+        return;
+      second_signal = true;
+      io.stop(); // a second signal: stop now
     });
   });
   io.run();
+  // The drain's own "server: stopped" line did not come: say so last.
+  if (second_signal)
+    spdlog::info("server: stopped (second signal: open streams reset)");
   return 0;
 }
 

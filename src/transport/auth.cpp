@@ -1,5 +1,7 @@
 #include "transport/auth.hpp"
 
+#include <algorithm>
+
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
@@ -78,6 +80,14 @@ bool auth_limiter::allowed(const boost::asio::ip::address& source, time_point no
     return true;
   }
   return it->second.failures < k_max_failures;
+}
+
+std::chrono::seconds auth_limiter::retry_after(const boost::asio::ip::address& source, time_point now) const {
+  auto it = sources_.find(net::source_group(source));
+  if (it == sources_.end())
+    return std::chrono::seconds(1);
+  const auto left = std::chrono::ceil<std::chrono::seconds>(it->second.window_start + k_window - now);
+  return std::max(left, std::chrono::seconds(1));
 }
 
 void auth_limiter::record_failure(const boost::asio::ip::address& source, time_point now) {

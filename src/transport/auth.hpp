@@ -70,6 +70,9 @@ class auth_limiter {
   /// Whether this source may have a token checked now.
   bool allowed(const boost::asio::ip::address& source, time_point now);
   void record_failure(const boost::asio::ip::address& source, time_point now);
+  /// For a source not allowed(): whole seconds until its window ends (at
+  /// least 1), the 429's Retry-After.
+  std::chrono::seconds retry_after(const boost::asio::ip::address& source, time_point now) const;
   std::size_t tracked() const { return sources_.size(); }
 
  private:

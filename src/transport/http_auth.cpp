@@ -2,6 +2,8 @@
 
 #include "core/text.hpp"
 
+#include <algorithm>
+
 namespace warren::transport {
 
 std::optional<std::string_view> bearer_token(std::string_view header) {
@@ -29,6 +31,22 @@ std::string shown_target(std::string_view target) {
     return "a target that is not a path (not shown)";
   const auto cut = target.find_first_of("?#;");
   return quote_untrusted(target.substr(0, cut)) + (cut == std::string_view::npos ? "" : " (query not shown)");
+}
+
+std::chrono::seconds parse_retry_after(std::string_view value) {
+  while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
+    value.remove_prefix(1);
+  while (!value.empty() && (value.back() == ' ' || value.back() == '\t'))
+    value.remove_suffix(1);
+  if (value.empty() || value.size() > 10)
+    return std::chrono::seconds(0);
+  long long n = 0;
+  for (char c : value) {
+    if (c < '0' || c > '9')
+      return std::chrono::seconds(0);
+    n = n * 10 + (c - '0');
+  }
+  return std::chrono::seconds(std::min(n, 3600LL));
 }
 
 } // namespace warren::transport

@@ -4,6 +4,7 @@
 // tests/fuzz/fuzz_http_auth.cpp); the HTTP parsing itself is Beast's.
 #pragma once
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -21,5 +22,10 @@ std::optional<std::string_view> bearer_token(std::string_view header);
 /// clients that cannot set headers put tokens there — and an absolute-form
 /// target (http://user:pass@host/path) is not shown at all.
 std::string shown_target(std::string_view target);
+
+/// A 429's `Retry-After` value the client reads: delay-seconds (RFC 9110
+/// 10.2.3; surrounding whitespace ignored), at most 3600; an HTTP date,
+/// garbage or nothing gives 0 (not said).
+std::chrono::seconds parse_retry_after(std::string_view value);
 
 } // namespace warren::transport

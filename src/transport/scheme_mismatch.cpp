@@ -65,7 +65,8 @@ std::string mismatch_hint(scheme used, std::optional<scheme> listener, std::stri
            std::string(used == scheme::wss ? "ws:// (or tcp://" : "tcp:// (or ws://") +
            ", as the server's --listen says), or check the port";
   if (observed == "tls")
-    return "the server speaks TLS on this port; use " + std::string(used == scheme::ws ? "wss://" : "tls://") +
+    return "the server speaks TLS on this port; use " +
+           std::string(used == scheme::ws ? "wss://" : "tls:// (or wss://, as the server's --listen says)") +
            " (with --pin or --ca)";
   if (observed == "http")
     return "the server answered in HTTP: its listener is " + std::string(used == scheme::tls ? "wss://" : "ws://") +

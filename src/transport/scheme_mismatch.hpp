@@ -7,7 +7,9 @@
 // tcp:// or tls:// listener that reads an HTTP request line, a ws:// or
 // wss:// listener whose request does not parse, and a TLS listener whose
 // handshake reads an HTTP request, answer with wrong_scheme_reply(): an
-// HTTP 400 whose "Warren-Listener" header names their scheme.
+// HTTP 400 whose "Warren-Listener" header names their scheme. A TLS
+// listener whose first byte is a preamble's 'W' answers with a plain TLS
+// alert record (k_tls_alert_record).
 // Client: a WebSocket client reads that header (listener_scheme()); a
 // preamble client (tcp://, tls://) classifies the 3 bytes it reads as its
 // answer (classify_preamble_answer()); a TLS client whose handshake reads
@@ -24,6 +26,11 @@
 namespace warren::transport {
 
 inline constexpr std::string_view k_listener_header = "Warren-Listener";
+
+/// What a TLS listener sends a tcp:// client (whose preamble starts with
+/// 'W' where a ClientHello should be): a plain TLS record, a fatal alert
+/// "protocol version".
+inline constexpr std::string_view k_tls_alert_record{"\x15\x03\x03\x00\x02\x02\x46", 7};
 
 /// The whole HTTP response (400, Connection: close) a listener of scheme
 /// `listener` sends to a client of the wrong scheme.

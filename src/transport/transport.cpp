@@ -171,6 +171,8 @@ std::string tls_version(const tls_socket& s) {
 struct step_failure {
   std::string error; // empty: the step succeeded
   failure_kind kind = failure_kind::transient;
+  auth_refusal refusal = auth_refusal::none;
+  std::chrono::seconds retry_after{0};
   bool failed() const { return !error.empty(); }
 };
 
@@ -182,14 +184,21 @@ int ssl_reason(const error_code& ec) {
 /// server's alert that it requires (or rejected) a client certificate —
 /// in TLS 1.3 it comes with the first read after the handshake — or plain
 /// bytes where the server's handshake should be (a plain listener).
-std::optional<std::string> permanent_tls_error(const error_code& ec, scheme used) {
+/// A certificate alert counts only once the server's own certificate was
+/// verified (`server_verified`): before that anyone on the path can forge
+/// one (a plain alert record before ServerHello), a transient failure.
+std::optional<std::string> permanent_tls_error(const error_code& ec, scheme used, bool server_verified = true) {
   switch (ssl_reason(ec)) {
   case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
+    if (!server_verified)
+      return std::nullopt;
     return "the server requires a client certificate (TLS alert \"certificate required\"); pass --cert and --key";
   case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
   case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
   case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
   case SSL_R_TLSV1_ALERT_ACCESS_DENIED:
+    if (!server_verified)
+      return std::nullopt;
     return "the server rejected the client certificate (" + net::describe(ec) + "); check --cert and --key";
   case SSL_R_WRONG_VERSION_NUMBER:
     return mismatch_hint(used, std::nullopt, "plain");
@@ -202,6 +211,11 @@ std::optional<std::string> permanent_tls_error(const error_code& ec, scheme used
 step_failure io_failure(const std::string& prefix, const error_code& ec, scheme used) {
   if (auto p = permanent_tls_error(ec, used))
     return {prefix + *p, failure_kind::permanent};
+  // A server at --max-clients (or over its handshake slots) closes before
+  // the handshake: say what that may mean, not only "end of file".
+  if (ec == asio::error::eof || ec == http::error::end_of_stream || ec == asio::error::connection_reset)
+    return {prefix + net::describe(ec) +
+            " (the server closed the connection before the handshake finished; it may be at --max-clients)"};
   return {prefix + net::describe(ec)};
 }
 
@@ -255,18 +269,30 @@ asio::awaitable<step_failure> ws_client_handshake(websocket::stream<Next>& ws, c
     std::string why =
         "the server declined the WebSocket upgrade: HTTP " + std::to_string(status) + " " + std::string(res.reason());
     auto kind = failure_kind::transient;
+    auto refusal = auth_refusal::none;
+    std::chrono::seconds retry_after{0};
     if (status == 401) {
       why += " (the token was refused; check --token-file)";
       kind = failure_kind::permanent;
+      refusal = auth_refusal::token;
     } else if (status == 429) {
       why += " (too many failed attempts from this address; wait a minute)";
+      refusal = auth_refusal::limited;
+      retry_after = parse_retry_after(res[http::field::retry_after]);
     } else if (auto listener = listener_scheme(res[k_listener_header]); status == 400 && listener) {
-      why = mismatch_hint(target.scheme, listener);
-      kind = failure_kind::permanent;
+      // Naming our own scheme is no mismatch (something on the path, or
+      // a confused server): a transient 400, not an exit.
+      if (*listener == target.scheme) {
+        why += " (the server names its listener " + std::string(to_string(*listener)) +
+               "://, as dialled; something between us may have changed the request)";
+      } else {
+        why = mismatch_hint(target.scheme, listener);
+        kind = failure_kind::permanent;
+      }
     } else {
       why += upgrade_status_hint(status, res[http::field::location]);
     }
-    co_return step_failure{why, kind};
+    co_return step_failure{why, kind, refusal, retry_after};
   }
   co_return io_failure("WebSocket upgrade failed: ", ec, target.scheme);
 }
@@ -290,9 +316,11 @@ asio::awaitable<step_failure> client_preamble(Next& next, const std::string& tok
   case preamble_answer::ok:
     co_return step_failure{};
   case preamble_answer::limited:
-    co_return step_failure{"the server refused: too many failed authentications from this address; wait a minute"};
+    co_return step_failure{"the server refused: too many failed authentications from this address; wait a minute",
+                           failure_kind::transient, auth_refusal::limited};
   case preamble_answer::refused:
-    co_return step_failure{"the server refused the token (check --token-file)", failure_kind::permanent};
+    co_return step_failure{"the server refused the token (check --token-file)", failure_kind::permanent,
+                           auth_refusal::token};
   case preamble_answer::http:
     co_return step_failure{mismatch_hint(used, std::nullopt, "http"), failure_kind::permanent};
   case preamble_answer::tls:
@@ -392,6 +420,8 @@ asio::awaitable<dial_result> dial(const url& target, const dial_options& options
         out.error =
             guard.fired() ? timed_out("authentication") : "authentication with " + server + ": " + failure.error;
         out.failure = guard.fired() ? failure_kind::transient : failure.kind;
+        out.refusal = failure.refusal;
+        out.retry_after = failure.retry_after;
         co_return out;
       }
       guard.disarm();
@@ -403,6 +433,8 @@ asio::awaitable<dial_result> dial(const url& target, const dial_options& options
       if (failure.failed()) {
         out.error = guard.fired() ? timed_out("WebSocket upgrade") : failure.error;
         out.failure = guard.fired() ? failure_kind::transient : failure.kind;
+        out.refusal = failure.refusal;
+        out.retry_after = failure.retry_after;
         co_return out;
       }
       guard.disarm();
@@ -468,7 +500,9 @@ asio::awaitable<dial_result> dial(const url& target, const dial_options& options
   if (hec) {
     // A certificate or pin the client refused, or plain bytes where TLS
     // should be: retrying cannot fix them.
-    auto permanent = report->failure.empty() ? permanent_tls_error(hec, target.scheme) : report->failure;
+    const bool server_verified = SSL_get0_peer_certificate(tls.native_handle()) != nullptr;
+    auto permanent =
+        report->failure.empty() ? permanent_tls_error(hec, target.scheme, server_verified) : report->failure;
     out.error = guard.fired() ? timed_out("TLS handshake")
                               : "TLS handshake with " + server +
                                     " failed: " + (permanent ? *permanent : net::describe(hec));
@@ -486,6 +520,8 @@ asio::awaitable<dial_result> dial(const url& target, const dial_options& options
       out.error =
           guard.fired() ? timed_out("authentication") : "authentication with " + server + ": " + failure.error;
       out.failure = guard.fired() ? failure_kind::transient : failure.kind;
+      out.refusal = failure.refusal;
+      out.retry_after = failure.retry_after;
       co_return out;
     }
     guard.disarm();
@@ -501,6 +537,8 @@ asio::awaitable<dial_result> dial(const url& target, const dial_options& options
   if (failure.failed()) {
     out.error = guard.fired() ? timed_out("WebSocket upgrade") : failure.error;
     out.failure = guard.fired() ? failure_kind::transient : failure.kind;
+    out.refusal = failure.refusal;
+    out.retry_after = failure.retry_after;
     co_return out;
   }
   guard.disarm();
@@ -571,9 +609,12 @@ asio::awaitable<std::string> ws_server_handshake(Next& next, std::optional<webso
   auto req = parser.release();
   take_forwarded_client(req, options, client);
   const ip::address& source = client.client_address;
-  auto refuse = [&](http::status status, std::string body) -> asio::awaitable<void> {
+  auto refuse = [&](http::status status, std::string body,
+                    std::chrono::seconds retry_after = std::chrono::seconds(0)) -> asio::awaitable<void> {
     http::response<http::string_body> res{status, req.version()};
     res.set(http::field::server, "warren");
+    if (retry_after.count() > 0)
+      res.set(http::field::retry_after, std::to_string(retry_after.count()));
     res.set(http::field::content_type, "text/plain");
     res.set(http::field::connection, "close");
     res.body() = std::move(body) + "\n";
@@ -591,7 +632,10 @@ asio::awaitable<std::string> ws_server_handshake(Next& next, std::optional<webso
   // Asked here, as the token is about to be checked, not only at accept:
   // connections opened together would otherwise all get their guess.
   if (!limiter.allowed(source, steady_clock::now())) {
-    co_await refuse(http::status::too_many_requests, std::string(k_limited_reason) + "; try again in a minute");
+    const auto wait = limiter.retry_after(source, steady_clock::now());
+    co_await refuse(http::status::too_many_requests,
+                    std::string(k_limited_reason) + "; try again in " + std::to_string(wait.count()) + " s",
+                    wait);
     co_return std::string(k_limited_reason);
   }
   const auto token = bearer_token(req[http::field::authorization]);
@@ -716,6 +760,18 @@ asio::awaitable<accept_result> accept_stream(tcp::socket socket, const url& list
     co_return out;
   }
 
+  // A tcp:// client's preamble ("WARREN/1 <token>") where a ClientHello
+  // should be: answered with a plain TLS alert record, which that client
+  // reads as "this listener speaks TLS" (scheme_mismatch.hpp).
+  std::array<char, 1> first{};
+  auto [pec, pn] =
+      co_await socket.async_receive(asio::buffer(first), tcp::socket::message_peek, use_tuple);
+  if (!pec && pn == 1 && first[0] == k_preamble_magic.front()) {
+    co_await asio::async_write(socket, asio::buffer(k_tls_alert_record), use_tuple);
+    fail("a tcp:// client's preamble on a " + std::string(to_string(listen_url.scheme)) +
+         ":// listener (the client uses tcp://)");
+    co_return out;
+  }
   tls_socket tls(std::move(socket), *options.tls, tls_stream::server);
   auto [hec] = co_await tls.async_handshake(use_tuple);
   if (hec) {

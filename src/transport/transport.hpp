@@ -64,10 +64,19 @@ enum class failure_kind : std::uint8_t {
              // of our credentials or destination (the error names the fix)
 };
 
+/// Whether the server answered and refused to authenticate us.
+enum class auth_refusal : std::uint8_t {
+  none,
+  token,   // 401, or the preamble's "NO": our token
+  limited, // 429, or "TM": too many failed tokens from our address
+};
+
 struct dial_result {
   stream::byte_stream_ptr stream; // null on failure
   std::string error;              // one sentence for the user on failure
   failure_kind failure = failure_kind::transient;
+  auth_refusal refusal = auth_refusal::none;
+  std::chrono::seconds retry_after{0}; // with refusal == limited: the server's Retry-After (0: not said)
   boost::asio::ip::tcp::endpoint peer;
   std::chrono::milliseconds connect_time{0};
   std::chrono::milliseconds total_time{0};

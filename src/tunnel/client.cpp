@@ -182,6 +182,17 @@ asio::awaitable<void> client::supervise() {
         fatal_(r.error);
         co_return;
       }
+      // A refused token (the server's changed under us) or a 429 is
+      // retried slowly: each refusal counts against every client of our
+      // address (reconnect.hpp).
+      const bool limited = r.refusal == transport::auth_refusal::limited;
+      if (limited || (r.refusal == transport::auth_refusal::token && ever_connected_)) {
+        schedule_.refused_credentials(limited, r.retry_after, steady_clock::now(), rng_);
+        spdlog::warn("tunnel: cannot connect to {}: {}; retrying in {} (attempt {}; {})", where, r.error,
+                     format_duration(until_next_attempt()), schedule_.attempt(),
+                     limited ? "the server's Retry-After" : "a new token by SIGHUP is tried at once");
+        continue;
+      }
       schedule_.ended(tunnel_end::dial_failed, steady_clock::now(), rng_);
       spdlog::warn("tunnel: cannot connect to {}: {}; retrying in {} (attempt {})", where, r.error,
                    format_duration(until_next_attempt()), schedule_.attempt());
@@ -265,6 +276,15 @@ asio::awaitable<void> client::sleep_until_next_attempt() {
 }
 
 void client::retire(std::shared_ptr<wire::session> s) {
+  // A server that drains every tunnel and holds it open would make us
+  // keep them all: past k_max_retiring the oldest goes, streams reset.
+  while (retiring_.size() >= k_max_retiring) {
+    auto oldest = retiring_.front();
+    retiring_.pop_front();
+    spdlog::warn("tunnel: {} tunnels are draining after GOAWAY; closing the oldest ({} streams reset)",
+                 k_max_retiring + 1, oldest->stream_count());
+    oldest->close("too many draining tunnels");
+  }
   retiring_.push_back(s);
   asio::co_spawn(
       ex_,

@@ -110,6 +110,7 @@ class client : public std::enable_shared_from_this<client> {
   std::shared_ptr<wire::session> current_;
   stream::async_event tunnel_changed_;
   std::list<std::shared_ptr<wire::session>> retiring_; // GOAWAY received; their streams finish
+  static constexpr std::size_t k_max_retiring = 4;      // beyond it the oldest is closed (retire())
   reconnect_schedule schedule_;
   std::multiset<time_point> waiting_deadlines_; // of local connections waiting for a tunnel
   time_point latest_arrival_{};

@@ -3,7 +3,7 @@
 // and the request target a log line may show. Properties: a token is a
 // non-empty part of the header without surrounding whitespace; a shown
 // target is bounded, quoted, and holds nothing from the first '?', '#' or
-// ';' on (where tokens travel).
+// ';' on (where tokens travel); a Retry-After is within [0, 3600] s.
 #include "transport/http_auth.hpp"
 
 #include <cstdint>
@@ -19,6 +19,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (space(token->front()) || space(token->back()))
       std::abort();
   }
+  const auto retry = warren::transport::parse_retry_after(text);
+  if (retry.count() < 0 || retry.count() > 3600)
+    std::abort();
   const std::string shown = warren::transport::shown_target(text);
   if (shown.size() > 2 + 80 + 3 + 20)
     std::abort();

@@ -6,6 +6,7 @@
 // address or an IPv6 /64), and bounded in size with the oldest source
 // forgotten first; the Bearer scheme of the Authorization header.
 #include "transport/auth.hpp"
+#include "transport/http_auth.hpp"
 
 #include <gtest/gtest.h>
 
@@ -179,3 +180,26 @@ TEST(UserTableTest, MatchesTokensToNames) {
 }
 
 } // namespace
+
+TEST(AuthLimiter, RetryAfterIsWhatIsLeftOfTheWindow) {
+  // Issue 11 review: the 429's Retry-After, so a refused client waits it out.
+  manual_clock clock;
+  auth_limiter l;
+  const auto src = a("198.51.100.7");
+  for (int i = 0; i < auth_limiter::k_max_failures; ++i)
+    l.record_failure(src, clock.now());
+  EXPECT_EQ(l.retry_after(src, clock.now()), 60s);
+  clock.advance(20500ms);
+  EXPECT_EQ(l.retry_after(src, clock.now()), 40s) << "rounded up";
+  clock.advance(39500ms);
+  EXPECT_EQ(l.retry_after(src, clock.now()), 1s) << "never 0";
+  EXPECT_EQ(l.retry_after(a("198.51.100.8"), clock.now()), 1s) << "an unknown source";
+}
+
+TEST(RetryAfter, DelaySecondsOnlyBounded) {
+  EXPECT_EQ(parse_retry_after("42"), 42s);
+  EXPECT_EQ(parse_retry_after(" 7\t"), 7s);
+  EXPECT_EQ(parse_retry_after("999999"), 3600s);
+  for (const char* bad : {"", "-1", "1.5", "Wed, 21 Oct 2015 07:28:00 GMT", "12345678901", "4 2", "0x10"})
+    EXPECT_EQ(parse_retry_after(bad), 0s) << bad;
+}

@@ -217,3 +217,52 @@ TEST(Reconnect, RedialNowSkipsTheBackoffNotTheGap) {
 }
 
 } // namespace
+
+// Issue 11 review: a client whose token the server stopped accepting,
+// driven by local connections at 2/s, tripped the server's failure limiter
+// (5 per 60 s) and locked out every client of its address.
+TEST(Reconnect, RefusedTokenWaitsAndWaitingConnectionsDoNotShortenIt) {
+  fixture f;
+  f.s.attempting(f.clock.now());
+  f.s.refused_credentials(false, 0s, f.clock.now(), f.rng);
+  EXPECT_TRUE(f.s.held());
+  const waiting_connections w{f.clock.now() + 10s, f.clock.now() + 1s};
+  f.clock.advance(1s); // a connection arrived after the attempt
+  EXPECT_GE(f.delay(w), reconnect_schedule::k_refused_gap - 1s);
+  EXPECT_LE(f.delay(w), reconnect_schedule::k_cap);
+  // Whatever arrives, at most 60 s / k_refused_gap refusals per minute.
+  int attempts = 0;
+  for (auto t = 0ms; t < 60s; t += 100ms) {
+    f.clock.advance(100ms);
+    const waiting_connections now_waiting{f.clock.now() + 10s, f.clock.now()};
+    if (f.s.next_attempt(f.clock.now(), now_waiting) <= f.clock.now()) {
+      ++attempts;
+      f.s.attempting(f.clock.now());
+      f.s.refused_credentials(false, 0s, f.clock.now(), f.rng);
+    }
+  }
+  EXPECT_LE(attempts, 3) << "under the server's 5 failures per 60 s";
+}
+
+TEST(Reconnect, TooManyFailuresHonoursRetryAfterBounded) {
+  fixture f;
+  f.s.attempting(f.clock.now());
+  f.s.refused_credentials(true, 45s, f.clock.now(), f.rng);
+  EXPECT_GE(f.delay(), 45s);
+  EXPECT_LE(f.delay(), 46s);
+  f.s.refused_credentials(true, 3000s, f.clock.now(), f.rng);
+  EXPECT_GE(f.delay(), reconnect_schedule::k_max_retry_after);
+  EXPECT_LE(f.delay(), reconnect_schedule::k_max_retry_after + 1s);
+  f.s.refused_credentials(true, 0s, f.clock.now(), f.rng);
+  EXPECT_GE(f.delay(), reconnect_schedule::k_limited_default) << "not said: the server's window";
+}
+
+TEST(Reconnect, NewTokenDialsAtOnceDespiteARefusal) {
+  fixture f;
+  f.s.attempting(f.clock.now());
+  f.s.refused_credentials(true, 60s, f.clock.now(), f.rng);
+  f.clock.advance(1s);
+  f.s.redial_now(f.clock.now());
+  EXPECT_FALSE(f.s.held());
+  EXPECT_EQ(f.delay(), 0ms);
+}
