@@ -43,7 +43,7 @@ def start_server(warren, scheme, tmp, token_file):
             "--state-dir", os.path.join(tmp, "state"), "--allow", "127.0.0.1", "--log-level", "info"]
     p = wt.Process(argv)
     m = p.wait_for(SERVER_LISTENING_RE.pattern, timeout=30)
-    p.port = wt.parse_host_port(m.group(1).split(", ")[0])[1]
+    p.port = wt.server_urls(m.group(1))[0][2]
     return p
 
 

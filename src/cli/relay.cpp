@@ -301,6 +301,8 @@ int run(const relay_args& args) {
     auto plan = net::plan_listen(config.listen);
     if (!plan)
       throw user_error(plan.error());
+    if (net::ipv6_only(*plan))
+      spdlog::warn("relay: {} listens on IPv6 only (IPv4 clients are refused); use * for both", plan->display);
     if (args.udp) {
       auto bound = net::bind_udp(io.get_executor(), *plan);
       if (!bound)

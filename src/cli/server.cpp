@@ -107,9 +107,13 @@ std::vector<transport::url> listen_urls(const std::vector<std::string>& texts) {
 /// What the generated certificate names (transport::self_signed_names).
 std::vector<std::string> certificate_names(const std::vector<std::string>& cert_names,
                                            const std::vector<transport::url>& listen) {
-  for (const auto& n : cert_names)
-    if (!net::is_valid_hostname(n) && !net::is_ip_literal(n))
-      throw user_error("--cert-name '" + n.substr(0, 80) + "' is not a host name or an address");
+  std::vector<std::string> names;
+  for (const auto& n : cert_names) {
+    auto name = transport::certificate_name(n);
+    if (!name)
+      throw user_error(name.error());
+    names.push_back(*name);
+  }
   char host[256] = {};
   if (::gethostname(host, sizeof host - 1) != 0 || !net::is_valid_hostname(host))
     host[0] = '\0';
@@ -117,7 +121,7 @@ std::vector<std::string> certificate_names(const std::vector<std::string>& cert_
   for (const auto& u : listen)
     if (u.uses_tls())
       hosts.push_back(u.endpoint.host);
-  return transport::self_signed_names(host, cert_names, hosts);
+  return transport::self_signed_names(host, names, hosts);
 }
 
 std::string join(const std::vector<std::string>& names) {
@@ -138,8 +142,17 @@ int run(const server_args& a) {
     auto n = transport::parse_ip_network(text);
     if (!n)
       throw user_error("--trust-proxy: " + n.error());
+    auto note = transport::trust_proxy_warning(*n);
+    if (!note)
+      throw user_error("--trust-proxy " + text + ": " + note.error());
+    if (!note->empty())
+      spdlog::warn("server: --trust-proxy {}", *note);
     o.accept.trusted_proxies.push_back(*n);
   }
+  const bool any_ws = std::any_of(o.listen.begin(), o.listen.end(), [](const auto& u) { return u.uses_websocket(); });
+  if (!o.accept.trusted_proxies.empty() && !any_ws)
+    spdlog::warn("server: --trust-proxy has no effect: X-Forwarded-For is read only on ws:// and wss:// listeners, "
+                 "and every --listen here is tcp:// or tls://");
   // What SIGHUP re-reads (tunnel/server_access.hpp).
   tunnel::access_sources sources;
   sources.users_file = a.users_file;
@@ -210,7 +223,12 @@ int run(const server_args& a) {
                  "lower --max-streams-per-client or raise the limit (ulimit -n, LimitNOFILE=)",
                  fds.now, a.max_streams);
 
-  if (std::any_of(o.listen.begin(), o.listen.end(), [](const auto& u) { return u.uses_tls(); })) {
+  const bool any_tls = std::any_of(o.listen.begin(), o.listen.end(), [](const auto& u) { return u.uses_tls(); });
+  if (!a.cert_names.empty() && (!any_tls || !a.cert.empty()))
+    spdlog::warn("server: --cert-name is ignored: {}",
+                 any_tls ? "it names the generated certificate, and --cert gives one"
+                         : "no --listen is wss:// or tls://, so no certificate is used");
+  if (any_tls) {
     transport::tls_server_options t{a.cert, a.key, a.client_ca};
     if (a.cert.empty() != a.key.empty())
       throw user_error("--cert and --key go together");
@@ -249,12 +267,14 @@ int run(const server_args& a) {
   if (!bound)
     throw user_error(bound.error());
   for (const auto& l : srv->listening()) {
-    const std::string where = net::describe_endpoints(l.endpoints);
-    spdlog::info("server: listening on {} ({}://{}{})", where, transport::to_string(l.url.scheme), where,
-                 l.url.uses_websocket() ? l.url.path : "");
-    if (l.url.endpoint.host == "::")
-      spdlog::warn("server: {}://{} listens on IPv6 only (IPv4 clients are refused); use * for both",
-                   transport::to_string(l.url.scheme), where);
+    // One URL per bound address, each with its path.
+    std::string urls;
+    for (const auto& ep : l.endpoints)
+      urls += (urls.empty() ? "" : ", ") + std::string(transport::to_string(l.url.scheme)) + "://" +
+              net::format_host_port(ep.address().to_string(), ep.port()) + (l.url.uses_websocket() ? l.url.path : "");
+    spdlog::info("server: listening on {}", urls);
+    if (l.ipv6_only)
+      spdlog::warn("server: {} listens on IPv6 only (IPv4 clients are refused); use * for both", urls);
   }
   srv->start();
   // SIGHUP: re-read users, rules and certificate; all or nothing.

@@ -31,6 +31,11 @@ expected<listen_plan> plan_listen(const listen_address& address) {
     return plan;
   }
   if (auto literal = parse_ip(address.endpoint.host)) {
+    if (literal->is_v6() && literal->to_v6().is_v4_mapped())
+      return expected<listen_plan>::failure(
+          "cannot listen on " + plan.display + ": an IPv4-mapped address is not an address of this host; listen on " +
+          format_host_port(asio::ip::make_address_v4(asio::ip::v4_mapped, literal->to_v6()).to_string(), plan.port) +
+          " instead");
     plan.addresses = {*literal};
     plan.literal = true;
     return plan;
@@ -51,6 +56,21 @@ expected<listen_plan> plan_listen(const listen_address& address) {
     return expected<listen_plan>::failure("cannot resolve listen host " + address.endpoint.host + ": " +
                                           (first_error ? describe(first_error) : "no addresses"));
   return plan;
+}
+
+bool overlaps(const listen_plan& a, const listen_plan& b) {
+  if (a.port == 0 || a.port != b.port)
+    return false; // port 0 picks a port of its own for each
+  for (const auto& x : a.addresses)
+    for (const auto& y : b.addresses)
+      if (x == y || (x.is_v4() == y.is_v4() && (x.is_unspecified() || y.is_unspecified())))
+        return true;
+  return false;
+}
+
+bool ipv6_only(const listen_plan& plan) {
+  return plan.literal && plan.addresses.size() == 1 && plan.addresses.front().is_v6() &&
+         plan.addresses.front().is_unspecified();
 }
 
 namespace {

@@ -40,6 +40,17 @@ struct listen_plan {
 /// bind. Resolves names with the system resolver (blocking: start-up only).
 expected<listen_plan> plan_listen(const listen_address& address);
 
+/// Whether two plans would bind a common address and port: the same address
+/// written differently (`*` and 0.0.0.0, localhost and 127.0.0.1, [::1] and
+/// [0:0::1]), or a wildcard and any address of its family. Port 0 overlaps
+/// nothing (each picks its own port). Compared before binding, so the error
+/// names both listeners instead of "port in use".
+bool overlaps(const listen_plan& a, const listen_plan& b);
+
+/// Whether the plan is a bare IPv6 wildcard ([::], [0::0]): IPv6 only, as
+/// IPV6_V6ONLY is set; the caller says so at start (`*` binds both).
+bool ipv6_only(const listen_plan& plan);
+
 struct bind_options {
   int backlog = 1024;
   bool reuse_address = true;

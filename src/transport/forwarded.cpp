@@ -99,12 +99,38 @@ expected<ip_network> parse_ip_network(std::string_view text) {
     const auto bits = text.substr(slash + 1);
     if (bits.empty() || bits.size() > 3 || bits.find_first_not_of("0123456789") != std::string_view::npos)
       return result::failure(shown + ": the prefix length after '/' is not a number");
+    if (bits.size() > 1 && bits.front() == '0')
+      return result::failure(shown + ": the prefix length after '/' has a leading zero (write /" +
+                             std::to_string(std::stoul(std::string(bits))) + " if that is what you mean)");
     prefix = static_cast<unsigned>(std::stoul(std::string(bits)));
     if (prefix > width)
       return result::failure(shown + ": a prefix length of " + std::string(bits) + " is longer than the address (" +
                              std::to_string(width) + " bits)");
   }
-  return ip_network{masked(*a, prefix), prefix};
+  const auto base = masked(*a, prefix);
+  if (base != *a) {
+    const std::string block =
+        (base.is_v6() ? "[" + base.to_string() + "]" : base.to_string()) + "/" + std::to_string(prefix);
+    return result::failure(shown + " has bits set after the first " + std::to_string(prefix) + ": it would mean " +
+                           block + "; write " + block + " (or the address alone for just that host)");
+  }
+  return ip_network{base, prefix};
+}
+
+expected<std::string> trust_proxy_warning(const ip_network& n) {
+  using result = expected<std::string>;
+  const std::string block =
+      (n.base.is_v6() ? "[" + n.base.to_string() + "]" : n.base.to_string()) + "/" + std::to_string(n.prefix);
+  if (n.prefix == 0)
+    return result::failure(block + " would trust every peer to name the client: anyone could then pose as any "
+                                   "address (unlimited token guesses, or lock a chosen client out); give the "
+                                   "reverse proxy's own address, e.g. 127.0.0.1/32");
+  const unsigned wide = n.base.is_v4() ? 8 : 32;
+  if (n.prefix < wide)
+    return block + " is a very wide block: every peer in it may name any client address in X-Forwarded-For "
+                   "(and so get around the failed-login limit and the per-source handshake limit); give the "
+                   "reverse proxy's own addresses if you can";
+  return std::string();
 }
 
 bool is_trusted(const std::vector<ip_network>& trusted, const ip::address& a) {

@@ -31,7 +31,14 @@ struct ip_network {
 };
 
 /// Parses `--trust-proxy` syntax; the error is a sentence for the user.
+/// Strict: a prefix with a leading zero (`/008`) or an address with bits set
+/// after the prefix (`10.1.2.3/8`, which would mean 10.0.0.0/8) is an error.
 expected<ip_network> parse_ip_network(std::string_view text);
+
+/// What `--trust-proxy` should say about a block: an error for /0 (every
+/// peer could name any client), a warning (non-empty) for one wider than
+/// IPv4 /8 or IPv6 /32, else empty.
+expected<std::string> trust_proxy_warning(const ip_network& n);
 
 bool is_trusted(const std::vector<ip_network>& trusted, const boost::asio::ip::address& a);
 

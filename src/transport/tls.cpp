@@ -1,5 +1,7 @@
 #include "transport/tls.hpp"
 
+#include "net/address.hpp"
+
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ssl/verify_context.hpp>
 #include <openssl/err.h>
@@ -14,6 +16,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -187,7 +190,42 @@ bool is_address(std::string_view n) {
   return !ec;
 }
 
+/// A name as compared with another: lower case, no trailing dot; an address canonical.
+std::string comparable_name(std::string_view n) {
+  if (is_address(n))
+    return boost::asio::ip::make_address(std::string(n)).to_string();
+  std::string out(n);
+  if (!out.empty() && out.back() == '.')
+    out.pop_back();
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
 } // namespace
+
+expected<std::string> certificate_name(std::string_view text) {
+  using result = expected<std::string>;
+  const std::string shown = "'" + std::string(text.substr(0, 80)) + "'";
+  if (is_address(text)) {
+    const auto a = boost::asio::ip::make_address(std::string(text));
+    if (a.is_unspecified())
+      return result::failure("--cert-name " + shown +
+                             " is the any-address, which no client connects to: give the "
+                             "host's name or an address clients use");
+    if (a.is_v6() && a.to_v6().is_v4_mapped())
+      return result::failure("--cert-name " + shown + " is an IPv4-mapped address: give " +
+                             boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, a.to_v6()).to_string() +
+                             " instead");
+    return a.to_string();
+  }
+  std::string name(text);
+  if (!name.empty() && name.back() == '.')
+    name.pop_back();
+  if (!net::is_valid_hostname(name))
+    return result::failure("--cert-name " + shown + " is not a host name or an address");
+  return comparable_name(name);
+}
 
 std::vector<std::string> self_signed_names(const std::string& host_name, const std::vector<std::string>& cert_names,
                                            const std::vector<std::string>& listen_hosts) {
@@ -275,8 +313,8 @@ expected<generated_certificate> ensure_self_signed(const std::string& state_dir,
     if (!has)
       return result::failure(has.error());
     for (const auto& n : names) {
-      const auto canonical = is_address(n) ? boost::asio::ip::make_address(n).to_string() : n;
-      if (std::find(has->begin(), has->end(), canonical) == has->end())
+      const auto want = comparable_name(n);
+      if (std::none_of(has->begin(), has->end(), [&want](const std::string& h) { return comparable_name(h) == want; }))
         out.missing_names.push_back(n);
     }
     return out;

@@ -66,6 +66,13 @@ struct generated_certificate {
   std::vector<std::string> missing_names;
 };
 
+/// A `--cert-name` as the generated certificate carries it: a host name in
+/// lower case without a trailing dot (names compare case-insensitively, and
+/// `gw.example.` is `gw.example`), an address in its canonical form. An
+/// error for what clients cannot connect to (0.0.0.0, ::, an IPv4-mapped
+/// address) or what is neither a name nor an address.
+expected<std::string> certificate_name(std::string_view text);
+
 /// The names a generated certificate is for: `cert_names` (--cert-name) if
 /// any, else `host_name` (gethostname()); then every listen host that is
 /// not a wildcard (`*`, 0.0.0.0, ::), names and addresses; then localhost,

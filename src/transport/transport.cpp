@@ -214,6 +214,25 @@ asio::awaitable<void> send_wrong_scheme(Next& next, scheme listener) {
 
 // --- client --------------------------------------------------------------
 
+/// What an upgrade answered `status` most likely means (a reverse proxy in
+/// front of the server, usually); empty when there is nothing to add.
+std::string upgrade_status_hint(unsigned status, std::string_view location) {
+  if (status == 404)
+    return " (no tunnel at this path: check the URL's path against the server's --listen path, e.g. "
+           "wss://host/tunnel/ for --listen ws://127.0.0.1:8080/tunnel/, trailing slash included)";
+  if (status == 426)
+    return " (a reverse proxy in front of the server did not pass the WebSocket upgrade on: it must forward the "
+           "Upgrade and Connection headers over HTTP/1.1; see 'Behind a reverse proxy' in the README)";
+  if (status == 301 || status == 302 || status == 303 || status == 307 || status == 308) {
+    std::string hint = " (redirected";
+    if (!location.empty())
+      hint += " to " + quote_untrusted(location.substr(0, 200));
+    return hint + "; a WebSocket upgrade does not follow redirects: use the URL it points to — often the path "
+                  "needs its trailing slash, e.g. /tunnel/ rather than /tunnel)";
+  }
+  return {};
+}
+
 template <class Next>
 asio::awaitable<step_failure> ws_client_handshake(websocket::stream<Next>& ws, const url& target,
                                                   const std::string& token, const std::string& server_name) {
@@ -241,11 +260,11 @@ asio::awaitable<step_failure> ws_client_handshake(websocket::stream<Next>& ws, c
       kind = failure_kind::permanent;
     } else if (status == 429) {
       why += " (too many failed attempts from this address; wait a minute)";
-    } else if (status == 404) {
-      why += " (wrong path in the URL?)";
     } else if (auto listener = listener_scheme(res[k_listener_header]); status == 400 && listener) {
       why = mismatch_hint(target.scheme, listener);
       kind = failure_kind::permanent;
+    } else {
+      why += upgrade_status_hint(status, res[http::field::location]);
     }
     co_return step_failure{why, kind};
   }
@@ -507,11 +526,20 @@ constexpr std::string_view k_revoked_reason = "token revoked";
 /// X-Forwarded-For lines (forwarded.hpp) into `out`.
 template <class Request>
 void take_forwarded_client(const Request& req, const accept_options& options, accept_result& out) {
-  if (!is_trusted(options.trusted_proxies, out.client_address))
-    return;
   std::string joined;
   for (auto [it, end] = req.equal_range("X-Forwarded-For"); it != end; ++it)
     joined += (joined.empty() ? "" : ",") + std::string(it->value());
+  if (!is_trusted(options.trusted_proxies, out.client_address)) {
+    // Behind a proxy that reaches warren from an address not trusted (nginx
+    // resolving `localhost` to ::1, say), every client would share its
+    // address: say so, rather than ignore the header in silence.
+    if (!options.trusted_proxies.empty() && !joined.empty())
+      out.forwarded_ignored = "X-Forwarded-For from " + out.client_label +
+                              " ignored: that peer is not in a --trust-proxy block, so it counts as the client (if "
+                              "it is your reverse proxy, trust its address too; a proxy upstream of 'localhost' "
+                              "may connect from ::1 as well as 127.0.0.1)";
+    return;
+  }
   const auto found = real_client(joined, out.client_address, options.trusted_proxies);
   if (!found.error.empty())
     out.forwarded_error = "proxy " + out.client_label + ": " + found.error + "; counting the proxy as the client";

@@ -102,6 +102,9 @@ struct accept_result {
   /// Why a trusted proxy's X-Forwarded-For was not used (empty if it was,
   /// or none was sent); for a log line within a budget.
   std::string forwarded_error;
+  /// Set when --trust-proxy is given and a peer outside it sent
+  /// X-Forwarded-For (ignored); for a log line within a budget.
+  std::string forwarded_ignored;
 };
 
 /// The server half for one accepted connection on a listener of `listen_url`'s scheme.

@@ -61,12 +61,29 @@ client::~client() = default;
 expected<std::vector<std::string>> client::bind() {
   using result = expected<std::vector<std::string>>;
   std::vector<std::string> lines;
-  for (const auto& spec : options_.forwards) {
-    auto f = std::make_unique<forward>();
-    f->spec = spec;
+  // Every plan first: two forwards on one address written differently
+  // (-L 8080:… and -D localhost:8080) are named, not "port in use".
+  std::vector<net::listen_plan> plans;
+  auto flag = [](const forward_spec& f) { return (f.type == forward_spec::kind::socks ? "-D " : "-L ") + f.text; };
+  for (std::size_t i = 0; i < options_.forwards.size(); ++i) {
+    const auto& spec = options_.forwards[i];
     auto plan = net::plan_listen(spec.listen);
     if (!plan)
       return result::failure(spec.text + ": " + plan.error());
+    const bool udp = spec.type == forward_spec::kind::udp;
+    for (std::size_t j = 0; j < plans.size(); ++j)
+      if ((options_.forwards[j].type == forward_spec::kind::udp) == udp && net::overlaps(plans[j], *plan))
+        return result::failure(flag(options_.forwards[j]) + " and " + flag(spec) +
+                               " share an address: give each its own port");
+    if (net::ipv6_only(*plan))
+      spdlog::warn("forward: {} listens on IPv6 only (IPv4 clients are refused); use * for both", plan->display);
+    plans.push_back(std::move(plan).value());
+  }
+  for (std::size_t i = 0; i < options_.forwards.size(); ++i) {
+    const auto& spec = options_.forwards[i];
+    const auto* plan = &plans[i];
+    auto f = std::make_unique<forward>();
+    f->spec = spec;
     std::vector<std::string> where;
     if (spec.type == forward_spec::kind::udp) {
       auto bound = net::bind_udp(ex_, *plan);

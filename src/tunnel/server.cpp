@@ -124,6 +124,9 @@ expected<std::vector<tcp::endpoint>> server::bind() {
   using result = expected<std::vector<tcp::endpoint>>;
   std::list<listener> bound;
   std::vector<tcp::endpoint> eps;
+  // Every plan first: two listeners on one address written differently
+  // (`*` and 0.0.0.0, [::1] and [0:0::1]) are named, not "port in use".
+  std::vector<net::listen_plan> plans;
   for (std::size_t i = 0; i < options_.listen.size(); ++i) {
     const auto& url = options_.listen[i];
     net::listen_address address{net::listen_kind::host, url.endpoint, {}};
@@ -132,7 +135,17 @@ expected<std::vector<tcp::endpoint>> server::bind() {
     auto plan = net::plan_listen(address);
     if (!plan)
       return result::failure(plan.error());
-    auto acceptors = net::bind_tcp(ex_, *plan);
+    for (std::size_t j = 0; j < plans.size(); ++j)
+      if (net::overlaps(plans[j], *plan))
+        return result::failure("--listen " + transport::to_string(url) + " and " +
+                               transport::to_string(options_.listen[j]) +
+                               " share an address: give each listener its own port");
+    plans.push_back(std::move(plan).value());
+  }
+  ipv6_only_.clear();
+  for (std::size_t i = 0; i < plans.size(); ++i) {
+    ipv6_only_.push_back(net::ipv6_only(plans[i]));
+    auto acceptors = net::bind_tcp(ex_, plans[i]);
     if (!acceptors)
       return result::failure(acceptors.error());
     auto bound_here = std::move(acceptors).value();
@@ -147,8 +160,8 @@ expected<std::vector<tcp::endpoint>> server::bind() {
 
 std::vector<server::bound_listen> server::listening() const {
   std::vector<bound_listen> out;
-  for (const auto& url : options_.listen)
-    out.push_back({url, {}});
+  for (std::size_t i = 0; i < options_.listen.size(); ++i)
+    out.push_back({options_.listen[i], {}, i < ipv6_only_.size() && ipv6_only_[i]});
   for (const auto& l : listeners_)
     out[l.url].endpoints.push_back(l.acceptor.local_endpoint());
   return out;
@@ -240,6 +253,9 @@ asio::awaitable<void> server::handshake(tcp::socket socket, handshake_slots::tic
   const std::string from = accepted.client_label;
   if (!accepted.forwarded_error.empty())
     log_limited(bad_forwarded_, spdlog::level::warn, "unreadable X-Forwarded-For headers", accepted.forwarded_error);
+  if (!accepted.forwarded_ignored.empty())
+    log_limited(untrusted_forwarded_, spdlog::level::warn, "X-Forwarded-For headers from peers not trusted",
+                accepted.forwarded_ignored);
   if (accepted.stream && evicted)
     accepted = {.stream = nullptr, .error = "tunnel from " + from + " evicted at the end of its handshake"};
   if (!accepted.stream) {

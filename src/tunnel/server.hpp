@@ -117,6 +117,7 @@ class server : public std::enable_shared_from_this<server> {
   struct bound_listen {
     transport::url url;
     std::vector<boost::asio::ip::tcp::endpoint> endpoints;
+    bool ipv6_only = false; // a bare IPv6 wildcard ([::]): IPv4 clients are refused
   };
   std::vector<bound_listen> listening() const;
   void start();
@@ -206,7 +207,9 @@ class server : public std::enable_shared_from_this<server> {
   net::resolver& resolver_;
   server_options options_;
   std::list<listener> listeners_;                           // a list: accept loops hold references
+  std::vector<bool> ipv6_only_;                             // per --listen: a bare IPv6 wildcard
   line_limiter bad_forwarded_{1, std::chrono::seconds(60)}; // unreadable X-Forwarded-For from a trusted proxy
+  line_limiter untrusted_forwarded_{1, std::chrono::seconds(60)}; // X-Forwarded-For from a peer not trusted
   std::list<std::shared_ptr<wire::session>> sessions_;
   server_access access_; // users, rules, certificate: what a reload replaces
   std::map<std::string, std::weak_ptr<user_state>, std::less<>> users_; // those with a tunnel

@@ -157,7 +157,7 @@ class DescriptorTestCase(wt.WarrenTestCase):
     def start_server(self, **limits):
         p = self.spawn("server", ["server", "--listen", "tcp://127.0.0.1:0", "--token-file", self.token_file,
                                   "--allow", "127.0.0.1", "--state-dir", os.path.join(self.tmp, "state")], **limits)
-        p.port = int(p.wait_for(r"server: listening on 127\.0\.0\.1:(\d+)").group(1))
+        p.port = int(p.wait_for(r"server: listening on \w+://127\.0\.0\.1:(\d+)").group(1))
         return p
 
     def start_client(self, server, forward, **limits):

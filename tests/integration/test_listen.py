@@ -24,7 +24,7 @@ sys.dont_write_bytecode = True  # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import warren_test as wt  # noqa: E402
 
-LISTENING_RE = re.compile(r"server: listening on (.+?) \((\w+)://")
+LISTENING_RE = wt.SERVER_LISTENING_RE
 FINGERPRINT_RE = r"server: certificate fingerprint (sha256:[0-9A-Fa-f:]+)"
 FORWARD_RE = re.compile(r"forward: TCP (.+) -> (\S+)$")
 CONNECTED_RE = r"tunnel: connected to \S+ at \S+ \(IPv[46]\) in \d+ ms"
@@ -71,7 +71,8 @@ class ListenTest(wt.WarrenTestCase):
         bound = []
         for line in lines:
             m = LISTENING_RE.search(line)
-            bound.append((m.group(2), [wt.parse_host_port(e) for e in m.group(1).split(", ")]))
+            urls = wt.server_urls(m.group(1))
+            bound.append((urls[0][0], [(h, port) for _, h, port, _ in urls]))
         pin = None
         i = p.find(FINGERPRINT_RE)
         if i is not None:

@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import warren_test as wt  # noqa: E402
 
 README = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "README.md")
-LISTENING_RE = r"server: listening on 127\.0\.0\.1:(\d+) \(ws://"
+LISTENING_RE = r"server: listening on ws://127\.0\.0\.1:(\d+)/tunnel/$"
 FORWARD_RE = re.compile(r"forward: TCP (.+) -> (\S+)$")
 CONNECTED_RE = r"tunnel: connected to \S+ at \S+ \(IPv[46]\) in \d+ ms"
 TOKEN = "nginx-test-token-0123456789"
@@ -101,12 +101,12 @@ class NginxTest(wt.WarrenTestCase):
         p.port = int(p.wait_for(LISTENING_RE, timeout=20).group(1))
         return p
 
-    def nginx(self, upstream_port):
+    def nginx(self, upstream_port, upstream_host="127.0.0.1"):
         """nginx on 127.0.0.1 and ::1 (TLS), the README's location block
         pointing at warren; returns its port."""
         prefix = os.path.join(self.tmp, "nginx")
         os.makedirs(prefix, exist_ok=True)
-        location = readme_snippet().replace("127.0.0.1:8080", "127.0.0.1:%d" % upstream_port)
+        location = readme_snippet().replace("127.0.0.1:8080", "%s:%d" % (upstream_host, upstream_port))
         for attempt in range(5):
             port = free_port()
             conf = os.path.join(prefix, "nginx.conf")
@@ -137,6 +137,7 @@ http {
             # Its worker holds the output pipes: stop the master (which
             # stops the worker) before the tracked kill reaps it.
             self.addCleanup(self.stop_nginx, p)
+            self.nginxes = getattr(self, "nginxes", []) + [p]
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and p.proc.poll() is None:
                 try:
@@ -149,6 +150,11 @@ http {
             if "Address already in use" not in p.stderr_text() or attempt == 4:
                 self.fail("nginx did not start:\n" + p.stderr_text())
         self.fail("unreachable")
+
+    def stop_nginx_all(self):
+        for p in getattr(self, "nginxes", []):
+            self.stop_nginx(p)
+        self.nginxes = []
 
     @staticmethod
     def stop_nginx(p):
@@ -241,6 +247,34 @@ http {
         # A readable one names the client.
         self.assertEqual(self.upgrade(server.port, TOKEN, "127.0.0.4", tls=False, forwarded_for="192.0.2.44"), 101)
         server.wait_for(r"client#\d+ 192\.0\.2\.44 via 127\.0\.0\.4:\d+ \(user default\) connected over ws")
+
+    def test_a_proxy_reaching_warren_from_an_address_not_trusted_is_named(self):
+        # nginx's upstream on ::1 while only 127.0.0.1 is trusted (a
+        # `localhost` upstream can take either): every client behind it
+        # would share one failure bucket, so the server says why.
+        def server_on_v6(*trust):
+            argv = [wt.WARREN, "server", "--listen", "ws://[::1]:0/tunnel/", "--token-file", self.token_file,
+                    "--allow", "127.0.0.1"]
+            for t in trust:
+                argv += ["--trust-proxy", t]
+            p = self.spawn(argv)
+            p.port = int(p.wait_for(r"server: listening on ws://\[::1\]:(\d+)/tunnel/$", timeout=20).group(1))
+            return p
+
+        server = server_on_v6("127.0.0.1/32")
+        port = self.nginx(server.port, "[::1]")
+        self.assertEqual(self.upgrade(port, "wrong", "127.0.0.2"), 401)
+        server.wait_for(r"server: X-Forwarded-For from \[::1\]:\d+ ignored: that peer is not in a --trust-proxy "
+                        r"block, so it counts as the client \(if it is your reverse proxy, trust its address too")
+        server.wait_for(r"tunnel from \[::1\]:\d+ refused: wrong token")
+        self.stop_nginx_all()
+        server.kill()
+        # Both loopback addresses trusted, as the README says: the client is itself.
+        server = server_on_v6("127.0.0.1/32", "::1/128")
+        port = self.nginx(server.port, "[::1]")
+        self.assertEqual(self.upgrade(port, "wrong", "127.0.0.2"), 401)
+        server.wait_for(r"tunnel from 127\.0\.0\.2 via \[::1\]:\d+ refused: wrong token")
+        self.assertIsNone(server.find(r"ignored: that peer"), server.stderr_text())
 
     def test_bad_trust_proxy_is_refused_at_start(self):
         code, lines = wt.run_warren(["server", "--listen", "ws://127.0.0.1:0/", "--token-file", self.token_file,

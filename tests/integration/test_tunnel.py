@@ -36,7 +36,7 @@ sys.dont_write_bytecode = True  # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import warren_test as wt  # noqa: E402
 
-SERVER_LISTENING_RE = re.compile(r"server: listening on (.+?) \((\w+)://")
+SERVER_LISTENING_RE = wt.SERVER_LISTENING_RE
 FINGERPRINT_RE = re.compile(r"server: certificate fingerprint (sha256:[0-9A-Fa-f:]+)")
 FORWARD_RE = re.compile(r"forward: (?:(TCP|UDP) (.+) -> (\S+)|SOCKS5 on (.+))$")
 CONNECTED_RE = r"tunnel: connected to \S+ at \S+ \(IPv[46]\) in \d+ ms"
@@ -279,7 +279,7 @@ class TunnelTestCase(wt.WarrenTestCase):
         if want == 0:
             SERVER_PORT_0 = True
         self.warrens.append(p)
-        endpoints = [wt.parse_host_port(e) for e in m.group(1).split(", ")]
+        endpoints = [(h, port) for _, h, port, _ in wt.server_urls(m.group(1))]
         self.assertEqual(len(endpoints), 1, m.string)
         p.port = endpoints[0][1]
         self.assertNotEqual(p.port, 0, m.string)
@@ -379,7 +379,7 @@ class CliTest(TunnelTestCase):
                 p = self.spawn(argv)
                 self.warrens.append(p)
                 m = p.wait_for(SERVER_LISTENING_RE.pattern, timeout=20)
-                host, port = wt.parse_host_port(m.group(1))
+                _, host, port, _ = wt.server_urls(m.group(1))[0]
                 self.assertEqual(host, "127.0.0.1")
                 self.assertNotEqual(port, 0, m.string)
                 with wt.connect("127.0.0.1", port):

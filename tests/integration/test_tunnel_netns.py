@@ -125,7 +125,7 @@ class TunnelNetnsTest(wt.WarrenTestCase):
         server = self.start_warren(["server", "--listen", "tcp://127.0.0.1:0", "--token-file", self.token_file,
                                     "--allow", SLOW_PEER, "--log-level", "info"] + list(extra),
                                    prefix=self.in_ns(), wait_listening=False)
-        m = server.wait_for(r"server: listening on 127\.0\.0\.1:(\d+)")
+        m = server.wait_for(r"server: listening on \w+://127\.0\.0\.1:(\d+)")
         server.port = int(re.search(r"127\.0\.0\.1:(\d+)", m.string).group(1))
         return server
 
@@ -157,7 +157,7 @@ class TunnelNetnsTest(wt.WarrenTestCase):
         server = self.start_warren(["server", "--listen", "tcp://[%s1]:0" % net, "--token-file", self.token_file,
                                     "--allow", SLOW_PEER, "--log-level", "info"],
                                    prefix=self.in_ns(), wait_listening=False)
-        m = server.wait_for(r"server: listening on \[2001:db8:7::1\]:(\d+)")
+        m = server.wait_for(r"server: listening on \w+://\[2001:db8:7::1\]:(\d+)")
         port = int(m.group(1))
         answers = []
         for source in ["%s%d" % (net, i) for i in range(2, 8)] + ["2001:db8:8::1"]:

@@ -88,6 +88,24 @@ def parse_host_port(text):
     return host, int(port)
 
 
+# `warren server`'s line: one URL per bound address, each with its path.
+SERVER_LISTENING_RE = re.compile(r"server: listening on (\w+://\S+(?:, \w+://\S+)*)$")
+SERVER_URL_RE = re.compile(r"(\w+)://(\[[^\]]+\]:\d+|[^/:\[\]]+:\d+)(/\S*)?$")
+
+
+def server_urls(text):
+    """'wss://0.0.0.0:8443/t/, wss://[::]:8443/t/' (SERVER_LISTENING_RE's
+    group 1) -> [('wss', '0.0.0.0', 8443, '/t/'), ('wss', '::', 8443, '/t/')]."""
+    out = []
+    for u in text.split(", "):
+        m = SERVER_URL_RE.match(u)
+        if not m:
+            raise AssertionError("not a URL in the listening line: %r" % u)
+        host, port = parse_host_port(m.group(2))
+        out.append((m.group(1), host, port, m.group(3) or ""))
+    return out
+
+
 def family_of(host):
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 

@@ -44,6 +44,37 @@ TEST(ListenPlan, LiteralIsExact) {
   EXPECT_EQ(p.addresses, std::vector<asio::ip::address>{test::v6_loopback()});
 }
 
+TEST(ListenPlan, AnIpv4MappedAddressIsAnErrorNamingTheIpv4One) {
+  auto a = parse_listen_address("[::ffff:127.0.0.1]:8443");
+  ASSERT_TRUE(a) << a.error();
+  auto p = plan_listen(*a);
+  ASSERT_FALSE(p);
+  EXPECT_NE(p.error().find("listen on 127.0.0.1:8443 instead"), std::string::npos) << p.error();
+}
+
+TEST(ListenPlan, OverlapsComparesAddressesNotText) {
+  EXPECT_TRUE(overlaps(plan("*:47001"), plan("localhost:47001")));
+  EXPECT_TRUE(overlaps(plan("*:47001"), plan("0.0.0.0:47001")));
+  EXPECT_TRUE(overlaps(plan("0.0.0.0:47001"), plan("127.0.0.1:47001"))) << "a wildcard overlaps its family";
+  EXPECT_TRUE(overlaps(plan("localhost:47001"), plan("127.0.0.1:47001")));
+  EXPECT_TRUE(overlaps(plan("[::1]:47001"), plan("[0:0::1]:47001")));
+  EXPECT_TRUE(overlaps(plan("[0::0]:47001"), plan("[::1]:47001")));
+  EXPECT_FALSE(overlaps(plan("[::]:47001"), plan("127.0.0.1:47001"))) << "[::] is IPv6 only";
+  EXPECT_FALSE(overlaps(plan("0.0.0.0:47001"), plan("[::1]:47001")));
+  EXPECT_FALSE(overlaps(plan("127.0.0.1:47001"), plan("127.0.0.2:47001")));
+  EXPECT_FALSE(overlaps(plan("*:47001"), plan("*:47002")));
+  EXPECT_FALSE(overlaps(plan("*:0"), plan("*:0"))) << "port 0: each its own port";
+}
+
+TEST(ListenPlan, Ipv6OnlyByAddressNotText) {
+  EXPECT_TRUE(ipv6_only(plan("[::]:9")));
+  EXPECT_TRUE(ipv6_only(plan("[0::0]:9")));
+  EXPECT_TRUE(ipv6_only(plan("[0:0:0:0:0:0:0:0]:9")));
+  EXPECT_FALSE(ipv6_only(plan("*:9")));
+  EXPECT_FALSE(ipv6_only(plan("[::1]:9")));
+  EXPECT_FALSE(ipv6_only(plan("0.0.0.0:9")));
+}
+
 TEST(BindTcp, LocalhostBindsBothWithOnePortAndV6Only) {
   asio::io_context io;
   auto bound = bind_tcp(io.get_executor(), plan("localhost:0"));

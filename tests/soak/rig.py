@@ -35,7 +35,7 @@ import warren_test as wt  # noqa: E402
 
 import checks  # noqa: E402
 
-SERVER_LISTENING_RE = re.compile(r"server: listening on (.+?) \((\w+)://")
+SERVER_LISTENING_RE = wt.SERVER_LISTENING_RE
 FINGERPRINT_RE = re.compile(r"server: certificate fingerprint (sha256:[0-9A-Fa-f:]+)")
 FORWARD_RE = re.compile(r"forward: (?:(TCP|UDP) (.+) -> (\S+)|SOCKS5 on (.+))$")
 CONNECTED_RE = r"tunnel: connected to \S+ at \S+ \(IPv[46]\) in \d+ ms"

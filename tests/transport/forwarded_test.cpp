@@ -27,8 +27,8 @@ const std::vector<ip_network> k_nginx{net("127.0.0.1/32"), net("10.0.0.0/8")};
 TEST(TrustProxy, Blocks) {
   EXPECT_TRUE(net("127.0.0.1").contains(addr("127.0.0.1")));
   EXPECT_FALSE(net("127.0.0.1").contains(addr("127.0.0.2")));
-  EXPECT_TRUE(net("10.1.2.3/8").contains(addr("10.200.0.1"))) << "host bits are dropped";
-  EXPECT_EQ(net("10.1.2.3/8").base, addr("10.0.0.0"));
+  EXPECT_TRUE(net("10.0.0.0/8").contains(addr("10.200.0.1")));
+  EXPECT_EQ(net("10.0.0.0/8").base, addr("10.0.0.0"));
   EXPECT_TRUE(net("[fd00::]/8").contains(addr("fd12::1")));
   EXPECT_TRUE(net("::1/128").contains(addr("::1")));
   EXPECT_TRUE(net("0.0.0.0/0").contains(addr("203.0.113.1")));
@@ -46,6 +46,41 @@ TEST(TrustProxy, Errors) {
   EXPECT_NE(parse_ip_network("10.0.0.0/x").error().find("not a number"), std::string::npos);
   EXPECT_FALSE(parse_ip_network(""));
   EXPECT_FALSE(parse_ip_network("*"));
+}
+
+TEST(TrustProxy, HostBitsAndLeadingZerosAreErrorsNotGuesses) {
+  // 10.1.2.3/8 would trust all of 10/8: say so rather than drop the bits.
+  auto e = parse_ip_network("10.1.2.3/8");
+  ASSERT_FALSE(e);
+  EXPECT_NE(e.error().find("would mean 10.0.0.0/8"), std::string::npos) << e.error();
+  auto e6 = parse_ip_network("fd00::1/8");
+  ASSERT_FALSE(e6);
+  EXPECT_NE(e6.error().find("[fd00::]/8"), std::string::npos) << e6.error();
+  // /008 is not read as /8.
+  auto z = parse_ip_network("127.0.0.1/008");
+  ASSERT_FALSE(z);
+  EXPECT_NE(z.error().find("leading zero"), std::string::npos) << z.error();
+  EXPECT_FALSE(parse_ip_network("127.0.0.0/08"));
+  EXPECT_TRUE(parse_ip_network("0.0.0.0/0")) << "/0 parses; trust_proxy_warning refuses it";
+  EXPECT_TRUE(parse_ip_network("127.0.0.1/32"));
+}
+
+TEST(TrustProxy, EveryPeerIsRefusedAWideBlockWarned) {
+  for (const char* all : {"0.0.0.0/0", "::/0"}) {
+    auto w = trust_proxy_warning(net(all));
+    ASSERT_FALSE(w) << all;
+    EXPECT_NE(w.error().find("would trust every peer to name the client"), std::string::npos) << w.error();
+  }
+  for (const char* wide : {"0.0.0.0/1", "64.0.0.0/2", "[2000::]/3", "[2001:db8::]/31"}) {
+    auto w = trust_proxy_warning(net(wide));
+    ASSERT_TRUE(w) << wide;
+    EXPECT_NE(w->find("very wide block"), std::string::npos) << wide;
+  }
+  for (const char* fine : {"10.0.0.0/8", "127.0.0.1/32", "[2001:db8::]/32", "::1/128", "172.16.0.0/12"}) {
+    auto w = trust_proxy_warning(net(fine));
+    ASSERT_TRUE(w) << fine;
+    EXPECT_EQ(*w, "") << fine;
+  }
 }
 
 TEST(XForwardedFor, IgnoredFromAnUntrustedPeer) {

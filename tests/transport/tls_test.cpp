@@ -296,6 +296,37 @@ TEST(SelfSigned, NamesAreTheHostAndTheListenAddressesNeverAWildcard) {
   EXPECT_EQ(self_signed_names("", {}, {"::1"}), (std::vector<std::string>{"::1", "localhost", "127.0.0.1"}));
 }
 
+TEST(SelfSigned, CertNamesAreLowerCaseWithoutTrailingDotAndAddressesClientsUse) {
+  EXPECT_EQ(certificate_name("GW.Example.COM.").value(), "gw.example.com");
+  EXPECT_EQ(certificate_name("gw").value(), "gw");
+  EXPECT_EQ(certificate_name("2001:DB8:0::1").value(), "2001:db8::1");
+  EXPECT_EQ(certificate_name("203.0.113.7").value(), "203.0.113.7");
+  for (const char* bad : {"0.0.0.0", "::", "0::0"}) {
+    auto n = certificate_name(bad);
+    ASSERT_FALSE(n) << bad;
+    EXPECT_NE(n.error().find("any-address"), std::string::npos) << n.error();
+  }
+  auto mapped = certificate_name("::ffff:1.2.3.4");
+  ASSERT_FALSE(mapped);
+  EXPECT_NE(mapped.error().find("give 1.2.3.4 instead"), std::string::npos) << mapped.error();
+  EXPECT_FALSE(certificate_name("gw..example"));
+  EXPECT_FALSE(certificate_name("."));
+  EXPECT_FALSE(certificate_name(""));
+  EXPECT_FALSE(certificate_name("a b"));
+}
+
+TEST(SelfSigned, AKeptCertificateNamesCompareCaseInsensitively) {
+  temp_dir dir;
+  const auto state = (dir.path() / "s").string();
+  ASSERT_TRUE(ensure_self_signed(state, {"gw.example.com", "2001:db8::1"}));
+  auto again = ensure_self_signed(state, {"GW.Example.COM.", "2001:DB8:0::1"});
+  ASSERT_TRUE(again) << again.error();
+  EXPECT_TRUE(again->missing_names.empty()) << again->missing_names.front();
+  auto other = ensure_self_signed(state, {"other.example"});
+  ASSERT_TRUE(other) << other.error();
+  EXPECT_EQ(other->missing_names, std::vector<std::string>{"other.example"});
+}
+
 TEST(SelfSigned, TheCommonNameIsNeverAnAddress) {
   temp_dir dir;
   auto made = ensure_self_signed((dir.path() / "s").string(), {"203.0.113.7", "gw.example", "::1"});
