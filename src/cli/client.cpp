@@ -15,6 +15,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
 
+#include <csignal>
 #include <limits>
 
 namespace warren::cli {
@@ -39,6 +40,7 @@ struct client_args {
 };
 
 int run(const client_args& a) {
+  std::signal(SIGHUP, SIG_IGN); // until the handler below re-reads the token on it
   init_logging(a.log_level);
   tunnel::client_options o;
   auto url = transport::parse_url(a.url);

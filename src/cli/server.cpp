@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <csignal>
 
 #include <unistd.h>
 
@@ -44,12 +45,15 @@ struct server_args {
   std::size_t max_connects = 64;
 };
 
-/// load_access(), its warnings logged.
+/// load_access(), its warnings and errors (users left out) logged.
 expected<tunnel::server_access> load_access_logged(const tunnel::access_sources& sources) {
   std::vector<std::string> warnings;
-  auto access = tunnel::load_access(sources, warnings);
+  std::vector<std::string> errors;
+  auto access = tunnel::load_access(sources, warnings, errors);
   for (const auto& w : warnings)
     spdlog::warn("server: {}", w);
+  for (const auto& e : errors)
+    spdlog::error("server: {}", e);
   return access;
 }
 
@@ -60,17 +64,23 @@ void set_access(tunnel::server_options& o, const tunnel::server_access& access) 
   o.fingerprint = access.fingerprint;
   o.policy = *access.policy;
   std::string names;
+  std::size_t listed = 0;
   bool some_without_rules = false;
   for (const auto& u : access.users->users()) {
     const auto own = access.user_policies.find(u.name);
-    names += (names.empty() ? "" : ", ") + u.name;
+    const bool listing = listed++ < 10; // then "and N more"
+    if (listing)
+      names += (names.empty() ? "" : ", ") + u.name;
     if (own != access.user_policies.end()) {
       o.user_policies.emplace(u.name, *own->second);
-      names += " (own rules: " + std::to_string(own->second->rules().size()) + ")";
+      if (listing)
+        names += " (own rules: " + std::to_string(own->second->rules().size()) + ")";
     } else {
       some_without_rules = true;
     }
   }
+  if (listed > 10)
+    names += " and " + std::to_string(listed - 10) + " more";
   spdlog::info("server: {} users: {}", access.users->users().size(), names);
   if (access.tls)
     spdlog::info("server: certificate fingerprint {}", access.fingerprint);
@@ -122,6 +132,9 @@ std::string join(const std::vector<std::string>& names) {
 }
 
 int run(const server_args& a) {
+  // Until the reload handler is installed (after the certificate is made
+  // and the files are read), SIGHUP is ignored instead of ending the server.
+  std::signal(SIGHUP, SIG_IGN);
   init_logging(a.log_level);
   tunnel::server_options o;
   o.listen = listen_urls(a.listen);
@@ -146,6 +159,10 @@ int run(const server_args& a) {
   sources.token_file = a.token_file;
   if (a.token_file.empty())
     sources.token_env = load_token("");
+  if (!a.users_file.empty() && !sources.token_env.empty())
+    spdlog::warn("server: WARREN_TOKEN is set beside --users-file: it adds the user '{}' (unset it if that is a "
+                 "leftover)",
+                 tunnel::k_default_user);
   sources.allow = a.allow;
   sources.allow_file = a.allow_file;
   auto policy = net::parse_family_policy(a.family);

@@ -64,6 +64,18 @@ std::optional<std::string> user_table::match(std::string_view token) const {
   return found->name;
 }
 
+std::optional<std::string> user_table::match_revoked(std::string_view token) const {
+  if (token.empty() || revoked_.empty())
+    return std::nullopt;
+  const digest presented = hash(token);
+  const user* found = nullptr;
+  for (const auto& u : revoked_) {
+    const bool same = CRYPTO_memcmp(presented.data(), u.token_sha256.data(), presented.size()) == 0;
+    found = same ? &u : found;
+  }
+  return found ? std::optional<std::string>(found->name) : std::nullopt;
+}
+
 const user_table::user* user_table::find(std::string_view name) const {
   for (const auto& u : users_)
     if (u.name == name)

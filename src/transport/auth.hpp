@@ -57,8 +57,18 @@ class user_table {
   const std::vector<user>& users() const { return users_; }
   const user* find(std::string_view name) const;
 
+  /// Tokens of users revoked by recent reloads (the server keeps the last
+  /// k_max_revoked): one presented again is refused as revoked, not
+  /// counted as a guess (it is a credential the server issued).
+  static constexpr std::size_t k_max_revoked = 1024;
+  void set_revoked(std::vector<user> revoked) { revoked_ = std::move(revoked); }
+  const std::vector<user>& revoked() const { return revoked_; }
+  /// The name of the revoked user this token was of; nullopt if none.
+  std::optional<std::string> match_revoked(std::string_view token) const;
+
  private:
   std::vector<user> users_;
+  std::vector<user> revoked_;
 };
 
 class auth_limiter {

@@ -555,6 +555,8 @@ namespace {
 /// Reads the HTTP upgrade request and checks path and token; on refusal
 /// answers with an HTTP error and returns the reason.
 constexpr std::string_view k_limited_reason = "too many failed authentications from this address";
+/// The 401's body for a token of a user a reload removed (the client tells it from a wrong token).
+constexpr std::string_view k_revoked_reason = "token revoked";
 
 /// Reads the HTTP upgrade request and checks path and token; on refusal
 /// answers with an HTTP error and returns the reason.
@@ -639,7 +641,12 @@ asio::awaitable<std::string> ws_server_handshake(Next& next, std::optional<webso
     co_return std::string(k_limited_reason);
   }
   const auto token = bearer_token(req[http::field::authorization]);
-  auto matched = token && options.users ? options.users->match(*token) : std::nullopt;
+  const auto users = options.current_users ? options.current_users() : options.users;
+  auto matched = token && users ? users->match(*token) : std::nullopt;
+  if (const auto revoked = !matched && token && users ? users->match_revoked(*token) : std::nullopt) {
+    co_await refuse(http::status::unauthorized, std::string(k_revoked_reason));
+    co_return "the token of user " + *revoked + ", revoked by a reload (not counted as a guess)";
+  }
   if (!matched) {
     limiter.record_failure(source, steady_clock::now());
     co_await refuse(http::status::unauthorized, "invalid or missing token");
@@ -695,9 +702,15 @@ asio::awaitable<std::string> preamble_server(Next& next, const accept_options& o
     co_await asio::async_write(next, asio::buffer(k_preamble_limited), use_tuple);
     co_return std::string(k_limited_reason);
   }
-  auto matched = line.starts_with(k_preamble_magic) && options.users
-                     ? options.users->match(std::string_view(line).substr(k_preamble_magic.size()))
-                     : std::nullopt;
+  const auto users = options.current_users ? options.current_users() : options.users;
+  const auto presented = std::string_view(line).substr(std::min(line.size(), k_preamble_magic.size()));
+  auto matched = line.starts_with(k_preamble_magic) && users ? users->match(presented) : std::nullopt;
+  const auto revoked =
+      !matched && line.starts_with(k_preamble_magic) && users ? users->match_revoked(presented) : std::nullopt;
+  if (revoked) {
+    co_await asio::async_write(next, asio::buffer("NO\n", 3), use_tuple);
+    co_return "the token of user " + *revoked + ", revoked by a reload (not counted as a guess)";
+  }
   const bool ok = matched.has_value();
   // Counted before the answer is written, as the HTTP path counts before
   // its 401: the write suspends, and connections that sent their guesses

@@ -31,6 +31,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -88,6 +89,9 @@ boost::asio::awaitable<dial_result> dial(const url& target, const dial_options& 
 struct accept_options {
   std::shared_ptr<boost::asio::ssl::context> tls; // required for tls:// and wss://
   std::shared_ptr<const user_table> users;        // whose tokens are accepted
+  /// When set, asked for the users as the token is checked (a reload during
+  /// the handshake counts); `users` otherwise.
+  std::function<std::shared_ptr<const user_table>()> current_users;
   std::chrono::milliseconds handshake_timeout{10'000};
   /// Reverse proxies (--trust-proxy): a WebSocket upgrade from one of them
   /// is taken to come from the client its X-Forwarded-For names

@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <set>
 
 namespace warren::tunnel {
 
@@ -83,6 +84,23 @@ std::shared_ptr<server::user_state> server::user_for(const std::string& name) {
 
 access_change server::reload(server_access access) {
   const auto change = diff_access(access_, access);
+  // The tokens of revoked users are remembered (the last k_max_revoked), so
+  // their clients' retries are told "revoked" and not counted as guesses
+  // against their address, which others may share.
+  auto revoked = access_.users->revoked();
+  for (const auto& name : change.revoked)
+    if (const auto* u = access_.users->find(name))
+      revoked.push_back(*u);
+  std::set<transport::user_table::digest> current;
+  for (const auto& u : access.users->users())
+    current.insert(u.token_sha256);
+  std::erase_if(revoked, [&](const auto& u) { return current.contains(u.token_sha256); });
+  if (revoked.size() > transport::user_table::k_max_revoked)
+    revoked.erase(revoked.begin(),
+                  revoked.begin() + static_cast<std::ptrdiff_t>(revoked.size() - transport::user_table::k_max_revoked));
+  auto users = std::make_shared<transport::user_table>(*access.users);
+  users->set_revoked(std::move(revoked));
+  access.users = std::move(users);
   access_ = std::move(access);
   spdlog::info("server: reload: {}", describe_reload(change, access_));
   for (const auto& name : change.revoked) {
@@ -179,7 +197,9 @@ std::optional<handshake_slots::ticket> server::admit(tcp::socket& socket) {
   if (ec)
     return std::nullopt; // already gone
   const auto from = net::format_host_port(peer.address().to_string(), peer.port());
-  if (sessions_.size() >= options_.max_clients) {
+  // Full: with one user nobody could be evicted for the newcomer, so it is
+  // closed at once; with more, it may be of a user owed a share (handshake()).
+  if (sessions_.size() >= options_.max_clients && access_.users->users().size() <= 1) {
     turn_away("closed a connection from " + from + " at once: " + std::to_string(sessions_.size()) +
               " clients connected (--max-clients)");
     return std::nullopt;
@@ -214,10 +234,14 @@ void server::turn_away(const std::string& line) {
 asio::awaitable<void> server::handshake(tcp::socket socket, handshake_slots::ticket slot,
                                         const transport::url& listen) {
   auto self = shared_from_this();
-  // This handshake's users and certificate: a reload meanwhile applies to later ones.
+  // This handshake's certificate: a reload meanwhile applies to later ones.
+  // Its token is checked against the users as they are then (a user added
+  // meanwhile is let in), which `checked` keeps for the test below.
   auto accept = options_.accept;
   accept.users = access_.users;
   accept.tls = access_.tls;
+  std::shared_ptr<const transport::user_table> checked = access_.users;
+  accept.current_users = [this, &checked] { return checked = access_.users; };
   auto accepted = co_await transport::accept_stream(std::move(socket), listen, accept, limiter_);
   // The slot's evict callback shuts the socket's descriptor down: it must be
   // given back before anything else runs, since a refused handshake has
@@ -241,7 +265,7 @@ asio::awaitable<void> server::handshake(tcp::socket socket, handshake_slots::tic
   }
   if (stopping_)
     co_return;
-  if (sessions_.size() >= options_.max_clients) { // others finished their handshakes first
+  if (sessions_.size() >= options_.max_clients && !evict_for(accepted.user, from)) { // others finished first
     turn_away("closed the tunnel from " + from + " after its handshake: " + std::to_string(sessions_.size()) +
               " clients connected (--max-clients)");
     // Told with GOAWAY "limit reached", which a client backs off from
@@ -255,7 +279,8 @@ asio::awaitable<void> server::handshake(tcp::socket socket, handshake_slots::tic
     co_return;
   }
   const auto* now_user = access_.users->find(accepted.user);
-  if (!now_user || now_user->token_sha256 != accept.users->find(accepted.user)->token_sha256) { // revoked meanwhile
+  const auto* then_user = checked->find(accepted.user);
+  if (!now_user || !then_user || now_user->token_sha256 != then_user->token_sha256) { // revoked meanwhile
     log_limited(handshake_failures_, spdlog::level::warn, "failed handshakes",
                 "tunnel from " + from + " refused: user " + accepted.user + " was revoked during its handshake");
     co_return;
@@ -280,6 +305,49 @@ asio::awaitable<void> server::handshake(tcp::socket socket, handshake_slots::tic
     self->sessions_.remove_if([](const auto& p) { return p->closed(); });
   });
   s->start();
+}
+
+bool server::evict_for(const std::string& user, const std::string& from) {
+  const auto live = [](const user_state& u) {
+    std::size_t n = 0;
+    for (const auto& w : u.sessions)
+      if (auto s = w.lock(); s && !s->closed())
+        ++n;
+    return n;
+  };
+  std::size_t mine = 0;
+  std::shared_ptr<user_state> most;
+  std::size_t most_held = 0;
+  for (const auto& [name, weak] : users_) {
+    auto u = weak.lock();
+    if (!u)
+      continue;
+    const auto held = live(*u);
+    if (name == user)
+      mine = held;
+    else if (held > most_held) {
+      most = u;
+      most_held = held;
+    }
+  }
+  // Only while the other user keeps at least as many as the newcomer's
+  // user will have: the shares even out, and stop there.
+  if (!most || most_held < mine + 2)
+    return false;
+  for (const auto& weak : most->sessions) {
+    auto victim = weak.lock();
+    if (!victim || victim->closed())
+      continue;
+    turn_away("closed " + victim->label() + ", the oldest of user " + most->name + "'s " + std::to_string(most_held) +
+              " tunnels, to admit " + from + " (user " + user + ", " + std::to_string(mine) + " tunnels): all " +
+              std::to_string(sessions_.size()) + " taken (--max-clients)");
+    victim->goaway(wire::reset_code::limit_reached,
+                   "too many clients connected; user " + most->name + " holds more than its share");
+    victim->shutdown("evicted for another user");
+    sessions_.remove(victim);
+    return true;
+  }
+  return false;
 }
 
 net::connect_options server::outbound_options(const wire::open_request& request, std::uint32_t id,

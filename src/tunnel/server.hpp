@@ -47,6 +47,9 @@ struct server_options {
   wire::session_config session;
   std::chrono::milliseconds drain_timeout{10'000};
   std::chrono::milliseconds udp_idle_timeout{60'000};
+  /// Tunnels at a time, all users. When they are all taken, a newcomer of
+  /// a user holding fewer evicts the oldest tunnel of the user holding the
+  /// most (evict_for()), so the slots are shared out between users.
   std::size_t max_clients = 1024;
   /// What one client can make the server buffer: the receive windows of its
   /// streams together (session.max_buffered). 0: session.max_streams x
@@ -170,6 +173,11 @@ class server : public std::enable_shared_from_this<server> {
     std::shared_ptr<user_state> user;
     line_limiter refused{k_refusals_logged, k_refusal_log_interval};
   };
+  /// With every --max-clients slot taken: closes the oldest tunnel of the
+  /// user holding the most, if that user holds at least two more than
+  /// `user` (the newcomer's), so one user cannot keep the others out.
+  /// Whether it did.
+  bool evict_for(const std::string& user, const std::string& from);
   /// The user's state, made when its first tunnel connects.
   std::shared_ptr<user_state> user_for(const std::string& name);
   static constexpr std::size_t k_refusals_logged = 10;

@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace boost::asio::ssl {
@@ -52,9 +53,33 @@ struct access_sources {
 
 /// Reads and checks everything; any error (a file missing or malformed, a
 /// users file holding tokens readable by others, no user at all, a key
-/// that does not match its certificate) fails the whole load. `warnings`
-/// collects what is accepted but worth a line (a token file readable by others).
+/// that does not match its certificate) fails the whole load. One
+/// exception: a user whose token_file cannot be read (missing, not a
+/// regular file, bad token) is left out, so it is revoked until the file
+/// can be read, and the rest applies; that goes to `errors`. `warnings`
+/// collects what is accepted but worth a line (a token file readable by
+/// others, a file writable by its group).
+expected<server_access> load_access(const access_sources& sources, std::vector<std::string>& warnings,
+                                    std::vector<std::string>& errors);
+/// The same, with the errors appended to the warnings.
 expected<server_access> load_access(const access_sources& sources, std::vector<std::string>& warnings);
+
+/// A file the server's access settings come from, read whole.
+struct access_file {
+  std::string text;
+  unsigned mode = 0; // permission bits
+};
+/// Every file load_access() reads goes through here: opened without
+/// waiting (a FIFO does not block the server), followed if a symlink,
+/// refused unless a regular file (a directory, FIFO, device), refused if
+/// writable by every user (as ssh's StrictModes), a warning if writable by
+/// its group, at most `max` bytes. `what` names it in errors ("users file").
+expected<access_file> read_access_file(const std::string& path, std::string_view what, std::size_t max,
+                                       std::vector<std::string>& warnings);
+
+/// `text` with control characters (C0, DEL, C1 bytes) as \xNN:
+/// what a file holds is echoed in log lines only through this.
+std::string printable(std::string_view text);
 
 /// What a reload changes.
 struct access_change {

@@ -179,6 +179,20 @@ TEST(UserTableTest, MatchesTokensToNames) {
   EXPECT_EQ(t.find("carol"), nullptr);
 }
 
+// Tokens of revoked users are told apart from wrong ones (the server does
+// not count them as guesses), and never match as users.
+TEST(UserTableTest, RevokedTokensAreKnownButNotAccepted) {
+  user_table t;
+  t.add("alice", user_table::hash("alice-token"));
+  EXPECT_FALSE(t.match_revoked("carol-token"));
+  t.set_revoked({{"carol", user_table::hash("carol-token")}});
+  EXPECT_FALSE(t.match("carol-token"));
+  EXPECT_EQ(t.match_revoked("carol-token"), "carol");
+  EXPECT_FALSE(t.match_revoked("alice-token"));
+  EXPECT_FALSE(t.match_revoked(""));
+  EXPECT_EQ(t.revoked().size(), 1u);
+}
+
 } // namespace
 
 TEST(AuthLimiter, RetryAfterIsWhatIsLeftOfTheWindow) {

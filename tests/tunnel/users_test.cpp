@@ -206,12 +206,8 @@ TEST_F(AccessTest, AnyErrorFailsTheWholeLoad) {
   s.allow_file = (dir / "missing.txt").string();
   auto a = load(s);
   ASSERT_FALSE(a);
-  EXPECT_EQ(a.error(), "cannot read allow file " + s.allow_file);
+  EXPECT_EQ(a.error(), "cannot read allow file " + s.allow_file + ": No such file or directory");
   s.allow_file.clear();
-  s.users_file = write("users.toml", "[[user]]\nname = \"b\"\ntoken_file = \"gone.token\"\n");
-  a = load(s);
-  ASSERT_FALSE(a);
-  EXPECT_EQ(a.error(), s.users_file + ":1: user b: cannot read token file " + (dir / "gone.token").string());
   s.users_file = write("users.toml", "[[user]]\nname = \"default\"\ntoken = \"other\"\n");
   a = load(s);
   ASSERT_FALSE(a);
@@ -255,3 +251,146 @@ TEST_F(AccessTest, DiffSaysWhatAReloadChanges) {
   EXPECT_EQ(describe_reload(c, *after),
             "3 users (1 added: dave; 2 revoked: carol, bob; 1 with new rules: alice), 2 allow rules (changed)");
 }
+
+namespace {
+
+class FileCheckTest : public AccessTest {
+ protected:
+  /// The error load() gives for a token file at `path`.
+  std::string token_file_error(const std::string& path) {
+    access_sources s;
+    s.token_file = path;
+    auto a = load(s);
+    EXPECT_FALSE(a);
+    return a ? std::string() : a.error();
+  }
+};
+
+// A users file's token_file that cannot be read leaves that user out (it is
+// revoked until the file can be read) and the rest applies: an unrelated
+// user's file never blocks a reload, and so a revocation.
+TEST_F(AccessTest, AnUnreadableTokenFileRevokesOnlyItsUser) {
+  write("bob.token", "bob-token\n");
+  access_sources s;
+  s.users_file = write("users.toml", "[[user]]\nname = \"bob\"\ntoken_file = \"bob.token\"\n[[user]]\n"
+                                     "name = \"carol\"\ntoken_file = \"gone.token\"\n[[user]]\nname = \"dave\"\n"
+                                     "token = \"dave-token\"\n");
+  std::vector<std::string> errors;
+  auto a = load_access(s, warnings, errors);
+  ASSERT_TRUE(a) << a.error();
+  EXPECT_EQ(a->users->users().size(), 2u);
+  EXPECT_EQ(a->users->match("bob-token"), "bob");
+  EXPECT_EQ(a->users->find("carol"), nullptr);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0], s.users_file + ":4: user carol: cannot read token file " + (dir / "gone.token").string() +
+                           ": No such file or directory: revoked until it can be read");
+  // Syntax errors still fail the whole load.
+  write("users.toml", "[[user]]\nname = \"bob\"\ntoken_fil = \"bob.token\"\n");
+  EXPECT_FALSE(load(s));
+  // With nobody left: no users at all.
+  write("users.toml", "[[user]]\nname = \"carol\"\ntoken_file = \"gone.token\"\n");
+  a = load(s);
+  ASSERT_FALSE(a);
+  EXPECT_TRUE(a.error().starts_with("no users")) << a.error();
+}
+
+// Every file the server reads is opened without waiting and must be a
+// regular file: a FIFO would freeze the server, /dev/zero fail every reload.
+TEST_F(FileCheckTest, OnlyRegularFiles) {
+  const auto fifo = (dir / "fifo").string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  EXPECT_EQ(token_file_error(fifo), "token file " + fifo + " is not a regular file (a FIFO, device or socket)");
+  const auto zero = (dir / "zero").string();
+  std::filesystem::create_symlink("/dev/zero", zero);
+  EXPECT_EQ(token_file_error(zero), "token file " + zero + " is not a regular file (a FIFO, device or socket)");
+  EXPECT_EQ(token_file_error(dir.string()), "token file " + dir.string() + " is a directory");
+  // A symlink to a regular file is followed (certbot's live/ paths).
+  const auto real = write("real.token", "tok\n");
+  std::filesystem::create_symlink(real, dir / "link.token");
+  access_sources s;
+  s.token_file = (dir / "link.token").string();
+  EXPECT_TRUE(load(s));
+  // The users file, allow file and TLS files the same.
+  s.users_file = fifo;
+  auto a = load(s);
+  ASSERT_FALSE(a);
+  EXPECT_EQ(a.error(), "users file " + fifo + " is not a regular file (a FIFO, device or socket)");
+  s.users_file.clear();
+  s.allow_file = zero;
+  a = load(s);
+  ASSERT_FALSE(a);
+  EXPECT_EQ(a.error(), "allow file " + zero + " is not a regular file (a FIFO, device or socket)");
+  s.allow_file.clear();
+  s.uses_tls = true;
+  s.tls.cert_file = fifo;
+  s.tls.key_file = fifo;
+  a = load(s);
+  ASSERT_FALSE(a);
+  EXPECT_EQ(a.error(), "TLS file " + fifo + " is not a regular file (a FIFO, device or socket)");
+}
+
+// As ssh's StrictModes: a file anyone may write is refused, one its group
+// may write is a warning.
+TEST_F(FileCheckTest, WritableByOthers) {
+  const auto users =
+      write("users.toml", "[[user]]\nname = \"a\"\ntoken_sha256 = \"" + std::string(k_test_sha256) + "\"\n", 0666);
+  access_sources s;
+  s.users_file = users;
+  auto a = load(s);
+  ASSERT_FALSE(a);
+  EXPECT_EQ(a.error(), "users file " + users + " is writable by every user (mode 0666): chmod o-w it");
+  ::chmod(users.c_str(), 0664);
+  ASSERT_TRUE(load(s));
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_EQ(warnings[0], "users file " + users + " is writable by its group (mode 0664); chmod g-w it");
+  const auto allow = write("allow.txt", "10.0.0.0/8\n", 0602);
+  s.allow_file = allow;
+  EXPECT_FALSE(load(s));
+  EXPECT_NE(token_file_error(write("t.token", "tok\n", 0622)).find("is writable by every user (mode 0622)"),
+            std::string::npos);
+}
+
+// A token file holds what `token =` may: printable, no spaces, no BOM.
+TEST_F(FileCheckTest, TokenFileContentsAreChecked) {
+  EXPECT_EQ(token_file_error(write("e.token", "\n")), "token file " + (dir / "e.token").string() + " is empty");
+  EXPECT_NE(token_file_error(write("s.token", "two words\n")).find("printable characters without spaces"),
+            std::string::npos);
+  EXPECT_NE(token_file_error(write("n.token", std::string("to\0k\n", 5))).find("printable characters"),
+            std::string::npos);
+  EXPECT_NE(token_file_error(write("b.token", "\xEF\xBB\xBFtok\n")).find("byte order mark"), std::string::npos);
+  access_sources s;
+  s.token_file = write("ok.token", "tok  \r\n");
+  EXPECT_TRUE(load(s));
+}
+
+// What a file holds is echoed escaped: no line breaks or terminal controls
+// reach the log.
+TEST_F(AccessTest, ErrorsEchoFileTextEscaped) {
+  access_sources s;
+  s.users_file = write("users.toml", "[[user]]\nname = \"x\\n2026 INFO forged\\r\u0085\"\ntoken = \"t\"\n");
+  auto a = load(s);
+  ASSERT_FALSE(a);
+  EXPECT_EQ(a.error().find_first_of("\r\n"), std::string::npos) << a.error();
+  EXPECT_NE(a.error().find("x\\x0a2026 INFO forged\\x0d\xc2\\x85"), std::string::npos) << a.error();
+  EXPECT_EQ(printable("a\x1b[31m\x9b\x7f\xc3\xa9"), "a\\x1b[31m\\x9b\\x7f\xc3\xa9");
+}
+
+// A reload line names at most 10 users of each kind.
+TEST_F(AccessTest, ReloadLineListsTenNames) {
+  std::string before_text;
+  std::string after_text;
+  for (int i = 0; i < 25; ++i)
+    before_text += "[[user]]\nname = \"u" + std::to_string(i) + "\"\ntoken = \"t" + std::to_string(i) + "\"\n";
+  after_text = "[[user]]\nname = \"u0\"\ntoken = \"t0\"\n";
+  access_sources s;
+  s.users_file = write("users.toml", before_text);
+  auto before = load(s);
+  ASSERT_TRUE(before) << before.error();
+  write("users.toml", after_text);
+  auto after = load(s);
+  ASSERT_TRUE(after) << after.error();
+  EXPECT_EQ(describe_reload(diff_access(*before, *after), *after),
+            "1 users (24 revoked: u1, u2, u3, u4, u5, u6, u7, u8, u9, u10 and 14 more), 0 allow rules (unchanged)");
+}
+
+} // namespace
