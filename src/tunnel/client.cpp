@@ -188,6 +188,10 @@ asio::awaitable<void> client::supervise() {
       const bool limited = r.refusal == transport::auth_refusal::limited;
       if (limited || (r.refusal == transport::auth_refusal::token && ever_connected_)) {
         schedule_.refused_credentials(limited, r.retry_after, steady_clock::now(), rng_);
+        // A token that SIGHUP changed while this dial was in flight has not
+        // been tried yet: it goes now (the schedule keeps its minimum gap).
+        if (!limited && options_.dial.token != dial_options.token)
+          schedule_.redial_now(steady_clock::now());
         spdlog::warn("tunnel: cannot connect to {}: {}; retrying in {} (attempt {}; {})", where, r.error,
                      format_duration(until_next_attempt()), schedule_.attempt(),
                      limited ? "the server's Retry-After" : "a new token by SIGHUP is tried at once");

@@ -383,7 +383,7 @@ class RecoveryTest(TunnelTestCase):
         self.write_secret("token", new_token + "\n")  # the server's token file
         mark = len(client.lines)
         server2 = self.start_server(allow=allow, port=server.port)
-        client.wait_for(r"401", timeout=10, start=mark)  # the old token is refused now
+        client.wait_for(r"HTTP 401", timeout=10, start=mark)  # the old token is refused now
         # An unreadable token file keeps the old token (and the client).
         os.rename(client_token, client_token + ".moved")
         client.signal(signal.SIGHUP)

@@ -157,9 +157,9 @@ class ReviewTest(TunnelTestCase):
         t.start()
         self.addCleanup(t.join, 5)
         self.addCleanup(stop.set)
-        stale.wait_for(r"401", timeout=10, start=mark)
+        stale.wait_for(r"HTTP 401", timeout=10, start=mark)
         time.sleep(5)  # on the base: 10 attempts, the limiter tripped
-        refusals = [l for l in stale.lines[mark:] if "401" in l]
+        refusals = [l for l in stale.lines[mark:] if "HTTP 401" in l]
         self.assertLessEqual(len(refusals), 2, "\n".join(refusals))
         self.assertRegex(refusals[0], r"; retrying in (2\d|30)(\.\d+)?s ")
         good = self.start_client(server2, local=["0:127.0.0.1:9"], wait_connected=False)
