@@ -309,8 +309,10 @@ int run(const server_args& a) {
   });
   io.run();
   // The drain's own "server: stopped" line did not come: say so last.
-  if (second_signal)
+  if (second_signal) {
+    srv->abandon();
     spdlog::info("server: stopped (second signal: open streams reset)");
+  }
   return 0;
 }
 

@@ -46,6 +46,18 @@ struct openssl_deleter {
 using x509_ptr = std::unique_ptr<X509, openssl_deleter<X509, X509_free>>;
 using pkey_ptr = std::unique_ptr<EVP_PKEY, openssl_deleter<EVP_PKEY, EVP_PKEY_free>>;
 
+/// The first certificate of a PEM file, or why there is none.
+expected<x509_ptr> read_certificate(const std::string& cert_file) {
+  using result = expected<x509_ptr>;
+  std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(cert_file.c_str(), "r"), &std::fclose);
+  if (!f)
+    return result::failure("cannot open certificate " + cert_file);
+  x509_ptr cert(PEM_read_X509(f.get(), nullptr, nullptr, nullptr));
+  if (!cert)
+    return result::failure("cannot read certificate " + cert_file + ": " + openssl_error());
+  return cert;
+}
+
 std::optional<std::vector<unsigned char>> sha256_of(X509* cert) {
   std::vector<unsigned char> md(EVP_MAX_MD_SIZE);
   unsigned int n = 0;
@@ -170,12 +182,10 @@ expected<std::shared_ptr<ssl::context>> make_server_context(const tls_server_opt
 
 expected<std::string> certificate_fingerprint_file(const std::string& cert_file) {
   using result = expected<std::string>;
-  std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(cert_file.c_str(), "r"), &std::fclose);
-  if (!f)
-    return result::failure("cannot open certificate " + cert_file);
-  x509_ptr cert(PEM_read_X509(f.get(), nullptr, nullptr, nullptr));
-  if (!cert)
-    return result::failure("cannot read certificate " + cert_file + ": " + openssl_error());
+  auto loaded = read_certificate(cert_file);
+  if (!loaded)
+    return result::failure(loaded.error());
+  x509_ptr cert = std::move(loaded.value());
   auto md = sha256_of(cert.get());
   if (!md)
     return result::failure("cannot hash certificate " + cert_file);
@@ -255,12 +265,10 @@ std::vector<std::string> self_signed_names(const std::string& host_name, const s
 
 expected<std::vector<std::string>> certificate_names_file(const std::string& cert_file) {
   using result = expected<std::vector<std::string>>;
-  std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(cert_file.c_str(), "r"), &std::fclose);
-  if (!f)
-    return result::failure("cannot open certificate " + cert_file);
-  x509_ptr cert(PEM_read_X509(f.get(), nullptr, nullptr, nullptr));
-  if (!cert)
-    return result::failure("cannot read certificate " + cert_file + ": " + openssl_error());
+  auto loaded = read_certificate(cert_file);
+  if (!loaded)
+    return result::failure(loaded.error());
+  x509_ptr cert = std::move(loaded.value());
   std::vector<std::string> out;
   auto* sans = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert.get(), NID_subject_alt_name, nullptr, nullptr));
   for (int i = 0; sans && i < sk_GENERAL_NAME_num(sans); ++i) {

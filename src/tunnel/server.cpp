@@ -580,18 +580,24 @@ asio::awaitable<void> server::serve_udp(std::shared_ptr<client_state> client, st
   // A flow idle for --udp-idle-timeout ends; once the server drains, one
   // idle for k_drain_udp_idle does (UDP has no end of its own to wait for,
   // and an idle flow would hold the drain until its deadline).
+  // stop() cancels the timer (udp_idle_timers_) so the shorter limit
+  // applies at once; a plain timer, not a race with an event: an idle flow
+  // costs one wait, and there may be thousands.
   auto idle = [&]() -> asio::awaitable<void> {
     asio::steady_timer t(ex_);
+    const auto registered = udp_idle_timers_.insert(udp_idle_timers_.end(), &t);
+    struct unregister {
+      std::list<asio::steady_timer*>& timers;
+      std::list<asio::steady_timer*>::iterator at;
+      ~unregister() { timers.erase(at); }
+    } guard{udp_idle_timers_, registered};
     for (;;) {
       const auto limit = stopping_ ? std::min<duration>(options_.udp_idle_timeout, k_drain_udp_idle)
                                    : duration(options_.udp_idle_timeout);
       if (steady_clock::now() - *last >= limit)
         co_return;
       t.expires_at(*last + limit);
-      if (stopping_)
-        co_await t.async_wait(use_tuple);
-      else
-        co_await (t.async_wait(use_tuple) || draining_.wait());
+      co_await t.async_wait(use_tuple);
     }
   };
   co_await (up() || down() || idle());
@@ -601,7 +607,8 @@ asio::awaitable<void> server::serve_udp(std::shared_ptr<client_state> client, st
 
 void server::stop(std::function<void()> done) {
   stopping_ = true;
-  draining_.notify(); // idle UDP flows end now
+  for (auto* t : udp_idle_timers_) // idle UDP flows recheck their limit now
+    t->cancel();
   error_code ignored;
   for (auto& l : listeners_)
     l.acceptor.close(ignored);
@@ -634,6 +641,16 @@ void server::stop(std::function<void()> done) {
         done();
       },
       asio::detached);
+}
+
+void server::abandon() {
+  stopping_ = true;
+  error_code ignored;
+  for (auto& l : listeners_)
+    l.acceptor.close(ignored);
+  for (auto& s : std::list(sessions_))
+    s->close("server stopped");
+  sessions_.clear();
 }
 
 } // namespace warren::tunnel

@@ -23,6 +23,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <functional>
 #include <list>
@@ -123,6 +124,10 @@ class server : public std::enable_shared_from_this<server> {
   void start();
   /// Graceful stop; `done` runs when every session has ended.
   void stop(std::function<void()> done);
+  /// After the event loop was stopped without a drain (a second signal):
+  /// drops every session, whose handlers hold the server, so what the loop
+  /// still holds frees everything when it goes. Streams it cuts reset.
+  void abandon();
   std::size_t sessions() const { return sessions_.size(); }
 
   /// Applies re-read access settings (load_access()): new handshakes use
@@ -224,7 +229,7 @@ class server : public std::enable_shared_from_this<server> {
   std::vector<std::uint8_t> udp_buffer_ = std::vector<std::uint8_t>(65536); // every UDP flow reads into it, in turn
   std::uint64_t next_client_ = 0;
   bool stopping_ = false;
-  stream::async_event draining_; // stop() began: UDP flows recheck their idle limit
+  std::list<boost::asio::steady_timer*> udp_idle_timers_; // stop() cancels them: flows recheck their idle limit
   static constexpr std::chrono::milliseconds k_drain_udp_idle{1'000};
 };
 

@@ -410,15 +410,7 @@ class RecoveryTest(TunnelTestCase):
         self.addCleanup(listener.close)
         listener.bind(("127.0.0.1", 0))
         listener.listen(4)
-        # io.stop() leaves the server and its live sessions to the OS: they
-        # hold each other (the sessions' handlers hold the server), which
-        # LeakSanitizer reports at exit. Known, not this test's subject.
-        prefix = ()
-        if wt.built_with_asan():
-            options = os.environ.get("ASAN_OPTIONS", "")
-            prefix = ("env", "ASAN_OPTIONS=%s%sdetect_leaks=0" % (options, ":" if options else ""))
-        server = self.start_server(scheme="ws", allow=("127.0.0.1",), extra=["--drain-timeout", "30s"],
-                                   prefix=prefix)
+        server = self.start_server(scheme="ws", allow=("127.0.0.1",), extra=["--drain-timeout", "30s"])
         client = self.start_client(server, local=["0:127.0.0.1:%d" % listener.getsockname()[1]])
         app = wt.connect("127.0.0.1", self.v4_port(client.forwards[0]))
         self.addCleanup(app.close)
