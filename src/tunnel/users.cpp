@@ -1,12 +1,12 @@
 #include "tunnel/users.hpp"
 
+#include "core/toml.hpp"
+
 #include <algorithm>
 #include <map>
-#include <variant>
 
-// The users file is read by a parser of its own for the TOML subset it
-// needs ([[user]] tables of strings and lists of strings, comments), not by
-// toml++: toml++ 3.3 (Debian 12) reaches undefined behaviour on some
+// The users file is read by core/toml (a reader of our own, bounded and
+// fuzzed): toml++ 3.3 (Debian 12) reaches undefined behaviour on some
 // malformed input (an assertion in parse_key after "[:", an unreachable
 // branch for U+FDFF), which fuzz_users found at once.
 
@@ -14,244 +14,13 @@ namespace warren::tunnel {
 
 namespace {
 
-struct position {
-  int line = 1;
-  int column = 1;
-};
-
-struct string_value {
-  std::string text;
-  position at;
-};
-using value = std::variant<string_value, std::vector<string_value>>;
-
-struct entry {
-  std::string key;
-  position at;
-  value v;
-};
-
-struct table {
-  position at;
-  std::vector<entry> entries;
-};
-
-/// A cursor over the file: knows its line and column, skips blanks and comments.
-class lexer {
- public:
-  lexer(std::string_view text, std::string_view source) : text_(text), source_(source) {}
-
-  bool done() const { return i_ >= text_.size(); }
-  char peek() const { return done() ? '\0' : text_[i_]; }
-  position at() const { return pos_; }
-  void next() {
-    if (done())
-      return;
-    if (text_[i_] == '\n') {
-      ++pos_.line;
-      pos_.column = 1;
-    } else {
-      ++pos_.column;
-    }
-    ++i_;
-  }
-  /// Spaces, tabs and a comment up to (not including) the end of the line.
-  void skip_blanks() {
-    while (peek() == ' ' || peek() == '\t')
-      next();
-    if (peek() == '#')
-      while (!done() && peek() != '\n')
-        next();
-  }
-  /// Blanks, comments and newlines (inside a list, between tables).
-  void skip_blanks_and_newlines() {
-    for (;;) {
-      skip_blanks();
-      if (peek() == '\n' || (peek() == '\r' && i_ + 1 < text_.size() && text_[i_ + 1] == '\n'))
-        next();
-      else
-        return;
-    }
-  }
-  /// The end of a line: only blanks and a comment may come before it.
-  std::string end_of_line() {
-    skip_blanks();
-    if (peek() == '\r')
-      next();
-    if (done())
-      return {};
-    if (peek() != '\n')
-      return error(at(), "expected the end of the line, found '" + shown(peek()) + "'");
-    next();
-    return {};
-  }
-  std::string error(position p, const std::string& what) const {
-    return std::string(source_) + ":" + std::to_string(p.line) + ":" + std::to_string(p.column) + ": " + what;
-  }
-  static std::string shown(char c) {
-    if (c >= 0x20 && c < 0x7f)
-      return std::string(1, c);
-    static constexpr char hex[] = "0123456789abcdef";
-    const auto u = static_cast<unsigned char>(c);
-    return std::string("\\x") + hex[u >> 4] + hex[u & 15];
-  }
-
- private:
-  std::string_view text_;
-  std::string_view source_;
-  std::size_t i_ = 0;
-  position pos_;
-};
-
-bool bare_key_char(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
-}
-
 constexpr std::size_t k_max_string = 4096;
 
-/// A "basic" (escapes \" \\ \t \n \r) or 'literal' string on one line.
-std::string parse_string(lexer& lx, string_value& out) {
-  out.at = lx.at();
-  const char quote = lx.peek();
-  lx.next();
-  for (;;) {
-    if (lx.done() || lx.peek() == '\n' || lx.peek() == '\r')
-      return lx.error(out.at, "a string that does not end on its line");
-    const char c = lx.peek();
-    if (c == quote) {
-      lx.next();
-      return {};
-    }
-    if (static_cast<unsigned char>(c) < 0x20 && c != '\t')
-      return lx.error(lx.at(), "a control character in a string");
-    if (out.text.size() >= k_max_string)
-      return lx.error(out.at, "a string longer than 4096 bytes");
-    if (c == '\\' && quote == '"') {
-      const auto esc_at = lx.at();
-      lx.next();
-      switch (lx.peek()) {
-      case '"':
-        out.text += '"';
-        break;
-      case '\\':
-        out.text += '\\';
-        break;
-      case 't':
-        out.text += '\t';
-        break;
-      case 'n':
-        out.text += '\n';
-        break;
-      case 'r':
-        out.text += '\r';
-        break;
-      default:
-        return lx.error(esc_at, "unsupported escape in a string (use 'single quotes' for text with backslashes)");
-      }
-      lx.next();
-      continue;
-    }
-    out.text += c;
-    lx.next();
-  }
-}
-
-std::string parse_value(lexer& lx, value& out) {
-  const char c = lx.peek();
-  if (c == '"' || c == '\'') {
-    string_value s;
-    auto why = parse_string(lx, s);
-    out = std::move(s);
-    return why;
-  }
-  if (c != '[')
-    return lx.error(lx.at(), "expected a \"string\" or a list of strings [\"...\", ...]");
-  const auto list_at = lx.at();
-  lx.next();
-  std::vector<string_value> items;
-  for (;;) {
-    lx.skip_blanks_and_newlines();
-    if (lx.peek() == ']') {
-      lx.next();
-      break;
-    }
-    if (lx.peek() != '"' && lx.peek() != '\'')
-      return lx.done() ? lx.error(list_at, "a list without its closing ']'")
-                       : lx.error(lx.at(), "expected a \"string\" in the list");
-    if (items.size() >= 4096)
-      return lx.error(list_at, "a list of more than 4096 items");
-    string_value s;
-    if (auto why = parse_string(lx, s); !why.empty())
-      return why;
-    items.push_back(std::move(s));
-    lx.skip_blanks_and_newlines();
-    if (lx.peek() == ',') {
-      lx.next();
-    } else if (lx.peek() != ']') {
-      return lx.done() ? lx.error(list_at, "a list without its closing ']'")
-                       : lx.error(lx.at(), "expected ',' or ']' in the list");
-    }
-  }
-  out = std::move(items);
-  return {};
-}
-
-/// The file as [[user]] tables; an error sentence with its position, or empty.
-std::string parse_tables(std::string_view text, std::string_view source, std::vector<table>& out) {
-  if (text.starts_with("\xEF\xBB\xBF"))
-    text.remove_prefix(3);
-  lexer lx(text, source);
-  for (;;) {
-    lx.skip_blanks_and_newlines();
-    if (lx.done())
-      return {};
-    const auto at = lx.at();
-    if (lx.peek() == '[') {
-      lx.next();
-      const bool array = lx.peek() == '[';
-      if (array)
-        lx.next();
-      lx.skip_blanks();
-      std::string name;
-      while (bare_key_char(lx.peek())) {
-        name += lx.peek();
-        lx.next();
-      }
-      lx.skip_blanks();
-      const bool closed = array ? (lx.peek() == ']' && (lx.next(), lx.peek() == ']')) : lx.peek() == ']';
-      if (!array || name != "user" || !closed)
-        return lx.error(at, "expected [[user]] (the file holds [[user]] tables)");
-      lx.next();
-      out.push_back({at, {}});
-      if (auto why = lx.end_of_line(); !why.empty())
-        return why;
-      continue;
-    }
-    if (!bare_key_char(lx.peek()))
-      return lx.error(at, "expected a key or [[user]], found '" + lexer::shown(lx.peek()) + "'");
-    entry e;
-    e.at = at;
-    while (bare_key_char(lx.peek()) && e.key.size() < 64) {
-      e.key += lx.peek();
-      lx.next();
-    }
-    lx.skip_blanks();
-    if (lx.peek() != '=')
-      return lx.error(lx.at(), "expected '=' after " + e.key);
-    lx.next();
-    lx.skip_blanks();
-    if (auto why = parse_value(lx, e.v); !why.empty())
-      return why;
-    if (auto why = lx.end_of_line(); !why.empty())
-      return why;
-    if (out.empty())
-      return lx.error(at, "'" + e.key + "' outside a [[user]] table");
-    for (const auto& other : out.back().entries)
-      if (other.key == e.key)
-        return lx.error(at, e.key + " given twice (also on line " + std::to_string(other.at.line) + ")");
-    out.back().entries.push_back(std::move(e));
-  }
-}
+/// Errors as "SOURCE:LINE:COLUMN: what".
+struct locator {
+  std::string_view source;
+  std::string error(toml::position p, const std::string& what) const { return toml::located(source, p, what); }
+};
 
 bool hex_digit(char c) {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
@@ -265,12 +34,14 @@ bool valid_token(std::string_view t) {
 using failure = expected<users_file>;
 
 /// One [[user]] table into `out`; an error sentence (with its position) or empty.
-std::string parse_user(const table& t, const lexer& lx, user_entry& out) {
+std::string parse_user(const toml::value& t, const locator& lx, user_entry& out) {
   out.line = t.at.line;
-  const entry* credential = nullptr;
+  const toml::entry* credential = nullptr;
   for (const auto& e : t.entries) {
-    const auto* s = std::get_if<string_value>(&e.v);
+    const auto* s = e.v.is_string() ? &e.v : nullptr;
     const auto at = [&](const std::string& what) { return lx.error(e.at, what); };
+    if (s && s->text.size() > k_max_string)
+      return lx.error(e.v.at, "a string longer than 4096 bytes");
     if (e.key == "name") {
       if (!s)
         return at("name must be a string");
@@ -303,11 +74,11 @@ std::string parse_user(const table& t, const lexer& lx, user_entry& out) {
         out.secret = v;
       }
     } else if (e.key == "allow") {
-      const auto* list = std::get_if<std::vector<string_value>>(&e.v);
-      if (!list)
+      if (!e.v.is_array() || !std::all_of(e.v.items.begin(), e.v.items.end(),
+                                          [](const toml::value& v) { return v.is_string(); }))
         return at("allow must be a list of rules, e.g. allow = [\"10.0.0.0/8:22\"]");
       std::vector<allow_rule> rules;
-      for (const auto& item : *list) {
+      for (const auto& item : e.v.items) {
         auto rule = parse_allow_rule(item.text);
         if (!rule)
           return lx.error(item.at, rule.error());
@@ -315,7 +86,7 @@ std::string parse_user(const table& t, const lexer& lx, user_entry& out) {
       }
       out.allow = std::move(rules);
     } else {
-      return at("unknown key '" + e.key + "' (a user has name, token / token_sha256 / token_file, allow)");
+      return at("unknown key '" + toml::shown_key(e.key) + "' (a user has name, token / token_sha256 / token_file, allow)");
     }
   }
   if (out.name.empty())
@@ -335,10 +106,22 @@ bool valid_user_name(std::string_view name) {
 }
 
 expected<users_file> parse_users_file(std::string_view text, std::string_view source) {
-  std::vector<table> tables;
-  if (auto why = parse_tables(text, source, tables); !why.empty())
-    return failure::failure(why);
-  const lexer lx(text, source); // for error positions
+  auto doc = toml::parse(text, source);
+  if (!doc)
+    return failure::failure(doc.error());
+  const locator lx{source};
+  // The file holds [[user]] tables and nothing else.
+  const toml::value* user_tables = nullptr;
+  for (const auto& e : doc->entries) {
+    if (e.key == "user" && e.v.table_array)
+      user_tables = &e.v;
+    else if (e.v.is_table() || e.v.table_array)
+      return failure::failure(lx.error(e.at, "expected [[user]] (the file holds [[user]] tables)"));
+    else
+      return failure::failure(lx.error(e.at, "'" + toml::shown_key(e.key) + "' outside a [[user]] table"));
+  }
+  static const std::vector<toml::value> none;
+  const auto& tables = user_tables ? user_tables->items : none;
   users_file out;
   std::map<std::string, int> names;                                              // name -> line
   std::map<std::pair<user_entry::credential, std::string>, std::string> secrets; // -> name

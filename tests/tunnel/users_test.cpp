@@ -107,12 +107,16 @@ TEST(UsersFileTest, ErrorsNameLineAndColumn) {
   EXPECT_NE(parse_error("[[user]]\nname = \"a\"\ntoken_sha256 = \"abc\"\n").find("64 hex digits"), std::string::npos);
   EXPECT_NE(parse_error("[[user]]\nname = \"a\"\ntoken = \"two words\"\n").find("without spaces"), std::string::npos);
   EXPECT_NE(parse_error("[[user]]\nname = [\"a\"]\ntoken = \"x\"\n").find("name must be a string"), std::string::npos);
-  EXPECT_EQ(parse_error("user = 3\n"), "users.toml:1:8: expected a \"string\" or a list of strings [\"...\", ...]");
+  EXPECT_EQ(parse_error("user = 3\n"), "users.toml:1:1: 'user' outside a [[user]] table");
+  EXPECT_EQ(parse_error("[[user]]\nname = \"a\"\ntoken = 3\n"), "users.toml:3:1: token must be a string");
+  EXPECT_EQ(parse_error("[[user]]\nname = \"a\"\ntoken = \"x\"\nallow = [1]\n").substr(0, 36),
+            "users.toml:4:1: allow must be a list");
   EXPECT_EQ(parse_error(""), "users.toml: no [[user]] in the file");
   // What fuzz_users found in toml++ 3.3 (an assertion, an unreachable branch): plain errors here.
-  EXPECT_EQ(parse_error("# c\n[::1]:\n"), "users.toml:2:1: expected [[user]] (the file holds [[user]] tables)");
-  EXPECT_EQ(parse_error("[[[user]]]\n"), "users.toml:1:1: expected [[user]] (the file holds [[user]] tables)");
-  EXPECT_EQ(parse_error("\xEF\xB7\xBF"), "users.toml:1:1: expected a key or [[user]], found '\\xef'");
+  EXPECT_EQ(parse_error("# c\n[::1]:\n"), "users.toml:2:2: expected a key, found ':'");
+  EXPECT_EQ(parse_error("[[[user]]]\n"), "users.toml:1:3: expected a key, found '['");
+  EXPECT_EQ(parse_error("\xEF\xB7\xBF"), "users.toml:1:1: expected a key, found U+FDFF");
+  EXPECT_EQ(parse_error("[[user]]\nname = \"\xC3\x28\"\n"), "users.toml:2:9: invalid UTF-8 (the file must be UTF-8 text)");
   // An unterminated string.
   EXPECT_TRUE(parse_error("[[user]]\nname = \"a\ntoken = \"x\"\n").starts_with("users.toml:2:"))
       << "unterminated string";
