@@ -172,9 +172,9 @@ std::function<int()> add_client_command(CLI::App& app) {
   auto a = std::make_shared<client_args>();
   auto* cmd = app.add_subcommand("client", "Connect to a warren server and forward ports through it");
   cmd->add_option("URL", a->url, "wss://HOST[:PORT][/path], ws://, tls:// or tcp://")->required();
-  cmd->add_option("-L", a->local, "[udp/][bind:]port:host:port  forward a local port through the tunnel")
+  cmd->add_option("-L,--local", a->local, "[udp/][bind:]port:host:port  forward a local port through the tunnel")
       ->allow_extra_args(false);
-  cmd->add_option("-D", a->dynamic, "[bind:]port  SOCKS5 server (names resolved by the server)")
+  cmd->add_option("-D,--dynamic", a->dynamic, "[bind:]port  SOCKS5 server (names resolved by the server)")
       ->allow_extra_args(false);
   cmd->add_option("--token-file", a->token_file, "File holding the token (or WARREN_TOKEN)");
   cmd->add_option("--pin", a->pin, "Trust a self-signed server by its certificate's sha256:... fingerprint");

@@ -21,5 +21,7 @@ class user_error : public std::runtime_error {
 std::function<int()> add_relay_command(CLI::App& app);
 std::function<int()> add_server_command(CLI::App& app);
 std::function<int()> add_client_command(CLI::App& app);
+/// `warren config check|example` (cli/config.cpp).
+std::function<int()> add_config_command(CLI::App& app);
 
 } // namespace warren::cli

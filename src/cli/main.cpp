@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   auto run_relay = warren::cli::add_relay_command(app);
   auto run_server = warren::cli::add_server_command(app);
   auto run_client = warren::cli::add_client_command(app);
+  auto run_config = warren::cli::add_config_command(app);
 
   try {
     app.parse(argc, argv);
@@ -35,6 +36,8 @@ int main(int argc, char** argv) {
       return run_server();
     if (app.got_subcommand("client"))
       return run_client();
+    if (app.got_subcommand("config"))
+      return run_config();
   } catch (const warren::cli::user_error& e) {
     std::fprintf(stderr, "warren: error: %s\n", e.what());
     return 1;
