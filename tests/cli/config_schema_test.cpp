@@ -1,0 +1,73 @@
+// The config schema (cli/config_schema.*): keys read from the subcommands'
+// own CLI11 options, a section turned into the argv those options parse,
+// CLI11's errors mapped back to the key's line:column, secrets refused.
+#include "cli/config_schema.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+namespace warren::cli {
+namespace {
+
+bool has(const std::vector<std::string>& v, const std::string& s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+TEST(ConfigSchemaTest, KeysComeFromTheCommands) {
+  const auto client = config_keys("client");
+  for (const char* k : {"url", "token_file", "local", "dynamic", "insecure_token", "proxy_password_file"})
+    EXPECT_TRUE(has(client, k)) << k;
+  EXPECT_FALSE(has(client, "help"));
+  const auto relay = config_keys("relay");
+  EXPECT_TRUE(has(relay, "listen") && has(relay, "target") && has(relay, "udp"));
+  EXPECT_TRUE(has(config_keys("server"), "max_streams_per_client"));
+}
+
+TEST(ConfigSchemaTest, SectionBecomesArgv) {
+  const auto r = check_config("[[client]]\nname = \"a\"\nurl = \"wss://h:1/\"\ntoken-file = \"/t\"\n"
+                              "local = [\"1:h:2\", \"3:h:4\"]\ninsecure_token = false\n"
+                              "[[relay]]\nname = \"r\"\nlisten = \"localhost:1\"\ntarget = \"h:2\"\nudp = true\n"
+                              "[[server]]\nname = \"s\"\nmax_clients = 5\n",
+                              "c.toml");
+  ASSERT_TRUE(r.errors.empty()) << r.errors.front();
+  ASSERT_EQ(r.units.size(), 3u);
+  EXPECT_EQ(r.units[0].args, (std::vector<std::string>{"--token-file=/t", "--local=1:h:2", "--local=3:h:4", "--",
+                                                       "wss://h:1/"}));
+  EXPECT_EQ(r.units[1].args, (std::vector<std::string>{"--udp", "--", "localhost:1", "h:2"}));
+  EXPECT_EQ(r.units[2].args, (std::vector<std::string>{"--max-clients=5"}));
+  EXPECT_EQ(config_summary(r.units), "3 units: client a, relay r, server s");
+}
+
+TEST(ConfigSchemaTest, Errors) {
+  const auto errors = [](std::string_view text) { return check_config(text, "c.toml").errors; };
+  EXPECT_EQ(errors("[[server]]\nname = \"s\"\nmax_clients = 0\n").at(0).substr(0, 13), "c.toml:3:15: ")
+      << "CLI11's range check, at the value";
+  EXPECT_EQ(errors("[[client]]\nname = \"c\"\ntoken_fil = \"/t\"\n").at(0),
+            "c.toml:3:1: unknown key 'token_fil' in [[client]]; did you mean `token_file`?");
+  const auto secret = errors("[[client]]\nname = \"c\"\npassword = \"hunter22\"\n");
+  EXPECT_EQ(secret.at(0), "c.toml:3:1: password: secrets are not written in the config; put it in a file and use "
+                          "token_file");
+  EXPECT_EQ(errors("[[client]]\nname = \"c\"\nsocks_password = \"x\"\n").at(0).find("use socks_password_file") !=
+                std::string::npos,
+            true);
+  EXPECT_EQ(errors("[[client]]\nurl = \"wss://h/\"\nlocal = [\"1:h:2\"]\n").at(0),
+            "c.toml:1:1: [[client]] without a name (name = \"...\": letters, digits, '.', '_', '-')");
+  EXPECT_EQ(errors("[[client]]\nname = \"c\"\nurl = \"wss://h/\"\n").at(0),
+            "c.toml:1:1: [[client]] c forwards nothing: give local = [...] or dynamic = [...]");
+  EXPECT_EQ(errors("[[relay]]\nname = \"r\"\nlisten = \"localhost:1\"\n").at(0), "c.toml:1:1: target is required");
+  EXPECT_EQ(errors("[[relay]]\nname = \"r\"\nlisten = \"x:1\"\ntarget = \"h:1\"\nconnect_timeout = \"9q\"\n")
+                .at(0)
+                .substr(0, 28),
+            "c.toml:5:19: connect_timeout");
+  EXPECT_EQ(errors("[relay]\nname = \"r\"\n").at(0), "c.toml:1:1: write [[relay]] (each unit is one [[relay]] section)");
+  EXPECT_EQ(errors("x = 1\n").at(0), "c.toml:1:1: 'x' outside a unit section ([[relay]], [[client]], [[server]])");
+  EXPECT_EQ(errors("[[relay]]\nname = \"r\"\nname = \"s\"\n").at(0), "c.toml:3:1: name given twice (also on line 2)");
+  const auto twice = errors("[[relay]]\nname = \"r\"\nlisten = \"x:1\"\ntarget = \"h:1\"\ntarget = \"h:2\"\n");
+  EXPECT_EQ(twice.at(0), "c.toml:5:1: target given twice (also on line 4)");
+  const auto spelled_twice = errors("[[client]]\nname = \"c\"\ntoken_file = \"a\"\ntoken-file = \"b\"\n");
+  EXPECT_EQ(spelled_twice.at(0), "c.toml:4:1: token-file given twice (also on line 3)");
+}
+
+} // namespace
+} // namespace warren::cli
