@@ -37,9 +37,10 @@ void frame_decoder::append(const std::uint8_t* data, std::size_t n) {
     // Grow with what arrived, never past the announced length (itself at
     // most the limit): the peer pays in bytes sent for what we allocate.
     const std::size_t grown = std::max({need, body_.capacity() * 2, k_first_capacity});
-    body_.reserve(std::min<std::size_t>(grown, length_));
+    body_.reserve(std::min<std::size_t>(grown, length_)); // exact: vector never rounds up
   }
-  body_.append(reinterpret_cast<const char*>(data), n);
+  const auto* chars = reinterpret_cast<const char*>(data);
+  body_.insert(body_.end(), chars, chars + n);
 }
 
 frame_status frame_decoder::decode(std::span<const std::uint8_t>& input) {
@@ -50,7 +51,7 @@ frame_status frame_decoder::decode(std::span<const std::uint8_t>& input) {
     have_length_ = 0;
     length_ = 0;
     if (body_.capacity() > k_keep_capacity)
-      std::string().swap(body_);
+      std::vector<char>().swap(body_);
     else
       body_.clear();
   }

@@ -21,6 +21,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace warren::daemon {
 
@@ -59,7 +60,7 @@ class frame_decoder {
   frame_status decode(std::string_view& input);
 
   /// The message of the last `frame` result.
-  std::string_view frame() const noexcept { return body_; }
+  std::string_view frame() const noexcept { return {body_.data(), body_.size()}; }
 
   /// At EOF: whether it cut a frame. After a decode error it answers
   /// `clean`: the error, reported already, is why the connection closes.
@@ -81,7 +82,7 @@ class frame_decoder {
   std::uint8_t length_bytes_[k_length_size] = {};
   std::size_t have_length_ = 0; // length bytes in so far
   std::uint32_t length_ = 0;
-  std::string body_;
+  std::vector<char> body_; // not std::string: its reserve() may round up past the limit
   bool delivered_ = false;                    // body_ was handed out; clear it on the next decode()
   frame_status failed_ = frame_status::need_more; // need_more: not failed
 };
