@@ -10,7 +10,7 @@ namespace {
 
 // A buffer left this large after a frame is released, so an idle connection
 // that once sent a big request does not keep its buffer.
-constexpr std::size_t k_keep_capacity = 64 * 1024;
+constexpr std::size_t k_keep_capacity = std::size_t{64} * 1024;
 // The first allocation for a body; then the buffer doubles, capped at the
 // announced length.
 constexpr std::size_t k_first_capacity = 4096;

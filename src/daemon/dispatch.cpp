@@ -57,7 +57,7 @@ std::optional<json> answer(const method_table& table, const connection_state& st
   }
 }
 
-dispatch_outcome refuse(connection_state& state, const request_id& id, rpc_error e) {
+dispatch_outcome refuse(connection_state& state, const request_id& id, const rpc_error& e) {
   state.complete_auth(access_level::none);
   return dispatch_outcome{framed(encode_error(id, e)), true, false};
 }
@@ -70,7 +70,7 @@ dispatch_outcome first_frame(connection_state& state, std::string_view frame, ti
     return refuse(state, nullptr, error(error_code::unauthorized, "authentication deadline passed"));
   auto parsed = parse_message(frame, options.limits);
   if (auto* e = std::get_if<rpc_error>(&parsed))
-    return refuse(state, nullptr, std::move(*e));
+    return refuse(state, nullptr, *e);
   auto& m = std::get<message>(parsed);
   const auto* r = std::get_if<request>(&m.entries.front());
   const rpc_error required =

@@ -393,3 +393,23 @@ TEST(Dispatch, FrameErrorReplies) {
   ASSERT_EQ(d2.decode(in2), frame_status::frame);
   EXPECT_EQ(error_code_of(json::parse(d2.frame())), -32600);
 }
+
+// docs/CONTROL.md's example session, byte for byte (the daemon's side).
+TEST(Dispatch, ExampleSessionInControlMd) {
+  auto t = toy_table();
+  auto s = connection_state::network(transport_kind::tcp, t0, 5s);
+  const auto check = [](std::string_view token) {
+    return token == "s3cret" ? auth_verdict::admin : auth_verdict::wrong_token;
+  };
+  const std::string c1 = R"({"jsonrpc":"2.0","method":"auth","params":{"token":"s3cret"},"id":1})";
+  const std::string c2 = R"({"jsonrpc":"2.0","method":"daemon.stats","id":2})";
+  EXPECT_EQ(encode_frame(c1).substr(0, 4), std::string("\x00\x00\x00\x44", 4));
+  EXPECT_EQ(encode_frame(c2).substr(0, 4), std::string("\x00\x00\x00\x30", 4));
+  EXPECT_EQ(dispatch(t, s, c1, t0, check).reply,
+            std::string("\x00\x00\x00\x34", 4) + R"({"id":1,"jsonrpc":"2.0","result":{"access":"admin"}})");
+  EXPECT_EQ(dispatch(t, s, c2, t0, check).reply,
+            std::string("\x00\x00\x00\x5d", 4) +
+                R"({"error":{"code":-32601,"message":"method not found: 'daemon.stats'"},"id":2,"jsonrpc":"2.0"})");
+  EXPECT_EQ(encode_frame(R"({"jsonrpc":"2.0","method":"daemon.status","id":3})").substr(0, 4),
+            std::string("\x00\x00\x00\x31", 4));
+}
