@@ -17,15 +17,18 @@ rpc_error error(error_code code, std::string message) {
   return rpc_error{code, std::move(message), std::nullopt};
 }
 
-// One reply object as text, or -32603 in its place when it would not fit in
-// a frame (a handler's result can be large: units.list of many units).
-std::string fit(const json& reply, const request_id& id, std::uint32_t max_response) {
+// One reply object as text, or -32603 (same id) in its place when it would
+// not fit in a frame (a handler's result can be large: units.list of many units).
+std::string fit(const json& reply, std::uint32_t max_response) {
   std::string text = dump(reply);
   if (text.size() <= max_response)
     return text;
-  return encode_error(id, error(error_code::internal_error, "response of " + std::to_string(text.size()) +
-                                                                " bytes is over the limit of " +
-                                                                std::to_string(max_response)));
+  json replaced = error_object(nullptr, error(error_code::internal_error, "response of " + std::to_string(text.size()) +
+                                                                             " bytes is over the limit of " +
+                                                                             std::to_string(max_response)));
+  if (const auto id = reply.find("id"); id != reply.end())
+    replaced["id"] = *id;
+  return dump(replaced);
 }
 
 std::string framed(std::string_view text) {
@@ -34,27 +37,32 @@ std::string framed(std::string_view text) {
   return out;
 }
 
-// The reply to one request on an authenticated connection, or nullopt for a
-// notification (which is run but never answered, errors included).
-std::optional<json> answer(const method_table& table, const connection_state& state, const request& r) {
-  const request_id id = r.id.value_or(request_id{nullptr});
-  auto reply = [&](const method_result& result) -> std::optional<json> {
-    if (r.notification())
-      return std::nullopt;
-    return result.ok() ? result_object(id, result.value()) : error_object(id, result.error());
-  };
-  if (r.method == k_auth_method) // already authenticated: report, never re-check or change
-    return reply(json{{"access", access_name(state.access())}});
-  const method_info* method = table.find(r.method);
-  if (method == nullptr)
-    return reply(error(error_code::method_not_found, "method not found: " + quote_untrusted(r.method)));
-  if (state.read_only() && !method->read_only_ok)
-    return reply(error(error_code::read_only, "a read-only caller may not call " + r.method));
-  try {
-    return reply(method->handler(r.params, state));
-  } catch (const std::exception&) {
-    return reply(error(error_code::internal_error, "internal error in " + r.method));
+// Plans one request on an authenticated connection: a call to make, or the
+// reply known already (auth report, unknown method, read-only refusal).
+planned_call plan_one(const method_table& table, const connection_state& state, request r) {
+  planned_call call;
+  call.req = std::move(r);
+  const request_id id = call.req.id.value_or(request_id{nullptr});
+  const bool answered = !call.req.notification();
+  if (call.req.method == k_auth_method) { // already authenticated: report, never re-check or change
+    if (answered)
+      call.reply = result_object(id, json{{"access", access_name(state.access())}});
+    return call;
   }
+  const method_info* method = table.find(call.req.method);
+  if (method == nullptr) {
+    if (answered)
+      call.reply = error_object(id, error(error_code::method_not_found,
+                                          "method not found: " + quote_untrusted(call.req.method)));
+    return call;
+  }
+  if (state.read_only() && !method->read_only_ok) {
+    if (answered)
+      call.reply = error_object(id, error(error_code::read_only, "a read-only caller may not call " + call.req.method));
+    return call;
+  }
+  call.method = method;
+  return call;
 }
 
 dispatch_outcome refuse(connection_state& state, const request_id& id, const rpc_error& e) {
@@ -169,31 +177,67 @@ const method_info* method_table::find(std::string_view name) const {
   return it == methods_.end() ? nullptr : &it->second;
 }
 
-dispatch_outcome dispatch(const method_table& table, connection_state& state, std::string_view frame,
-                          time_point now, const token_check& check_token, const dispatch_options& options) {
-  if (state.awaiting_auth())
-    return first_frame(state, frame, now, check_token, options);
-  if (!state.authenticated())
-    return dispatch_outcome{framed(encode_error(nullptr, error(error_code::unauthorized, "not authenticated"))),
-                            true, false};
+dispatch_plan plan_dispatch(const method_table& table, connection_state& state, std::string_view frame,
+                            time_point now, const token_check& check_token, const dispatch_options& options) {
+  dispatch_plan plan;
+  if (state.awaiting_auth()) {
+    plan.outcome = first_frame(state, frame, now, check_token, options);
+    return plan;
+  }
+  if (!state.authenticated()) {
+    plan.outcome = dispatch_outcome{
+        framed(encode_error(nullptr, error(error_code::unauthorized, "not authenticated"))), true, false};
+    return plan;
+  }
   auto parsed = parse_message(frame, options.limits);
-  if (const auto* e = std::get_if<rpc_error>(&parsed)) // the framing is intact: the connection goes on
-    return dispatch_outcome{framed(encode_error(nullptr, *e)), false, false};
-  const auto& m = std::get<message>(parsed);
-  std::vector<std::string> replies;
-  for (const auto& entry : m.entries) {
-    if (const auto* bad = std::get_if<invalid_request>(&entry)) {
-      replies.push_back(fit(error_object(bad->id, bad->error), bad->id, options.max_response));
-      continue;
+  if (const auto* e = std::get_if<rpc_error>(&parsed)) { // the framing is intact: the connection goes on
+    plan.outcome = dispatch_outcome{framed(encode_error(nullptr, *e)), false, false};
+    return plan;
+  }
+  auto& m = std::get<message>(parsed);
+  plan.batch = m.batch;
+  plan.calls.reserve(m.entries.size());
+  for (auto& entry : m.entries) {
+    if (auto* bad = std::get_if<invalid_request>(&entry)) {
+      planned_call call;
+      call.reply = error_object(bad->id, bad->error);
+      plan.calls.push_back(std::move(call));
+    } else {
+      plan.calls.push_back(plan_one(table, state, std::move(std::get<request>(entry))));
     }
-    const auto& r = std::get<request>(entry);
-    if (auto reply = answer(table, state, r))
-      replies.push_back(fit(*reply, r.id.value_or(request_id{nullptr}), options.max_response));
+  }
+  return plan;
+}
+
+void complete_call(planned_call& call, const method_result& result) {
+  if (call.req.notification())
+    return;
+  const request_id id = call.req.id.value_or(request_id{nullptr});
+  call.reply = result.ok() ? result_object(id, result.value()) : error_object(id, result.error());
+}
+
+void run_call(planned_call& call, const connection_state& caller) {
+  if (call.method == nullptr)
+    return;
+  try {
+    complete_call(call, call.method->handler(call.req.params, caller));
+  } catch (const std::exception&) {
+    complete_call(call, rpc_error{error_code::internal_error, "internal error in " + call.req.method, std::nullopt});
+  }
+}
+
+dispatch_outcome assemble(const dispatch_plan& plan, const dispatch_options& options) {
+  if (plan.outcome)
+    return *plan.outcome;
+  std::vector<std::string> replies;
+  for (const auto& call : plan.calls) {
+    if (call.reply)
+      replies.push_back(fit(*call.reply, options.max_response));
   }
   dispatch_outcome out;
   if (replies.empty())
     return out; // notifications only
-  if (!m.batch) {
+  if (!plan.batch) {
     out.reply = framed(replies.front());
     return out;
   }
@@ -211,6 +255,14 @@ dispatch_outcome dispatch(const method_table& table, connection_state& state, st
                                                                         std::to_string(options.max_response)));
   out.reply = framed(batch);
   return out;
+}
+
+dispatch_outcome dispatch(const method_table& table, connection_state& state, std::string_view frame,
+                          time_point now, const token_check& check_token, const dispatch_options& options) {
+  auto plan = plan_dispatch(table, state, frame, now, check_token, options);
+  for (auto& call : plan.calls)
+    run_call(call, state);
+  return assemble(plan, options);
 }
 
 std::string frame_error_reply(frame_status status, std::uint32_t announced, std::uint32_t limit) {

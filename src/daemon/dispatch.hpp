@@ -24,6 +24,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace warren::daemon {
 
@@ -140,9 +141,44 @@ struct dispatch_outcome {
 /// Answers one frame's message on a connection in `state`: parses it,
 /// enforces the auth-first rule and the read-only rule, calls handlers and
 /// assembles the reply (single or batch; none for notifications). `now`
-/// is checked against the auth deadline.
+/// is checked against the auth deadline. Equal to plan_dispatch(), then
+/// run_call() on each call in order, then assemble().
 dispatch_outcome dispatch(const method_table& table, connection_state& state, std::string_view frame,
                           time_point now, const token_check& check_token, const dispatch_options& options = {});
+
+// ---- the same in steps, for handlers that must wait -----------------------
+// A daemon whose methods post to a unit's executor and wait for it runs the
+// calls itself (co_await, in order) between plan_dispatch() and assemble();
+// every rule above still applies, since only allowed calls are planned.
+
+/// One element of a planned frame: a call to make, or a reply already known.
+struct planned_call {
+  request req;
+  const method_info* method = nullptr;   // to call (found, and allowed for the caller); nullptr: nothing to call
+  std::optional<nlohmann::json> reply;   // the reply object once known; stays empty for notifications
+};
+
+/// A frame's work. `outcome` set: the frame is answered already (auth
+/// frames, parse errors, refusals) and `calls` is empty. The plan points
+/// into the method table, which must outlive it.
+struct dispatch_plan {
+  std::optional<dispatch_outcome> outcome;
+  bool batch = false;
+  std::vector<planned_call> calls;
+};
+
+dispatch_plan plan_dispatch(const method_table& table, connection_state& state, std::string_view frame,
+                            time_point now, const token_check& check_token, const dispatch_options& options = {});
+
+/// Calls `call.method`'s handler (an exception becomes -32603) and records
+/// the reply (none for a notification).
+void run_call(planned_call& call, const connection_state& caller);
+
+/// Records `result` as the reply to `call` (for calls run elsewhere).
+void complete_call(planned_call& call, const method_result& result);
+
+/// The framed reply to a plan whose calls have all completed.
+dispatch_outcome assemble(const dispatch_plan& plan, const dispatch_options& options = {});
 
 /// The framed error that answers a frame the decoder refused (too large:
 /// -32005 with the limit in `data`; zero length: -32600). The caller

@@ -413,3 +413,58 @@ TEST(Dispatch, ExampleSessionInControlMd) {
   EXPECT_EQ(encode_frame(R"({"jsonrpc":"2.0","method":"daemon.status","id":3})").substr(0, 4),
             std::string("\x00\x00\x00\x31", 4));
 }
+
+// The steps a daemon with waiting handlers runs: only allowed calls are
+// planned, replies known already are in the plan, results completed out of
+// order are assembled in request order, and the bytes equal dispatch()'s.
+TEST(Dispatch, PlannedCallsCompletedElsewhereAssembleLikeDispatch) {
+  int calls = 0;
+  auto t = toy_table(&calls);
+  const std::string frame = R"([
+    {"jsonrpc":"2.0","method":"units.add","params":{"name":"a"},"id":1},
+    {"jsonrpc":"2.0","method":"nope","id":2},
+    {"jsonrpc":"2.0","method":"units.list"},
+    {"jsonrpc":"2.0","method":"units.add","params":{"name":"b"},"id":3}])";
+  auto reader = connection_state::unix_peer(access_level::read_only);
+  auto ro_plan = plan_dispatch(t, reader, frame, t0, nullptr);
+  ASSERT_FALSE(ro_plan.outcome);
+  ASSERT_EQ(ro_plan.calls.size(), 4U);
+  EXPECT_EQ(ro_plan.calls[0].method, nullptr); // refused: not planned as a call
+  EXPECT_EQ(error_code_of(*ro_plan.calls[0].reply), -32001);
+  EXPECT_NE(ro_plan.calls[2].method, nullptr); // a read-only notification is called
+  EXPECT_FALSE(ro_plan.calls[2].reply);
+
+  auto admin = connection_state::unix_peer(access_level::admin);
+  auto plan = plan_dispatch(t, admin, frame, t0, nullptr);
+  ASSERT_EQ(plan.calls.size(), 4U);
+  EXPECT_EQ(calls, 0); // planning runs nothing
+  EXPECT_EQ(error_code_of(*plan.calls[1].reply), -32601);
+  complete_call(plan.calls[3], method_result(json{{"added", "b"}}));
+  run_call(plan.calls[2], admin);
+  complete_call(plan.calls[0], method_result::invalid_params("no"));
+  complete_call(plan.calls[2], method_result(json(5))); // a notification: no reply recorded
+  EXPECT_FALSE(plan.calls[2].reply);
+  auto out = assemble(plan);
+  auto r = reply_json(out);
+  ASSERT_EQ(r.size(), 3U);
+  EXPECT_EQ(r[0]["id"], 1);
+  EXPECT_EQ(error_code_of(r[0]), -32602);
+  EXPECT_EQ(r[1]["id"], 2);
+  EXPECT_EQ(r[2]["result"]["added"], "b");
+
+  auto admin2 = connection_state::unix_peer(access_level::admin);
+  auto again = plan_dispatch(t, admin2, frame, t0, nullptr);
+  for (auto& c : again.calls)
+    run_call(c, admin2);
+  EXPECT_EQ(assemble(again).reply, dispatch(t, admin2, frame, t0, nullptr).reply);
+}
+
+TEST(Dispatch, AuthFramesAreAnsweredInThePlan) {
+  auto t = toy_table();
+  auto s = connection_state::network(transport_kind::tcp, t0, 5s);
+  auto plan = plan_dispatch(t, s, k_auth_admin, t0, tokens());
+  ASSERT_TRUE(plan.outcome);
+  EXPECT_TRUE(plan.calls.empty());
+  EXPECT_EQ(reply_json(*plan.outcome)["result"]["access"], "admin");
+  EXPECT_EQ(assemble(plan).reply, plan.outcome->reply);
+}
