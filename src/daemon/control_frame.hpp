@@ -82,8 +82,8 @@ class frame_decoder {
   std::uint8_t length_bytes_[k_length_size] = {};
   std::size_t have_length_ = 0; // length bytes in so far
   std::uint32_t length_ = 0;
-  std::vector<char> body_; // not std::string: its reserve() may round up past the limit
-  bool delivered_ = false;                    // body_ was handed out; clear it on the next decode()
+  std::vector<char> body_;                        // not std::string: its reserve() may round up past the limit
+  bool delivered_ = false;                        // body_ was handed out; clear it on the next decode()
   frame_status failed_ = frame_status::need_more; // need_more: not failed
 };
 

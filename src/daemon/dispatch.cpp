@@ -24,8 +24,8 @@ std::string fit(const json& reply, std::uint32_t max_response) {
   if (text.size() <= max_response)
     return text;
   json replaced = error_object(nullptr, error(error_code::internal_error, "response of " + std::to_string(text.size()) +
-                                                                             " bytes is over the limit of " +
-                                                                             std::to_string(max_response)));
+                                                                              " bytes is over the limit of " +
+                                                                              std::to_string(max_response)));
   if (const auto id = reply.find("id"); id != reply.end())
     replaced["id"] = *id;
   return dump(replaced);
@@ -52,8 +52,8 @@ planned_call plan_one(const method_table& table, const connection_state& state, 
   const method_info* method = table.find(call.req.method);
   if (method == nullptr) {
     if (answered)
-      call.reply = error_object(id, error(error_code::method_not_found,
-                                          "method not found: " + quote_untrusted(call.req.method)));
+      call.reply = error_object(
+          id, error(error_code::method_not_found, "method not found: " + quote_untrusted(call.req.method)));
     return call;
   }
   if (state.read_only() && !method->read_only_ok) {
@@ -101,10 +101,10 @@ dispatch_outcome first_frame(connection_state& state, std::string_view frame, ti
   }
   if (token == nullptr)
     return refuse(state, id,
-                  error(error_code::invalid_params, "auth takes {\"token\": \"...\"} (1 to " +
-                                                        std::to_string(k_max_token_length) + " bytes)"));
-  const auth_verdict verdict = check_token ? check_token(token->get_ref<const std::string&>())
-                                           : auth_verdict::wrong_token;
+                  error(error_code::invalid_params,
+                        "auth takes {\"token\": \"...\"} (1 to " + std::to_string(k_max_token_length) + " bytes)"));
+  const auth_verdict verdict =
+      check_token ? check_token(token->get_ref<const std::string&>()) : auth_verdict::wrong_token;
   switch (verdict) {
   case auth_verdict::admin:
   case auth_verdict::read_only: {
@@ -177,16 +177,16 @@ const method_info* method_table::find(std::string_view name) const {
   return it == methods_.end() ? nullptr : &it->second;
 }
 
-dispatch_plan plan_dispatch(const method_table& table, connection_state& state, std::string_view frame,
-                            time_point now, const token_check& check_token, const dispatch_options& options) {
+dispatch_plan plan_dispatch(const method_table& table, connection_state& state, std::string_view frame, time_point now,
+                            const token_check& check_token, const dispatch_options& options) {
   dispatch_plan plan;
   if (state.awaiting_auth()) {
     plan.outcome = first_frame(state, frame, now, check_token, options);
     return plan;
   }
   if (!state.authenticated()) {
-    plan.outcome = dispatch_outcome{
-        framed(encode_error(nullptr, error(error_code::unauthorized, "not authenticated"))), true, false};
+    plan.outcome = dispatch_outcome{framed(encode_error(nullptr, error(error_code::unauthorized, "not authenticated"))),
+                                    true, false};
     return plan;
   }
   auto parsed = parse_message(frame, options.limits);
@@ -249,16 +249,15 @@ dispatch_outcome assemble(const dispatch_plan& plan, const dispatch_options& opt
   }
   batch += ']';
   if (batch.size() > options.max_response)
-    batch = encode_error(nullptr, error(error_code::internal_error, "batch response of " +
-                                                                        std::to_string(batch.size()) +
-                                                                        " bytes is over the limit of " +
-                                                                        std::to_string(options.max_response)));
+    batch = encode_error(nullptr, error(error_code::internal_error,
+                                        "batch response of " + std::to_string(batch.size()) +
+                                            " bytes is over the limit of " + std::to_string(options.max_response)));
   out.reply = framed(batch);
   return out;
 }
 
-dispatch_outcome dispatch(const method_table& table, connection_state& state, std::string_view frame,
-                          time_point now, const token_check& check_token, const dispatch_options& options) {
+dispatch_outcome dispatch(const method_table& table, connection_state& state, std::string_view frame, time_point now,
+                          const token_check& check_token, const dispatch_options& options) {
   auto plan = plan_dispatch(table, state, frame, now, check_token, options);
   for (auto& call : plan.calls)
     run_call(call, state);
@@ -268,8 +267,8 @@ dispatch_outcome dispatch(const method_table& table, connection_state& state, st
 std::string frame_error_reply(frame_status status, std::uint32_t announced, std::uint32_t limit) {
   rpc_error e;
   if (status == frame_status::too_large) {
-    e = error(error_code::frame_too_large, "frame of " + std::to_string(announced) +
-                                               " bytes is over the limit of " + std::to_string(limit) + " bytes");
+    e = error(error_code::frame_too_large, "frame of " + std::to_string(announced) + " bytes is over the limit of " +
+                                               std::to_string(limit) + " bytes");
     e.data = json{{"limit", limit}};
   } else {
     e = error(error_code::invalid_request, std::string(frame_status_name(status)));

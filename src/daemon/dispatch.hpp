@@ -143,8 +143,8 @@ struct dispatch_outcome {
 /// assembles the reply (single or batch; none for notifications). `now`
 /// is checked against the auth deadline. Equal to plan_dispatch(), then
 /// run_call() on each call in order, then assemble().
-dispatch_outcome dispatch(const method_table& table, connection_state& state, std::string_view frame,
-                          time_point now, const token_check& check_token, const dispatch_options& options = {});
+dispatch_outcome dispatch(const method_table& table, connection_state& state, std::string_view frame, time_point now,
+                          const token_check& check_token, const dispatch_options& options = {});
 
 // ---- the same in steps, for handlers that must wait -----------------------
 // A daemon whose methods post to a unit's executor and wait for it runs the
@@ -154,8 +154,8 @@ dispatch_outcome dispatch(const method_table& table, connection_state& state, st
 /// One element of a planned frame: a call to make, or a reply already known.
 struct planned_call {
   request req;
-  const method_info* method = nullptr;   // to call (found, and allowed for the caller); nullptr: nothing to call
-  std::optional<nlohmann::json> reply;   // the reply object once known; stays empty for notifications
+  const method_info* method = nullptr; // to call (found, and allowed for the caller); nullptr: nothing to call
+  std::optional<nlohmann::json> reply; // the reply object once known; stays empty for notifications
 };
 
 /// A frame's work. `outcome` set: the frame is answered already (auth
@@ -167,8 +167,8 @@ struct dispatch_plan {
   std::vector<planned_call> calls;
 };
 
-dispatch_plan plan_dispatch(const method_table& table, connection_state& state, std::string_view frame,
-                            time_point now, const token_check& check_token, const dispatch_options& options = {});
+dispatch_plan plan_dispatch(const method_table& table, connection_state& state, std::string_view frame, time_point now,
+                            const token_check& check_token, const dispatch_options& options = {});
 
 /// Calls `call.method`'s handler (an exception becomes -32603) and records
 /// the reply (none for a notification).

@@ -59,7 +59,8 @@ std::optional<rpc_error> prescan(std::string_view text, const parse_limits& limi
       break;
     }
     if (values > limits.max_values)
-      return error(error_code::invalid_request, "JSON holds more than " + std::to_string(limits.max_values) + " values");
+      return error(error_code::invalid_request,
+                   "JSON holds more than " + std::to_string(limits.max_values) + " values");
   }
   return std::nullopt;
 }
@@ -89,9 +90,9 @@ message_entry read_entry(const json& value, const parse_limits& limits) {
   if (id_member != value.end()) {
     id = read_id(*id_member, limits);
     if (!id)
-      return invalid_request{nullptr, error(error_code::invalid_request,
-                                            "\"id\" must be an integer, a string of at most " +
-                                                std::to_string(limits.max_id_length) + " bytes, or null")};
+      return invalid_request{
+          nullptr, error(error_code::invalid_request, "\"id\" must be an integer, a string of at most " +
+                                                          std::to_string(limits.max_id_length) + " bytes, or null")};
   }
   const request_id reply_id = id.value_or(request_id{nullptr});
   const auto version = value.find("jsonrpc");
@@ -102,17 +103,16 @@ message_entry read_entry(const json& value, const parse_limits& limits) {
     return invalid_request{reply_id, error(error_code::invalid_request, "\"method\" must be a string")};
   const auto& name = method->get_ref<const std::string&>();
   if (name.empty() || name.size() > limits.max_method_length)
-    return invalid_request{reply_id, error(error_code::invalid_request,
-                                           "\"method\" must hold 1 to " + std::to_string(limits.max_method_length) +
-                                               " bytes")};
+    return invalid_request{reply_id,
+                           error(error_code::invalid_request,
+                                 "\"method\" must hold 1 to " + std::to_string(limits.max_method_length) + " bytes")};
   request r;
   r.id = std::move(id);
   r.method = name;
   const auto params = value.find("params");
   if (params != value.end()) {
     if (!params->is_object() && !params->is_array())
-      return invalid_request{reply_id,
-                             error(error_code::invalid_request, "\"params\" must be an object or an array")};
+      return invalid_request{reply_id, error(error_code::invalid_request, "\"params\" must be an object or an array")};
     r.params = *params;
   }
   return r;

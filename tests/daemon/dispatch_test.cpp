@@ -211,7 +211,8 @@ TEST(Dispatch, ReplyOverTheLimitBecomesInternalError) {
   EXPECT_EQ(reply_json(out)["id"], 1);
   // A batch whose replies each fit but not together.
   auto batch = admin_call(t, R"([{"jsonrpc":"2.0","method":"big","params":[600],"id":1},
-                                 {"jsonrpc":"2.0","method":"big","params":[600],"id":2}])", o);
+                                 {"jsonrpc":"2.0","method":"big","params":[600],"id":2}])",
+                          o);
   EXPECT_LE(batch.reply.size(), 4U + 1000);
   EXPECT_EQ(error_code_of(reply_json(batch)), -32603);
 }
@@ -220,8 +221,8 @@ TEST(Dispatch, ReadOnlyCallerIsRefusedWriteMethods) {
   int calls = 0;
   auto t = toy_table(&calls);
   auto reader = connection_state::unix_peer(access_level::read_only);
-  auto r = reply_json(dispatch(t, reader, R"({"jsonrpc":"2.0","method":"units.add","params":{"name":"x"},"id":1})",
-                               t0, nullptr));
+  auto r = reply_json(
+      dispatch(t, reader, R"({"jsonrpc":"2.0","method":"units.add","params":{"name":"x"},"id":1})", t0, nullptr));
   EXPECT_EQ(error_code_of(r), -32001);
   EXPECT_EQ(calls, 0);
   auto ok = reply_json(dispatch(t, reader, R"({"jsonrpc":"2.0","method":"units.list","id":2})", t0, nullptr));
@@ -256,7 +257,7 @@ TEST(Dispatch, TcpFirstFrameMustBeAuth) {
   for (const std::string& first :
        {std::string(R"({"jsonrpc":"2.0","method":"units.list","id":9})"),
         std::string(R"({"jsonrpc":"2.0","method":"auth","params":{"token":"admin-token"}})"), // a notification
-        std::string("[") + k_auth_admin + "]",                                               // a batch
+        std::string("[") + k_auth_admin + "]",                                                // a batch
         std::string(R"({"jsonrpc":"1.0","method":"auth","params":{"token":"admin-token"},"id":1})")}) {
     int checks = 0;
     auto s = connection_state::network(transport_kind::tcp, t0, 5s);
@@ -291,8 +292,8 @@ TEST(Dispatch, TcpAuthWithAdminTokenThenCalls) {
   EXPECT_TRUE(s.authenticated());
   EXPECT_FALSE(s.auth_deadline());
   EXPECT_FALSE(s.auth_expired(t0 + 1h));
-  auto r = reply_json(dispatch(t, s, R"({"jsonrpc":"2.0","method":"units.add","params":{"name":"y"},"id":2})",
-                               t0 + 1h, tokens()));
+  auto r = reply_json(
+      dispatch(t, s, R"({"jsonrpc":"2.0","method":"units.add","params":{"name":"y"},"id":2})", t0 + 1h, tokens()));
   EXPECT_EQ(r["result"]["added"], "y");
 }
 
@@ -302,8 +303,8 @@ TEST(Dispatch, TcpReadOnlyTokenRefusedWriteMethods) {
   auto r = reply_json(dispatch(t, s, k_auth_reader, t0, tokens()));
   EXPECT_EQ(r["result"]["access"], "read-only");
   EXPECT_TRUE(s.read_only());
-  auto w = reply_json(dispatch(t, s, R"({"jsonrpc":"2.0","method":"units.add","params":{"name":"y"},"id":2})", t0,
-                               tokens()));
+  auto w = reply_json(
+      dispatch(t, s, R"({"jsonrpc":"2.0","method":"units.add","params":{"name":"y"},"id":2})", t0, tokens()));
   EXPECT_EQ(error_code_of(w), -32001);
 }
 
@@ -311,8 +312,8 @@ TEST(Dispatch, TcpWrongTokenClosesAndIsCounted) {
   auto t = toy_table();
   int checks = 0;
   auto s = connection_state::network(transport_kind::tcp, t0, 5s);
-  auto out = dispatch(t, s, R"({"jsonrpc":"2.0","method":"auth","params":{"token":"guess"},"id":1})", t0,
-                      tokens(&checks));
+  auto out =
+      dispatch(t, s, R"({"jsonrpc":"2.0","method":"auth","params":{"token":"guess"},"id":1})", t0, tokens(&checks));
   EXPECT_TRUE(out.close);
   EXPECT_TRUE(out.auth_failed);
   EXPECT_EQ(checks, 1);
@@ -345,8 +346,8 @@ TEST(Dispatch, TcpAuthBadParams) {
     EXPECT_EQ(error_code_of(reply_json(out)), -32602) << bad;
     EXPECT_EQ(checks, 0);
   }
-  const std::string long_token = R"({"jsonrpc":"2.0","method":"auth","params":{"token":")" + std::string(4097, 't') +
-                                 R"("},"id":1})";
+  const std::string long_token =
+      R"({"jsonrpc":"2.0","method":"auth","params":{"token":")" + std::string(4097, 't') + R"("},"id":1})";
   auto s = connection_state::network(transport_kind::tcp, t0, 5s);
   EXPECT_EQ(error_code_of(reply_json(dispatch(t, s, long_token, t0, tokens()))), -32602);
 }

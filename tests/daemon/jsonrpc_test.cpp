@@ -119,9 +119,8 @@ TEST(JsonRpc, NotAnObject) {
 
 TEST(JsonRpc, InvalidJsonIsAParseErrorWithAnOffsetOnly) {
   const std::string secretish = R"({"jsonrpc":"2.0","method":"auth","params":{"token":"hunter2-s3cret})";
-  for (const std::string& bad : {std::string("{"), std::string("{\"a\":}"), std::string("[1,]"),
-                                 std::string("{} {}"), secretish, std::string("// c\n{}"),
-                                 std::string("{\"a\":1e99999}")}) {
+  for (const std::string& bad : {std::string("{"), std::string("{\"a\":}"), std::string("[1,]"), std::string("{} {}"),
+                                 secretish, std::string("// c\n{}"), std::string("{\"a\":1e99999}")}) {
     auto e = parse_fails(bad);
     EXPECT_EQ(e.code, error_code::parse_error) << bad;
     EXPECT_EQ(e.message.find("hunter2"), std::string::npos) << e.message;
@@ -133,10 +132,10 @@ TEST(JsonRpc, InvalidJsonIsAParseErrorWithAnOffsetOnly) {
 TEST(JsonRpc, InvalidUtf8IsAParseError) {
   const std::string cases[] = {
       std::string("{\"jsonrpc\":\"2.0\",\"method\":\"\xff\",\"id\":1}"),
-      std::string("{\"jsonrpc\":\"2.0\",\"method\":\"\xc0\xaf\",\"id\":1}"),     // overlong '/'
-      std::string("{\"jsonrpc\":\"2.0\",\"method\":\"\xed\xa0\x80\",\"id\":1}"), // a surrogate
+      std::string("{\"jsonrpc\":\"2.0\",\"method\":\"\xc0\xaf\",\"id\":1}"),         // overlong '/'
+      std::string("{\"jsonrpc\":\"2.0\",\"method\":\"\xed\xa0\x80\",\"id\":1}"),     // a surrogate
       std::string("{\"jsonrpc\":\"2.0\",\"method\":\"\xf4\x90\x80\x80\",\"id\":1}"), // past U+10FFFF
-      std::string("{\"jsonrpc\":\"2.0\",\"method\":\"\xe2\x82\",\"id\":1}"),     // cut sequence
+      std::string("{\"jsonrpc\":\"2.0\",\"method\":\"\xe2\x82\",\"id\":1}"),         // cut sequence
   };
   for (const auto& bad : cases) {
     auto e = parse_fails(bad);
@@ -161,8 +160,7 @@ TEST(JsonRpc, DeepNestingIsRefusedBeforeParsing) {
   over += std::string(32, '[') + std::string(32, ']') + "}";
   EXPECT_EQ(parse_fails(over).code, error_code::invalid_request);
   // Brackets inside strings do not count.
-  std::string in_string = R"({"jsonrpc":"2.0","method":"m","id":1,"params":[")" + std::string(100, '[') +
-                          R"(\"{{{"]})";
+  std::string in_string = R"({"jsonrpc":"2.0","method":"m","id":1,"params":[")" + std::string(100, '[') + R"(\"{{{"]})";
   EXPECT_TRUE(one_request(in_string).params.is_array());
 }
 

@@ -60,9 +60,8 @@ const method_table& toy_table() {
         "big",
         [](const json& params, const connection_state&) -> method_result {
           ++g_handler_calls;
-          std::size_t n = params.is_array() && !params.empty() && params[0].is_number_unsigned()
-                              ? params[0].get<std::size_t>()
-                              : 0;
+          std::size_t n =
+              params.is_array() && !params.empty() && params[0].is_number_unsigned() ? params[0].get<std::size_t>() : 0;
           return json(std::string(n % 10000, 'x'));
         },
         true);
@@ -154,10 +153,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   static constexpr std::uint32_t k_limits[] = {64, 4096, k_default_max_frame, 1};
   const std::uint32_t limit = k_limits[mode & 3];
   const auto t0 = warren::time_point{} + std::chrono::hours(1);
-  connection_state state = (mode & 0x0C) == 0   ? connection_state::unix_peer(access_level::admin)
-                           : (mode & 0x0C) == 4 ? connection_state::unix_peer(access_level::read_only)
-                                                : connection_state::network(transport_kind::tcp, t0,
-                                                                            std::chrono::seconds(5));
+  connection_state state = (mode & 0x0C) == 0 ? connection_state::unix_peer(access_level::admin)
+                           : (mode & 0x0C) == 4
+                               ? connection_state::unix_peer(access_level::read_only)
+                               : connection_state::network(transport_kind::tcp, t0, std::chrono::seconds(5));
   const bool network = state.awaiting_auth();
   dispatch_options options;
   options.max_response = k_max_response;
