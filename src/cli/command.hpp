@@ -18,8 +18,11 @@ class user_error : public std::runtime_error {
 };
 
 /// Registers `warren relay`; returns the function that runs it after parsing.
-std::function<int()> add_relay_command(CLI::App& app);
-std::function<int()> add_server_command(CLI::App& app);
+/// `check`, when given, is set to the kind's "arguments → options" step on
+/// what was parsed (no side effects): its error, or empty. The config check
+/// (cli/config_schema.cpp) runs it on every section.
+std::function<int()> add_relay_command(CLI::App& app, std::function<std::string()>* check = nullptr);
+std::function<int()> add_server_command(CLI::App& app, std::function<std::string()>* check = nullptr);
 std::function<int()> add_client_command(CLI::App& app);
 /// `warren config check|example` (cli/config.cpp).
 std::function<int()> add_config_command(CLI::App& app);

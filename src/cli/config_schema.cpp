@@ -41,12 +41,13 @@ std::string underscored(std::string s) {
   return s;
 }
 
-std::function<int()> add_command(CLI::App& app, std::string_view kind) {
+std::function<int()> add_command(CLI::App& app, std::string_view kind,
+                                std::function<std::string()>* check = nullptr) {
   if (kind == "relay")
-    return add_relay_command(app);
+    return add_relay_command(app, check);
   if (kind == "client")
     return add_client_command(app);
-  return add_server_command(app);
+  return add_server_command(app, check);
 }
 
 /// The keys of `kind`, in the order the subcommand registers its options.
@@ -196,6 +197,11 @@ class section_check {
     parse_args(u, values);
     if (errors_.size() == before)
       validate(values);
+    // What no single key shows (--source against --family, --cert without
+    // --key): the subcommand's own options step, as `warren KIND` runs it.
+    if (errors_.size() == before && parsed_ && options_check_)
+      if (auto why = options_check_(); !why.empty())
+        error(table_.at, why);
     if (errors_.size() != before)
       return std::nullopt;
     return u;
@@ -249,7 +255,7 @@ class section_check {
     CLI::App app;
     // The returned run function is never called, but it owns the variables
     // the options write into: it must outlive the parse.
-    const auto keep = add_command(app, kind_);
+    const auto keep = add_command(app, kind_, &options_check_);
     std::vector<std::string> argv{"warren", kind_};
     argv.insert(argv.end(), u.args.begin(), u.args.end());
     std::vector<const char*> ptrs;
@@ -257,6 +263,7 @@ class section_check {
       ptrs.push_back(a.c_str());
     try {
       app.parse(static_cast<int>(ptrs.size()), ptrs.data());
+      parsed_ = true;
     } catch (const CLI::ParseError& e) {
       std::string what = e.what();
       // No value is ever quoted back (one might be a secret in the wrong key).
@@ -370,6 +377,8 @@ class section_check {
   const value& table_;
   std::string_view source_;
   std::vector<std::string>& errors_;
+  std::function<std::string()> options_check_; // set by parse_args(); owns the parsed values
+  bool parsed_ = false;
   std::vector<key_spec> specs_;
   std::vector<std::string> known_;
 };

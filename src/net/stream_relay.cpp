@@ -29,7 +29,7 @@ error_code last_error() {
   return error_code(errno, boost::system::system_category());
 }
 
-class relay : public std::enable_shared_from_this<relay> {
+class relay final : public relay_handle, public std::enable_shared_from_this<relay> {
  public:
   relay(asio::any_io_executor ex, int fd_a, int fd_b, std::function<void(relay_stats, error_code)> done)
       : ex_(ex), a_(ex, fd_a), b_(ex, fd_b), done_(std::move(done)) {}
@@ -50,6 +50,21 @@ class relay : public std::enable_shared_from_this<relay> {
       for (int fd : d->pipe)
         if (fd >= 0)
           ::close(fd);
+  }
+
+  relay_stats progress() const override {
+    return finished_ ? stats_ : relay_stats{ab_.bytes, ba_.bytes, stats_.spliced};
+  }
+
+  void cut() override {
+    if (finished_)
+      return;
+    const linger lg{1, 0};
+    ::setsockopt(a_.native_handle(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    ::setsockopt(b_.native_handle(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    failed_ = true;
+    error_ = asio::error::operation_aborted;
+    maybe_finish();
   }
 
   void start(relay_mode mode) {
@@ -191,10 +206,11 @@ class relay : public std::enable_shared_from_this<relay> {
 
 } // namespace
 
-void start_relay(asio::any_io_executor ex, int fd_a, int fd_b, std::function<void(relay_stats, error_code)> done,
-                 relay_mode mode) {
+std::shared_ptr<relay_handle> start_relay(asio::any_io_executor ex, int fd_a, int fd_b,
+                                          std::function<void(relay_stats, error_code)> done, relay_mode mode) {
   auto r = std::make_shared<relay>(ex, fd_a, fd_b, std::move(done));
   r->start(mode);
+  return r;
 }
 
 } // namespace warren::net

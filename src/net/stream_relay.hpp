@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 
 namespace warren::net {
 
@@ -29,8 +30,24 @@ struct relay_stats {
 
 enum class relay_mode { automatic, copy }; // copy: never splice (benchmarks, odd fds)
 
+/// A running relay as its owner sees it: the bytes moved so far, and a way
+/// to cut it. Touch it only on the relay's executor. Holding it keeps the
+/// relay's memory, not the relay, alive: once `done` has run, progress()
+/// stays at the final counts and cut() does nothing.
+class relay_handle {
+ public:
+  virtual ~relay_handle() = default;
+  /// Bytes moved so far each way (a_to_b, b_to_a) and whether spliced.
+  virtual relay_stats progress() const = 0;
+  /// Ends the relay now: both peers see a reset (not a clean EOF, so a cut
+  /// transfer never looks complete). `done` still runs once, later, with
+  /// operation_aborted.
+  virtual void cut() = 0;
+};
+
 /// Takes ownership of two connected, open stream socket descriptors.
-void start_relay(boost::asio::any_io_executor ex, int fd_a, int fd_b, std::function<void(relay_stats, error_code)> done,
-                 relay_mode mode = relay_mode::automatic);
+std::shared_ptr<relay_handle> start_relay(boost::asio::any_io_executor ex, int fd_a, int fd_b,
+                                          std::function<void(relay_stats, error_code)> done,
+                                          relay_mode mode = relay_mode::automatic);
 
 } // namespace warren::net

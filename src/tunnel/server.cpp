@@ -291,6 +291,7 @@ asio::awaitable<void> server::handshake(tcp::socket socket, handshake_slots::tic
   config.budget = user->budget;
   auto s = wire::session::create(std::move(accepted.stream), config);
   sessions_.push_back(s);
+  ++tunnels_total_;
   std::erase_if(user->sessions, [](const auto& w) { return w.expired(); });
   user->sessions.push_back(s);
   spdlog::info("server: {} connected over {}", config.label, transport::to_string(listen.scheme));
@@ -302,7 +303,7 @@ asio::awaitable<void> server::handshake(tcp::socket socket, handshake_slots::tic
     const auto left_out = log->refused.left_out_total();
     spdlog::info("server: {} disconnected: {}{}", log->label, reason,
                  left_out ? "; " + std::to_string(left_out) + " refused streams not logged" : "");
-    self->sessions_.remove_if([](const auto& p) { return p->closed(); });
+    self->forget_sessions([](const auto& p) { return p->closed(); });
   });
   s->start();
 }
@@ -344,7 +345,7 @@ bool server::evict_for(const std::string& user, const std::string& from) {
     victim->goaway(wire::reset_code::limit_reached,
                    "too many clients connected; user " + most->name + " holds more than its share");
     victim->shutdown("evicted for another user");
-    sessions_.remove(victim);
+    forget_sessions([&](const auto& p) { return p == victim; });
     return true;
   }
   return false;
@@ -605,7 +606,37 @@ asio::awaitable<void> server::serve_udp(std::shared_ptr<client_state> client, st
   socket.close(ignored);
 }
 
+void server::forget_sessions(const std::function<bool(const std::shared_ptr<wire::session>&)>& which) {
+  sessions_.remove_if([&](const auto& s) {
+    if (!which(s))
+      return false;
+    ended_.bytes_in += s->stats().bytes_in;
+    ended_.bytes_out += s->stats().bytes_out;
+    ended_.streams_total += s->stats().streams_opened;
+    return true;
+  });
+}
+
+server::counters_view server::counters() const {
+  counters_view c = ended_;
+  c.tunnels_total = tunnels_total_;
+  for (const auto& s : sessions_) {
+    if (s->closed())
+      continue;
+    c.bytes_in += s->stats().bytes_in;
+    c.bytes_out += s->stats().bytes_out;
+    c.streams_total += s->stats().streams_opened;
+    c.streams_open += s->stream_count();
+    ++c.tunnels_open;
+  }
+  return c;
+}
+
 void server::stop(std::function<void()> done) {
+  stop(options_.drain_timeout, std::move(done));
+}
+
+void server::stop(std::chrono::milliseconds drain, std::function<void()> done) {
   stopping_ = true;
   for (auto* t : udp_idle_timers_) // idle UDP flows recheck their limit now
     t->cancel();
@@ -616,15 +647,15 @@ void server::stop(std::function<void()> done) {
     s->goaway(wire::reset_code::closed, "the server is shutting down");
   asio::co_spawn(
       ex_,
-      [self = shared_from_this(), done = std::move(done)]() -> asio::awaitable<void> {
+      [self = shared_from_this(), drain, done = std::move(done)]() -> asio::awaitable<void> {
         // Open streams may finish until the drain deadline; idle sessions close at once.
-        const auto deadline = steady_clock::now() + self->options_.drain_timeout;
+        const auto deadline = steady_clock::now() + drain;
         asio::steady_timer tick(self->ex_);
         while (!self->sessions_.empty() && steady_clock::now() < deadline) {
           for (auto& s : std::list(self->sessions_))
             if (s->stream_count() == 0)
               s->shutdown("server shutting down");
-          self->sessions_.remove_if([](const auto& p) { return p->closed(); });
+          self->forget_sessions([](const auto& p) { return p->closed(); });
           if (self->sessions_.empty())
             break;
           tick.expires_after(std::chrono::milliseconds(50));
@@ -636,7 +667,7 @@ void server::stop(std::function<void()> done) {
         const bool cut = !self->sessions_.empty();
         for (auto& s : std::list(self->sessions_))
           s->close("drain deadline passed");
-        self->sessions_.clear();
+        self->forget_sessions([](const auto&) { return true; });
         spdlog::info("server: stopped{}", cut ? " (streams cut at the drain deadline)" : "");
         done();
       },
@@ -650,7 +681,7 @@ void server::abandon() {
     l.acceptor.close(ignored);
   for (auto& s : std::list(sessions_))
     s->close("server stopped");
-  sessions_.clear();
+  forget_sessions([](const auto&) { return true; });
 }
 
 } // namespace warren::tunnel

@@ -122,13 +122,26 @@ class server : public std::enable_shared_from_this<server> {
   };
   std::vector<bound_listen> listening() const;
   void start();
-  /// Graceful stop; `done` runs when every session has ended.
+  /// Graceful stop; `done` runs when every session has ended, at most
+  /// `drain` (default: options' drain_timeout) plus one 50 ms tick later.
   void stop(std::function<void()> done);
+  void stop(std::chrono::milliseconds drain, std::function<void()> done);
   /// After the event loop was stopped without a drain (a second signal):
   /// drops every session, whose handlers hold the server, so what the loop
   /// still holds frees everything when it goes. Streams it cuts reset.
   void abandon();
   std::size_t sessions() const { return sessions_.size(); }
+  /// Cheap totals for status: transport bytes and streams of the tunnels
+  /// open now and of those that have ended.
+  struct counters_view {
+    std::uint64_t bytes_in = 0;
+    std::uint64_t bytes_out = 0;
+    std::uint64_t tunnels_open = 0;
+    std::uint64_t tunnels_total = 0;
+    std::uint64_t streams_open = 0;
+    std::uint64_t streams_total = 0;
+  };
+  counters_view counters() const;
 
   /// Applies re-read access settings (load_access()): new handshakes use
   /// the new users and certificate, new streams the new rules; open streams
@@ -216,6 +229,10 @@ class server : public std::enable_shared_from_this<server> {
   line_limiter bad_forwarded_{1, std::chrono::seconds(60)}; // unreadable X-Forwarded-For from a trusted proxy
   line_limiter untrusted_forwarded_{1, std::chrono::seconds(60)}; // X-Forwarded-For from a peer not trusted
   std::list<std::shared_ptr<wire::session>> sessions_;
+  counters_view ended_; // of the sessions that have closed (bytes, streams_total)
+  /// Removes the sessions `which` picks from sessions_, counting them as ended.
+  void forget_sessions(const std::function<bool(const std::shared_ptr<wire::session>&)>& which);
+  std::uint64_t tunnels_total_ = 0;
   server_access access_; // users, rules, certificate: what a reload replaces
   std::map<std::string, std::weak_ptr<user_state>, std::less<>> users_; // those with a tunnel
   transport::auth_limiter limiter_;
