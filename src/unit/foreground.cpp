@@ -19,7 +19,6 @@ expected<int> run_foreground(const unit_factory& make) {
   // a relay's target check) is queued by Asio and handled as a clean
   // shutdown, never the default action.
   asio::signal_set signals(io, SIGINT, SIGTERM);
-  asio::signal_set hangup(io, SIGHUP);
   std::unique_ptr<unit> u = make(io.get_executor());
   const std::string kind(u->kind());
 
@@ -34,6 +33,9 @@ expected<int> run_foreground(const unit_factory& make) {
   if (!started)
     return expected<int>::failure(started.error());
 
+  // Only now: a SIGHUP while the unit started (a server making its
+  // certificate, reading its users) was ignored, not queued for later.
+  asio::signal_set hangup(io, SIGHUP);
   std::function<void()> wait_hangup = [&] {
     hangup.async_wait([&](error_code ec, int) {
       if (ec)
