@@ -5,17 +5,13 @@
 #pragma once
 
 #include "transport/transport.hpp"
+#include "unit/client_unit.hpp"
 
 #include <string>
 
 namespace warren::cli {
 
-struct proxy_args {
-  std::string proxy;         // URL, "none", or empty (the environment decides)
-  std::string user;          // --proxy-user
-  std::string password_file; // --proxy-password-file
-  std::string server_name;   // --server-name
-};
+using proxy_args = unit::proxy_args; // the flags as written (unit/client_unit.hpp)
 
 /// Sets dial.proxy and dial.server_name for `server`; throws user_error.
 void apply_proxy_args(const proxy_args& a, const transport::url& server, transport::dial_options& dial);

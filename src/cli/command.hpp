@@ -23,7 +23,7 @@ class user_error : public std::runtime_error {
 /// (cli/config_schema.cpp) runs it on every section.
 std::function<int()> add_relay_command(CLI::App& app, std::function<std::string()>* check = nullptr);
 std::function<int()> add_server_command(CLI::App& app, std::function<std::string()>* check = nullptr);
-std::function<int()> add_client_command(CLI::App& app);
+std::function<int()> add_client_command(CLI::App& app, std::function<std::string()>* check = nullptr);
 /// `warren config check|example` (cli/config.cpp).
 std::function<int()> add_config_command(CLI::App& app);
 

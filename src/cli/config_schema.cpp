@@ -46,7 +46,7 @@ std::function<int()> add_command(CLI::App& app, std::string_view kind,
   if (kind == "relay")
     return add_relay_command(app, check);
   if (kind == "client")
-    return add_client_command(app);
+    return add_client_command(app, check);
   return add_server_command(app, check);
 }
 

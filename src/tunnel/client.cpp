@@ -157,6 +157,19 @@ void client::stop() {
   tunnel_changed_.notify();
 }
 
+client::counters_view client::counters() const {
+  counters_view c = ended_;
+  c.tunnels_total = tunnels_total_;
+  c.redials = dials_ > 0 ? dials_ - 1 : 0;
+  if (current_ && !current_->closed()) {
+    c.bytes_in += current_->stats().bytes_in;
+    c.bytes_out += current_->stats().bytes_out;
+    c.streams_total += current_->stats().streams_opened;
+    c.streams_open += current_->stream_count();
+  }
+  return c;
+}
+
 void client::set_token(std::string token) {
   options_.dial.token = std::move(token);
   schedule_.redial_now(steady_clock::now());
@@ -172,6 +185,7 @@ asio::awaitable<void> client::supervise() {
       co_return;
     spdlog::debug("tunnel: connecting to {}", where);
     schedule_.attempting(steady_clock::now());
+    ++dials_;
     const auto dial_options = options_.dial; // set_token() may change the token meanwhile
     auto r = co_await transport::dial(options_.server, dial_options, resolver_);
     if (stopped_)
@@ -226,12 +240,22 @@ asio::awaitable<void> client::supervise() {
     s->start();
     current_ = s;
     tunnel_changed_.notify();
+    ++tunnels_total_;
     spdlog::info("tunnel: connected to {} at {} ({}) in {} ms", where,
                  net::format_host_port(r.peer.address().to_string(), r.peer.port()),
                  r.peer.address().is_v6() ? "IPv6" : "IPv4", r.total_time.count());
+    if (observer_.up)
+      observer_.up(net::format_host_port(r.peer.address().to_string(), r.peer.port()));
     while (!s->closed() && !state->goaway)
       co_await state->ended.wait();
     current_.reset();
+    ended_.bytes_in += s->stats().bytes_in; // a retiring tunnel's later bytes are not counted
+    ended_.bytes_out += s->stats().bytes_out;
+    ended_.streams_total += s->stats().streams_opened;
+    if (observer_.down)
+      observer_.down(stopped_ ? std::string("client stopping")
+                              : state->goaway ? "the server sent GOAWAY (" + state->goaway->reason + ")"
+                                              : (state->reason.empty() ? std::string("closed") : state->reason));
     tunnel_changed_.notify();
     if (stopped_) {
       if (!s->closed())

@@ -75,6 +75,25 @@ class client : public std::enable_shared_from_this<client> {
   /// theirs. Without a tunnel, the next dial is now (within the minimum gap).
   void set_token(std::string token);
 
+  /// Told on the executor when a tunnel comes up (the server's address,
+  /// "host:port") and when it ends (why, as the log line says it).
+  struct tunnel_observer {
+    std::function<void(const std::string& peer)> up;
+    std::function<void(const std::string& why)> down;
+  };
+  void set_observer(tunnel_observer o) { observer_ = std::move(o); }
+  /// Cheap totals: transport bytes and streams of the tunnel up now and of
+  /// those that ended, tunnels established, dials after the first.
+  struct counters_view {
+    std::uint64_t bytes_in = 0;
+    std::uint64_t bytes_out = 0;
+    std::uint64_t streams_open = 0;
+    std::uint64_t streams_total = 0;
+    std::uint64_t tunnels_total = 0;
+    std::uint64_t redials = 0;
+  };
+  counters_view counters() const;
+
  private:
   struct forward;
   struct udp_flow;
@@ -120,6 +139,10 @@ class client : public std::enable_shared_from_this<client> {
   std::mt19937_64 rng_;
   std::function<void(const std::string&)> fatal_;
   bool ever_connected_ = false;
+  tunnel_observer observer_;
+  counters_view ended_; // of tunnels that have ended: bytes and streams_total
+  std::uint64_t dials_ = 0;
+  std::uint64_t tunnels_total_ = 0;
   bool stopped_ = false;
   boost::asio::steady_timer sweep_timer_;
   boost::asio::steady_timer retry_timer_;
