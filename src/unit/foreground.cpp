@@ -29,13 +29,15 @@ expected<int> run_foreground(const unit_factory& make) {
       io.stop();
     }
   });
-  auto started = u->start();
-  if (!started)
+  if (auto prepared = u->prepare(); !prepared)
+    return expected<int>::failure(prepared.error());
+  // Only now: a SIGHUP while the unit read its files (a server making its
+  // certificate, reading its users) was ignored; from here it is queued
+  // and is a reload once the unit runs.
+  asio::signal_set hangup(io, SIGHUP);
+  if (auto started = u->start(); !started)
     return expected<int>::failure(started.error());
 
-  // Only now: a SIGHUP while the unit started (a server making its
-  // certificate, reading its users) was ignored, not queued for later.
-  asio::signal_set hangup(io, SIGHUP);
   std::function<void()> wait_hangup = [&] {
     hangup.async_wait([&](error_code ec, int) {
       if (ec)

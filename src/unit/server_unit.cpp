@@ -184,6 +184,18 @@ std::string server_unit::stop_announcement() const {
 }
 
 expected<bool> server_unit::prepare() {
+  if (prepared_)
+    return true;
+  auto r = read_settings();
+  if (!r) {
+    fail(r.error());
+    return r;
+  }
+  prepared_ = true;
+  return true;
+}
+
+expected<bool> server_unit::read_settings() {
   auto& o = options_.server;
   for (const auto& w : options_.warnings)
     spdlog::warn("server: {}", w);
@@ -262,9 +274,10 @@ expected<bool> server_unit::start() {
     fail(why);
     return expected<bool>::failure(std::move(why));
   };
-  auto ready = prepare();
-  if (!ready)
-    return failed(ready.error());
+  if (status().state == unit_state::failed) // prepare() failed
+    return expected<bool>::failure(status().last_error);
+  if (auto ready = prepare(); !ready)
+    return ready;
   // Each lookup blocks a thread (getaddrinfo) for as long as the name takes,
   // seconds for a slow one; a client holds at most --max-lookups-per-client
   // of these threads at a time, so a few with slow names leave the rest to

@@ -66,6 +66,7 @@ class server_unit final : public unit {
   ~server_unit() override;
 
   std::string_view kind() const override { return "server"; }
+  expected<bool> prepare() override;
   expected<bool> start() override;
   void stop(std::chrono::milliseconds drain, std::function<void()> done) override;
   void abandon() override;
@@ -75,7 +76,8 @@ class server_unit final : public unit {
   unit_counters counters() const override;
 
  private:
-  expected<bool> prepare(); // the steps before binding
+  expected<bool> read_settings(); // prepare()'s steps
+  bool prepared_ = false;
   server_unit_options options_;
   std::shared_ptr<net::system_resolver> resolver_;
   std::shared_ptr<tunnel::server> server_;

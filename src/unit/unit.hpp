@@ -99,6 +99,12 @@ class unit {
   /// The only executor the unit is touched from; post here from outside.
   const boost::asio::any_io_executor& executor() const { return ex_; }
 
+  /// Reads what the settings name (a server's certificate and access
+  /// files) without binding anything; start() calls it when nobody has.
+  /// The foreground installs its SIGHUP handler between the two, so a
+  /// SIGHUP before the files are read is ignored and one after is a reload.
+  virtual expected<bool> prepare() { return true; }
+
   /// Binds the listeners and begins serving. A failure says what and where
   /// (a port in use, a bad certificate) and leaves nothing open, so a
   /// daemon reports it and carries on. Called once.
