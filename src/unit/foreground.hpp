@@ -7,9 +7,10 @@
 //   a second one    abandon(): everything still open is reset, and
 //                   "KIND: stopped (second signal: open streams reset)" is
 //                   the last line.
-//   SIGHUP          reload("SIGHUP received"), which logs; SIGHUP is ignored from the
-//                   start, so one that arrives before the handler is
-//                   installed never ends the program.
+//   SIGHUP          reload("SIGHUP received"), which logs. Ignored until
+//                   the unit's prepare() has read its files (a server's
+//                   certificate and users), never the end of the program;
+//                   from then on queued, and a reload once the unit runs.
 // The daemon runs units through the same interface, so a unit behaves the
 // same under both.
 #pragma once
