@@ -2,6 +2,7 @@
 // config file checked without starting anything (cli/config_schema.*).
 #include "cli/command.hpp"
 #include "cli/config_schema.hpp"
+#include "tunnel/server_access.hpp"
 
 #include <cerrno>
 #include <cstdio>
@@ -77,8 +78,8 @@ int check(const std::string& given) {
     return 1;
   }
   const auto result = check_config(text, path);
-  for (const auto& e : result.errors)
-    std::fprintf(stderr, "%s\n", e.c_str());
+  for (const auto& e : result.errors) // a hostile file's escapes stay \xNN on the terminal
+    std::fprintf(stderr, "%s\n", tunnel::printable(e).c_str());
   if (!result.errors.empty()) {
     std::fprintf(stderr, "warren: %zu error%s in %s\n", result.errors.size(), result.errors.size() == 1 ? "" : "s",
                  path.c_str());
