@@ -35,6 +35,7 @@ struct key_spec {
   bool is_flag = false;
   bool multi = false;
   bool integer = false;
+  bool size = false; // an integer, or a string with a unit ("64M")
 };
 
 std::string underscored(std::string s) {
@@ -62,6 +63,7 @@ std::vector<key_spec> schema(std::string_view kind) {
     k.multi = opt->get_items_expected_max() > 1;
     const auto type = opt->get_type_name();
     k.integer = type.starts_with("INT") || type.starts_with("UINT"); // "UINT:INT in [1 - 100000]" with a check
+    k.size = type.find("SIZE") != std::string::npos;                 // "UINT:SIZE [b, kb(=1000b), ...]"
     if (opt->get_positional() && opt->get_lnames().empty() && opt->get_snames().empty()) {
       auto name = opt->get_name(true);
       std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
@@ -231,7 +233,9 @@ class section_check {
   std::string allowed(const key_spec& s) const {
     if (s.is_flag)
       return s.key + " is a flag: true or false";
-    const std::string one = s.integer ? "an integer" : "a \"string\"";
+    const std::string one = s.size      ? "an integer or a size in a \"string\" (\"64M\")"
+                            : s.integer ? "an integer"
+                                        : "a \"string\"";
     return s.key + " must be " + one + (s.multi ? std::string(" or a list of them [...]") : std::string());
   }
 
@@ -239,7 +243,7 @@ class section_check {
     const auto scalar = [&](const value& v) -> std::optional<std::string> {
       if (s.integer && v.type == value::kind::integer)
         return std::to_string(v.integer);
-      if (!s.integer && v.is_string())
+      if ((!s.integer || s.size) && v.is_string())
         return v.text;
       return std::nullopt;
     };

@@ -3,6 +3,7 @@
 // listeners and the Happy Eyeballs connector. One thread, one io_context:
 // the TCP data path is splice(2), so the kernel does the copying.
 #include "cli/command.hpp"
+#include "cli/common.hpp"
 
 #include "core/duration.hpp"
 #include "core/fd_limit.hpp"
@@ -407,6 +408,7 @@ std::function<int()> add_relay_command(CLI::App& app) {
   cmd->add_flag("--no-target-check", args->no_target_check,
                 "Start even if the target is unreachable now (it is checked at start-up by default)");
   cmd->add_flag("--no-splice", args->no_splice, "Copy through user space instead of splice(2)");
+  refuse_negative_numbers(*cmd);
   return [args] { return run(*args); };
 }
 

@@ -100,5 +100,16 @@ TEST(ConfigSchemaTest, ReviewFindings) {
   EXPECT_EQ(token.errors[0].find("Zm9v"), std::string::npos) << token.errors[0];
 }
 
+// CLI11 reads "-1" into an unsigned option as 2^64-1: refused, on the
+// command line and so in the config; a size takes a unit.
+TEST(ConfigSchemaTest, NegativeNumbersAndSizes) {
+  const auto negative = check_config("[[server]]\nname = \"s\"\nmax_buffer_per_client = -1\n", "c.toml");
+  ASSERT_EQ(negative.errors.size(), 1u);
+  EXPECT_NE(negative.errors[0].find("must not be negative"), std::string::npos) << negative.errors[0];
+  const auto size = check_config("[[server]]\nname = \"s\"\nmax_buffer_per_client = \"64M\"\n", "c.toml");
+  EXPECT_TRUE(size.errors.empty()) << size.errors.front();
+  EXPECT_TRUE(check_config("[[server]]\nname = \"s\"\nmax_buffer_per_client = 67108864\n", "c.toml").errors.empty());
+}
+
 } // namespace
 } // namespace warren::cli
