@@ -291,28 +291,34 @@ class section_check {
       std::vector<std::string> texts;
       for (const auto& [key, vs] : values)
         for (const auto& v : vs)
-          if (v.text.size() >= 2)
-            texts.push_back(v.text);
+          if (v.text.size() >= 2 && v.text.find_first_not_of("+-0123456789") != std::string::npos)
+            texts.push_back(v.text); // integers are no secrets, and "10" is inside "100000"
       std::sort(texts.begin(), texts.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });
       for (const auto& t : texts)
         for (auto p = what.find(t); p != std::string::npos; p = what.find(t, p + 5))
           what.replace(p, t.size(), "(value)");
-      // The key the message names, or the section.
+      // The key the message names (the longest that matches: the message
+      // of --max-handshakes-per-source also holds --max-handshakes), or
+      // the section.
       position at = table_.at;
+      const key_spec* named = nullptr;
+      std::size_t named_length = 0;
       for (const auto& s : specs_) {
-        const auto name = s.flag.empty() ? s.key : s.flag;
-        const auto upper = [&] {
-          std::string n = s.key;
-          std::transform(n.begin(), n.end(), n.begin(), [](unsigned char c) { return std::toupper(c); });
-          return n;
-        }();
-        if (what.find(s.flag.empty() ? upper : name) != std::string::npos) {
-          if (auto it = values.find(s.key); it != values.end() && !it->second.empty())
-            at = it->second.front().at;
-          else if (s.flag.empty())
-            what = s.key + " is required";
-          break;
+        std::string name = s.flag;
+        if (s.flag.empty()) {
+          name = s.key;
+          std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::toupper(c); });
         }
+        if (name.size() > named_length && what.find(name) != std::string::npos) {
+          named = &s;
+          named_length = name.size();
+        }
+      }
+      if (named) {
+        if (auto it = values.find(named->key); it != values.end() && !it->second.empty())
+          at = it->second.front().at;
+        else if (named->flag.empty())
+          what = named->key + " is required";
       }
       error(at, what);
     }

@@ -111,5 +111,15 @@ TEST(ConfigSchemaTest, NegativeNumbersAndSizes) {
   EXPECT_TRUE(check_config("[[server]]\nname = \"s\"\nmax_buffer_per_client = 67108864\n", "c.toml").errors.empty());
 }
 
+// A CLI11 error lands on the key it names, the longest that matches (the
+// message of --max-handshakes-per-source holds --max-handshakes too), and
+// integers are not blanked out of it.
+TEST(ConfigSchemaTest, CliErrorsOnTheirKey) {
+  const auto r =
+      check_config("[[server]]\nname = \"s\"\nmax_handshakes = 10\nmax_handshakes_per_source = 0\n", "c.toml");
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0], "c.toml:4:29: --max-handshakes-per-source: Value 0 not in range 1 to 100000");
+}
+
 } // namespace
 } // namespace warren::cli
