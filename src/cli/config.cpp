@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 
 #include <fcntl.h>
@@ -70,8 +71,12 @@ std::string read_config(const std::string& path, std::string& text) {
   return why;
 }
 
-int check(const std::string& given) {
-  const std::string path = given.empty() ? default_config_path() : given;
+int check(const std::optional<std::string>& given) {
+  if (given && given->empty()) { // an unset $CONF, say: not the default file
+    std::fprintf(stderr, "warren: error: config check: FILE is empty (omit it for %s)\n", default_config_path().c_str());
+    return 2;
+  }
+  const std::string path = given ? *given : default_config_path();
   std::string text;
   if (auto why = read_config(path, text); !why.empty()) {
     std::fprintf(stderr, "warren: error: %s\n", why.c_str());
@@ -92,11 +97,13 @@ int check(const std::string& given) {
 } // namespace
 
 std::function<int()> add_config_command(CLI::App& app) {
-  auto file = std::make_shared<std::string>();
+  auto file = std::make_shared<std::optional<std::string>>();
   auto* cmd = app.add_subcommand("config", "Check the daemon's config file, or print an annotated example");
   cmd->require_subcommand(1);
+  cmd->fallthrough(false);
   auto* check_cmd = cmd->add_subcommand(
-      "check", "Report every error in FILE with its line and column (default: $XDG_CONFIG_HOME/warren/warren.toml)");
+      "check", "Report every error in FILE with its line and column (default: $XDG_CONFIG_HOME/warren/warren.toml, "
+               "~/.config/warren/warren.toml when unset, /etc/warren/warren.toml as root)");
   check_cmd->add_option("FILE", *file, "The config file");
   auto* example_cmd = cmd->add_subcommand("example", "Print an annotated example config that passes check");
   return [file, check_cmd, example_cmd]() -> int {
