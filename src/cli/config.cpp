@@ -15,7 +15,6 @@
 #include <unistd.h>
 
 namespace warren::cli {
-namespace {
 
 constexpr std::size_t k_max_config = 1 << 20;
 
@@ -69,6 +68,8 @@ std::string read_config(const std::string& path, std::string& text) {
   ::close(fd);
   return why;
 }
+
+namespace {
 
 int check(const std::string& given) {
   const std::string path = given.empty() ? default_config_path() : given;
