@@ -5,11 +5,14 @@ control plane) with the real binary and real sockets:
   request answered identically over each; `warren ctl` over each;
 - 16 concurrent clients, each with its own stream of requests;
 - TCP/TLS: a first frame that is not `auth`, no token and a wrong token
-  refused and closed; a read-only token refused `daemon.stop`;
+  refused and closed; a read-only token refused `daemon.stop`; connections
+  over a listener's budget closed at accept while the Unix socket (its own
+  budget) still serves; no `auth` within the deadline: closed;
 - oversize and truncated frames, invalid JSON, unknown method, bad params
   answered with their errors while another client keeps being served;
 - the directory 0700 and socket 0600; another uid refused (by the socket's
-  mode, and by SO_PEERCRED when the mode lets it connect) - root only;
+  mode, and by SO_PEERCRED when the mode lets it connect), and a
+  --control-group member read-only - root only;
 - plain tcp:// on a non-loopback address, and --control-listen without a
   token file, refused at start; stale socket takeover; "already running";
 - READY=1 and STOPPING=1 on a test NOTIFY_SOCKET; `ctl stop` and SIGTERM
@@ -354,6 +357,22 @@ class DaemonTest(wt.WarrenTestCase):
             self.assertIn("loopback only", lines[0])
             self.assertIn("tls://", lines[0])
 
+    def test_unix_budget_survives_tcp_strangers(self):
+        d = self.start_network_daemon()
+        # 32 unauthenticated TCP connections fill the TCP listener's budget.
+        strangers = [self.tcp(d) for _ in range(32)]
+        extra = self.tcp(d)
+        self.assertTrue(extra.at_eof(), "a connection over the listener's budget is closed at accept")
+        # The owner on the Unix socket is not locked out.
+        self.assertEqual(self.unix().call("daemon.status")["result"]["pid"], d.pid)
+        d.wait_for(r"has 32 connections open, its limit; refused one")
+        # A stranger that never authenticates is closed at the auth deadline (5 s).
+        strangers[0].sock.settimeout(10)
+        t = time.monotonic()
+        self.assertTrue(strangers[0].at_eof())
+        self.assertLess(time.monotonic() - t, 9)
+        self.stop_daemon(d)
+
     # ---- hostile frames ----------------------------------------------------
 
     def test_bad_frames_answered_while_others_are_served(self):
@@ -416,6 +435,22 @@ class DaemonTest(wt.WarrenTestCase):
         d.wait_for(r"refused a connection from uid 65534")
         r = self.ctl("status", "--control", self.sock_path)
         self.assertEqual(r.returncode, 0, "root still gets in")
+        self.stop_daemon(d)
+
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which("setpriv"), "needs root and setpriv")
+    def test_control_group_is_read_only(self):
+        d = self.start_daemon("--control-group", "65534")
+        st = os.stat(self.sock_path)
+        self.assertEqual((stat.S_IMODE(st.st_mode), st.st_gid), (0o660, 65534))
+        dst = os.stat(os.path.dirname(self.sock_path))
+        self.assertEqual((stat.S_IMODE(dst.st_mode), dst.st_gid), (0o750, 65534))
+        r = self.ctl("status", "--json", "--control", self.sock_path, prefix=NOBODY)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["pid"], d.pid)
+        r = self.ctl("stop", "--control", self.sock_path, prefix=NOBODY)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("read-only", r.stderr)
+        self.assertIsNone(d.proc.poll())
         self.stop_daemon(d)
 
     @unittest.skipUnless(os.geteuid() == 0 and shutil.which("setpriv"), "needs root and setpriv")
