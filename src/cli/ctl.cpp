@@ -109,6 +109,8 @@ asio::awaitable<daemon::ctl_reply> call(Stream& s, std::int64_t id, std::string 
                                         nlohmann::json params) {
   const auto request = daemon::encode_ctl_request(id, method, params);
   auto [ec, n] = co_await asio::async_write(s, asio::buffer(request), use_tuple);
+  if (ec == asio::error::broken_pipe || ec == asio::error::connection_reset) // refused at accept, before we wrote
+    throw ctl_failure("the daemon at " + where + " closed the connection without answering");
   if (ec)
     throw ctl_failure("writing to " + where + ": " + ec.message());
   const auto text = co_await read_frame(s, where);
