@@ -245,10 +245,29 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
       }
       if (close) {
         co_await c->stream->shutdown(ec);
+        co_await linger(c, buffer);
         open = false;
       }
     }
     finish(c);
+  }
+
+  /// After the last reply and our FIN: reads and drops what the peer still
+  /// sends (at most k_linger_bytes, for at most k_linger_time) before the
+  /// close. Closing a TCP socket with unread bytes sends a reset, and a
+  /// reset can destroy the reply (-32005, -32000) before the peer reads it.
+  asio::awaitable<void> linger(const std::shared_ptr<connection>& c, std::vector<char>& buffer) {
+    constexpr std::size_t k_linger_bytes = 1 << 20;
+    constexpr auto k_linger_time = std::chrono::seconds(1);
+    c->deadline = std::min(c->deadline, steady_clock::now() + k_linger_time);
+    watch(c);
+    std::size_t dropped = 0;
+    sys_error ec;
+    while (!ec && dropped < k_linger_bytes && !stopping) {
+      c->reading = true;
+      dropped += co_await c->stream->read_some(asio::buffer(buffer), ec);
+      c->reading = false;
+    }
   }
 
   void finish(const std::shared_ptr<connection>& c) {

@@ -399,6 +399,16 @@ class DaemonTest(wt.WarrenTestCase):
         self.assertTrue(big.at_eof())
         still_served()
 
+        # Over TCP, with more of the announced body on its way: the reply
+        # still arrives (no reset from unread bytes), then the close.
+        t = self.authed(self.tcp(d))
+        t.sock.sendall(struct.pack(">I", 5 << 20) + b"x" * 200000)
+        r = t.recv()
+        self.assertEqual(r["error"]["code"], -32005)
+        t.sock.shutdown(socket.SHUT_WR)
+        self.assertTrue(t.at_eof())
+        still_served()
+
         for cut in (struct.pack(">I", 100)[:2], struct.pack(">I", 100) + b'{"jsonrpc"'):
             t = self.tcp(d)
             self.authed(t)
