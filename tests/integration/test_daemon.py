@@ -16,7 +16,8 @@ control plane) with the real binary and real sockets:
 - plain tcp:// on a non-loopback address, and --control-listen without a
   token file, refused at start; stale socket takeover; "already running";
 - READY=1 and STOPPING=1 on a test NOTIFY_SOCKET; `ctl stop` and SIGTERM
-  remove the socket and lock; a restarted daemon answers ctl again;
+  remove the socket and lock; a restarted daemon answers ctl again; ctl
+  against a peer that is not a daemon (mismatch) or never answers (timeout);
 - --config checked at start (errors: exit 1, each listed).
 
 Loopback only. Every daemon gets its own --control path in a temporary
@@ -544,6 +545,19 @@ class DaemonTest(wt.WarrenTestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn("protocol mismatch", r.stderr)
         self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+
+    def test_ctl_timeout(self):
+        # Something accepts on the path but never answers: ctl gives up, in one line.
+        os.makedirs(os.path.dirname(self.sock_path), mode=0o700)
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        srv.bind(self.sock_path)
+        srv.listen(1)
+        self.addCleanup(srv.close)
+        t = time.monotonic()
+        r = self.ctl("status", "--control", self.sock_path, "--timeout", "300ms")
+        self.assertLess(time.monotonic() - t, 5)
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stderr.strip(), "warren: error: no answer from %s within 300ms" % self.sock_path)
 
     def test_config_checked_at_start(self):
         bad = self.write("bad.toml", "[[client]]\nname = \"a\"\nbogus = 1\n", 0o644)
