@@ -16,7 +16,6 @@
 #include <unistd.h>
 
 namespace warren::cli {
-namespace {
 
 constexpr std::size_t k_max_config = 1 << 20;
 
@@ -70,6 +69,8 @@ std::string read_config(const std::string& path, std::string& text) {
   ::close(fd);
   return why;
 }
+
+namespace {
 
 int check(const std::optional<std::string>& given) {
   if (given && given->empty()) { // an unset $CONF, say: not the default file
