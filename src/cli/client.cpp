@@ -87,6 +87,7 @@ std::function<int()> add_client_command(CLI::App& app, std::function<std::string
   cmd->add_option("--proxy-password-file", a->proxy.password_file, "File whose first line is the proxy password");
   cmd->add_option("--server-name", a->proxy.server_name,
                   "TLS SNI, certificate name and Host header when the URL has an address (or another name)");
+  refuse_negative_numbers(*cmd);
   return [a] { return run(*a); };
 }
 

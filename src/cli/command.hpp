@@ -26,5 +26,15 @@ std::function<int()> add_server_command(CLI::App& app, std::function<std::string
 std::function<int()> add_client_command(CLI::App& app, std::function<std::string()>* check = nullptr);
 /// `warren config check|example` (cli/config.cpp).
 std::function<int()> add_config_command(CLI::App& app);
+/// `warren daemon` (cli/daemon.cpp) and `warren ctl` (cli/ctl.cpp).
+std::function<int()> add_daemon_command(CLI::App& app);
+std::function<int()> add_ctl_command(CLI::App& app);
+
+/// $XDG_CONFIG_HOME/warren/warren.toml, ~/.config/... when unset,
+/// /etc/warren/warren.toml as root (cli/config.cpp).
+std::string default_config_path();
+/// Reads a config file (at most 1 MiB) into `text`; returns one line saying
+/// why not (never its contents), empty on success.
+std::string read_config(const std::string& path, std::string& text);
 
 } // namespace warren::cli

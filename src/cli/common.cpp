@@ -54,4 +54,17 @@ std::string default_state_dir() {
   return "/var/lib/warren";
 }
 
+const CLI::Validator k_not_negative(
+    [](std::string& text) {
+      const auto first = text.find_first_not_of(" \t");
+      return first != std::string::npos && text[first] == '-' ? std::string("must not be negative") : std::string();
+    },
+    "", "NOT NEGATIVE");
+
+void refuse_negative_numbers(CLI::App& cmd) {
+  for (CLI::Option* opt : cmd.get_options())
+    if (opt->get_type_name().starts_with("UINT"))
+      opt->check(k_not_negative);
+}
+
 } // namespace warren::cli

@@ -2,11 +2,13 @@
 // config file checked without starting anything (cli/config_schema.*).
 #include "cli/command.hpp"
 #include "cli/config_schema.hpp"
+#include "tunnel/server_access.hpp"
 
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 
 #include <fcntl.h>
@@ -14,7 +16,6 @@
 #include <unistd.h>
 
 namespace warren::cli {
-namespace {
 
 constexpr std::size_t k_max_config = 1 << 20;
 
@@ -69,16 +70,22 @@ std::string read_config(const std::string& path, std::string& text) {
   return why;
 }
 
-int check(const std::string& given) {
-  const std::string path = given.empty() ? default_config_path() : given;
+namespace {
+
+int check(const std::optional<std::string>& given) {
+  if (given && given->empty()) { // an unset $CONF, say: not the default file
+    std::fprintf(stderr, "warren: error: config check: FILE is empty (omit it for %s)\n", default_config_path().c_str());
+    return 2;
+  }
+  const std::string path = given ? *given : default_config_path();
   std::string text;
   if (auto why = read_config(path, text); !why.empty()) {
     std::fprintf(stderr, "warren: error: %s\n", why.c_str());
     return 1;
   }
   const auto result = check_config(text, path);
-  for (const auto& e : result.errors)
-    std::fprintf(stderr, "%s\n", e.c_str());
+  for (const auto& e : result.errors) // a hostile file's escapes stay \xNN on the terminal
+    std::fprintf(stderr, "%s\n", tunnel::printable(e).c_str());
   if (!result.errors.empty()) {
     std::fprintf(stderr, "warren: %zu error%s in %s\n", result.errors.size(), result.errors.size() == 1 ? "" : "s",
                  path.c_str());
@@ -91,11 +98,13 @@ int check(const std::string& given) {
 } // namespace
 
 std::function<int()> add_config_command(CLI::App& app) {
-  auto file = std::make_shared<std::string>();
+  auto file = std::make_shared<std::optional<std::string>>();
   auto* cmd = app.add_subcommand("config", "Check the daemon's config file, or print an annotated example");
   cmd->require_subcommand(1);
+  cmd->fallthrough(false);
   auto* check_cmd = cmd->add_subcommand(
-      "check", "Report every error in FILE with its line and column (default: $XDG_CONFIG_HOME/warren/warren.toml)");
+      "check", "Report every error in FILE with its line and column (default: $XDG_CONFIG_HOME/warren/warren.toml, "
+               "~/.config/warren/warren.toml when unset, /etc/warren/warren.toml as root)");
   check_cmd->add_option("FILE", *file, "The config file");
   auto* example_cmd = cmd->add_subcommand("example", "Print an annotated example config that passes check");
   return [file, check_cmd, example_cmd]() -> int {

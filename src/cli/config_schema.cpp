@@ -8,6 +8,7 @@
 #include "net/happy_eyeballs.hpp"
 #include "net/resolver.hpp"
 #include "transport/forwarded.hpp"
+#include "transport/proxy_config.hpp"
 #include "transport/tls.hpp"
 #include "transport/url.hpp"
 #include "tunnel/forward.hpp"
@@ -34,6 +35,7 @@ struct key_spec {
   bool is_flag = false;
   bool multi = false;
   bool integer = false;
+  bool size = false; // an integer, or a string with a unit ("64M")
 };
 
 std::string underscored(std::string s) {
@@ -62,6 +64,7 @@ std::vector<key_spec> schema(std::string_view kind) {
     k.multi = opt->get_items_expected_max() > 1;
     const auto type = opt->get_type_name();
     k.integer = type.starts_with("INT") || type.starts_with("UINT"); // "UINT:INT in [1 - 100000]" with a check
+    k.size = type.find("SIZE") != std::string::npos;                 // "UINT:SIZE [b, kb(=1000b), ...]"
     if (opt->get_positional() && opt->get_lnames().empty() && opt->get_snames().empty()) {
       auto name = opt->get_name(true);
       std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
@@ -121,11 +124,15 @@ bool secret_key(std::string_view key) {
   return false;
 }
 
+bool alnum(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+/// A name that is safe as a path component, an argument and an id: it
+/// starts with a letter or digit (never ".", ".." or "-rf").
 bool safe_name(std::string_view name) {
-  return !name.empty() && name.size() <= 64 && std::all_of(name.begin(), name.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
-           c == '-';
-  });
+  return !name.empty() && name.size() <= 64 && alnum(name.front()) &&
+         std::all_of(name.begin(), name.end(), [](char c) { return alnum(c) || c == '_' || c == '.' || c == '-'; });
 }
 
 /// A value a check may report: its text and where it stands.
@@ -151,7 +158,8 @@ class section_check {
     u.at = table_.at;
     std::map<std::string, position> seen; // normalised key -> where
     std::vector<std::string> options, positionals;
-    std::map<std::string, std::vector<given>> values; // key -> its values, for the checks below
+    std::map<std::string, std::vector<std::string>> positional_values; // key -> its values, file order
+    std::map<std::string, std::vector<given>> values;                  // key -> its values, for the checks below
     for (const auto& e : table_.entries) {
       const auto key = underscored(e.key);
       const auto shown = toml::shown_key(e.key);
@@ -163,7 +171,7 @@ class section_check {
         if (!e.v.is_string())
           error(e.v.at, "name must be a \"string\" of letters, digits, '.', '_', '-'");
         else if (!safe_name(e.v.text))
-          error(e.v.at, "name must be 1-64 letters, digits, '.', '_', '-'");
+          error(e.v.at, "name must be 1-64 letters, digits, '.', '_', '-', starting with a letter or digit");
         else
           u.name = e.v.text;
         continue;
@@ -180,7 +188,25 @@ class section_check {
         }
         continue;
       }
-      add_value(*spec, e, spec->flag.empty() ? positionals : options, values[key]);
+      add_value(*spec, e, spec->flag.empty() ? positional_values[key] : options, values[key]);
+    }
+    // Positionals go in the command's order, whatever the file's: a relay
+    // with `target` written before `listen` must not listen on its target.
+    std::string missing; // a positional left out before one that is given
+    for (const auto& spec : specs_) {
+      if (!spec.flag.empty())
+        continue;
+      const auto given = positional_values.find(spec.key);
+      if (given == positional_values.end()) {
+        if (missing.empty())
+          missing = spec.key;
+        continue;
+      }
+      if (!missing.empty()) {
+        error(table_.at, "[[" + kind_ + "]] has " + spec.key + " but no " + missing + "; " + missing + " is required");
+        break;
+      }
+      positionals.insert(positionals.end(), given->second.begin(), given->second.end());
     }
     if (u.name.empty() && !seen.contains("name"))
       error(table_.at, "[[" + kind_ + "]] without a name (name = \"...\": letters, digits, '.', '_', '-')");
@@ -213,7 +239,9 @@ class section_check {
   std::string allowed(const key_spec& s) const {
     if (s.is_flag)
       return s.key + " is a flag: true or false";
-    const std::string one = s.integer ? "an integer" : "a \"string\"";
+    const std::string one = s.size      ? "an integer or a size in a \"string\" (\"64M\")"
+                            : s.integer ? "an integer"
+                                        : "a \"string\"";
     return s.key + " must be " + one + (s.multi ? std::string(" or a list of them [...]") : std::string());
   }
 
@@ -221,7 +249,7 @@ class section_check {
     const auto scalar = [&](const value& v) -> std::optional<std::string> {
       if (s.integer && v.type == value::kind::integer)
         return std::to_string(v.integer);
-      if (!s.integer && v.is_string())
+      if ((!s.integer || s.size) && v.is_string())
         return v.text;
       return std::nullopt;
     };
@@ -270,28 +298,34 @@ class section_check {
       std::vector<std::string> texts;
       for (const auto& [key, vs] : values)
         for (const auto& v : vs)
-          if (v.text.size() >= 2)
-            texts.push_back(v.text);
+          if (v.text.size() >= 2 && v.text.find_first_not_of("+-0123456789") != std::string::npos)
+            texts.push_back(v.text); // integers are no secrets, and "10" is inside "100000"
       std::sort(texts.begin(), texts.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });
       for (const auto& t : texts)
         for (auto p = what.find(t); p != std::string::npos; p = what.find(t, p + 5))
           what.replace(p, t.size(), "(value)");
-      // The key the message names, or the section.
+      // The key the message names (the longest that matches: the message
+      // of --max-handshakes-per-source also holds --max-handshakes), or
+      // the section.
       position at = table_.at;
+      const key_spec* named = nullptr;
+      std::size_t named_length = 0;
       for (const auto& s : specs_) {
-        const auto name = s.flag.empty() ? s.key : s.flag;
-        const auto upper = [&] {
-          std::string n = s.key;
-          std::transform(n.begin(), n.end(), n.begin(), [](unsigned char c) { return std::toupper(c); });
-          return n;
-        }();
-        if (what.find(s.flag.empty() ? upper : name) != std::string::npos) {
-          if (auto it = values.find(s.key); it != values.end() && !it->second.empty())
-            at = it->second.front().at;
-          else if (s.flag.empty())
-            what = s.key + " is required";
-          break;
+        std::string name = s.flag;
+        if (s.flag.empty()) {
+          name = s.key;
+          std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::toupper(c); });
         }
+        if (name.size() > named_length && what.find(name) != std::string::npos) {
+          named = &s;
+          named_length = name.size();
+        }
+      }
+      if (named) {
+        if (auto it = values.find(named->key); it != values.end() && !it->second.empty())
+          at = it->second.front().at;
+        else if (named->flag.empty())
+          what = named->key + " is required";
       }
       error(at, what);
     }
@@ -323,9 +357,8 @@ class section_check {
       auto p = transport::parse_pin(t);
       return p ? std::string() : "pin: " + p.error();
     });
-    each("source", [](const std::string& t) {
-      return net::parse_ip(t) ? std::string() : "source must be an IP address";
-    });
+    each("source",
+         [](const std::string& t) { return net::parse_ip(t) ? std::string() : "source must be an IP address"; });
     each("allow", [](const std::string& t) {
       auto r = tunnel::parse_allow_rule(t);
       return r ? std::string() : r.error();
@@ -338,8 +371,8 @@ class section_check {
       // A URL may carry a user and password: its text is never shown.
       each("url", [](const std::string& t) {
         return transport::parse_url(t) ? std::string()
-                                        : std::string("url is not a tunnel URL (wss://HOST[:PORT][/path], ws://, "
-                                                      "tls:// or tcp://)");
+                                       : std::string("url is not a tunnel URL (wss://HOST[:PORT][/path], ws://, "
+                                                     "tls:// or tcp://)");
       });
       each("local", [](const std::string& t) {
         auto f = tunnel::parse_local_forward(t);
@@ -348,6 +381,17 @@ class section_check {
       each("dynamic", [](const std::string& t) {
         auto f = tunnel::parse_dynamic_forward(t);
         return f ? std::string() : f.error();
+      });
+      // "none" and proxy URLs; a password in one is a secret in the file.
+      each("proxy", [](const std::string& t) {
+        if (t == "none")
+          return std::string();
+        auto p = transport::parse_proxy_url(t);
+        if (!p)
+          return "proxy: " + p.error();
+        return p->password_in_url ? std::string("proxy holds a password: secrets are not written in the config; "
+                                                "put it in a file and use proxy_user and proxy_password_file")
+                                  : std::string();
       });
       if (!values.contains("local") && !values.contains("dynamic"))
         error(table_.at, "[[client]] " + name_of() + "forwards nothing: give local = [...] or dynamic = [...]");
@@ -408,10 +452,14 @@ config_check check_config(std::string_view text, std::string_view source) {
       for (const auto& t : e.v.items) {
         const auto* name = t.find("name");
         if (name && name->v.is_string() && safe_name(name->v.text)) {
-          if (auto [it, fresh] = names.emplace(name->v.text, t.at); !fresh)
+          // Unique regardless of case: names may become file names.
+          std::string folded = name->v.text;
+          std::transform(folded.begin(), folded.end(), folded.begin(), [](unsigned char c) { return std::tolower(c); });
+          if (auto [it, fresh] = names.emplace(folded, t.at); !fresh)
             out.errors.push_back(toml::located(source, name->v.at,
                                                "the name " + name->v.text + " is taken (line " +
-                                                   std::to_string(it->second.line) + "); unit names are unique"));
+                                                   std::to_string(it->second.line) +
+                                                   "); unit names are unique, regardless of case"));
         }
         const auto errors = out.errors.size();
         auto unit = section_check(e.key, t, source, out.errors).run();
@@ -419,15 +467,17 @@ config_check check_config(std::string_view text, std::string_view source) {
           out.units.push_back(std::move(*unit));
       }
     } else if (kind) {
-      out.errors.push_back(toml::located(source, e.at,
-                                         "write [[" + shown + "]] (each unit is one [[" + shown + "]] section)"));
+      out.errors.push_back(
+          toml::located(source, e.at, "write [[" + shown + "]] (each unit is one [[" + shown + "]] section)"));
     } else if (e.v.is_table() || e.v.table_array) {
       out.errors.push_back(toml::located(source, e.at,
-                                         "unknown section [[" + shown + "]] (units are [[relay]], [[client]], "
-                                         "[[server]])" + did_you_mean(e.key, kinds, "[[")));
+                                         "unknown section [[" + shown +
+                                             "]] (units are [[relay]], [[client]], "
+                                             "[[server]])" +
+                                             did_you_mean(e.key, kinds, "[[")));
     } else {
-      out.errors.push_back(toml::located(source, e.at,
-                                         "'" + shown + "' outside a unit section ([[relay]], [[client]], [[server]])"));
+      out.errors.push_back(
+          toml::located(source, e.at, "'" + shown + "' outside a unit section ([[relay]], [[client]], [[server]])"));
     }
   }
   return out;

@@ -19,6 +19,8 @@ int main(int argc, char** argv) {
   auto run_server = warren::cli::add_server_command(app);
   auto run_client = warren::cli::add_client_command(app);
   auto run_config = warren::cli::add_config_command(app);
+  auto run_daemon = warren::cli::add_daemon_command(app);
+  auto run_ctl = warren::cli::add_ctl_command(app);
 
   try {
     app.parse(argc, argv);
@@ -38,6 +40,10 @@ int main(int argc, char** argv) {
       return run_client();
     if (app.got_subcommand("config"))
       return run_config();
+    if (app.got_subcommand("daemon"))
+      return run_daemon();
+    if (app.got_subcommand("ctl"))
+      return run_ctl();
   } catch (const warren::cli::user_error& e) {
     std::fprintf(stderr, "warren: error: %s\n", e.what());
     return 1;

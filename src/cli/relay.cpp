@@ -60,6 +60,7 @@ std::function<int()> add_relay_command(CLI::App& app, std::function<std::string(
   cmd->add_flag("--no-target-check", args->no_target_check,
                 "Start even if the target is unreachable now (it is checked at start-up by default)");
   cmd->add_flag("--no-splice", args->no_splice, "Copy through user space instead of splice(2)");
+  refuse_negative_numbers(*cmd);
   return [args] { return run(*args); };
 }
 

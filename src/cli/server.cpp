@@ -76,6 +76,7 @@ std::function<int()> add_server_command(CLI::App& app, std::function<std::string
   cmd->add_option("--max-buffer-per-client", a->max_buffer,
                   "Data a client's streams may have buffered on the server (256 KiB windows, all streams together; "
                   "a stream beyond it is refused); e.g. 64M. Default: max-streams-per-client x 256 KiB")
+      ->check(k_not_negative)
       ->transform(CLI::AsSizeValue(false));
   cmd->add_option("--max-clients", a->max_clients)->capture_default_str()->check(CLI::Range(1, 100'000));
   cmd->add_option("--max-handshakes", a->max_handshakes,
@@ -107,6 +108,7 @@ std::function<int()> add_server_command(CLI::App& app, std::function<std::string
                   "Outbound connects a client may have in flight (until connected or refused); more wait their turn")
       ->capture_default_str()
       ->check(CLI::Range(1, 100'000));
+  refuse_negative_numbers(*cmd);
   return [a] { return run(*a); };
 }
 

@@ -329,12 +329,18 @@ class parser {
     return &t.entries.back();
   }
 
+  /// A bare word that is no number: never quoted back (it may be a secret).
+  static constexpr const char* k_not_a_value =
+      "a bare value that is neither an integer nor true/false (a string is written in quotes: \"...\")";
+
   /// KEY = VALUE into `t` (dotted keys make tables inside it).
   void key_value(value& t, int depth) {
     const auto at = pos_;
     auto path = key_path(depth);
     if (peek() != '=')
-      fail(pos_, "expected '=' after " + joined(path, path.size()) + ", found " + found());
+      // The key is not quoted: a stray line may be a secret (a token pasted
+      // alone), and errors reach terminals and logs.
+      fail(pos_, "expected '=' after the key, found " + found());
     next();
     skip_blanks_no_comment();
     value* into = &t;
@@ -416,7 +422,9 @@ class parser {
         fail(at, "a hexadecimal, octal or binary integer cannot have a sign");
       base = s[1] == 'x' ? 16 : s[1] == 'o' ? 8 : 2;
       s.remove_prefix(2);
-    } else if (s == "inf" || s == "nan" || s.find_first_of(".eE") != std::string_view::npos) {
+    } else if (s == "inf" || s == "nan" ||
+               (s.find_first_of(".eE") != std::string_view::npos &&
+                s.find_first_not_of("0123456789_.eE+-") == std::string_view::npos)) {
       fail(at, "a floating-point number: not supported here (write an integer)");
     } else if (s.find_first_of("-:T") != std::string_view::npos) {
       fail(at, "a date or time: not supported here (write it as a \"string\")");
@@ -436,13 +444,13 @@ class parser {
       if (hex_digit(c))
         d = static_cast<unsigned>(hex_value(c));
       if (d >= base)
-        fail(at, "'" + token.substr(0, 32) + "' is not an integer");
+        fail(at, k_not_a_value);
       if (__builtin_mul_overflow(v, base, &v) || __builtin_add_overflow(v, d, &v))
         fail(at, "an integer out of range (a signed 64-bit integer)");
       digit_before = true;
     }
     if (!digit_before)
-      fail(at, "'" + token.substr(0, 32) + "' is not an integer");
+      fail(at, k_not_a_value);
     const std::uint64_t max = negative ? (std::uint64_t{1} << 63) : (std::uint64_t{1} << 63) - 1;
     if (v > max)
       fail(at, "an integer out of range (a signed 64-bit integer)");
@@ -463,14 +471,29 @@ class parser {
     const char c = peek();
     const char* simple = nullptr;
     switch (c) {
-    case 'b': simple = "\b"; break;
-    case 't': simple = "\t"; break;
-    case 'n': simple = "\n"; break;
-    case 'f': simple = "\f"; break;
-    case 'r': simple = "\r"; break;
-    case '"': simple = "\""; break;
-    case '\\': simple = "\\"; break;
-    default: break;
+    case 'b':
+      simple = "\b";
+      break;
+    case 't':
+      simple = "\t";
+      break;
+    case 'n':
+      simple = "\n";
+      break;
+    case 'f':
+      simple = "\f";
+      break;
+    case 'r':
+      simple = "\r";
+      break;
+    case '"':
+      simple = "\"";
+      break;
+    case '\\':
+      simple = "\\";
+      break;
+    default:
+      break;
     }
     if (simple) {
       append(s, *simple, start, max);
@@ -661,11 +684,16 @@ const entry* value::find(std::string_view key) const {
 
 const char* describe(value::kind k) {
   switch (k) {
-  case value::kind::string: return "a string";
-  case value::kind::integer: return "an integer";
-  case value::kind::boolean: return "a boolean";
-  case value::kind::array: return "an array";
-  case value::kind::table: return "a table";
+  case value::kind::string:
+    return "a string";
+  case value::kind::integer:
+    return "an integer";
+  case value::kind::boolean:
+    return "a boolean";
+  case value::kind::array:
+    return "an array";
+  case value::kind::table:
+    return "a table";
   }
   return "a value";
 }

@@ -189,6 +189,14 @@ asio::awaitable<dial_result> dial(const url& target, const dial_options& options
     return step + " with " + server + " timed out after " +
            format_duration(std::chrono::duration_cast<std::chrono::milliseconds>(options.handshake_timeout));
   };
+  // A failed step after TCP: its sentence (or the timeout's, when the
+  // watchdog cut it: a timeout is always worth a retry) and its kind.
+  auto step_failed = [&](const step_failure& f, const std::string& step, std::string error) {
+    out.error = guard.fired() ? timed_out(step) : std::move(error);
+    out.failure = guard.fired() ? failure_kind::transient : f.kind;
+    out.refusal = f.refusal;
+    out.retry_after = f.retry_after;
+  };
   if (proxy) {
     const auto t = steady_clock::now();
     auto failure = co_await proxy_handshake(socket, *proxy, ask, where);
@@ -210,11 +218,7 @@ asio::awaitable<dial_result> dial(const url& target, const dial_options& options
     if (target.scheme == scheme::tcp) {
       auto failure = co_await client_preamble(socket, options.token, target.scheme);
       if (failure.failed()) {
-        out.error =
-            guard.fired() ? timed_out("authentication") : "authentication with " + server + ": " + failure.error;
-        out.failure = guard.fired() ? failure_kind::transient : failure.kind;
-        out.refusal = failure.refusal;
-        out.retry_after = failure.retry_after;
+        step_failed(failure, "authentication", "authentication with " + server + ": " + failure.error);
         co_return out;
       }
       guard.disarm();
@@ -224,10 +228,7 @@ asio::awaitable<dial_result> dial(const url& target, const dial_options& options
       const auto t = steady_clock::now();
       auto failure = co_await ws_client_handshake(ws, target, options.token, options.server_name);
       if (failure.failed()) {
-        out.error = guard.fired() ? timed_out("WebSocket upgrade") : failure.error;
-        out.failure = guard.fired() ? failure_kind::transient : failure.kind;
-        out.refusal = failure.refusal;
-        out.retry_after = failure.retry_after;
+        step_failed(failure, "WebSocket upgrade", failure.error);
         co_return out;
       }
       guard.disarm();
@@ -310,11 +311,7 @@ asio::awaitable<dial_result> dial(const url& target, const dial_options& options
   if (target.scheme == scheme::tls) {
     auto failure = co_await client_preamble(tls, options.token, target.scheme);
     if (failure.failed()) {
-      out.error =
-          guard.fired() ? timed_out("authentication") : "authentication with " + server + ": " + failure.error;
-      out.failure = guard.fired() ? failure_kind::transient : failure.kind;
-      out.refusal = failure.refusal;
-      out.retry_after = failure.retry_after;
+      step_failed(failure, "authentication", "authentication with " + server + ": " + failure.error);
       co_return out;
     }
     guard.disarm();
@@ -328,10 +325,7 @@ asio::awaitable<dial_result> dial(const url& target, const dial_options& options
   const auto t_ws = steady_clock::now();
   auto failure = co_await ws_client_handshake(ws, target, options.token, options.server_name);
   if (failure.failed()) {
-    out.error = guard.fired() ? timed_out("WebSocket upgrade") : failure.error;
-    out.failure = guard.fired() ? failure_kind::transient : failure.kind;
-    out.refusal = failure.refusal;
-    out.retry_after = failure.retry_after;
+    step_failed(failure, "WebSocket upgrade", failure.error);
     co_return out;
   }
   guard.disarm();

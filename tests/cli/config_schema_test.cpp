@@ -32,8 +32,8 @@ TEST(ConfigSchemaTest, SectionBecomesArgv) {
                               "c.toml");
   ASSERT_TRUE(r.errors.empty()) << r.errors.front();
   ASSERT_EQ(r.units.size(), 3u);
-  EXPECT_EQ(r.units[0].args, (std::vector<std::string>{"--token-file=/t", "--local=1:h:2", "--local=3:h:4", "--",
-                                                       "wss://h:1/"}));
+  EXPECT_EQ(r.units[0].args,
+            (std::vector<std::string>{"--token-file=/t", "--local=1:h:2", "--local=3:h:4", "--", "wss://h:1/"}));
   EXPECT_EQ(r.units[1].args, (std::vector<std::string>{"--udp", "--", "localhost:1", "h:2"}));
   EXPECT_EQ(r.units[2].args, (std::vector<std::string>{"--max-clients=5"}));
   EXPECT_EQ(config_summary(r.units), "3 units: client a, relay r, server s");
@@ -60,13 +60,65 @@ TEST(ConfigSchemaTest, Errors) {
                 .at(0)
                 .substr(0, 28),
             "c.toml:5:19: connect_timeout");
-  EXPECT_EQ(errors("[relay]\nname = \"r\"\n").at(0), "c.toml:1:1: write [[relay]] (each unit is one [[relay]] section)");
+  EXPECT_EQ(errors("[relay]\nname = \"r\"\n").at(0),
+            "c.toml:1:1: write [[relay]] (each unit is one [[relay]] section)");
   EXPECT_EQ(errors("x = 1\n").at(0), "c.toml:1:1: 'x' outside a unit section ([[relay]], [[client]], [[server]])");
   EXPECT_EQ(errors("[[relay]]\nname = \"r\"\nname = \"s\"\n").at(0), "c.toml:3:1: name given twice (also on line 2)");
   const auto twice = errors("[[relay]]\nname = \"r\"\nlisten = \"x:1\"\ntarget = \"h:1\"\ntarget = \"h:2\"\n");
   EXPECT_EQ(twice.at(0), "c.toml:5:1: target given twice (also on line 4)");
   const auto spelled_twice = errors("[[client]]\nname = \"c\"\ntoken_file = \"a\"\ntoken-file = \"b\"\n");
   EXPECT_EQ(spelled_twice.at(0), "c.toml:4:1: token-file given twice (also on line 3)");
+}
+
+// Review findings: positionals in the command's order, not the file's; a
+// password in a proxy URL is a secret; names safe as paths, unique by case;
+// a stray token line is never quoted back.
+TEST(ConfigSchemaTest, ReviewFindings) {
+  const auto swapped = check_config("[[relay]]\nname = \"r\"\ntarget = \"h:2\"\nlisten = \"localhost:1\"\n", "c.toml");
+  ASSERT_TRUE(swapped.errors.empty()) << swapped.errors.front();
+  EXPECT_EQ(swapped.units.at(0).args, (std::vector<std::string>{"--", "localhost:1", "h:2"}));
+  EXPECT_EQ(check_config("[[relay]]\nname = \"r\"\ntarget = \"h:2\"\n", "c.toml").errors.at(0),
+            "c.toml:1:1: [[relay]] has target but no listen; listen is required");
+  const auto proxy = check_config("[[client]]\nname = \"c\"\nurl = \"wss://h:1/\"\nlocal = [\"1:h:2\"]\n"
+                                  "proxy = \"http://u:hunter22@127.0.0.1:3128\"\n",
+                                  "c.toml");
+  ASSERT_EQ(proxy.errors.size(), 1u);
+  EXPECT_NE(proxy.errors[0].find("c.toml:5:9: proxy holds a password"), std::string::npos) << proxy.errors[0];
+  EXPECT_EQ(proxy.errors[0].find("hunter22"), std::string::npos);
+  for (const char* bad : {".", "..", "-rf", "_x"})
+    EXPECT_FALSE(
+        check_config(std::string("[[relay]]\nname = \"") + bad + "\"\nlisten = \"x:1\"\ntarget = \"h:1\"\n", "c.toml")
+            .errors.empty())
+        << bad;
+  const auto cased = check_config("[[relay]]\nname = \"X\"\nlisten = \"x:1\"\ntarget = \"h:1\"\n"
+                                  "[[relay]]\nname = \"x\"\nlisten = \"x:2\"\ntarget = \"h:1\"\n",
+                                  "c.toml");
+  ASSERT_EQ(cased.errors.size(), 1u);
+  EXPECT_NE(cased.errors[0].find("the name x is taken (line 1)"), std::string::npos) << cased.errors[0];
+  const auto token = check_config("Zm9vYmFyX3NlY3JldF90b2tlbg\n", "c.toml");
+  ASSERT_EQ(token.errors.size(), 1u);
+  EXPECT_EQ(token.errors[0].find("Zm9v"), std::string::npos) << token.errors[0];
+}
+
+// CLI11 reads "-1" into an unsigned option as 2^64-1: refused, on the
+// command line and so in the config; a size takes a unit.
+TEST(ConfigSchemaTest, NegativeNumbersAndSizes) {
+  const auto negative = check_config("[[server]]\nname = \"s\"\nmax_buffer_per_client = -1\n", "c.toml");
+  ASSERT_EQ(negative.errors.size(), 1u);
+  EXPECT_NE(negative.errors[0].find("must not be negative"), std::string::npos) << negative.errors[0];
+  const auto size = check_config("[[server]]\nname = \"s\"\nmax_buffer_per_client = \"64M\"\n", "c.toml");
+  EXPECT_TRUE(size.errors.empty()) << size.errors.front();
+  EXPECT_TRUE(check_config("[[server]]\nname = \"s\"\nmax_buffer_per_client = 67108864\n", "c.toml").errors.empty());
+}
+
+// A CLI11 error lands on the key it names, the longest that matches (the
+// message of --max-handshakes-per-source holds --max-handshakes too), and
+// integers are not blanked out of it.
+TEST(ConfigSchemaTest, CliErrorsOnTheirKey) {
+  const auto r =
+      check_config("[[server]]\nname = \"s\"\nmax_handshakes = 10\nmax_handshakes_per_source = 0\n", "c.toml");
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0], "c.toml:4:29: --max-handshakes-per-source: Value 0 not in range 1 to 100000");
 }
 
 } // namespace

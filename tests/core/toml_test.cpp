@@ -123,7 +123,7 @@ TEST(TomlTest, Errors) {
   EXPECT_EQ(error_of("x = -0x10\n"), "t.toml:1:5: a hexadecimal, octal or binary integer cannot have a sign");
   EXPECT_EQ(error_of("x = yes\n"),
             "t.toml:1:5: expected a value (a \"string\", an integer, true, false, [an array] or {a table}), found 'y'");
-  EXPECT_EQ(error_of("x\n"), "t.toml:1:2: expected '=' after x, found the end of the line");
+  EXPECT_EQ(error_of("x\n"), "t.toml:1:2: expected '=' after the key, found the end of the line");
   EXPECT_EQ(error_of("= 1\n"), "t.toml:1:1: expected a key, found '='");
   EXPECT_EQ(error_of("[a\n"), "t.toml:1:3: expected ']' to close the table header, found the end of the line");
   EXPECT_EQ(error_of("[[a]\n"), "t.toml:1:4: expected ']]' to close the table header, found ']'");

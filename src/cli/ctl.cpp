@@ -1,0 +1,354 @@
+// `warren ctl status|stop`: one request to a running `warren daemon` over its
+// Unix control socket (default), or over tcp:// / tls:// with a token
+// (--connect, --token-file), printed as aligned text or, with --json, as
+// the reply's JSON. Every failure is one line and exit code 1: the daemon
+// is not running (naming the path tried), permission denied (whose socket),
+// wrong token, protocol mismatch (the reply parser, daemon/ctl_reply.*,
+// treats the reply as untrusted input).
+#include "cli/command.hpp"
+#include "cli/common.hpp"
+#include "core/duration.hpp"
+#include "daemon/control_frame.hpp"
+#include "daemon/control_socket.hpp"
+#include "daemon/ctl_reply.hpp"
+#include "daemon/jsonrpc.hpp"
+#include "net/address.hpp"
+#include "transport/tls.hpp"
+#include "transport/tls_stream.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+namespace warren::cli {
+namespace {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using unix_proto = asio::local::stream_protocol;
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+struct ctl_args {
+  std::string action, control, connect, token_file, pin, timeout = "5s";
+  bool json = false;
+};
+
+/// Why a step failed, as the one line the user sees.
+struct ctl_failure : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// "owned by root, mode 0600" for `path`, or for the nearest directory
+/// above it that we may look at ("/run/warren owned by root, mode 0700").
+std::string owner_of(const std::string& path) {
+  std::string at = path;
+  struct stat st {};
+  while (::stat(at.c_str(), &st) != 0) {
+    const auto slash = at.rfind('/');
+    if (slash == std::string::npos || slash == 0)
+      return "owner unknown";
+    at.resize(slash);
+  }
+  passwd pw{};
+  passwd* found = nullptr;
+  std::vector<char> buf(4096);
+  std::string name = ::getpwuid_r(st.st_uid, &pw, buf.data(), buf.size(), &found) == 0 && found
+                         ? std::string(found->pw_name)
+                         : "uid " + std::to_string(st.st_uid);
+  char mode[8];
+  std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+  return (at == path ? "" : at + " ") + "owned by " + name + ", mode " + mode;
+}
+
+/// Reads one frame's text from `s`.
+template <class Stream>
+asio::awaitable<std::string> read_frame(Stream& s, const std::string& where) {
+  daemon::frame_decoder decoder;
+  char buffer[16384];
+  for (;;) {
+    auto [ec, n] = co_await s.async_read_some(asio::buffer(buffer), use_tuple);
+    if (ec) {
+      if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated || ec == asio::error::connection_reset)
+        throw ctl_failure("the daemon at " + where + " closed the connection without answering" +
+                          (decoder.announced_length() ? " (mid-reply)" : ""));
+      throw ctl_failure("reading from " + where + ": " + ec.message());
+    }
+    std::string_view input(buffer, n);
+    const auto status = decoder.decode(input);
+    if (status == daemon::frame_status::frame) {
+      if (!input.empty())
+        throw ctl_failure("protocol mismatch: " + where + " sent more than one reply");
+      co_return std::string(decoder.frame());
+    }
+    if (status != daemon::frame_status::need_more)
+      throw ctl_failure("protocol mismatch: " + where + " sent a frame of " +
+                        std::to_string(decoder.announced_length()) + " bytes (" +
+                        std::string(daemon::frame_status_name(status)) + "); is it a warren daemon?");
+  }
+}
+
+template <class Stream>
+asio::awaitable<daemon::ctl_reply> call(Stream& s, std::int64_t id, std::string method, std::string where,
+                                        nlohmann::json params) {
+  const auto request = daemon::encode_ctl_request(id, method, params);
+  auto [ec, n] = co_await asio::async_write(s, asio::buffer(request), use_tuple);
+  if (ec == asio::error::broken_pipe || ec == asio::error::connection_reset) // refused at accept, before we wrote
+    throw ctl_failure("the daemon at " + where + " closed the connection without answering");
+  if (ec)
+    throw ctl_failure("writing to " + where + ": " + ec.message());
+  const auto text = co_await read_frame(s, where);
+  auto reply = daemon::parse_reply(text, id);
+  if (!reply)
+    throw ctl_failure(reply.error() + " (from " + where + ")");
+  co_return std::move(*reply);
+}
+
+template <class Stream>
+asio::awaitable<daemon::ctl_reply> authenticate_and_call(Stream& s, const ctl_args& a, const std::string& where,
+                                                         const std::string& token) {
+  if (!token.empty()) {
+    nlohmann::json params = nlohmann::json::object(); // not a braced list: GCC 12 miscompiles those in coroutines
+    params["token"] = token;
+    auto auth = co_await call(s, 1, "auth", where, std::move(params));
+    if (!auth.ok) {
+      if (auth.code == static_cast<int>(daemon::error_code::unauthorized))
+        throw ctl_failure("wrong token: " + where + " refused it (" + auth.message + ")");
+      if (auth.code == static_cast<int>(daemon::error_code::rate_limited))
+        throw ctl_failure(where + " refused to check the token: too many failed attempts from this address; "
+                                  "wait a minute");
+      throw ctl_failure("authentication with " + where + " failed: " + auth.message);
+    }
+  }
+  co_return co_await call(s, 2, "daemon." + a.action, where, nullptr);
+}
+
+asio::awaitable<daemon::ctl_reply> over_unix(const ctl_args& a, const std::string& path) {
+  unix_proto::socket s(co_await asio::this_coro::executor);
+  auto [ec] = co_await s.async_connect(unix_proto::endpoint(path), use_tuple);
+  if (ec == asio::error::access_denied)
+    throw ctl_failure("permission denied: cannot connect to " + path + " (" + owner_of(path) + "; you are uid " +
+                      std::to_string(::geteuid()) + ")");
+  if (ec == boost::system::errc::no_such_file_or_directory || ec == asio::error::connection_refused)
+    throw ctl_failure("warren daemon is not running (no control socket answers at " + path + ")");
+  if (ec)
+    throw ctl_failure("cannot connect to " + path + ": " + ec.message());
+  try {
+    co_return co_await authenticate_and_call(s, a, path, "");
+  } catch (const ctl_failure& f) {
+    if (std::string_view(f.what()).find("closed the connection without answering") == std::string_view::npos)
+      throw;
+    throw ctl_failure(std::string(f.what()) + ": permission denied? only the daemon's user and root may control it (" +
+                      owner_of(path) + "; you are uid " + std::to_string(::geteuid()) + ")");
+  }
+}
+
+asio::awaitable<daemon::ctl_reply> over_network(const ctl_args& a) {
+  const bool tls = a.connect.starts_with("tls://");
+  if (!tls && !a.connect.starts_with("tcp://"))
+    throw user_error("--connect '" + a.connect + "': use tcp://HOST:PORT or tls://HOST:PORT");
+  auto target = net::parse_host_port(std::string_view(a.connect).substr(6));
+  if (!target)
+    throw user_error("--connect '" + a.connect + "': " + target.error());
+  if (a.token_file.empty())
+    throw user_error("--connect needs --token-file: the daemon's TCP and TLS listeners take a token first");
+  const std::string token = load_token(a.token_file);
+  if (token.empty())
+    throw user_error("--token-file " + a.token_file + " holds no token");
+  auto ex = co_await asio::this_coro::executor;
+  tcp::resolver resolver(ex);
+  auto [rec, results] = co_await resolver.async_resolve(target->host, std::to_string(target->port), use_tuple);
+  if (rec)
+    throw ctl_failure("cannot resolve " + target->host + ": " + rec.message());
+  tcp::socket socket(ex);
+  auto [cec, ep] = co_await asio::async_connect(socket, results, use_tuple);
+  if (cec == asio::error::connection_refused)
+    throw ctl_failure("warren daemon is not running at " + a.connect + " (connection refused)");
+  if (cec)
+    throw ctl_failure("cannot connect to " + a.connect + ": " + cec.message());
+  socket.set_option(tcp::no_delay(true));
+  if (!tls)
+    co_return co_await authenticate_and_call(socket, a, a.connect, token);
+
+  transport::tls_client_options options;
+  options.pin = a.pin;
+  auto made = transport::make_client_context(options);
+  if (!made)
+    throw user_error(made.error());
+  transport::tls_stream s(std::move(socket), *made->context, transport::tls_stream::client);
+  auto report = made->report;
+  if (made->pin) {
+    s.engine().set_verify_callback([pin = *made->pin, report](bool, X509_STORE_CTX* store) {
+      if (X509_STORE_CTX_get_error_depth(store) > 0)
+        return true; // only the leaf is pinned
+      X509* cert = X509_STORE_CTX_get_current_cert(store);
+      unsigned char md[EVP_MAX_MD_SIZE];
+      unsigned int n = 0;
+      if (!cert || X509_digest(cert, EVP_sha256(), md, &n) != 1)
+        return false;
+      report->presented_fingerprint = transport::format_fingerprint(md, n);
+      if (n == pin.size() && std::equal(pin.begin(), pin.end(), md))
+        return true;
+      report->failure = "certificate pin mismatch: the daemon presented " + report->presented_fingerprint;
+      return false;
+    });
+  } else if (!net::is_ip_literal(target->host)) {
+    s.engine().set_server_name(target->host);
+  }
+  auto [hec] = co_await s.async_handshake(use_tuple);
+  if (hec)
+    throw ctl_failure("TLS handshake with " + a.connect +
+                      " failed: " + (report->failure.empty() ? hec.message() : report->failure) +
+                      (made->pin ? ""
+                                 : " (for the daemon's self-signed certificate, pass --pin with the fingerprint "
+                                   "it logs)"));
+  co_return co_await authenticate_and_call(s, a, a.connect, token);
+}
+
+std::string human_duration(long long seconds) {
+  char buf[64];
+  if (seconds < 60)
+    std::snprintf(buf, sizeof buf, "%llds", seconds);
+  else if (seconds < 3600)
+    std::snprintf(buf, sizeof buf, "%lldm %02llds", seconds / 60, seconds % 60);
+  else if (seconds < 86400)
+    std::snprintf(buf, sizeof buf, "%lldh %02lldm", seconds / 3600, seconds % 3600 / 60);
+  else
+    std::snprintf(buf, sizeof buf, "%lldd %02lldh", seconds / 86400, seconds % 86400 / 3600);
+  return buf;
+}
+
+/// A member as text for the table ("-" when absent or of another type).
+std::string text_of(const nlohmann::json& v, const char* key) {
+  const auto it = v.find(key);
+  if (it == v.end() || it->is_null())
+    return "-";
+  if (it->is_string())
+    return it->get<std::string>();
+  if (it->is_number_integer())
+    return std::to_string(it->get<long long>());
+  return it->dump();
+}
+
+void print_status(const nlohmann::json& r) {
+  std::vector<std::pair<std::string, std::string>> rows;
+  rows.emplace_back("version", text_of(r, "version"));
+  rows.emplace_back("pid", text_of(r, "pid"));
+  const auto up = r.find("uptime_seconds");
+  rows.emplace_back("uptime", up != r.end() && up->is_number_integer() ? human_duration(up->get<long long>()) : "-");
+  rows.emplace_back("config", text_of(r, "config"));
+  std::string control;
+  if (const auto c = r.find("control"); c != r.end() && c->is_array())
+    for (const auto& l : *c)
+      control += (control.empty() ? "" : "\n") + (l.is_string() ? l.get<std::string>() : l.dump());
+  rows.emplace_back("control", control.empty() ? "-" : control);
+  const auto units = r.find("units");
+  rows.emplace_back("units", units != r.end() && units->is_object() ? text_of(*units, "total") : "-");
+  std::string out;
+  for (const auto& [key, value] : rows) {
+    std::size_t start = 0;
+    bool first = true;
+    for (;;) {
+      const auto nl = value.find('\n', start);
+      char line[32];
+      std::snprintf(line, sizeof line, "%-9s", first ? key.c_str() : "");
+      out += line + value.substr(start, nl == std::string::npos ? std::string::npos : nl - start) + "\n";
+      if (nl == std::string::npos)
+        break;
+      start = nl + 1;
+      first = false;
+    }
+  }
+  std::fputs(out.c_str(), stdout);
+}
+
+int run(const ctl_args& a) {
+  const auto limit = duration_arg(a.timeout, "--timeout");
+  std::string where;
+  if (a.connect.empty()) {
+    if (!a.control.empty()) {
+      where = a.control;
+    } else {
+      auto path = daemon::default_control_path();
+      if (!path)
+        throw user_error(path.error());
+      where = *path;
+    }
+  } else if (!a.control.empty()) {
+    throw user_error("--control and --connect are two ways to reach the daemon: give one");
+  }
+  asio::io_context io(1);
+  std::optional<daemon::ctl_reply> reply;
+  std::exception_ptr failure;
+  bool timed_out = false;
+  asio::steady_timer timer(io, limit);
+  timer.async_wait([&](error_code ec) {
+    if (!ec) {
+      timed_out = true;
+      io.stop();
+    }
+  });
+  asio::co_spawn(io, where.empty() ? over_network(a) : over_unix(a, where),
+                 [&](std::exception_ptr e, daemon::ctl_reply r) {
+                   failure = e;
+                   reply = std::move(r);
+                   timer.cancel();
+                 });
+  io.run();
+  if (timed_out)
+    throw user_error("no answer from " + (where.empty() ? a.connect : where) + " within " + a.timeout);
+  if (failure) {
+    try {
+      std::rethrow_exception(failure);
+    } catch (const ctl_failure& f) {
+      throw user_error(f.what());
+    }
+  }
+  if (!reply->ok) {
+    std::fprintf(stderr, "warren: error: daemon.%s: %s (%d)\n", a.action.c_str(), reply->message.c_str(), reply->code);
+    return 1;
+  }
+  if (a.json) {
+    std::printf("%s\n", daemon::dump(reply->result).c_str());
+  } else if (a.action == "status") {
+    print_status(reply->result);
+  } else {
+    std::printf("warren daemon is stopping\n");
+  }
+  return 0;
+}
+
+} // namespace
+
+std::function<int()> add_ctl_command(CLI::App& app) {
+  auto a = std::make_shared<ctl_args>();
+  auto* cmd = app.add_subcommand("ctl", "Control a running warren daemon");
+  cmd->add_option("action", a->action, "status or stop")->required()->check(CLI::IsMember({"status", "stop"}));
+  cmd->add_option("--control", a->control,
+                  "The daemon's Unix control socket (default: $XDG_RUNTIME_DIR/warren/control.sock; "
+                  "/run/warren/control.sock as root)");
+  cmd->add_option("--connect", a->connect, "Reach the daemon over tcp://HOST:PORT or tls://HOST:PORT instead");
+  cmd->add_option("--token-file", a->token_file, "The control token for --connect");
+  cmd->add_option("--pin", a->pin, "tls://: the daemon certificate's sha256:… fingerprint (it logs it at start)");
+  cmd->add_option("--timeout", a->timeout, "Give up after this long")->capture_default_str();
+  cmd->add_flag("--json", a->json, "Print the reply's JSON (for scripts)");
+  return [a] { return run(*a); };
+}
+
+} // namespace warren::cli
