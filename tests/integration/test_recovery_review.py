@@ -164,7 +164,7 @@ class ReviewTest(TunnelTestCase):
         self.assertRegex(refusals[0], r"; retrying in (2\d|30)(\.\d+)?s ")
         good = self.start_client(server2, local=["0:127.0.0.1:9"], wait_connected=False)
         good.wait_for(CONNECTED_RE, timeout=5)
-        self.assertIsNone(good.find(r"429"), good.stderr_text())
+        self.assertIsNone(good.find(r"HTTP 429"), good.stderr_text())
         # SIGHUP with the new token: an attempt at once.
         self.write_secret("token", new_token + "\n")
         mark = len(stale.lines)
