@@ -15,6 +15,7 @@
 #include "net/address.hpp"
 #include "transport/tls.hpp"
 #include "transport/tls_stream.hpp"
+#include "tunnel/server_access.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -36,6 +37,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <optional>
 
 namespace warren::cli {
 namespace {
@@ -46,7 +48,8 @@ using unix_proto = asio::local::stream_protocol;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 struct ctl_args {
-  std::string action, control, connect, token_file, pin, timeout = "5s";
+  std::string action, connect, token_file, pin, timeout = "5s";
+  std::optional<std::string> control; // given, even empty: no default path then
   bool json = false;
 };
 
@@ -239,8 +242,8 @@ std::string text_of(const nlohmann::json& v, const char* key) {
   const auto it = v.find(key);
   if (it == v.end() || it->is_null())
     return "-";
-  if (it->is_string())
-    return it->get<std::string>();
+  if (it->is_string()) // the daemon's strings reach a terminal: no escapes
+    return tunnel::printable(it->get<std::string>());
   if (it->is_number_integer())
     return std::to_string(it->get<long long>());
   return it->dump();
@@ -256,7 +259,7 @@ void print_status(const nlohmann::json& r) {
   std::string control;
   if (const auto c = r.find("control"); c != r.end() && c->is_array())
     for (const auto& l : *c)
-      control += (control.empty() ? "" : "\n") + (l.is_string() ? l.get<std::string>() : l.dump());
+      control += (control.empty() ? "" : "\n") + tunnel::printable(l.is_string() ? l.get<std::string>() : l.dump());
   rows.emplace_back("control", control.empty() ? "-" : control);
   const auto units = r.find("units");
   rows.emplace_back("units", units != r.end() && units->is_object() ? text_of(*units, "total") : "-");
@@ -282,15 +285,17 @@ int run(const ctl_args& a) {
   const auto limit = duration_arg(a.timeout, "--timeout");
   std::string where;
   if (a.connect.empty()) {
-    if (!a.control.empty()) {
-      where = a.control;
+    if (a.control) {
+      if (a.control->empty())
+        throw user_error("--control is empty; give the control socket's path (or leave it out for the default)");
+      where = *a.control;
     } else {
       auto path = daemon::default_control_path();
       if (!path)
         throw user_error(path.error());
       where = *path;
     }
-  } else if (!a.control.empty()) {
+  } else if (a.control) {
     throw user_error("--control and --connect are two ways to reach the daemon: give one");
   }
   asio::io_context io(1);

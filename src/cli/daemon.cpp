@@ -11,6 +11,7 @@
 #include "daemon/sd_notify.hpp"
 #include "net/address.hpp"
 #include "transport/tls.hpp"
+#include "tunnel/server_access.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
@@ -20,8 +21,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 
 namespace warren::cli {
 namespace {
@@ -29,20 +32,26 @@ namespace {
 namespace asio = boost::asio;
 
 struct daemon_args {
-  std::string config, control, token_file, readonly_token_file, group, state_dir, log_level = "info";
+  std::string config, token_file, readonly_token_file, group, state_dir, log_level = "info";
+  std::optional<std::string> control; // given, even empty: no default path then
   std::vector<std::string> control_listen;
 };
 
 std::string token_from(const std::string& file, const char* option) {
-  auto line = read_secret_line(file, "token file");
-  if (!line)
-    throw user_error(std::string(option) + ": " + line.error());
-  if (line->empty())
+  auto read = read_secret_line(file, "token file");
+  if (!read)
+    throw user_error(std::string(option) + ": " + read.error());
+  // As `warren ctl --token-file` reads it (cli::load_token): trailing
+  // blanks are not part of the token.
+  std::string token = *read;
+  while (!token.empty() && (token.back() == ' ' || token.back() == '\t' || token.back() == '\r'))
+    token.pop_back();
+  if (token.empty())
     throw user_error(std::string(option) + ": " + file + " holds no token");
   struct stat st {};
   if (::stat(file.c_str(), &st) == 0 && (st.st_mode & 077) != 0)
     spdlog::warn("daemon: token file {} is readable by other users; chmod 600 it", file);
-  return std::move(*line);
+  return token;
 }
 
 std::shared_ptr<asio::ssl::context> control_certificate(const daemon_args& a,
@@ -82,7 +91,7 @@ std::string check_config_file(const daemon_args& a) {
   const auto result = check_config(text, path);
   if (!result.errors.empty()) {
     for (const auto& e : result.errors)
-      std::fprintf(stderr, "warren: error: %s\n", e.c_str());
+      std::fprintf(stderr, "warren: error: %s\n", tunnel::printable(e).c_str());
     throw user_error(path + ": " + std::to_string(result.errors.size()) + " error" +
                      (result.errors.size() == 1 ? "" : "s") + "; the daemon did not start");
   }
@@ -92,12 +101,15 @@ std::string check_config_file(const daemon_args& a) {
 }
 
 int run(const daemon_args& a) {
+  std::signal(SIGHUP, SIG_IGN); // until the handler below takes it: a reload, never the end
   init_logging(a.log_level);
   const auto config_path = check_config_file(a);
 
   daemon::control_options options;
-  if (!a.control.empty()) {
-    options.unix_path = a.control;
+  if (a.control) {
+    if (a.control->empty())
+      throw user_error("--control is empty; give the control socket's path (or leave --control out for the default)");
+    options.unix_path = *a.control;
   } else {
     auto path = daemon::default_control_path();
     if (!path)
@@ -172,9 +184,9 @@ int run(const daemon_args& a) {
   listeners = server.listeners();
   for (const auto& l : listeners)
     spdlog::info("daemon: control listening on {}", l);
-  spdlog::info("daemon: pid {} ready", ::getpid());
 
   asio::signal_set signals(io, SIGINT, SIGTERM);
+  asio::signal_set hangups(io, SIGHUP);
   bool stopping = false;
   stop_daemon = [&] {
     if (std::exchange(stopping, true))
@@ -184,6 +196,7 @@ int run(const daemon_args& a) {
       spdlog::warn("daemon: sd_notify: {}", why);
     error_code ignored;
     signals.cancel(ignored);
+    hangups.cancel(ignored);
     server.stop([] {});
   };
   signals.async_wait([&](error_code ec, int sig) {
@@ -192,6 +205,25 @@ int run(const daemon_args& a) {
     spdlog::info("daemon: {} received", sig == SIGINT ? "SIGINT" : "SIGTERM");
     stop_daemon();
   });
+  // SIGHUP: the config is checked again (and reported); nothing else runs
+  // from it yet. Never the default action, which would end the daemon
+  // without removing its socket and lock.
+  std::function<void()> wait_hangup = [&] {
+    hangups.async_wait([&](error_code ec, int) {
+      if (ec || stopping)
+        return;
+      spdlog::info("daemon: SIGHUP received; checking the config again");
+      try {
+        if (check_config_file(a).empty())
+          spdlog::info("daemon: no config file; nothing to reload");
+      } catch (const user_error& e) {
+        spdlog::error("daemon: reload: {}; the running settings stay", e.what());
+      }
+      wait_hangup();
+    });
+  };
+  wait_hangup();
+  spdlog::info("daemon: pid {} ready", ::getpid()); // the signal handlers are in place
   if (auto why = daemon::sd_notify("READY=1"); !why.empty())
     spdlog::warn("daemon: sd_notify: {}", why);
   io.run();

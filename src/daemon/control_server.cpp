@@ -66,6 +66,9 @@ expected<control_listen> parse_control_listen(const std::string& url) {
 
 namespace {
 
+/// The largest frame before `auth`: a token line and its JSON-RPC envelope.
+constexpr std::uint32_t k_max_auth_frame = 8192;
+
 /// tls_stream as a byte_stream, on the server side (the handshake is the
 /// connection handler's first step, under the auth deadline).
 class tls_control_stream final : public stream::byte_stream {
@@ -199,7 +202,9 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
         co_return;
       }
     }
-    frame_decoder decoder(options.max_frame);
+    // Before `auth`, a frame is at most k_max_auth_frame: a stranger
+    // cannot make the daemon buffer and parse a MiB per connection.
+    frame_decoder decoder(c->state.awaiting_auth() ? k_max_auth_frame : options.max_frame);
     dispatch_options dopts;
     dopts.max_response = options.max_frame;
     const token_check check = [this, &c](std::string_view token) { return check_token(*c, token); };
@@ -230,7 +235,10 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
           close = true;
           break;
         }
+        const bool was_awaiting_auth = c->state.awaiting_auth();
         auto outcome = dispatch(table, c->state, decoder.frame(), steady_clock::now(), check, dopts);
+        if (was_awaiting_auth && !c->state.awaiting_auth()) // between frames: nothing buffered is lost
+          decoder = frame_decoder(options.max_frame);
         if (outcome.auth_failed)
           spdlog::warn("control: {}: wrong token", c->stream->description());
         out += outcome.reply;
@@ -364,7 +372,12 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
           ex, std::move(s),
           connection_state::network(listener.tls ? transport_kind::tls : transport_kind::tcp, steady_clock::now(),
                                     options.auth_timeout));
-      c->source = peer.address();
+      // Every loopback address is one source for the failure limit: any
+      // local user can bind 127.x.y.z, and would get a fresh budget each.
+      const auto a = peer.address();
+      const bool loopback = a.is_loopback() || (a.is_v6() && a.to_v6().is_v4_mapped() &&
+                                                asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).is_loopback());
+      c->source = loopback ? asio::ip::address(asio::ip::address_v4::loopback()) : a;
       c->slots = &listener.slots;
       spawn(std::move(c));
     }

@@ -95,28 +95,58 @@ expected<control_lock> control_lock::acquire(const std::string& socket_path, std
   if (socket_path.empty() || socket_path.size() >= sizeof(sockaddr_un{}.sun_path))
     return result::failure("control socket path '" + socket_path + "' is empty or longer than " +
                            std::to_string(sizeof(sockaddr_un{}.sun_path) - 1) + " bytes");
+  if (socket_path.front() != '/')
+    return result::failure("control socket path '" + socket_path + "' is relative; give an absolute path");
+  // The directory: made here (0700, or 0750 for --control-group), or one
+  // that already exists, which is never changed (it may be /tmp, a shared
+  // directory or a symlink to one): it must be a real directory of the
+  // daemon's user or root that nobody else may write to.
   const std::string dir = parent_of(socket_path);
   const mode_t dir_mode = group ? 0750 : 0700;
-  if (::mkdir(dir.c_str(), dir_mode) != 0 && errno != EEXIST)
-    return result::failure("cannot create the control socket's directory " + dir + ": " + errno_text(errno));
-  struct stat st {};
-  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
-    return result::failure("the control socket's directory " + dir + " is not a directory");
-  if (st.st_uid == ::geteuid()) {
-    // Ours: the modes are ours to set (a directory made earlier with another umask, or another group).
+  if (::mkdir(dir.c_str(), dir_mode) == 0) {
     if (group && ::chown(dir.c_str(), static_cast<uid_t>(-1), *group) != 0)
       return result::failure("cannot give " + dir + " to the --control-group group: " + errno_text(errno));
-    if (::chmod(dir.c_str(), dir_mode) != 0)
+    if (::chmod(dir.c_str(), dir_mode) != 0) // the umask may have narrowed it
       return result::failure("cannot set the mode of " + dir + ": " + errno_text(errno));
-  } else if ((st.st_mode & 022) != 0) {
-    return result::failure("the control socket's directory " + dir +
-                           " belongs to another user and others may write to it; choose another --control");
+  } else if (errno != EEXIST) {
+    return result::failure("cannot create the control socket's directory " + dir + ": " + errno_text(errno));
+  } else {
+    struct stat st {};
+    if (::lstat(dir.c_str(), &st) != 0)
+      return result::failure("cannot inspect " + dir + ": " + errno_text(errno));
+    if (S_ISLNK(st.st_mode))
+      return result::failure("the control socket's directory " + dir +
+                             " is a symbolic link; give the real path in --control");
+    if (!S_ISDIR(st.st_mode))
+      return result::failure("the control socket's directory " + dir + " is not a directory");
+    if (st.st_uid != ::geteuid() && st.st_uid != 0)
+      return result::failure("the control socket's directory " + dir + " belongs to uid " +
+                             std::to_string(st.st_uid) + ", who could replace the socket; choose another --control");
+    if ((st.st_mode & 022) != 0)
+      return result::failure("the control socket's directory " + dir +
+                             " may be written by others (mode " + std::to_string((st.st_mode >> 6) & 7) +
+                             std::to_string((st.st_mode >> 3) & 7) + std::to_string(st.st_mode & 7) +
+                             "); choose a directory of your own (e.g. the default under $XDG_RUNTIME_DIR)");
+    if (group && (st.st_gid != *group || (st.st_mode & 050) != 050))
+      return result::failure("with --control-group, the existing directory " + dir +
+                             " must belong to that group with mode 0750 (chgrp, chmod 0750)");
   }
 
+  // The lock file: made here, or a warren lock left by an earlier daemon
+  // (a pid or nothing). Anything else of that name is not ours to touch.
   control_lock lock;
   lock.socket_path_ = socket_path;
   lock.lock_path_ = socket_path + ".lock";
-  lock.fd_ = ::open(lock.lock_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  lock.fd_ = ::open(lock.lock_path_.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (lock.fd_ < 0 && errno == EEXIST) {
+    lock.fd_ = ::open(lock.lock_path_.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    struct stat lst {};
+    if (lock.fd_ >= 0 && (::fstat(lock.fd_, &lst) != 0 || !S_ISREG(lst.st_mode) || lst.st_size > 24 ||
+                          (lst.st_size > 0 && read_pid(lock.fd_) == "unknown"))) {
+      ::close(std::exchange(lock.fd_, -1));
+      return result::failure(lock.lock_path_ + " exists and is not a warren lock file; choose another --control");
+    }
+  }
   if (lock.fd_ < 0)
     return result::failure("cannot open the lock file " + lock.lock_path_ + ": " + errno_text(errno));
   if (::flock(lock.fd_, LOCK_EX | LOCK_NB) != 0) {
@@ -134,7 +164,7 @@ expected<control_lock> control_lock::acquire(const std::string& socket_path, std
   if (::lstat(socket_path.c_str(), &sst) == 0) {
     if (!S_ISSOCK(sst.st_mode)) {
       ::close(std::exchange(lock.fd_, -1));
-      ::unlink(lock.lock_path_.c_str());
+      ::unlink(lock.lock_path_.c_str()); // a warren lock (checked above), held by us
       return result::failure(socket_path + " exists and is not a socket; remove it or choose another --control");
     }
     if (socket_alive(socket_path)) {

@@ -29,9 +29,13 @@ class control_lock {
   ~control_lock();
   const std::string& socket_path() const noexcept { return socket_path_; }
 
-  /// Prepares `socket_path`: creates its directory (mode 0700; 0750 and
-  /// group `group` when given), takes the lock or fails with "warren daemon
-  /// is already running (pid N, PATH)", and removes a stale socket file.
+  /// Prepares `socket_path` (absolute): creates its directory (mode 0700;
+  /// 0750 and group `group` when given) or checks an existing one, which
+  /// is never changed (a real directory of ours or root's that nobody else
+  /// may write to); takes the lock PATH.lock (made here, or a warren lock
+  /// left behind; any other file of that name is refused, never removed)
+  /// or fails with "warren daemon is already running (pid N, PATH)", and
+  /// removes a stale socket file.
   static expected<control_lock> acquire(const std::string& socket_path, std::optional<gid_t> group);
 
  private:

@@ -572,20 +572,80 @@ class DaemonTest(wt.WarrenTestCase):
         self.assertEqual(self.unix().call("daemon.status")["result"]["config"], good)
         self.stop_daemon(d)
 
-    def test_ctl_status_is_fast(self):
-        d = self.start_daemon()
-        best = None
-        for _ in range(10):
-            t = time.monotonic()
-            r = self.ctl("status", "--control", self.sock_path)
-            elapsed = time.monotonic() - t
-            self.assertEqual(r.returncode, 0, r.stderr)
-            best = elapsed if best is None else min(best, elapsed)
-        # Goal 20 ms wall including process start (issue 12); the bound here
-        # has room for a loaded CI machine, the best of ten is what counts.
-        self.assertLess(best, 0.05, "best of 10 `warren ctl status`: %.1f ms" % (best * 1000))
-        self.stop_daemon(d)
+    # ---- review findings (an attacker and a careless user) -----------------
 
+    def test_socket_directory_is_never_changed(self):
+        """An existing directory is checked, never chmod-ed: not a shared
+        one (1777), not through a symlink, not relative; a PATH.lock that is
+        not a warren lock is refused and left as it was (on the first
+        version: /tmp-like directories became 0700, Gemfile.lock deleted)."""
+        shared = os.path.join(self.tmp, "shared")
+        os.mkdir(shared)
+        os.chmod(shared, 0o1777)
+        code, lines = wt.run_warren(["daemon", "--control", os.path.join(shared, "c.sock")])
+        self.assertEqual(code, 1, lines)
+        self.assertIn("may be written by others", lines[-1])
+        self.assertEqual(stat.S_IMODE(os.stat(shared).st_mode), 0o1777, "the directory's mode is untouched")
+        real = os.path.join(self.tmp, "real")
+        os.mkdir(real, 0o700)
+        link = os.path.join(self.tmp, "link")
+        os.symlink(real, link)
+        code, lines = wt.run_warren(["daemon", "--control", os.path.join(link, "c.sock")])
+        self.assertEqual(code, 1, lines)
+        self.assertIn("symbolic link", lines[-1])
+        code, lines = wt.run_warren(["daemon", "--control", "relative.sock"])
+        self.assertEqual(code, 1, lines)
+        self.assertIn("relative", lines[-1])
+        code, lines = wt.run_warren(["daemon", "--control", ""])
+        self.assertEqual(code, 1, lines)
+        self.assertIn("--control is empty", lines[-1])
+        mine = os.path.join(self.tmp, "mine")
+        os.mkdir(mine, 0o700)
+        with open(os.path.join(mine, "Gemfile.lock"), "w") as f:
+            f.write("GEM\n  specs:\n")
+        code, lines = wt.run_warren(["daemon", "--control", os.path.join(mine, "Gemfile")])
+        self.assertEqual(code, 1, lines)
+        self.assertIn("is not a warren lock file", lines[-1])
+        with open(os.path.join(mine, "Gemfile.lock")) as f:
+            self.assertEqual(f.read(), "GEM\n  specs:\n", "a file that is not ours stays as it was")
+
+    def test_sighup_keeps_the_daemon(self):
+        """SIGHUP re-checks the config; it never ends the daemon (on the first
+        version it died without removing its socket and lock)."""
+        d = self.start_daemon()
+        mark = len(d.lines)
+        d.signal(signal.SIGHUP)
+        d.wait_for(r"daemon: SIGHUP received", start=mark)
+        self.assertEqual(self.unix().call("daemon.status")["result"]["pid"], d.pid)
+        self.stop_daemon(d)
+        self.assertFalse(os.path.exists(self.sock_path))
+
+    def test_strangers_get_small_frames_and_one_budget_on_loopback(self):
+        """Before auth a frame is at most 8 KiB; every loopback address is
+        one source for the failure limit (127.x.y.z each had its own)."""
+        d = self.start_network_daemon()
+        big = self.tcp(d)
+        big.sock.sendall(struct.pack(">I", 9000) + b"{" * 100)
+        r = big.recv()
+        self.assertEqual(r["error"]["code"], -32005, r)
+        port = d.port("tcp")[1]
+        codes = []
+        for i in range(12):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.%d.%d" % (i // 200, 2 + i % 200), 0))
+            s.connect(("127.0.0.1", port))
+            codes.append(self.track(Conn(s)).call("auth", 1, {"token": "wrong"})["error"]["code"])
+        self.assertIn(-32006, codes, "guesses from many loopback addresses share one budget")
+
+    def test_token_with_trailing_blanks_is_read_alike(self):
+        """The daemon and ctl read a token file alike (trailing blanks are
+        not the token)."""
+        spaced = self.write("spaced.token", "spaced-" + os.urandom(6).hex() + "  \t\n")
+        d = self.start_daemon("--control-listen", "tcp://localhost:0", "--control-token-file", spaced)
+        port = d.port("tcp")[1]
+        r = self.ctl("status", "--connect", "tcp://127.0.0.1:%d" % port, "--token-file", spaced)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.stop_daemon(d)
 
 if __name__ == "__main__":
     wt.main()
