@@ -12,6 +12,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -236,7 +237,17 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
           break;
         }
         const bool was_awaiting_auth = c->state.awaiting_auth();
-        auto outcome = dispatch(table, c->state, decoder.frame(), steady_clock::now(), check, dopts);
+        auto plan = plan_dispatch(table, c->state, decoder.frame(), steady_clock::now(), check, dopts);
+        // In order: an async method's reply comes back through this
+        // connection's executor before the next call of the frame runs.
+        for (auto& call : plan.calls) {
+          if (call.method == nullptr || !call.method->async_handler) {
+            run_call(call, c->state);
+            continue;
+          }
+          co_await run_async(call, c->state);
+        }
+        auto outcome = assemble(plan, dopts);
         if (was_awaiting_auth && !c->state.awaiting_auth()) // between frames: nothing buffered is lost
           decoder = frame_decoder(options.max_frame);
         if (outcome.auth_failed)
@@ -258,6 +269,33 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
       }
     }
     finish(c);
+  }
+
+  /// Calls an async method and waits (without blocking the executor) for
+  /// its reply, which may come from any thread.
+  asio::awaitable<void> run_async(planned_call& call, const connection_state& caller) {
+    auto done = std::make_shared<asio::steady_timer>(ex, asio::steady_timer::time_point::max());
+    auto result = std::make_shared<std::optional<method_result>>();
+    auto reply = [ex = this->ex, done, result](method_result r) {
+      asio::post(ex, [done, result, r = std::move(r)]() mutable {
+        if (result->has_value())
+          return; // exactly once
+        result->emplace(std::move(r));
+        done->cancel();
+      });
+    };
+    try {
+      call.method->async_handler(call.req.params, caller, std::move(reply));
+    } catch (const std::exception&) {
+      result->emplace(rpc_error{error_code::internal_error, "internal error in " + call.req.method, std::nullopt});
+    }
+    while (!result->has_value()) {
+      sys_error ec;
+      co_await done->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      if (stopping && !result->has_value())
+        result->emplace(rpc_error{error_code::internal_error, "the daemon is stopping", std::nullopt});
+    }
+    complete_call(call, **result);
   }
 
   /// After the last reply and our FIN: reads and drops what the peer still

@@ -172,6 +172,12 @@ bool method_table::add(std::string name, method_handler handler, bool read_only_
   return methods_.emplace(std::move(name), method_info{std::move(handler), read_only_ok}).second;
 }
 
+bool method_table::add_async(std::string name, async_method_handler handler, bool read_only_ok) {
+  if (name.empty() || name == k_auth_method || !handler)
+    return false;
+  return methods_.emplace(std::move(name), method_info{nullptr, read_only_ok, std::move(handler)}).second;
+}
+
 const method_info* method_table::find(std::string_view name) const {
   const auto it = methods_.find(name);
   return it == methods_.end() ? nullptr : &it->second;
@@ -219,6 +225,10 @@ void complete_call(planned_call& call, const method_result& result) {
 void run_call(planned_call& call, const connection_state& caller) {
   if (call.method == nullptr)
     return;
+  if (!call.method->handler) {
+    complete_call(call, rpc_error{error_code::internal_error, "internal error in " + call.req.method, std::nullopt});
+    return;
+  }
   try {
     complete_call(call, call.method->handler(call.req.params, caller));
   } catch (const std::exception&) {

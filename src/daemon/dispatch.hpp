@@ -95,9 +95,17 @@ class method_result {
 /// without its text (it may hold anything).
 using method_handler = std::function<method_result(const nlohmann::json& params, const connection_state& caller)>;
 
+/// A handler that answers later: `reply` may be called from any thread,
+/// exactly once; the control server posts it back to its executor and keeps
+/// each connection's replies in order. dispatch() (the synchronous path)
+/// answers such a method with -32603; the control server runs it.
+using async_method_handler = std::function<void(const nlohmann::json& params, const connection_state& caller,
+                                                std::function<void(method_result)> reply)>;
+
 struct method_info {
-  method_handler handler;
+  method_handler handler; // empty for an async method
   bool read_only_ok = false; // read-only callers may call it (status, list, get, metrics, events)
+  async_method_handler async_handler;
 };
 
 /// Method name -> handler. Built once at start, then only read (safe to
@@ -106,6 +114,8 @@ class method_table {
  public:
   /// Adds `name`; false if it is taken or is the built-in `auth`.
   bool add(std::string name, method_handler handler, bool read_only_ok);
+  /// The same for a method that answers later.
+  bool add_async(std::string name, async_method_handler handler, bool read_only_ok);
   const method_info* find(std::string_view name) const;
   std::size_t size() const noexcept { return methods_.size(); }
 
