@@ -1,4 +1,5 @@
-// `warren ctl status|stop`: one request to a running `warren daemon` over its
+// `warren ctl status|stop|ls|show|add|rm|restart|reload`: one request to a
+// running `warren daemon` over its
 // Unix control socket (default), or over tcp:// / tls:// with a token
 // (--connect, --token-file), printed as aligned text or, with --json, as
 // the reply's JSON. Every failure is one line and exit code 1: the daemon
@@ -7,6 +8,7 @@
 // treats the reply as untrusted input).
 #include "cli/command.hpp"
 #include "cli/common.hpp"
+#include "cli/ctl_units.hpp"
 #include "core/duration.hpp"
 #include "daemon/control_frame.hpp"
 #include "daemon/control_socket.hpp"
@@ -49,6 +51,9 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 struct ctl_args {
   std::string action, connect, token_file, pin, timeout = "5s";
+  std::vector<std::string> operands; // UNIT or FILE
+  std::string method;                 // the request the action makes
+  nlohmann::json params;
   std::optional<std::string> control; // given, even empty: no default path then
   bool json = false;
 };
@@ -139,7 +144,7 @@ asio::awaitable<daemon::ctl_reply> authenticate_and_call(Stream& s, const ctl_ar
       throw ctl_failure("authentication with " + where + " failed: " + auth.message);
     }
   }
-  co_return co_await call(s, 2, "daemon." + a.action, where, nullptr);
+  co_return co_await call(s, 2, a.method, where, a.params);
 }
 
 asio::awaitable<daemon::ctl_reply> over_unix(const ctl_args& a, const std::string& path) {
@@ -281,7 +286,52 @@ void print_status(const nlohmann::json& r) {
   std::fputs(out.c_str(), stdout);
 }
 
-int run(const ctl_args& a) {
+/// The request an action makes, its operands checked.
+void plan_request(ctl_args& a) {
+  const bool unit_action = a.action == "show" || a.action == "rm" || a.action == "restart";
+  const std::size_t wanted = unit_action || a.action == "add" ? 1 : 0;
+  if (a.operands.size() != wanted)
+    throw user_error("ctl " + a.action + (wanted ? std::string(a.action == "add" ? " takes one FILE" : " takes one UNIT")
+                                                 : std::string(" takes no operand")));
+  static const std::pair<const char*, const char*> methods[] = {
+      {"status", "daemon.status"}, {"stop", "daemon.stop"},   {"ls", "units.list"},         {"show", "units.get"},
+      {"add", "units.add"},        {"rm", "units.remove"},    {"restart", "units.restart"}, {"reload", "config.reload"}};
+  for (const auto& [action, method] : methods)
+    if (a.action == action)
+      a.method = method;
+  if (unit_action) {
+    a.params = nlohmann::json::object();
+    a.params["name"] = a.operands.front();
+  } else if (a.action == "add") {
+    auto section = section_json(a.operands.front());
+    if (!section)
+      throw user_error(section.error());
+    a.params = std::move(section).value();
+  }
+}
+
+void print_result(const ctl_args& a, const nlohmann::json& result) {
+  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  const bool colour = ::isatty(STDOUT_FILENO) != 0 && std::getenv("NO_COLOR") == nullptr;
+  std::string out;
+  if (a.action == "ls")
+    out = units_table(result.is_object() ? result.value("units", nlohmann::json::array()) : nlohmann::json(), now,
+                      colour);
+  else if (a.action == "show" || a.action == "add" || a.action == "restart")
+    out = unit_details(result.is_object() ? result : nlohmann::json::object(), now, colour);
+  else if (a.action == "rm")
+    out = "unit " + tunnel::printable(a.operands.front()) + " removed\n";
+  else if (a.action == "reload")
+    out = reload_summary(result.is_object() ? result : nlohmann::json::object());
+  else
+    out = "warren daemon is stopping\n";
+  std::fputs(out.c_str(), stdout);
+}
+
+int run(ctl_args& a) {
+  plan_request(a);
   const auto limit = duration_arg(a.timeout, "--timeout");
   std::string where;
   if (a.connect.empty()) {
@@ -326,7 +376,9 @@ int run(const ctl_args& a) {
     }
   }
   if (!reply->ok) {
-    std::fprintf(stderr, "warren: error: daemon.%s: %s (%d)\n", a.action.c_str(), reply->message.c_str(), reply->code);
+    for (const auto& d : reply->details)
+      std::fprintf(stderr, "warren: error: %s\n", d.c_str());
+    std::fprintf(stderr, "warren: error: %s: %s (%d)\n", a.method.c_str(), reply->message.c_str(), reply->code);
     return 1;
   }
   if (a.json) {
@@ -334,7 +386,7 @@ int run(const ctl_args& a) {
   } else if (a.action == "status") {
     print_status(reply->result);
   } else {
-    std::printf("warren daemon is stopping\n");
+    print_result(a, reply->result);
   }
   return 0;
 }
@@ -344,7 +396,10 @@ int run(const ctl_args& a) {
 std::function<int()> add_ctl_command(CLI::App& app) {
   auto a = std::make_shared<ctl_args>();
   auto* cmd = app.add_subcommand("ctl", "Control a running warren daemon");
-  cmd->add_option("action", a->action, "status or stop")->required()->check(CLI::IsMember({"status", "stop"}));
+  cmd->add_option("action", a->action, "status, stop, ls, show UNIT, add FILE, rm UNIT, restart UNIT or reload")
+      ->required()
+      ->check(CLI::IsMember({"status", "stop", "ls", "show", "add", "rm", "restart", "reload"}));
+  cmd->add_option("operand", a->operands, "The UNIT (show, rm, restart) or the FILE (add: one TOML section)");
   cmd->add_option("--control", a->control,
                   "The daemon's Unix control socket (default: $XDG_RUNTIME_DIR/warren/control.sock; "
                   "/run/warren/control.sock as root)");

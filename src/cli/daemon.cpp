@@ -82,8 +82,8 @@ std::shared_ptr<asio::ssl::context> control_certificate(const daemon_args& a,
 
 /// The config file's path: --config, or the default one when it exists. Empty: none.
 std::string config_file(const daemon_args& a) {
-  if (!a.config.empty())
-    return a.config;
+  if (!a.config.empty()) // absolute: the daemon reports it and reads it again on reload
+    return std::filesystem::absolute(a.config).lexically_normal().string();
   const auto path = default_config_path();
   std::error_code ec;
   return std::filesystem::exists(path, ec) ? path : std::string();

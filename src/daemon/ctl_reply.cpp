@@ -94,6 +94,11 @@ expected<ctl_reply> parse_reply(std::string_view text, std::int64_t id) {
     return mismatch("the reply's error code is out of range");
   out.code = static_cast<int>(c);
   out.message = printable(message->get_ref<const std::string&>());
+  if (const auto data = error->find("data"); data != error->end() && data->is_object())
+    if (const auto errors = data->find("errors"); errors != data->end() && errors->is_array())
+      for (const auto& e : *errors)
+        if (e.is_string() && out.details.size() < 100)
+          out.details.push_back(printable(e.get_ref<const std::string&>()));
   return out;
 }
 

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace warren::daemon {
 
@@ -27,6 +28,7 @@ struct ctl_reply {
   nlohmann::json result; // ok
   int code = 0;          // !ok: the JSON-RPC error code
   std::string message;   // !ok: the daemon's message, printable ASCII only
+  std::vector<std::string> details; // !ok: data.errors (every config error), printable, at most 100
 };
 
 /// The reply to the request with `id`; failure: a sentence saying why the

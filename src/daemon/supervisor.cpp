@@ -153,6 +153,9 @@ namespace {
 struct holder {
   std::unique_ptr<unit::unit> u;
   std::unique_ptr<asio::steady_timer> stop_guard;
+  /// Set while start() has returned but the unit is still `starting` (a
+  /// relay checks its target before it binds): called when it leaves it.
+  std::function<void(std::string error)> on_started;
 };
 
 std::int64_t unix_seconds(unit::wall_time t) {
@@ -325,6 +328,12 @@ void supervisor::start_unit(const unit_spec& spec, std::function<void(std::strin
           j["detail"] = ev.detail;
           break;
         }
+        if (ev.what == unit::unit_event::kind::state_changed && ev.state != unit::unit_state::starting)
+          if (auto ent = we.lock(); ent && ent->h->on_started) // (`we` is only read here: the entry outlives its unit)
+            std::exchange(ent->h->on_started, nullptr)(
+                ev.state == unit::unit_state::running  ? std::string()
+                : ev.state == unit::unit_state::failed ? u.status().last_error
+                                                       : std::string("stopped before it started"));
         asio::post(control_, [this, alive, we, j = std::move(j)]() mutable {
           if (alive.expired())
             return;
@@ -340,15 +349,23 @@ void supervisor::start_unit(const unit_spec& spec, std::function<void(std::strin
       else if (auto started = u.start(); !started)
         error = started.error();
     }
-    if (!error.empty())
-      spdlog::error("daemon: unit {} did not start: {}", spec.name, error);
-    asio::post(control_, [alive, e, error = std::move(error), done = std::move(done)] {
-      if (alive.expired())
-        return;
-      e->state = error.empty() ? "running" : "failed";
-      e->last_error = error;
-      done(error);
-    });
+    auto report = [this, alive, e, name = spec.name, done = std::move(done)](std::string why) {
+      if (!why.empty())
+        spdlog::error("daemon: unit {} did not start: {}", name, why);
+      asio::post(control_, [alive, e, why = std::move(why), done] {
+        if (alive.expired())
+          return;
+        e->state = why.empty() ? "running" : "failed";
+        e->last_error = why;
+        done(why);
+      });
+    };
+    // Started means serving: a unit still `starting` (a relay checking its
+    // target before it binds) reports when it leaves that state.
+    if (error.empty() && e->h->u->status().state == unit::unit_state::starting)
+      e->h->on_started = std::move(report);
+    else
+      report(std::move(error));
   });
 }
 
