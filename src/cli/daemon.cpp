@@ -112,6 +112,9 @@ int run(const daemon_args& a) {
   auto boot = boot_units(paths);
 
   daemon::control_options options;
+  // A reload or units.remove waits for units to drain (a server: up to its
+  // drain_timeout, 10 s by default) before it answers.
+  options.call_timeout = std::chrono::minutes(2);
   if (a.control) {
     if (a.control->empty())
       throw user_error("--control is empty; give the control socket's path (or leave --control out for the default)");
@@ -157,9 +160,16 @@ int run(const daemon_args& a) {
   std::function<void()> stop_daemon;
 
   auto guard = asio::make_work_guard(io); // the loops answer by posting here: run() must wait for them
-  // Events: until control_server::publish lands on main, each is a debug line.
+  // Every event (the units' and the supervisor's) to the events.subscribe
+  // connections, as the notification "events.<event>" (events.unit.state,
+  // events.reload.done, …); set once the control server exists.
+  std::function<void(const nlohmann::json&)> publish;
   daemon::supervisor supervisor(io.get_executor(), a.threads, unit_factory(unit_context{paths.state_dir}),
-                                [](nlohmann::json event) { spdlog::debug("daemon: event {}", event.dump()); });
+                                [&publish](nlohmann::json event) {
+                                  spdlog::debug("daemon: event {}", event.dump());
+                                  if (publish)
+                                    publish(event);
+                                });
   std::vector<std::string> listeners;
   daemon_context ctx{paths, supervisor, started, listeners, [&] { stop_daemon(); }};
   daemon::method_table table = daemon_methods(ctx);
@@ -168,6 +178,9 @@ int run(const daemon_args& a) {
   if (auto started_ok = server.start(); !started_ok)
     throw user_error(started_ok.error());
   listeners = server.listeners();
+  publish = [&server](const nlohmann::json& event) {
+    server.publish("events." + event.value("event", std::string("unit")), event);
+  };
   for (const auto& l : listeners)
     spdlog::info("daemon: control listening on {}", l);
 
