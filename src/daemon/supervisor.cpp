@@ -328,12 +328,6 @@ void supervisor::start_unit(const unit_spec& spec, std::function<void(std::strin
           j["detail"] = ev.detail;
           break;
         }
-        if (ev.what == unit::unit_event::kind::state_changed && ev.state != unit::unit_state::starting)
-          if (auto ent = we.lock(); ent && ent->h->on_started) // (`we` is only read here: the entry outlives its unit)
-            std::exchange(ent->h->on_started, nullptr)(
-                ev.state == unit::unit_state::running  ? std::string()
-                : ev.state == unit::unit_state::failed ? u.status().last_error
-                                                       : std::string("stopped before it started"));
         asio::post(control_, [this, alive, we, j = std::move(j)]() mutable {
           if (alive.expired())
             return;
@@ -343,6 +337,14 @@ void supervisor::start_unit(const unit_spec& spec, std::function<void(std::strin
           }
           publish(std::move(j));
         });
+        // After the event: its subscribers see the unit running before the
+        // operation that started it reports.
+        if (ev.what == unit::unit_event::kind::state_changed && ev.state != unit::unit_state::starting)
+          if (auto ent = we.lock(); ent && ent->h->on_started) // (`we` is only read here: the entry outlives its unit)
+            std::exchange(ent->h->on_started, nullptr)(
+                ev.state == unit::unit_state::running  ? std::string()
+                : ev.state == unit::unit_state::failed ? u.status().last_error
+                                                       : std::string("stopped before it started"));
       });
       if (auto prepared = u.prepare(); !prepared)
         error = prepared.error();

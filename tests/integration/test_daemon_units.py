@@ -13,7 +13,9 @@ the real binary, real sockets, loopback only:
   runs through the unchanged client unit on one connection;
 - a bad config on reload rejected whole (every error with line:column), the
   running set intact (same pid, same units, data still flows);
-- a restart-class change (a relay's listen port) moves the listener;
+- a restart-class change (a relay's listen port) moves the listener, and an
+  events.subscribe connection sees the unit drain, stop, run again and the
+  reload's summary;
 - a unit of the file that cannot start at boot: exit 1.
 
     python3 test_daemon_units.py --warren /path/to/warren [unittest args]
@@ -373,6 +375,8 @@ class UnitsTest(wt.WarrenTestCase):
         d = self.start_daemon()
         c = self.unix()
         self.echo_through(self.relay_port)
+        events = self.unix()
+        self.assertEqual(self.ok(events, "events.subscribe"), {})
         self.write_config(self.relay_section("web", new_port))
         mark = len(d.lines)
         d.signal(signal.SIGHUP)
@@ -381,6 +385,16 @@ class UnitsTest(wt.WarrenTestCase):
         with self.assertRaises(OSError):
             socket.create_connection(("127.0.0.1", self.relay_port), timeout=2)
         self.assertEqual(self.units(c)["web"]["listening"], ["TCP 127.0.0.1:%d" % new_port])
+        # The subscriber saw the old unit drain and stop, the new one run, the reload's summary.
+        seen = []
+        while not seen or seen[-1]["method"] != "events.reload.done":
+            n = events.recv()
+            self.assertIsNotNone(n, "events ended: %s" % seen)
+            seen.append(n)
+        states = [n["params"]["state"] for n in seen if n["method"] == "events.unit.state"]
+        self.assertEqual(states, ["draining", "stopped", "running"], seen)
+        self.assertEqual(seen[-1]["params"]["restarted"], ["web"])
+        self.assertEqual(seen[-1]["params"]["cause"], "SIGHUP")
         self.stop_daemon(d)
 
     def test_a_file_unit_that_cannot_start_at_boot_exits_1(self):
