@@ -75,8 +75,23 @@ bool has_key(const std::multiset<std::pair<std::string, std::string>>& args, std
 
 } // namespace
 
+namespace {
+
+/// The same but for log_level (which the daemon does not apply per unit).
+bool same_but_log_level(const unit_spec& from, const unit_spec& to) {
+  if (from.kind != to.kind || from.origin != to.origin)
+    return false;
+  auto a = split_args(from.args);
+  auto b = split_args(to.args);
+  std::erase_if(a, [](const auto& kv) { return kv.first == "--log-level"; });
+  std::erase_if(b, [](const auto& kv) { return kv.first == "--log-level"; });
+  return a == b;
+}
+
+} // namespace
+
 bool changes_in_place(const unit_spec& from, const unit_spec& to) {
-  if (from.kind != to.kind || from.origin != to.origin || from == to)
+  if (from.kind != to.kind || from.origin != to.origin || same_but_log_level(from, to))
     return false;
   auto a = split_args(from.args);
   auto b = split_args(to.args);
@@ -100,7 +115,7 @@ std::vector<diff_step> diff_units(const std::vector<unit_spec>& running, const s
     const auto w = std::find_if(wanted.begin(), wanted.end(), [&](const unit_spec& s) { return s.name == r.name; });
     if (w == wanted.end())
       out.push_back({r.name, change::stop});
-    else if (*w == r)
+    else if (same_but_log_level(r, *w))
       out.push_back(
           {r.name, std::find(failed.begin(), failed.end(), r.name) != failed.end() ? change::restart : change::keep});
     else if (changes_in_place(r, *w) && std::find(failed.begin(), failed.end(), r.name) == failed.end())
@@ -525,6 +540,7 @@ void supervisor::apply(std::vector<unit_spec> wanted, std::string cause, std::fu
       auto one = countdown(n, phase3);
       for (const auto& s : steps) {
         if (s.what == change::keep) {
+          units_.at(s.name)->spec = (*by_name)[s.name]; // a new log_level is recorded, not applied
           reload_unit(s.name, cause, [report, one, name = s.name](const unit::reload_result& r) {
             report->kept.push_back(name);
             if (r.ok)

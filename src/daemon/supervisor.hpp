@@ -60,14 +60,15 @@ struct diff_step {
 /// kind can take in place (unit::reconfigure): server: token_file,
 /// users_file, allow_file, allow, cert and key (when both give a cert: a
 /// generated certificate is not swapped for a given one in place); client:
-/// token_file; every kind: log_level (one logger for the whole daemon: a
-/// section's log_level is not applied). Equal specs are not "in place".
+/// token_file; log_level too, which is never applied (one logger for the
+/// whole daemon). Specs equal but for log_level are not "in place".
 bool changes_in_place(const unit_spec& from, const unit_spec& to);
 
 /// What turns `running` into `wanted`, by name: the same spec -> keep
 /// (a failed unit with the same spec -> restart: a reload retries it);
 /// changed in place -> in_place; any other change (kind, a listen address, a
-/// target, the origin) -> restart; gone -> stop; new -> start. Steps in the
+/// target, the origin) -> restart; gone -> stop; new -> start. A spec that
+/// differs only in log_level is kept (the new one recorded). Steps in the
 /// order of `running`, then the new ones in the order of `wanted`.
 std::vector<diff_step> diff_units(const std::vector<unit_spec>& running, const std::vector<unit_spec>& wanted,
                                   const std::vector<std::string>& failed = {});

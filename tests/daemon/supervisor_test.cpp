@@ -74,8 +74,15 @@ TEST(diff, in_place_keys_depend_on_the_kind) {
                                         spec("client", "c", {"--token-file=/a", "--local=3:h:2", "--", "ws://h"})));
   // A client's allow is no key of its; a relay has nothing in place but log_level.
   EXPECT_FALSE(daemon::changes_in_place(spec("relay", "r", {"--", "a:1", "b:2"}), spec("relay", "r", {"--", "a:1", "b:3"})));
-  EXPECT_TRUE(daemon::changes_in_place(spec("relay", "r", {"--", "a:1", "b:2"}),
-                                       spec("relay", "r", {"--log-level=debug", "--", "a:1", "b:2"})));
+  EXPECT_FALSE(daemon::changes_in_place(spec("relay", "r", {"--", "a:1", "b:2"}),
+                                        spec("relay", "r", {"--log-level=debug", "--", "a:1", "b:2"})));
+  // ...which is kept: log_level is never applied per unit.
+  EXPECT_EQ(diff_map({spec("relay", "r", {"--", "a:1", "b:2"})},
+                     {spec("relay", "r", {"--log-level=debug", "--", "a:1", "b:2"})})
+                .at("r"),
+            change::keep);
+  EXPECT_TRUE(daemon::changes_in_place(spec("client", "c", {"--token-file=/a", "--", "ws://h"}),
+                                       spec("client", "c", {"--token-file=/b", "--log-level=warn", "--", "ws://h"})));
   // A server's certificate: in place between two given ones only.
   EXPECT_TRUE(daemon::changes_in_place(spec("server", "s", {"--cert=/a", "--key=/b"}),
                                        spec("server", "s", {"--cert=/c", "--key=/d"})));
@@ -142,7 +149,10 @@ class fake_unit final : public warren::unit::unit {
     return {true, "reloaded"};
   }
   warren::unit::reload_result reconfigure(warren::unit::unit& replacement, std::string_view) override {
-    spec_ = dynamic_cast<fake_unit&>(replacement).spec_;
+    const auto& to = dynamic_cast<fake_unit&>(replacement).spec_;
+    if (std::find(to.args.begin(), to.args.end(), "--token-file=/unreadable") != to.args.end())
+      return {false, "cannot read /unreadable"};
+    spec_ = to;
     return {true, "changed"};
   }
   std::chrono::milliseconds drain_bound() const override { return 1s; }
@@ -263,6 +273,29 @@ TEST_F(supervisor_test, reload_diff_reloads_kept_changes_in_place_restarts_and_s
   EXPECT_EQ(s->spec("tok")->args, std::vector<std::string>{"--token-file=/b"});
   EXPECT_EQ(live.load(), 4);
   EXPECT_EQ(events.back()["event"], "reload.done");
+}
+
+TEST_F(supervisor_test, an_in_place_change_is_all_or_nothing_and_restart_starts_anew) {
+  auto s = make(1);
+  apply(*s, {spec("server", "tok", {"--token-file=/a"})});
+  const auto r = apply(*s, {spec("server", "tok", {"--token-file=/unreadable"})});
+  ASSERT_EQ(r.failed.size(), 1u);
+  EXPECT_NE(r.failed[0].second.find("cannot read /unreadable"), std::string::npos);
+  EXPECT_EQ(s->spec("tok")->args, std::vector<std::string>{"--token-file=/a"}); // the running settings stay
+  EXPECT_EQ(events.back()["event"], "reload.failed");
+  EXPECT_EQ(s->counts()["running"], 1);
+  const int before = made.load();
+  std::optional<expected<nlohmann::json>> restarted;
+  s->restart("tok", [&](expected<nlohmann::json> j) { restarted = std::move(j); });
+  ASSERT_TRUE(test::run_until(control, [&] { return restarted.has_value(); }));
+  ASSERT_TRUE(*restarted);
+  EXPECT_EQ((**restarted)["state"], "running");
+  EXPECT_EQ(made.load() - before, 1);
+  EXPECT_EQ(live.load(), 1);
+  std::optional<expected<nlohmann::json>> missing;
+  s->restart("nope", [&](expected<nlohmann::json> j) { missing = std::move(j); });
+  ASSERT_TRUE(test::run_until(control, [&] { return missing.has_value(); }));
+  EXPECT_FALSE(*missing);
 }
 
 TEST_F(supervisor_test, a_unit_that_cannot_start_is_reported_and_the_others_run) {
