@@ -7,7 +7,7 @@
 #include "stream/event.hpp"
 #include "stream/unix_stream.hpp"
 #include "transport/auth.hpp"
-#include "transport/tls_stream.hpp"
+#include "transport/tls_byte_stream.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -72,44 +72,6 @@ namespace {
 
 /// The largest frame before `auth`: a token line and its JSON-RPC envelope.
 constexpr std::uint32_t k_max_auth_frame = 8192;
-
-/// tls_stream as a byte_stream, on the server side (the handshake is the
-/// connection handler's first step, under the auth deadline).
-class tls_control_stream final : public stream::byte_stream {
- public:
-  tls_control_stream(std::shared_ptr<asio::ssl::context> ctx, tcp::socket socket, std::string description)
-      : ctx_(std::move(ctx)), s_(std::move(socket), *ctx_, transport::tls_stream::server),
-        description_(std::move(description)) {}
-
-  asio::awaitable<void> handshake(sys_error& ec) {
-    auto [e] = co_await s_.async_handshake(use_tuple);
-    ec = e;
-  }
-  asio::any_io_executor get_executor() override { return s_.get_executor(); }
-  asio::awaitable<std::size_t> read_some(asio::mutable_buffer b, sys_error& ec) override {
-    auto [e, n] = co_await s_.async_read_some(b, use_tuple);
-    ec = e == asio::ssl::error::stream_truncated ? sys_error(asio::error::eof) : e;
-    co_return n;
-  }
-  asio::awaitable<void> write(std::span<const asio::const_buffer> b, sys_error& ec) override {
-    auto [e, n] = co_await asio::async_write(s_, b, use_tuple);
-    ec = e;
-  }
-  asio::awaitable<void> shutdown(sys_error& ec) override {
-    auto [e] = co_await s_.async_shutdown(use_tuple);
-    ec = e;
-  }
-  void close() override {
-    sys_error ignored;
-    s_.lowest_layer().close(ignored);
-  }
-  std::string description() const override { return description_; }
-
- private:
-  std::shared_ptr<asio::ssl::context> ctx_; // must outlive s_
-  transport::tls_stream s_;
-  std::string description_;
-};
 
 struct budget {
   std::string name;
@@ -374,7 +336,7 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
     auto self = shared_from_this();
     c->deadline = steady_clock::time_point::max();
     touch(c);
-    if (auto* tls = dynamic_cast<tls_control_stream*>(c->stream.get())) {
+    if (auto* tls = dynamic_cast<transport::tls_byte_stream*>(c->stream.get())) {
       sys_error ec;
       co_await tls->handshake(ec);
       if (ec) {
@@ -583,7 +545,9 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
           std::string(listener.tls ? "tls " : "tcp ") + net::format_host_port(peer.address().to_string(), peer.port());
       stream::byte_stream_ptr s;
       if (listener.tls)
-        s = std::make_unique<tls_control_stream>(options.tls, std::move(socket), description);
+        s = std::make_unique<transport::tls_byte_stream>(
+            options.tls, transport::tls_stream(std::move(socket), *options.tls, transport::tls_stream::server),
+            description);
       else
         s = stream::make_tcp_stream(std::move(socket), description);
       auto c = std::make_shared<connection>(
