@@ -166,7 +166,7 @@ int run(const daemon_args& a) {
   std::function<void(const nlohmann::json&)> publish;
   daemon::supervisor supervisor(io.get_executor(), a.threads, unit_factory(unit_context{paths.state_dir}),
                                 [&publish](nlohmann::json event) {
-                                  spdlog::debug("daemon: event {}", event.dump());
+                                  spdlog::debug("daemon: event {}", daemon::dump(event)); // never throws on bad UTF-8
                                   if (publish)
                                     publish(event);
                                 });
