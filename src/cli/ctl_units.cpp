@@ -5,6 +5,7 @@
 #include "tunnel/server_access.hpp"
 
 #include <algorithm>
+#include <ctime>
 #include <cstdio>
 #include <vector>
 
@@ -167,6 +168,34 @@ std::string unit_details(const json& u, std::int64_t now, bool colour) {
     out += key + (v.empty() ? std::string("-") : v) + "\n";
   }
   return out;
+}
+
+std::string event_line(std::string_view method, const json& params, bool colour) {
+  std::string when = "-";
+  if (const auto at = params.find("at"); at != params.end() && at->is_number_integer()) {
+    const std::time_t t = at->get<std::int64_t>();
+    std::tm local{};
+    char buf[32];
+    if (::localtime_r(&t, &local) != nullptr && std::strftime(buf, sizeof buf, "%H:%M:%S", &local) > 0)
+      when = buf;
+  }
+  if (method == "events.lost")
+    return when + "  (" + std::to_string(num(params, "count")) + " events lost: this client read too slowly)\n";
+  std::string name = str(params, "event");
+  if (name.empty())
+    name = tunnel::printable(method.starts_with("events.") ? method.substr(7) : method);
+  std::string unit = str(params, "unit");
+  std::string out = when + "  " + name + "  " + (unit.empty() ? "-" : unit);
+  for (const auto& [key, value] : params.items()) {
+    if (key == "event" || key == "unit" || key == "at" || key == "seq" ||
+        ((value.is_array() || value.is_object()) && value.empty()))
+      continue;
+    std::string v = value.is_string() ? tunnel::printable(value.get<std::string>()) : tunnel::printable(value.dump());
+    if (key == "state")
+      v = coloured(v, colour);
+    out += "  " + tunnel::printable(key) + "=" + v;
+  }
+  return out + "\n";
 }
 
 std::string reload_summary(const json& r) {

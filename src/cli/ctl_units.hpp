@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace warren::cli {
 
@@ -22,6 +23,8 @@ std::string human_bytes(std::uint64_t n);
 std::string units_table(const nlohmann::json& units, std::int64_t now, bool colour);
 /// `ctl show UNIT`: one unit, a field a line.
 std::string unit_details(const nlohmann::json& unit, std::int64_t now, bool colour);
+/// `ctl events`: one notification as a line ("16:40:01  unit.state  web  state=running").
+std::string event_line(std::string_view method, const nlohmann::json& params, bool colour);
 /// `ctl reload`: what the reload did.
 std::string reload_summary(const nlohmann::json& report);
 

@@ -196,6 +196,11 @@ int run(const daemon_args& a) {
     error_code ignored;
     signals.cancel(ignored);
     hangups.cancel(ignored);
+    // Subscribers hear it before their connections close (the control
+    // server sends what is queued first).
+    const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+        std::chrono::system_clock::now().time_since_epoch());
+    server.publish("events.daemon.stopping", nlohmann::json{{"event", "daemon.stopping"}, {"at", now.count()}});
     auto both = std::make_shared<int>(2);
     const auto one = [&guard, both] {
       if (--*both == 0)

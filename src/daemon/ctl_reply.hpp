@@ -36,6 +36,15 @@ struct ctl_reply {
 /// text is not one (a protocol mismatch).
 expected<ctl_reply> parse_reply(std::string_view text, std::int64_t id);
 
+/// One notification from the daemon (an event to a subscriber).
+struct ctl_notification {
+  std::string method;    // printable ASCII only, at most 128 bytes
+  nlohmann::json params; // an object (empty when the daemon sent none); its strings are untrusted
+};
+
+/// A notification (`method`, no `id`); failure: a protocol mismatch, as parse_reply's.
+expected<ctl_notification> parse_notification(std::string_view text);
+
 /// The framed request `{"id":id,"jsonrpc":"2.0","method":…,"params":…}`.
 std::string encode_ctl_request(std::int64_t id, std::string_view method, const nlohmann::json& params = nullptr);
 

@@ -244,6 +244,8 @@ supervisor::~supervisor() {
 }
 
 void supervisor::publish(nlohmann::json event) {
+  if (!event.contains("at"))
+    event["at"] = unix_seconds(std::chrono::system_clock::now());
   if (sink_)
     sink_(std::move(event));
 }

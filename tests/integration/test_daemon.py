@@ -507,7 +507,7 @@ class DaemonTest(wt.WarrenTestCase):
         self.assertEqual(self.unix().call("daemon.status")["result"]["pid"], d.pid)
         r = self.ctl("stop", "--control", self.sock_path)
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertIn("stopping", r.stdout)
+        self.assertIn("warren daemon (pid %d) stopped" % d.pid, r.stdout)  # returned after the exit
         self.assertEqual(notify.recv(4096), b"STOPPING=1")
         self.assertEqual(d.wait_exit(), 0, d.stderr_text())
         self.assert_no_crash(d.lines)
