@@ -9,6 +9,7 @@
 #include "daemon/control_server.hpp"
 #include "daemon/control_socket.hpp"
 #include "daemon/sd_notify.hpp"
+#include "daemon/watchdog.hpp"
 #include "net/address.hpp"
 #include "transport/tls.hpp"
 #include "tunnel/server_access.hpp"
@@ -213,16 +214,22 @@ int run(const daemon_args& a) {
       if (ec || stopping)
         return;
       spdlog::info("daemon: SIGHUP received; checking the config again");
+      if (auto why = daemon::sd_notify(daemon::reloading_state()); !why.empty())
+        spdlog::warn("daemon: sd_notify: {}", why);
       try {
         if (check_config_file(a).empty())
           spdlog::info("daemon: no config file; nothing to reload");
       } catch (const user_error& e) {
         spdlog::error("daemon: reload: {}; the running settings stay", e.what());
       }
+      if (auto why = daemon::sd_notify("READY=1"); !why.empty())
+        spdlog::warn("daemon: sd_notify: {}", why);
       wait_hangup();
     });
   };
   wait_hangup();
+  // Every event loop the daemon runs; the watchdog pings each (WATCHDOG_USEC).
+  const auto watchdog = daemon::start_watchdog_from_env({io.get_executor()});
   spdlog::info("daemon: pid {} ready", ::getpid()); // the signal handlers are in place
   if (auto why = daemon::sd_notify("READY=1"); !why.empty())
     spdlog::warn("daemon: sd_notify: {}", why);
