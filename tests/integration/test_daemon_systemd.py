@@ -106,7 +106,6 @@ class SystemdProtocolTest(wt.WarrenTestCase):
                         "MONOTONIC_USEC is CLOCK_MONOTONIC in µs: %s not in [%d, %d]"
                         % (fields["MONOTONIC_USEC"], before, after))
         self.assertEqual(n.next(), "READY=1", "the reload ends with READY=1")
-        d.wait_for(r"daemon: no config file; nothing to reload")
         self.assertEqual(n.next(skip_watchdog=False), "WATCHDOG=1", "the watchdog goes on after a reload")
 
         r = self.ctl("stop")
@@ -172,7 +171,7 @@ class SystemdProtocolTest(wt.WarrenTestCase):
         p, r = self.run_with_stderr_pipe(self.argv() + ["--log-level", "debug"],
                                          lambda st: "%d:%d" % (st.st_dev, st.st_ino))
         lines = self.read_lines_until(r, r"daemon: pid \d+ ready")
-        self.assertIn("<6>daemon: pid %d ready" % p.pid, lines)
+        self.assertTrue(any(l.startswith("<6>daemon: pid %d ready" % p.pid) for l in lines), lines)
         for line in lines:
             self.assertRegex(line, r"^<[2-7]>", "every line carries a priority")
             self.assertNotRegex(line, r"^<\d>\d{4}-", "journald adds the time")
