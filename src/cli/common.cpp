@@ -7,8 +7,10 @@
 #include <spdlog/spdlog.h>
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdlib>
+#include <string_view>
 
 namespace warren::cli {
 
@@ -47,6 +49,12 @@ std::string load_token(const std::string& token_file) {
 }
 
 std::string default_state_dir() {
+  if (const char* systemd = std::getenv("STATE_DIRECTORY"); systemd && *systemd == '/') {
+    const std::string_view dirs(systemd); // "DIR[:DIR...]" when the unit names several
+    return std::string(dirs.substr(0, dirs.find(':')));
+  }
+  if (::geteuid() == 0)
+    return "/var/lib/warren";
   if (const char* xdg = std::getenv("XDG_STATE_HOME"); xdg && *xdg)
     return std::string(xdg) + "/warren";
   if (const char* home = std::getenv("HOME"); home && *home)

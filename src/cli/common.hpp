@@ -23,7 +23,11 @@ std::string load_token(const std::string& token_file);
 void refuse_negative_numbers(CLI::App& cmd);
 extern const CLI::Validator k_not_negative;
 
-/// A default state directory: $XDG_STATE_HOME/warren or ~/.local/state/warren.
+/// A default state directory: $STATE_DIRECTORY (what systemd's
+/// StateDirectory=warren gives the service; its first entry), else
+/// /var/lib/warren as root (as the config is /etc/warren and the control
+/// socket /run/warren: a root $HOME is hidden by ProtectHome=), else
+/// $XDG_STATE_HOME/warren or ~/.local/state/warren.
 std::string default_state_dir();
 
 } // namespace warren::cli

@@ -12,6 +12,7 @@
 #include "daemon/control_server.hpp"
 #include "daemon/control_socket.hpp"
 #include "daemon/sd_notify.hpp"
+#include "daemon/watchdog.hpp"
 #include "net/address.hpp"
 #include "transport/tls.hpp"
 #include "tunnel/server_access.hpp"
@@ -230,6 +231,12 @@ int run(const daemon_args& a) {
     });
   };
   wait_hangup();
+  // Every event loop the daemon runs (its own and the units'); the
+  // watchdog pings each (WATCHDOG_USEC) and stops petting if one is stuck.
+  std::vector<asio::any_io_executor> loops{io.get_executor()};
+  for (auto& e : supervisor.executors())
+    loops.push_back(e);
+  const auto watchdog = daemon::start_watchdog_from_env(std::move(loops));
   // READY=1 once every unit of the config has started. A unit that cannot
   // start at boot ends the daemon with exit 1 (systemd shows the failure);
   // on a reload or through the API the others run and it is reported.

@@ -40,7 +40,7 @@ std::string folded(std::string s) {
   return s;
 }
 
-void notify(const char* state) {
+void notify(const std::string& state) {
   if (auto why = daemon::sd_notify(state); !why.empty())
     spdlog::warn("daemon: sd_notify: {}", why);
 }
@@ -58,7 +58,7 @@ void reload_config(daemon_context& ctx, const std::string& cause, reply_fn reply
     reply(app_error(error_code::invalid_config, message, json{{"errors", loaded.errors}}));
     return;
   }
-  notify("RELOADING=1");
+  notify(daemon::reloading_state()); // RELOADING=1 with MONOTONIC_USEC (systemd 253+)
   ctx.supervisor.apply(std::move(loaded.units), cause, [reply](const daemon::apply_report& report) {
     notify("READY=1");
     json out = report.to_json();

@@ -2,6 +2,7 @@
 // and runs one subcommand. Every failure a user can cause ends in one line
 // "warren: error: ..." and a non-zero exit code, never a stack trace.
 #include "cli/command.hpp"
+#include "core/log.hpp"
 
 #include <csignal>
 #include <cstdio>
@@ -44,11 +45,9 @@ int main(int argc, char** argv) {
       return run_daemon();
     if (app.got_subcommand("ctl"))
       return run_ctl();
-  } catch (const warren::cli::user_error& e) {
-    std::fprintf(stderr, "warren: error: %s\n", e.what());
-    return 1;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "warren: error: %s\n", e.what());
+  } catch (const std::exception& e) { // user_error among them
+    // Under journald the line carries its priority as the logger's do.
+    std::fprintf(stderr, "%swarren: error: %s\n", warren::log::stderr_is_journal() ? "<3>" : "", e.what());
     return 1;
   }
   return 0;

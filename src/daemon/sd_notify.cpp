@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 
 namespace warren::daemon {
 
@@ -34,6 +35,13 @@ std::string sd_notify(std::string_view state) {
   if (sent < 0)
     return std::string("sendto ") + std::string(path) + ": " + std::strerror(err);
   return {};
+}
+
+std::string reloading_state() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  const auto usec = static_cast<unsigned long long>(ts.tv_sec) * 1000000ULL + static_cast<unsigned long long>(ts.tv_nsec) / 1000;
+  return "RELOADING=1\nMONOTONIC_USEC=" + std::to_string(usec);
 }
 
 } // namespace warren::daemon

@@ -14,4 +14,9 @@ namespace warren::daemon {
 /// an empty string when sent or when there is nowhere to send, else why not.
 std::string sd_notify(std::string_view state);
 
+/// "RELOADING=1\nMONOTONIC_USEC=N": a reload begins (systemd >= 253 wants
+/// the time, CLOCK_MONOTONIC in microseconds; older ones ignore it). READY=1
+/// ends it.
+std::string reloading_state();
+
 } // namespace warren::daemon

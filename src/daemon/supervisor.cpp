@@ -243,6 +243,13 @@ supervisor::~supervisor() {
   units_.clear();
 }
 
+std::vector<boost::asio::any_io_executor> supervisor::executors() const {
+  std::vector<boost::asio::any_io_executor> out;
+  for (const auto& l : loops_)
+    out.emplace_back(l->io.get_executor());
+  return out;
+}
+
 void supervisor::publish(nlohmann::json event) {
   if (!event.contains("at"))
     event["at"] = unix_seconds(std::chrono::system_clock::now());

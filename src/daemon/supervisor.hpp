@@ -138,6 +138,8 @@ class supervisor {
   std::vector<std::size_t> loads() const { return loads_; }
   std::size_t loop_of(const std::string& name) const;
   std::size_t threads() const { return loops_.size(); }
+  /// The units' event loops (for the watchdog's pings).
+  std::vector<boost::asio::any_io_executor> executors() const;
 
   struct loop;
   struct entry;
