@@ -194,7 +194,8 @@ TEST_F(ControlServer, SubscribersGetNotificationsOthersDoNot) {
   std::vector<method_reply> kept;
   start(async_table(worker, &kept));
   client sub(path()), other(path());
-  EXPECT_EQ(sub.call(R"({"jsonrpc":"2.0","method":"events.subscribe","id":1})")["result"], json::object());
+  EXPECT_EQ(sub.call(R"({"jsonrpc":"2.0","method":"events.subscribe","id":1})")["result"],
+            (json{{"seq", 0}, {"pid", ::getpid()}}));
   EXPECT_EQ(other.call(R"({"jsonrpc":"2.0","method":"fast","id":1})")["id"], 1);
   EXPECT_EQ(on_server([&] { return server->subscribers(); }), 1u);
   on_server([&] {
@@ -204,6 +205,7 @@ TEST_F(ControlServer, SubscribersGetNotificationsOthersDoNot) {
   const auto n = json::parse(sub.next());
   EXPECT_EQ(n["method"], "events.unit");
   EXPECT_EQ(n["params"]["unit"], "web");
+  EXPECT_EQ(n["params"]["seq"], 1); // numbered by the control server
   EXPECT_FALSE(n.contains("id"));
   // The other connection got nothing: its next message is the reply to its next call.
   EXPECT_EQ(other.call(R"({"jsonrpc":"2.0","method":"fast","id":2})")["id"], 2);
@@ -215,7 +217,7 @@ TEST_F(ControlServer, SubscriberThatNeverReadsLosesEventsNotMemory) {
   std::vector<method_reply> kept;
   start(async_table(worker, &kept));
   client sub(path());
-  EXPECT_EQ(sub.call(R"({"jsonrpc":"2.0","method":"events.subscribe","id":1})")["result"], json::object());
+  EXPECT_EQ(sub.call(R"({"jsonrpc":"2.0","method":"events.subscribe","id":1})")["result"]["seq"], 0);
   int rcvbuf = 4096;
   ::setsockopt(sub.fd(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
   const std::string padding(2000, 'x');
