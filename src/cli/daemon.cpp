@@ -8,6 +8,8 @@
 #include "core/secret_file.hpp"
 #include "daemon/control_server.hpp"
 #include "daemon/control_socket.hpp"
+#include "daemon/metrics_http.hpp"
+#include "daemon/metrics_text.hpp"
 #include "daemon/sd_notify.hpp"
 #include "net/address.hpp"
 #include "transport/tls.hpp"
@@ -32,7 +34,7 @@ namespace {
 namespace asio = boost::asio;
 
 struct daemon_args {
-  std::string config, token_file, readonly_token_file, group, state_dir, log_level = "info";
+  std::string config, token_file, readonly_token_file, group, state_dir, metrics, log_level = "info";
   std::optional<std::string> control; // given, even empty: no default path then
   std::vector<std::string> control_listen;
 };
@@ -142,12 +144,24 @@ int run(const daemon_args& a) {
   if (std::any_of(options.network.begin(), options.network.end(), [](const auto& l) { return l.tls; }))
     options.tls = control_certificate(a, options.network);
 
+  std::optional<daemon::metrics_listen> metrics_at;
+  if (!a.metrics.empty()) {
+    auto m = daemon::parse_metrics_listen(a.metrics);
+    if (!m)
+      throw user_error(m.error());
+    metrics_at = std::move(*m);
+  }
+
   auto lock = daemon::control_lock::acquire(options.unix_path, options.read_only_gid);
   if (!lock)
     throw user_error(lock.error());
 
   asio::io_context io(1);
   const auto started = steady_clock::now();
+  const daemon::daemon_info info{WARREN_VERSION, std::chrono::system_clock::now()};
+  // The units' snapshot, read on each unit's executor; `done` gets it on any
+  // thread. No units run yet (issue 12's supervisor brings them).
+  const auto collect_units = [](std::function<void(std::vector<daemon::unit_snapshot>)> done) { done({}); };
   std::function<void()> stop_daemon;
 
   /// The methods of this step take no params: anything but none, {} or [] is refused.
@@ -169,6 +183,16 @@ int run(const daemon_args& a) {
       },
       true);
   table.add(
+      "metrics.get",
+      [&](const nlohmann::json& params, const daemon::connection_state&) -> daemon::method_result {
+        if (!no_params(params))
+          return daemon::method_result::invalid_params("metrics.get takes no params");
+        nlohmann::json result;
+        collect_units([&](std::vector<daemon::unit_snapshot> units) { result = daemon::metrics_json(units, info); });
+        return result;
+      },
+      true);
+  table.add(
       "daemon.stop",
       [&](const nlohmann::json& params, const daemon::connection_state&) -> daemon::method_result {
         if (!no_params(params))
@@ -185,6 +209,25 @@ int run(const daemon_args& a) {
   for (const auto& l : listeners)
     spdlog::info("daemon: control listening on {}", l);
 
+  std::optional<daemon::metrics_http> metrics;
+  if (metrics_at) {
+    metrics.emplace(
+        io.get_executor(),
+        [&](daemon::metrics_reply reply) {
+          collect_units([&info, reply = std::move(reply)](std::vector<daemon::unit_snapshot> units) {
+            reply(daemon::metrics_text(units, info));
+          });
+        },
+        daemon::metrics_http_options{metrics_at->plan});
+    if (auto ok = metrics->start(); !ok)
+      throw user_error(ok.error());
+    spdlog::info("daemon: metrics at /metrics on {}", metrics->describe());
+    if (!metrics_at->loopback_only)
+      spdlog::warn("daemon: --metrics {} is reachable beyond this host: anyone who can connect reads unit names, "
+                   "peers and traffic counts (there is no authentication; firewall it or use a loopback address)",
+                   a.metrics);
+  }
+
   asio::signal_set signals(io, SIGINT, SIGTERM);
   asio::signal_set hangups(io, SIGHUP);
   bool stopping = false;
@@ -197,6 +240,8 @@ int run(const daemon_args& a) {
     error_code ignored;
     signals.cancel(ignored);
     hangups.cancel(ignored);
+    if (metrics)
+      metrics->stop();
     server.stop([] {});
   };
   signals.async_wait([&](error_code ec, int sig) {
@@ -247,6 +292,9 @@ std::function<int()> add_daemon_command(CLI::App& app) {
   cmd->add_option("--control-readonly-token-file", a->readonly_token_file,
                   "Read-only token for --control-listen connections");
   cmd->add_option("--control-group", a->group, "Members of this group may call read-only methods over the Unix socket");
+  cmd->add_option("--metrics", a->metrics,
+                  "Serve Prometheus metrics at http://ADDR/metrics (a bare port: localhost, 127.0.0.1 and ::1; "
+                  "off by default)");
   cmd->add_option("--state-dir", a->state_dir, "Where the generated TLS certificate lives");
   cmd->add_option("--log-level", a->log_level, "trace, debug, info, warn, error or off")->capture_default_str();
   return [a] { return run(*a); };
