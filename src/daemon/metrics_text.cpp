@@ -118,7 +118,8 @@ const std::vector<unit_family>& unit_families() {
        [](writer& w, const char* n, const std::string& l, const unit_snapshot& u) {
          plain(w, n, l, u.counters.connections_open);
        }},
-      {"warren_unit_connections_total", "counter", "Connections accepted or tunnels established since the unit started.",
+      {"warren_unit_connections_total", "counter",
+       "Connections accepted or tunnels established since the unit started.",
        [](writer& w, const char* n, const std::string& l, const unit_snapshot& u) {
          plain(w, n, l, u.counters.connections_total);
        }},

@@ -158,16 +158,18 @@ TEST(metrics_text, label_values_are_escaped) {
   auto u = failed_relay();
   u.name = "x\"} 1\nwarren_unit_up{unit=\"y";
   const auto text = metrics_text({u}, info);
-  EXPECT_TRUE(has_line(text, "warren_unit_up{unit=\"x\\\"} 1\\nwarren_unit_up{unit=\\\"y\",kind=\"relay\"} 0"))
-      << text;
+  EXPECT_TRUE(has_line(text, "warren_unit_up{unit=\"x\\\"} 1\\nwarren_unit_up{unit=\\\"y\",kind=\"relay\"} 0")) << text;
   for (const auto& l : lines(text))
     EXPECT_FALSE(l.starts_with("warren_unit_up{unit=\"y")) << l;
 }
 
 TEST(metrics_text, bytes_that_are_not_utf8_become_replacement_characters) {
-  EXPECT_EQ(escape_label_value("a\xff" "b"), "a\xEF\xBF\xBD" "b");
-  EXPECT_EQ(escape_label_value("\xC3"), "\xEF\xBF\xBD");             // truncated sequence
-  EXPECT_EQ(escape_label_value("caf\xC3\xA9"), "caf\xC3\xA9");       // valid: kept
+  EXPECT_EQ(escape_label_value("a\xff"
+                               "b"),
+            "a\xEF\xBF\xBD"
+            "b");
+  EXPECT_EQ(escape_label_value("\xC3"), "\xEF\xBF\xBD");                                 // truncated sequence
+  EXPECT_EQ(escape_label_value("caf\xC3\xA9"), "caf\xC3\xA9");                           // valid: kept
   EXPECT_EQ(escape_label_value("\xED\xA0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"); // a surrogate
 }
 
