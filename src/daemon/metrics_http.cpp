@@ -18,6 +18,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <array>
 #include <list>
 #include <optional>
 
@@ -140,10 +141,12 @@ struct metrics_http::impl : std::enable_shared_from_this<impl> {
       }
     });
 
+    // The head only: nothing here has a body, so none is read (a POST's is
+    // left unread: it gets its 405 and the connection closes).
     boost::beast::flat_buffer buffer(options.max_header_bytes);
     http::request_parser<http::empty_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(options.max_header_bytes));
-    auto [ec, n] = co_await http::async_read(c->socket, buffer, parser, use_tuple);
+    auto [ec, n] = co_await http::async_read_header(c->socket, buffer, parser, use_tuple);
     (void)n;
     if (ec && (!c->socket.is_open() || ec == http::error::end_of_stream || ec == asio::error::eof ||
                ec == asio::error::connection_reset)) {
@@ -180,7 +183,23 @@ struct metrics_http::impl : std::enable_shared_from_this<impl> {
       }
     }
     res.prepare_payload();
-    co_await http::async_write(c->socket, res, use_tuple);
+    auto [write_ec, written] = co_await http::async_write(c->socket, res, use_tuple);
+    (void)written;
+    if (!write_ec) {
+      // Read and drop what the client still sends (an unread request
+      // tail, a body) until it closes, up to 64 KiB or the deadline:
+      // closing with unread bytes sends a reset, which can destroy the
+      // reply before the client reads it (a 431 after a long head).
+      boost::system::error_code ignored;
+      c->socket.shutdown(tcp::socket::shutdown_send, ignored);
+      std::array<char, 4096> scratch;
+      for (std::size_t dropped = 0; dropped < 64 * 1024;) {
+        auto [read_ec, got] = co_await c->socket.async_read_some(asio::buffer(scratch), use_tuple);
+        if (read_ec)
+          break;
+        dropped += got;
+      }
+    }
     finish(c, where);
   }
 

@@ -72,9 +72,10 @@ class metrics_http_test : public ::testing::Test {
     auto buf = std::make_shared<std::array<char, 4096>>();
     c->socket.async_read_some(asio::buffer(*buf), [c, buf](error_code ec, std::size_t n) {
       c->reply.append(buf->data(), n);
-      if (ec)
+      if (ec) {
         c->done = true;
-      else
+        c->socket.close(); // as an HTTP client does after a Connection: close reply
+      } else
         read_more(c);
     });
   }

@@ -139,6 +139,10 @@ class MetricsTest(wt.WarrenTestCase):
             self.assertEqual(headers.get("Allow"), "GET", method)
         host, port = d.metrics[0]
         with socket.create_connection((host, port), timeout=wt.WAIT) as s:
+            s.sendall(b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
+            reply = wt.recv_until_eof(s)
+        self.assertTrue(reply.startswith(b"HTTP/1.1 405 "), reply[:80])
+        with socket.create_connection((host, port), timeout=wt.WAIT) as s:
             s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 9000 + b"\r\n\r\n")
             reply = wt.recv_until_eof(s)
         self.assertTrue(reply.startswith(b"HTTP/1.1 431 "), reply[:80])
