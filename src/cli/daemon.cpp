@@ -1,6 +1,7 @@
 // `warren daemon`: the long-running service of issue 12. This step runs the
 // control plane only: the Unix control socket (and optional tcp:// / tls://
-// listeners), `daemon.status` and `daemon.stop`, signals and sd_notify. The
+// listeners), `daemon.status`, `metrics.get` and `daemon.stop`, signals,
+// sd_notify and the optional --metrics endpoint. The
 // config file is read and checked; its units run in a later step.
 #include "cli/command.hpp"
 #include "cli/common.hpp"
@@ -34,8 +35,9 @@ namespace {
 namespace asio = boost::asio;
 
 struct daemon_args {
-  std::string config, token_file, readonly_token_file, group, state_dir, metrics, log_level = "info";
+  std::string config, token_file, readonly_token_file, group, state_dir, log_level = "info";
   std::optional<std::string> control; // given, even empty: no default path then
+  std::optional<std::string> metrics; // given, even empty (refused)
   std::vector<std::string> control_listen;
 };
 
@@ -145,8 +147,10 @@ int run(const daemon_args& a) {
     options.tls = control_certificate(a, options.network);
 
   std::optional<daemon::metrics_listen> metrics_at;
-  if (!a.metrics.empty()) {
-    auto m = daemon::parse_metrics_listen(a.metrics);
+  if (a.metrics) {
+    if (a.metrics->empty())
+      throw user_error("--metrics is empty; give a port (9100) or HOST:PORT, or leave --metrics out");
+    auto m = daemon::parse_metrics_listen(*a.metrics);
     if (!m)
       throw user_error(m.error());
     metrics_at = std::move(*m);
@@ -225,7 +229,7 @@ int run(const daemon_args& a) {
     if (!metrics_at->loopback_only)
       spdlog::warn("daemon: --metrics {} is reachable beyond this host: anyone who can connect reads unit names, "
                    "peers and traffic counts (there is no authentication; firewall it or use a loopback address)",
-                   a.metrics);
+                   *a.metrics);
   }
 
   asio::signal_set signals(io, SIGINT, SIGTERM);

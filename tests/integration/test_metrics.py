@@ -218,7 +218,8 @@ class MetricsTest(wt.WarrenTestCase):
         self.assertIsNone(d.find(r"reachable beyond this host"))
 
     def test_a_bad_metrics_address_is_refused_at_start(self):
-        for bad, says in (("/tmp/x.sock", "give a port or HOST:PORT"), ("::1:9100", "--metrics '::1:9100'")):
+        for bad, says in (("/tmp/x.sock", "give a port or HOST:PORT"), ("::1:9100", "--metrics '::1:9100'"),
+                          ("", "--metrics is empty")):
             p = self.track(wt.Process([wt.WARREN, "daemon", "--control", self.sock_path, "--metrics", bad]))
             self.assertEqual(p.wait_exit(), 1, bad)
             self.assertIn(says, p.stderr_text())
