@@ -445,6 +445,18 @@ config_check check_config(std::string_view text, std::string_view source) {
   }
   const std::vector<std::string> kinds(std::begin(k_kinds), std::end(k_kinds));
   std::map<std::string, position> names;
+  std::size_t sections = 0;
+  for (const auto& e : doc->entries) {
+    if (e.v.table_array)
+      sections += e.v.items.size();
+  }
+  if (sections > k_max_units) {
+    // Each section is parsed as a command line: bounding them bounds the
+    // check's time (a 1 MiB file could hold ~100,000 empty sections).
+    out.errors.push_back(std::string(source) + ": " + std::to_string(sections) + " sections; a file holds at most " +
+                         std::to_string(k_max_units) + " units");
+    return out;
+  }
   for (const auto& e : doc->entries) {
     const auto shown = toml::shown_key(e.key);
     const bool kind = std::find(kinds.begin(), kinds.end(), e.key) != kinds.end();
@@ -480,13 +492,22 @@ config_check check_config(std::string_view text, std::string_view source) {
           toml::located(source, e.at, "'" + shown + "' outside a unit section ([[relay]], [[client]], [[server]])"));
     }
   }
+  if (out.errors.size() > k_max_errors) {
+    const auto more = out.errors.size() - k_max_errors;
+    out.errors.resize(k_max_errors);
+    out.errors.push_back(std::string(source) + ": " + std::to_string(more) + " more error" + (more == 1 ? "" : "s") +
+                         " not shown");
+  }
   return out;
 }
 
 std::string config_summary(const std::vector<unit_section>& units) {
+  constexpr std::size_t k_named = 10; // a log line, not a listing (`warren ctl ls` is that)
   std::string out = std::to_string(units.size()) + (units.size() == 1 ? " unit" : " units");
-  for (std::size_t i = 0; i < units.size(); ++i)
+  for (std::size_t i = 0; i < units.size() && i < k_named; ++i)
     out += (i ? ", " : ": ") + units[i].kind + " " + units[i].name;
+  if (units.size() > k_named)
+    out += " and " + std::to_string(units.size() - k_named) + " more";
   return out;
 }
 

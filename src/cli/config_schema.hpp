@@ -34,6 +34,11 @@ struct config_check {
   std::vector<std::string> errors; // every error, "SOURCE:LINE:COLUMN: ..."
 };
 
+/// Bounds on one file: sections (each is parsed as a command line, so this
+/// bounds the check's time) and errors listed (the rest are counted).
+inline constexpr std::size_t k_max_units = 1024;
+inline constexpr std::size_t k_max_errors = 100;
+
 /// Every section of the file checked; `units` are complete only when
 /// `errors` is empty.
 config_check check_config(std::string_view text, std::string_view source);

@@ -186,14 +186,14 @@ int run(const daemon_args& a) {
                               {"units", {{"total", 0}}}};
       },
       true);
-  table.add(
+  table.add_async(
       "metrics.get",
-      [&](const nlohmann::json& params, const daemon::connection_state&) -> daemon::method_result {
+      [&](const nlohmann::json& params, const daemon::connection_state&, daemon::method_reply reply) {
         if (!no_params(params))
-          return daemon::method_result::invalid_params("metrics.get takes no params");
-        nlohmann::json result;
-        collect_units([&](std::vector<daemon::unit_snapshot> units) { result = daemon::metrics_json(units, info); });
-        return result;
+          return reply(daemon::method_result::invalid_params("metrics.get takes no params"));
+        collect_units([&info, reply = std::move(reply)](std::vector<daemon::unit_snapshot> units) {
+          reply(daemon::metrics_json(units, info));
+        });
       },
       true);
   table.add(

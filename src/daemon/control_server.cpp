@@ -1,10 +1,13 @@
 #include "daemon/control_server.hpp"
 
+#include "core/duration.hpp"
+#include "core/log_limiter.hpp"
 #include "daemon/control_socket.hpp"
 #include "stream/tcp_stream.hpp"
+#include "stream/event.hpp"
 #include "stream/unix_stream.hpp"
 #include "transport/auth.hpp"
-#include "transport/tls_stream.hpp"
+#include "transport/tls_byte_stream.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -24,6 +27,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <deque>
 #include <list>
 
 namespace warren::daemon {
@@ -69,49 +73,20 @@ namespace {
 /// The largest frame before `auth`: a token line and its JSON-RPC envelope.
 constexpr std::uint32_t k_max_auth_frame = 8192;
 
-/// tls_stream as a byte_stream, on the server side (the handshake is the
-/// connection handler's first step, under the auth deadline).
-class tls_control_stream final : public stream::byte_stream {
- public:
-  tls_control_stream(std::shared_ptr<asio::ssl::context> ctx, tcp::socket socket, std::string description)
-      : ctx_(std::move(ctx)), s_(std::move(socket), *ctx_, transport::tls_stream::server),
-        description_(std::move(description)) {}
-
-  asio::awaitable<void> handshake(sys_error& ec) {
-    auto [e] = co_await s_.async_handshake(use_tuple);
-    ec = e;
-  }
-  asio::any_io_executor get_executor() override { return s_.get_executor(); }
-  asio::awaitable<std::size_t> read_some(asio::mutable_buffer b, sys_error& ec) override {
-    auto [e, n] = co_await s_.async_read_some(b, use_tuple);
-    ec = e == asio::ssl::error::stream_truncated ? sys_error(asio::error::eof) : e;
-    co_return n;
-  }
-  asio::awaitable<void> write(std::span<const asio::const_buffer> b, sys_error& ec) override {
-    auto [e, n] = co_await asio::async_write(s_, b, use_tuple);
-    ec = e;
-  }
-  asio::awaitable<void> shutdown(sys_error& ec) override {
-    auto [e] = co_await s_.async_shutdown(use_tuple);
-    ec = e;
-  }
-  void close() override {
-    sys_error ignored;
-    s_.lowest_layer().close(ignored);
-  }
-  std::string description() const override { return description_; }
-
- private:
-  std::shared_ptr<asio::ssl::context> ctx_; // must outlive s_
-  transport::tls_stream s_;
-  std::string description_;
-};
-
 struct budget {
   std::string name;
   std::size_t max = 0;
   std::size_t open = 0;
+  std::size_t read_only_open = 0;               // Unix: --control-group members
+  line_limiter refusals{1, std::chrono::seconds(10)}; // "refused one" at most once per 10 s
 };
+
+/// Unix slots only the daemon's uid and root may take: members of
+/// --control-group cannot lock the owner out by holding every slot.
+constexpr std::size_t k_admin_reserve = 4;
+
+/// How long a closing connection's queued replies may take to leave.
+constexpr auto k_flush_time = std::chrono::seconds(1);
 
 struct connection {
   connection(asio::any_io_executor ex, stream::byte_stream_ptr s, connection_state st)
@@ -124,7 +99,26 @@ struct connection {
   bool reading = false;
   bool timed_out = false;
   budget* slots = nullptr;
+
+  // What the writer sends, in order: replies and (for subscribers)
+  // notifications, each one framed message. The reader stops reading while
+  // `out_bytes` is over k_max_pending_bytes (a client that pipelines
+  // requests and reads no reply); notifications are dropped and counted in
+  // `lost` instead of queued past k_max_pending_events or that byte bound.
+  std::deque<std::string> out;
+  std::size_t out_bytes = 0;
+  std::size_t out_events = 0; // notifications among `out`
+  std::deque<bool> out_is_event;
+  std::uint64_t lost = 0;
+  bool subscribed = false;
+  bool closing = false;          // nothing more is queued; the writer ends once `out` is sent
+  bool close_when_flushed = false; // and then closes the stream (deadlines, stop)
+  bool writer_done = false;
+  stream::async_event changed; // `out`, `closing` or `writer_done` changed
 };
+
+constexpr std::size_t k_max_pending_bytes = 4u << 20;
+constexpr std::size_t k_max_pending_events = 1024;
 
 } // namespace
 
@@ -146,11 +140,16 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
   std::list<std::shared_ptr<connection>> connections;
   transport::auth_limiter limiter;
   bool stopping = false;
+  std::size_t subscribers = 0;
+  std::uint64_t lost_total = 0;
   std::function<void()> on_drained;
   asio::steady_timer drain_timer;
   std::vector<std::string> descriptions;
 
   // ---- the one connection handler --------------------------------------
+  // Two coroutines per connection: serve() reads, dispatches and queues
+  // replies in request order; write_loop() sends what is queued (replies,
+  // and notifications once the connection subscribed). Both run on `ex`.
 
   void watch(const std::shared_ptr<connection>& c) {
     c->timer.expires_at(c->deadline);
@@ -160,17 +159,162 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
       if (steady_clock::now() < c->deadline)
         return watch(c);
       c->timed_out = true;
+      if (c->state.awaiting_auth() && !c->closing) {
+        // Say why before closing: a client that sent nothing (or not a
+        // whole frame) learns the rule instead of seeing a bare close.
+        c->state.complete_auth(access_level::none);
+        queue(c, frame_text(encode_error(nullptr, rpc_error{error_code::unauthorized,
+                                                             "no auth request within " +
+                                                                 format_duration(std::chrono::duration_cast<std::chrono::milliseconds>(options.auth_timeout)) + "; closing",
+                                                             std::nullopt})),
+              false);
+        close_after_flush(c);
+        c->deadline = steady_clock::now() + std::chrono::seconds(1); // a peer that reads nothing: cut then
+        return watch(c);
+      }
       c->stream->close();
     });
   }
 
   void touch(const std::shared_ptr<connection>& c) {
     const auto auth = c->state.auth_deadline();
-    const auto deadline = auth ? *auth : steady_clock::now() + options.idle_timeout;
+    // A subscriber is idle by design: no idle timeout while subscribed.
+    const auto deadline = auth ? *auth
+                          : c->subscribed ? steady_clock::time_point::max()
+                                          : steady_clock::now() + options.idle_timeout;
     const bool rearm = deadline < c->deadline;
     c->deadline = deadline;
     if (rearm)
       watch(c);
+  }
+
+  static std::string frame_text(std::string_view message) {
+    std::string out;
+    append_frame(out, message, 0xFFFFFFFFU);
+    return out;
+  }
+
+  void queue(const std::shared_ptr<connection>& c, std::string framed, bool event) {
+    c->out_bytes += framed.size();
+    c->out_events += event ? 1 : 0;
+    c->out.push_back(std::move(framed));
+    c->out_is_event.push_back(event);
+    c->changed.notify();
+  }
+
+  /// Queues "N events lost" once there is room again.
+  void report_lost(const std::shared_ptr<connection>& c) {
+    if (c->lost == 0 || c->closing || c->out_events >= k_max_pending_events || c->out_bytes >= k_max_pending_bytes)
+      return;
+    queue(c, frame_text(encode_notification("events.lost", nlohmann::json{{"count", c->lost}})), true);
+    c->lost = 0;
+  }
+
+  void close_after_flush(const std::shared_ptr<connection>& c) {
+    c->closing = true;
+    c->close_when_flushed = true;
+    c->changed.notify();
+  }
+
+  asio::awaitable<void> write_loop(std::shared_ptr<connection> c) {
+    auto self = shared_from_this();
+    std::vector<asio::const_buffer> buffers;
+    for (;;) {
+      while (c->out.empty() && !c->closing)
+        co_await c->changed.wait();
+      if (c->out.empty())
+        break;
+      // Everything queued in one write: the deque does not move its strings.
+      const std::size_t n = std::min<std::size_t>(c->out.size(), 64);
+      buffers.clear();
+      for (std::size_t i = 0; i < n; ++i)
+        buffers.emplace_back(c->out[i].data(), c->out[i].size());
+      sys_error ec;
+      co_await c->stream->write(std::span(buffers.data(), buffers.size()), ec);
+      for (std::size_t i = 0; i < n; ++i) {
+        c->out_bytes -= c->out.front().size();
+        c->out_events -= c->out_is_event.front() ? 1 : 0;
+        c->out.pop_front();
+        c->out_is_event.pop_front();
+      }
+      if (ec) {
+        c->stream->close(); // the reader sees it too
+        c->out.clear();
+        c->out_is_event.clear();
+        c->out_bytes = c->out_events = 0;
+        break;
+      }
+      report_lost(c);
+      c->changed.notify(); // a reader waiting for room
+    }
+    if (c->close_when_flushed)
+      c->stream->close();
+    c->writer_done = true;
+    c->changed.notify();
+  }
+
+  /// Runs one planned call whose handler may answer later; bounded by
+  /// call_timeout (a unit's loop that never answers costs a reply, not
+  /// the connection).
+  asio::awaitable<void> run_async(const std::shared_ptr<connection>& c, planned_call& call) {
+    struct pending {
+      explicit pending(asio::any_io_executor e) : timer(std::move(e)) {}
+      asio::steady_timer timer;
+      std::optional<method_result> result;
+    };
+    auto p = std::make_shared<pending>(ex);
+    p->timer.expires_after(options.call_timeout);
+    method_reply reply = [p, e = ex](method_result r) {
+      asio::post(e, [p, r = std::move(r)]() mutable {
+        if (p->result)
+          return;
+        p->result.emplace(std::move(r));
+        p->timer.cancel();
+      });
+    };
+    try {
+      call.method->async_handler(call.req.params, c->state, std::move(reply));
+    } catch (const std::exception&) {
+      p->result.emplace(rpc_error{error_code::internal_error, "internal error in " + call.req.method, std::nullopt});
+    }
+    if (!p->result)
+      co_await p->timer.async_wait(use_tuple);
+    if (!p->result) {
+      spdlog::warn("control: {} did not answer within {}", call.req.method, format_duration(std::chrono::duration_cast<std::chrono::milliseconds>(options.call_timeout)));
+      p->result.emplace(rpc_error{error_code::internal_error,
+                                  call.req.method + " did not answer within " + format_duration(std::chrono::duration_cast<std::chrono::milliseconds>(options.call_timeout)),
+                                  std::nullopt});
+    }
+    complete_call(call, *p->result);
+  }
+
+  /// Answers one frame: the calls in order (an asynchronous one is awaited
+  /// before the next starts), then the assembled reply is queued.
+  asio::awaitable<bool> answer(const std::shared_ptr<connection>& c, std::string_view frame, const token_check& check,
+                               const dispatch_options& dopts) {
+    auto plan = plan_dispatch(table, c->state, frame, steady_clock::now(), check, dopts);
+    if (plan.outcome && plan.outcome->auth_failed)
+      spdlog::warn("control: {}: wrong token", c->stream->description());
+    for (auto& call : plan.calls) {
+      if (call.method == nullptr)
+        continue;
+      if (stopping) {
+        complete_call(call, rpc_error{error_code::shutting_down, "the daemon is stopping", std::nullopt});
+        continue;
+      }
+      if (call.method->async_handler)
+        co_await run_async(c, call);
+      else
+        run_call(call, c->state);
+      if (call.req.method == k_subscribe_method && call.reply && call.reply->contains("result") && !c->subscribed) {
+        c->subscribed = true;
+        ++subscribers;
+      }
+    }
+    auto outcome = assemble(plan, dopts);
+    if (!outcome.reply.empty())
+      queue(c, std::move(outcome.reply), false);
+    co_return outcome.close;
   }
 
   auth_verdict check_token(const connection& c, std::string_view token) {
@@ -192,16 +336,19 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
     auto self = shared_from_this();
     c->deadline = steady_clock::time_point::max();
     touch(c);
-    if (auto* tls = dynamic_cast<tls_control_stream*>(c->stream.get())) {
+    if (auto* tls = dynamic_cast<transport::tls_byte_stream*>(c->stream.get())) {
       sys_error ec;
       co_await tls->handshake(ec);
       if (ec) {
         spdlog::debug("control: {}: TLS handshake failed: {}", c->stream->description(),
                       c->timed_out ? "timed out" : ec.message());
+        c->closing = true;
+        c->writer_done = true;
         finish(c);
         co_return;
       }
     }
+    asio::co_spawn(ex, write_loop(c), asio::detached);
     // Before `auth`, a frame is at most k_max_auth_frame: a stranger
     // cannot make the daemon buffer and parse a MiB per connection.
     frame_decoder decoder(c->state.awaiting_auth() ? k_max_auth_frame : options.max_frame);
@@ -209,8 +356,8 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
     dopts.max_response = options.max_frame;
     const token_check check = [this, &c](std::string_view token) { return check_token(*c, token); };
     std::vector<char> buffer(16384);
-    bool open = !c->timed_out;
-    while (open && !stopping) {
+    bool close = false;
+    while (!close && !c->closing && !stopping) {
       sys_error ec;
       c->reading = true;
       const auto n = co_await c->stream->read_some(asio::buffer(buffer), ec);
@@ -220,42 +367,40 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
           spdlog::debug("control: {}: end of stream inside a frame", c->stream->description());
         else if (c->timed_out)
           spdlog::debug("control: {}: {}", c->stream->description(),
-                        c->state.awaiting_auth() ? "no auth before the deadline" : "idle timeout");
+                        c->close_when_flushed ? "no auth before the deadline" : "idle timeout");
         break;
       }
       std::string_view input(buffer.data(), n);
-      std::string out;
-      bool close = false;
       while (!input.empty() && !close) {
         const auto status = decoder.decode(input);
         if (status == frame_status::need_more)
           break;
         if (status != frame_status::frame) {
-          out += frame_error_reply(status, decoder.announced_length(), decoder.max_frame());
+          queue(c, frame_error_reply(status, decoder.announced_length(), decoder.max_frame()), false);
           close = true;
           break;
         }
         const bool was_awaiting_auth = c->state.awaiting_auth();
-        auto outcome = dispatch(table, c->state, decoder.frame(), steady_clock::now(), check, dopts);
+        close = co_await answer(c, decoder.frame(), check, dopts);
         if (was_awaiting_auth && !c->state.awaiting_auth()) // between frames: nothing buffered is lost
           decoder = frame_decoder(options.max_frame);
-        if (outcome.auth_failed)
-          spdlog::warn("control: {}: wrong token", c->stream->description());
-        out += outcome.reply;
-        close = outcome.close;
       }
       touch(c);
-      if (!out.empty()) {
-        const asio::const_buffer b(out.data(), out.size());
-        co_await c->stream->write(std::span(&b, 1), ec);
-        if (ec)
-          break;
-      }
-      if (close) {
-        co_await c->stream->shutdown(ec);
-        co_await linger(c, buffer);
-        open = false;
-      }
+      while (c->out_bytes > k_max_pending_bytes && !c->writer_done)
+        co_await c->changed.wait(); // the client reads no replies: stop reading its requests
+    }
+    // Let the writer send what is queued (a protocol error's reply, the
+    // last replies before EOF), bounded: a peer that reads nothing is cut.
+    c->closing = true;
+    c->changed.notify();
+    c->deadline = std::min(c->deadline, steady_clock::now() + k_flush_time);
+    watch(c);
+    while (!c->writer_done)
+      co_await c->changed.wait();
+    if (close) {
+      sys_error ec;
+      co_await c->stream->shutdown(ec);
+      co_await linger(c, buffer);
     }
     finish(c);
   }
@@ -281,11 +426,33 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
   void finish(const std::shared_ptr<connection>& c) {
     c->stream->close();
     c->timer.cancel();
-    if (c->slots)
+    if (c->subscribed)
+      --subscribers;
+    if (c->slots) {
       --c->slots->open;
+      if (c->state.read_only())
+        --c->slots->read_only_open;
+    }
     connections.remove(c);
     if (stopping && connections.empty())
       drained();
+  }
+
+  void publish(std::string_view method, const nlohmann::json& params) {
+    if (subscribers == 0)
+      return;
+    const std::string framed = frame_text(encode_notification(method, params));
+    for (const auto& c : connections) {
+      if (!c->subscribed || c->closing)
+        continue;
+      report_lost(c);
+      if (c->out_events >= k_max_pending_events || c->out_bytes + framed.size() > k_max_pending_bytes) {
+        ++c->lost;
+        ++lost_total;
+        continue;
+      }
+      queue(c, framed, true);
+    }
   }
 
   void drained() {
@@ -294,8 +461,18 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
       asio::post(ex, std::move(done));
   }
 
+  void refused(budget& b, const std::string& why) {
+    if (!b.refusals.allow(steady_clock::now()))
+      return;
+    const auto earlier = b.refusals.take_left_out();
+    spdlog::warn("control: {} has {} {}; refused one{}", b.name, b.open, why,
+                 earlier ? " (and " + std::to_string(earlier) + " more since the last line)" : "");
+  }
+
   void spawn(std::shared_ptr<connection> c) {
     ++c->slots->open;
+    if (c->state.read_only())
+      ++c->slots->read_only_open;
     connections.push_back(c);
     asio::co_spawn(ex, serve(std::move(c)), asio::detached);
   }
@@ -328,9 +505,13 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
                      cred.uid, cred.pid, ::geteuid(), options.read_only_gid ? " and --control-group" : "");
         continue;
       }
-      if (unix_budget.open >= unix_budget.max) {
-        spdlog::warn("control: {} has {} connections open, its limit; refused one", options.unix_path,
-                     unix_budget.open);
+      const std::size_t limit =
+          access == access_level::admin ? unix_budget.max : unix_budget.max - std::min(unix_budget.max, k_admin_reserve);
+      const std::size_t held = access == access_level::admin ? unix_budget.open : unix_budget.read_only_open;
+      if (unix_budget.open >= unix_budget.max || held >= limit) {
+        refused(unix_budget, access == access_level::admin
+                                 ? "connections open, its limit"
+                                 : "connections open (--control-group members may hold " + std::to_string(limit) + ")");
         continue;
       }
       auto description = "unix uid " + std::to_string(cred.uid) + " pid " + std::to_string(cred.pid);
@@ -355,8 +536,7 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
         continue;
       }
       if (listener.slots.open >= listener.slots.max) {
-        spdlog::warn("control: {} has {} connections open, its limit; refused one", listener.slots.name,
-                     listener.slots.open);
+        refused(listener.slots, "connections open, its limit");
         continue;
       }
       sys_error ignored;
@@ -365,7 +545,9 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
           std::string(listener.tls ? "tls " : "tcp ") + net::format_host_port(peer.address().to_string(), peer.port());
       stream::byte_stream_ptr s;
       if (listener.tls)
-        s = std::make_unique<tls_control_stream>(options.tls, std::move(socket), description);
+        s = std::make_unique<transport::tls_byte_stream>(
+            options.tls, transport::tls_stream(std::move(socket), *options.tls, transport::tls_stream::server),
+            description);
       else
         s = stream::make_tcp_stream(std::move(socket), description);
       auto c = std::make_shared<connection>(
@@ -385,7 +567,19 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
 };
 
 control_server::control_server(asio::any_io_executor ex, method_table table, control_options options)
-    : impl_(std::make_shared<impl>(std::move(ex), std::move(table), std::move(options))) {}
+    : impl_(std::make_shared<impl>(std::move(ex), std::move(table), std::move(options))) {
+  // The control server does the subscribing itself (the connection becomes
+  // a subscriber once this answers); the table may replace it with a
+  // handler that checks params further.
+  impl_->table.add(
+      std::string(k_subscribe_method),
+      [](const nlohmann::json& params, const connection_state&) -> method_result {
+        if (!params.is_null() && !params.empty())
+          return method_result::invalid_params("events.subscribe takes no params");
+        return nlohmann::json::object();
+      },
+      true);
+}
 
 control_server::~control_server() {
   impl_->stopping = true;
@@ -447,6 +641,18 @@ std::size_t control_server::connections() const {
   return impl_->connections.size();
 }
 
+void control_server::publish(std::string_view method, const nlohmann::json& params) {
+  impl_->publish(method, params);
+}
+
+std::size_t control_server::subscribers() const {
+  return impl_->subscribers;
+}
+
+std::uint64_t control_server::events_lost() const {
+  return impl_->lost_total;
+}
+
 void control_server::stop(std::function<void()> done) {
   auto& m = *impl_;
   if (m.stopping)
@@ -459,11 +665,12 @@ void control_server::stop(std::function<void()> done) {
   for (auto& l : m.network)
     for (auto& a : l.acceptors)
       a.close(ignored);
-  // Idle connections (waiting in a read) close now; one writing a reply
-  // finishes it and then sees `stopping`.
+  // Idle connections (waiting in a read) close once what is queued for
+  // them (a subscriber's last events) is sent; one in a call finishes it,
+  // answers, and then sees `stopping`. The drain timer bounds both.
   for (auto& c : m.connections)
     if (c->reading)
-      c->stream->close();
+      m.close_after_flush(c);
   if (m.connections.empty()) {
     m.drained();
     return;

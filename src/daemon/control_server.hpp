@@ -13,6 +13,15 @@
 // then close), failed `auth`s limited per source address
 // (transport::auth_limiter). Single-threaded: everything runs on the
 // executor given at construction.
+//
+// Per connection a reader (read → decode → dispatch, one frame at a time,
+// an asynchronous method awaited before the next call, so replies keep
+// request order) and a writer (the queue of replies and, after
+// `events.subscribe`, notifications). A subscriber has no idle timeout.
+// Unix slots: --control-group members may hold all but k_admin_reserve (4)
+// of them, so the daemon's owner can always get in. While stopping, calls
+// get -32007; a TCP/TLS connection that sends no `auth` in time is told so
+// (-32000) before it is closed.
 #pragma once
 
 #include "core/clock.hpp"
@@ -58,6 +67,7 @@ struct control_options {
   duration idle_timeout = std::chrono::minutes(5);
   duration auth_timeout = std::chrono::seconds(5);
   duration drain_timeout = std::chrono::seconds(2);
+  duration call_timeout = std::chrono::seconds(10); // an asynchronous method that has not answered gets -32603
   std::uint32_t max_frame = k_default_max_frame;
 };
 
@@ -81,6 +91,16 @@ class control_server {
   void stop(std::function<void()> done);
 
   std::size_t connections() const;
+
+  /// Sends the notification {"jsonrpc":"2.0","method":METHOD,"params":…} to
+  /// every connection that called events.subscribe. Each subscriber has a
+  /// bounded queue (1024 notifications, 4 MiB with its replies): one that
+  /// does not read loses notifications, counted, and is told
+  /// {"method":"events.lost","params":{"count":N}} once there is room.
+  /// Call on the executor.
+  void publish(std::string_view method, const nlohmann::json& params);
+  std::size_t subscribers() const;
+  std::uint64_t events_lost() const; // notifications dropped, all subscribers
 
   struct impl;
 

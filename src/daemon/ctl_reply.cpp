@@ -9,32 +9,6 @@
 
 namespace warren::daemon {
 
-bool nesting_exceeds(std::string_view text, std::size_t max_depth) noexcept {
-  std::size_t depth = 0;
-  bool in_string = false;
-  bool escaped = false;
-  for (const char c : text) {
-    if (in_string) {
-      if (escaped)
-        escaped = false;
-      else if (c == '\\')
-        escaped = true;
-      else if (c == '"')
-        in_string = false;
-      continue;
-    }
-    if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > max_depth)
-        return true;
-    } else if ((c == ']' || c == '}') && depth > 0) {
-      --depth;
-    }
-  }
-  return false;
-}
-
 namespace {
 
 std::string printable(std::string_view s) {
@@ -52,11 +26,11 @@ expected<ctl_reply> mismatch(std::string why) {
 } // namespace
 
 expected<ctl_reply> parse_reply(std::string_view text, std::int64_t id) {
-  std::size_t bad = 0;
-  if (!valid_utf8(text, &bad))
-    return mismatch("the reply is not valid UTF-8 (byte " + std::to_string(bad) + ")");
-  if (nesting_exceeds(text, k_max_reply_depth))
-    return mismatch("the reply nests deeper than " + std::to_string(k_max_reply_depth) + " levels");
+  parse_limits limits;
+  limits.max_depth = k_max_reply_depth;
+  limits.max_values = k_max_reply_values;
+  if (auto refused = prescan(text, limits))
+    return mismatch("the reply is not usable: " + refused->message);
   auto doc = nlohmann::json::parse(text, nullptr, false);
   if (doc.is_discarded())
     return mismatch("the reply is not JSON (it starts " + quote_untrusted(text.substr(0, 40)) + ")");

@@ -20,6 +20,7 @@
 namespace warren::daemon {
 
 inline constexpr std::size_t k_max_reply_depth = 64;
+inline constexpr std::size_t k_max_reply_values = 1u << 20; // a frame is at most 1 MiB anyway
 
 /// One reply: a result, or the daemon's error.
 struct ctl_reply {
@@ -35,9 +36,5 @@ expected<ctl_reply> parse_reply(std::string_view text, std::int64_t id);
 
 /// The framed request `{"id":id,"jsonrpc":"2.0","method":…,"params":…}`.
 std::string encode_ctl_request(std::int64_t id, std::string_view method, const nlohmann::json& params = nullptr);
-
-/// Whether `text` nests arrays and objects deeper than `max_depth` (a scan
-/// that skips strings; no parse).
-bool nesting_exceeds(std::string_view text, std::size_t max_depth) noexcept;
 
 } // namespace warren::daemon

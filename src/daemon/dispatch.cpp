@@ -5,6 +5,7 @@
 #include "core/text.hpp"
 
 #include <exception>
+#include <memory>
 #include <vector>
 
 namespace warren::daemon {
@@ -169,7 +170,13 @@ method_result method_result::invalid_params(std::string message) {
 bool method_table::add(std::string name, method_handler handler, bool read_only_ok) {
   if (name.empty() || name == k_auth_method || !handler)
     return false;
-  return methods_.emplace(std::move(name), method_info{std::move(handler), read_only_ok}).second;
+  return methods_.emplace(std::move(name), method_info{std::move(handler), nullptr, read_only_ok}).second;
+}
+
+bool method_table::add_async(std::string name, async_method_handler handler, bool read_only_ok) {
+  if (name.empty() || name == k_auth_method || !handler)
+    return false;
+  return methods_.emplace(std::move(name), method_info{nullptr, std::move(handler), read_only_ok}).second;
 }
 
 const method_info* method_table::find(std::string_view name) const {
@@ -220,7 +227,15 @@ void run_call(planned_call& call, const connection_state& caller) {
   if (call.method == nullptr)
     return;
   try {
-    complete_call(call, call.method->handler(call.req.params, caller));
+    if (call.method->handler) {
+      complete_call(call, call.method->handler(call.req.params, caller));
+      return;
+    }
+    auto answer = std::make_shared<std::optional<method_result>>();
+    call.method->async_handler(call.req.params, caller, [answer](method_result r) { *answer = std::move(r); });
+    if (!*answer) // answered later, or never: this synchronous path cannot wait
+      answer->emplace(error(error_code::internal_error, call.req.method + " needs the asynchronous dispatcher"));
+    complete_call(call, **answer);
   } catch (const std::exception&) {
     complete_call(call, rpc_error{error_code::internal_error, "internal error in " + call.req.method, std::nullopt});
   }

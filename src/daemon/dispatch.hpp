@@ -95,9 +95,22 @@ class method_result {
 /// without its text (it may hold anything).
 using method_handler = std::function<method_result(const nlohmann::json& params, const connection_state& caller)>;
 
+/// Delivers an asynchronous method's answer. Callable from any thread,
+/// once; the control server posts it back to its own executor. It must not
+/// be called after the control server's io_context is destroyed.
+using method_reply = std::function<void(method_result)>;
+
+/// A method that answers later (it posts to a unit's executor and waits):
+/// `caller` and `params` are valid only during the call — copy what is
+/// needed. A thrown exception becomes -32603. The control server answers
+/// -32603 itself when `reply` is not called within its call timeout.
+using async_method_handler =
+    std::function<void(const nlohmann::json& params, const connection_state& caller, method_reply reply)>;
+
 struct method_info {
-  method_handler handler;
-  bool read_only_ok = false; // read-only callers may call it (status, list, get, metrics, events)
+  method_handler handler;             // one of the two is set
+  async_method_handler async_handler; // needs plan_dispatch()/complete_call(): dispatch() runs it only if it answers inline
+  bool read_only_ok = false;          // read-only callers may call it (status, list, get, metrics, events)
 };
 
 /// Method name -> handler. Built once at start, then only read (safe to
@@ -106,6 +119,8 @@ class method_table {
  public:
   /// Adds `name`; false if it is taken or is the built-in `auth`.
   bool add(std::string name, method_handler handler, bool read_only_ok);
+  /// Adds an asynchronous method; false as add().
+  bool add_async(std::string name, async_method_handler handler, bool read_only_ok);
   const method_info* find(std::string_view name) const;
   std::size_t size() const noexcept { return methods_.size(); }
 
@@ -117,6 +132,10 @@ class method_table {
 /// {"jsonrpc":"2.0","method":"auth","params":{"token":"…"},"id":1}.
 inline constexpr std::string_view k_auth_method = "auth";
 inline constexpr std::size_t k_max_token_length = 4096;
+
+/// The method that makes a connection an event subscriber (the control
+/// server's: see control_server.hpp).
+inline constexpr std::string_view k_subscribe_method = "events.subscribe";
 
 /// What the caller's token check decided.
 enum class auth_verdict { admin, read_only, wrong_token, rate_limited };
@@ -171,7 +190,8 @@ dispatch_plan plan_dispatch(const method_table& table, connection_state& state, 
                             const token_check& check_token, const dispatch_options& options = {});
 
 /// Calls `call.method`'s handler (an exception becomes -32603) and records
-/// the reply (none for a notification).
+/// the reply (none for a notification). An asynchronous handler that does
+/// not answer before it returns gets -32603 (use the control server).
 void run_call(planned_call& call, const connection_state& caller);
 
 /// Records `result` as the reply to `call` (for calls run elsewhere).

@@ -15,7 +15,8 @@ rpc_error error(error_code code, std::string message) {
   return rpc_error{code, std::move(message), std::nullopt};
 }
 
-// The pre-scan: UTF-8, depth and value count, without building anything.
+} // namespace
+
 std::optional<rpc_error> prescan(std::string_view text, const parse_limits& limits) {
   std::size_t bad = 0;
   if (!valid_utf8(text, &bad))
@@ -64,6 +65,8 @@ std::optional<rpc_error> prescan(std::string_view text, const parse_limits& limi
   }
   return std::nullopt;
 }
+
+namespace {
 
 // The id member, if it is one the protocol allows.
 std::optional<request_id> read_id(const json& value, const parse_limits& limits) {
@@ -173,7 +176,8 @@ parse_result parse_message(std::string_view text, const parse_limits& limits) {
     doc = json::parse(text.begin(), text.end());
   } catch (const json::parse_error& e) {
     // e.what() quotes the input; the offset is enough to find the mistake.
-    return error(error_code::parse_error, "invalid JSON at byte " + std::to_string(e.byte));
+    // nlohmann counts from 1; offsets here count from 0, as the UTF-8 check's.
+    return error(error_code::parse_error, "invalid JSON at byte " + std::to_string(e.byte > 0 ? e.byte - 1 : 0));
   } catch (const json::exception&) {
     return error(error_code::parse_error, "invalid JSON (a number out of range)");
   }

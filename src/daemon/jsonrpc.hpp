@@ -93,6 +93,12 @@ using parse_result = std::variant<message, rpc_error>;
 
 parse_result parse_message(std::string_view text, const parse_limits& limits = {});
 
+/// The linear pre-scan parse_message() runs before building anything:
+/// UTF-8 (-32700 "invalid UTF-8 at byte N", N from 0), then nesting over
+/// `max_depth` or more than `max_values` values (-32600). Also what `warren
+/// ctl` runs over a reply before parsing it.
+std::optional<rpc_error> prescan(std::string_view text, const parse_limits& limits);
+
 /// Whether `text` is valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF);
 /// on failure `bad_offset` is where it stops being valid.
 bool valid_utf8(std::string_view text, std::size_t* bad_offset = nullptr) noexcept;

@@ -10,6 +10,7 @@
 #include "core/text.hpp"
 #include "stream/tcp_stream.hpp"
 #include "transport/scheme_mismatch.hpp"
+#include "transport/tls_byte_stream.hpp"
 #include "transport/tls_stream.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -84,37 +85,6 @@ class watchdog {
 };
 
 // --- byte_stream adapters ------------------------------------------------
-
-class tls_byte_stream final : public stream::byte_stream {
- public:
-  tls_byte_stream(std::shared_ptr<ssl::context> ctx, tls_socket s, std::string description)
-      : ctx_(std::move(ctx)), s_(std::move(s)), description_(std::move(description)) {}
-
-  asio::any_io_executor get_executor() override { return s_.get_executor(); }
-  asio::awaitable<std::size_t> read_some(asio::mutable_buffer b, error_code& ec) override {
-    auto [e, n] = co_await s_.async_read_some(b, use_tuple);
-    ec = e == ssl::error::stream_truncated ? error_code(asio::error::eof) : e;
-    co_return n;
-  }
-  asio::awaitable<void> write(std::span<const asio::const_buffer> b, error_code& ec) override {
-    auto [e, n] = co_await asio::async_write(s_, b, use_tuple);
-    ec = e;
-  }
-  asio::awaitable<void> shutdown(error_code& ec) override {
-    auto [e] = co_await s_.async_shutdown(use_tuple);
-    ec = e;
-  }
-  void close() override {
-    error_code ignored;
-    s_.lowest_layer().close(ignored);
-  }
-  std::string description() const override { return description_; }
-
- private:
-  std::shared_ptr<ssl::context> ctx_; // must outlive s_
-  tls_socket s_;
-  std::string description_;
-};
 
 template <class Next>
 class ws_byte_stream final : public stream::byte_stream {

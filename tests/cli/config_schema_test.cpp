@@ -123,3 +123,21 @@ TEST(ConfigSchemaTest, CliErrorsOnTheirKey) {
 
 } // namespace
 } // namespace warren::cli
+
+TEST(ConfigSchemaTest, BoundedSectionsAndErrors) {
+  // Over warren::cli::k_max_units sections: one error, no section is parsed.
+  std::string many;
+  for (std::size_t i = 0; i <= warren::cli::k_max_units; ++i)
+    many += "[[relay]]\n";
+  const auto big = warren::cli::check_config(many, "c.toml");
+  ASSERT_EQ(big.errors.size(), 1U);
+  EXPECT_EQ(big.errors[0], "c.toml: 1025 sections; a file holds at most 1024 units");
+  // Within it, errors are listed up to warren::cli::k_max_errors and the rest counted.
+  std::string bad;
+  for (int i = 0; i < 300; ++i)
+    bad += "[[relay]]\nname = \"r" + std::to_string(i) + "\"\nbogus = 1\n";
+  const auto r = warren::cli::check_config(bad, "c.toml");
+  ASSERT_EQ(r.errors.size(), warren::cli::k_max_errors + 1);
+  EXPECT_NE(r.errors.back().find("more errors not shown"), std::string::npos) << r.errors.back();
+  EXPECT_TRUE(r.units.empty());
+}

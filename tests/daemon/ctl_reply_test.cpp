@@ -77,9 +77,12 @@ TEST(CtlReply, MismatchQuotesLittle) {
 }
 
 TEST(CtlReply, NestingScanSkipsStrings) {
-  EXPECT_FALSE(nesting_exceeds(R"({"a":"[[[[[[[[[[[[["})", 2));
-  EXPECT_TRUE(nesting_exceeds("[[[", 2));
-  EXPECT_FALSE(nesting_exceeds(R"(["\"[[[["])", 1));
+  parse_limits two;
+  two.max_depth = 2;
+  EXPECT_FALSE(prescan(R"({"a":"[[[[[[[[[[[[["})", two));
+  EXPECT_TRUE(prescan("[[[", two));
+  two.max_depth = 1;
+  EXPECT_FALSE(prescan(R"(["\"[[[["])", two));
 }
 
 TEST(CtlReply, RequestRoundTrips) {

@@ -126,7 +126,7 @@ TEST(JsonRpc, InvalidJsonIsAParseErrorWithAnOffsetOnly) {
     EXPECT_EQ(e.message.find("hunter2"), std::string::npos) << e.message;
     EXPECT_LT(e.message.size(), 64U) << e.message;
   }
-  EXPECT_EQ(parse_fails("{\"a\":}").message, "invalid JSON at byte 6");
+  EXPECT_EQ(parse_fails("{\"a\":}").message, "invalid JSON at byte 5");
 }
 
 TEST(JsonRpc, InvalidUtf8IsAParseError) {

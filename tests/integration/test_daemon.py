@@ -367,9 +367,14 @@ class DaemonTest(wt.WarrenTestCase):
         # The owner on the Unix socket is not locked out.
         self.assertEqual(self.unix().call("daemon.status")["result"]["pid"], d.pid)
         d.wait_for(r"has 32 connections open, its limit; refused one")
-        # A stranger that never authenticates is closed at the auth deadline (5 s).
+        # A stranger that never authenticates is told why (-32000) and closed
+        # at the auth deadline (5 s).
         strangers[0].sock.settimeout(10)
         t = time.monotonic()
+        told = strangers[0].recv()
+        self.assertEqual(told["error"]["code"], -32000, told)
+        self.assertIn("no auth request within 5s", told["error"]["message"])
+        self.assertIsNone(told["id"])
         self.assertTrue(strangers[0].at_eof())
         self.assertLess(time.monotonic() - t, 9)
         self.stop_daemon(d)

@@ -3,7 +3,7 @@
 #include "unit/client_unit.hpp"
 #include "unit/server_unit.hpp"
 
-#include "../net/test_util.hpp"
+#include "unit_fixture.hpp"
 
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
@@ -22,17 +22,12 @@ namespace {
 
 constexpr const char* k_token = "client-unit-test-token";
 
-std::uint16_t port_after_colon(const std::string& text) {
-  return static_cast<std::uint16_t>(std::stoi(text.substr(text.rfind(':') + 1)));
-}
+using test::port_after_colon;
 
-class client_unit_test : public ::testing::Test {
+class client_unit_test : public test::unit_fixture {
  protected:
-  asio::io_context io;
-  tcp::acceptor target{io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)};
   std::unique_ptr<unit::server_unit> server;
   std::unique_ptr<unit::client_unit> client;
-  std::vector<unit::unit_event> events;
 
   void SetUp() override {
     unit::server_args s;
@@ -67,7 +62,7 @@ class client_unit_test : public ::testing::Test {
     o.value().client.dial.token = std::move(token);
     o.value().read_token = [] { return expected<std::string>(std::string(k_token)); };
     client = std::make_unique<unit::client_unit>(io.get_executor(), std::move(o).value());
-    client->set_events([this](const unit::unit_event& e) { events.push_back(e); });
+    watch(*client);
   }
 
   std::uint16_t local_port() const {

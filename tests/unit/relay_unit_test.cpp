@@ -3,7 +3,7 @@
 // Each test drives one io_context with run_until (bounded, never sleeps).
 #include "unit/relay_unit.hpp"
 
-#include "../net/test_util.hpp"
+#include "unit_fixture.hpp"
 
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
@@ -20,15 +20,10 @@ using asio::ip::tcp;
 
 namespace {
 
-std::uint16_t port_of(const std::string& listening) {
-  return static_cast<std::uint16_t>(std::stoi(listening.substr(listening.rfind(':') + 1)));
-}
+using test::port_after_colon;
 
-class relay_unit_test : public ::testing::Test {
+class relay_unit_test : public test::unit_fixture {
  protected:
-  asio::io_context io;
-  tcp::acceptor target{io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)};
-  std::vector<unit::unit_event> events;
   std::unique_ptr<unit::relay_unit> relay;
 
   unit::relay_args args() const {
@@ -42,7 +37,7 @@ class relay_unit_test : public ::testing::Test {
     auto o = unit::relay_options_from(a);
     ASSERT_TRUE(o) << o.error();
     relay = std::make_unique<unit::relay_unit>(io.get_executor(), std::move(o).value());
-    relay->set_events([this](const unit::unit_event& e) { events.push_back(e); });
+    watch(*relay);
   }
 
   /// Starts the relay and runs until it serves.
@@ -58,31 +53,7 @@ class relay_unit_test : public ::testing::Test {
 
   /// A client connected through the relay, and the target's end of it.
   std::pair<tcp::socket, tcp::socket> connect_through() {
-    tcp::socket client(io);
-    client.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_of(relay->status().listening.at(0))));
-    tcp::socket far(io);
-    bool accepted = false;
-    target.async_accept(far, [&](error_code ec) { accepted = !ec; });
-    EXPECT_TRUE(test::run_until(io, [&] { return accepted; }));
-    return {std::move(client), std::move(far)};
-  }
-
-  /// Writes n bytes on `from` and reads them on `to`.
-  void carry(tcp::socket& from, tcp::socket& to, std::size_t n) {
-    std::vector<char> out(n, 'x');
-    std::vector<char> in(n);
-    asio::write(from, asio::buffer(out));
-    bool got = false;
-    asio::async_read(to, asio::buffer(in), [&](error_code ec, std::size_t) { got = !ec; });
-    ASSERT_TRUE(test::run_until(io, [&] { return got; }));
-  }
-
-  std::vector<unit::unit_state> states() const {
-    std::vector<unit::unit_state> s;
-    for (const auto& e : events)
-      if (e.what == unit::unit_event::kind::state_changed)
-        s.push_back(e.state);
-    return s;
+    return connect_via(port_after_colon(relay->status().listening.at(0)));
   }
 };
 
@@ -149,7 +120,7 @@ TEST_F(relay_unit_test, starts_counts_bytes_as_they_flow_and_stops) {
   // The listener is closed.
   tcp::socket late(io);
   error_code ec;
-  late.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_of(relay->status().listening[0])), ec);
+  late.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_after_colon(relay->status().listening[0])), ec);
   EXPECT_TRUE(ec);
 }
 
@@ -261,7 +232,7 @@ TEST_F(relay_unit_test, udp_relay_counts_sessions) {
   EXPECT_EQ(relay->status().listening.at(0).rfind("UDP 127.0.0.1:", 0), 0u);
   asio::ip::udp::socket client(io, asio::ip::udp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
   client.send_to(asio::buffer("ping", 4),
-                 asio::ip::udp::endpoint(asio::ip::make_address("127.0.0.1"), port_of(relay->status().listening[0])));
+                 asio::ip::udp::endpoint(asio::ip::make_address("127.0.0.1"), port_after_colon(relay->status().listening[0])));
   char in[16];
   asio::ip::udp::endpoint from;
   bool got = false;

@@ -3,7 +3,7 @@
 // test-owned target, and bytes through them. run_until bounds every wait.
 #include "unit/server_unit.hpp"
 
-#include "../net/test_util.hpp"
+#include "unit_fixture.hpp"
 #include "tunnel/client.hpp"
 
 #include <boost/asio/read.hpp>
@@ -23,15 +23,10 @@ namespace {
 
 constexpr const char* k_token = "server-unit-test-token";
 
-std::uint16_t port_after_colon(const std::string& text) {
-  return static_cast<std::uint16_t>(std::stoi(text.substr(text.rfind(':') + 1)));
-}
+using test::port_after_colon;
 
-class server_unit_test : public ::testing::Test {
+class server_unit_test : public test::unit_fixture {
  protected:
-  asio::io_context io;
-  tcp::acceptor target{io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)};
-  std::vector<unit::unit_event> events;
   std::unique_ptr<unit::server_unit> server;
   net::system_resolver resolver;
   std::shared_ptr<tunnel::client> client;
@@ -50,7 +45,7 @@ class server_unit_test : public ::testing::Test {
     auto o = unit::server_options_from(a);
     ASSERT_TRUE(o) << o.error();
     server = std::make_unique<unit::server_unit>(io.get_executor(), std::move(o).value());
-    server->set_events([this](const unit::unit_event& e) { events.push_back(e); });
+    watch(*server);
   }
 
   void TearDown() override {
@@ -80,32 +75,7 @@ class server_unit_test : public ::testing::Test {
     ASSERT_TRUE(test::run_until(io, [&] { return server->counters().connections_open == 1; }));
   }
 
-  std::pair<tcp::socket, tcp::socket> open_stream() {
-    tcp::socket near(io);
-    near.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), local_port));
-    tcp::socket far(io);
-    bool accepted = false;
-    target.async_accept(far, [&](error_code ec) { accepted = !ec; });
-    EXPECT_TRUE(test::run_until(io, [&] { return accepted; }));
-    return {std::move(near), std::move(far)};
-  }
-
-  void carry(tcp::socket& from, tcp::socket& to, std::size_t n) {
-    std::vector<char> out(n, 'y');
-    std::vector<char> in(n);
-    asio::write(from, asio::buffer(out));
-    bool got = false;
-    asio::async_read(to, asio::buffer(in), [&](error_code ec, std::size_t) { got = !ec; });
-    ASSERT_TRUE(test::run_until(io, [&] { return got; }));
-  }
-
-  std::vector<unit::unit_state> states() const {
-    std::vector<unit::unit_state> s;
-    for (const auto& e : events)
-      if (e.what == unit::unit_event::kind::state_changed)
-        s.push_back(e.state);
-    return s;
-  }
+  std::pair<tcp::socket, tcp::socket> open_stream() { return connect_via(local_port); }
 };
 
 TEST(server_options, each_mistake_is_one_sentence_naming_the_flag) {
