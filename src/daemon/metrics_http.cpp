@@ -141,8 +141,8 @@ struct metrics_http::impl : std::enable_shared_from_this<impl> {
       }
     });
 
-    // The head only: nothing here has a body, so none is read (a POST's is
-    // left unread: it gets its 405 and the connection closes).
+    // The head only: nothing served here takes a body, so none is parsed
+    // (a POST gets its 405; what it sends after the head is drained below).
     boost::beast::flat_buffer buffer(options.max_header_bytes);
     http::request_parser<http::empty_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(options.max_header_bytes));

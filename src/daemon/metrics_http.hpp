@@ -9,10 +9,14 @@
 // its own executor. So this file knows nothing of the supervisor's shape.
 //
 // Bounds: at most max_connections open (one more is closed at accept), a
-// request head of at most max_header_bytes and no body, and one deadline
-// from accept to the last byte written (reading the request, collecting,
-// writing): a client that sends slowly or never reads only holds its own
-// slot until then, and other scrapes go on meanwhile.
+// request head of at most max_header_bytes (431 beyond; a body is never
+// parsed, and at most 64 KiB more is read and dropped after the reply, so
+// that closing does not reset the reply away), and one deadline from accept
+// to the last byte (reading the request, collecting, writing, draining): a
+// client that sends slowly or never reads only holds its own slot until
+// then, and other scrapes go on meanwhile. A source that has not answered
+// by the deadline: the connection is closed without a reply, and the late
+// text is dropped.
 // Lifetime: stop() before destruction; single-threaded on its executor.
 #pragma once
 
