@@ -148,8 +148,8 @@ struct metrics_http::impl : std::enable_shared_from_this<impl> {
     parser.header_limit(static_cast<std::uint32_t>(options.max_header_bytes));
     auto [ec, n] = co_await http::async_read_header(c->socket, buffer, parser, use_tuple);
     (void)n;
-    if (ec && (!c->socket.is_open() || ec == http::error::end_of_stream || ec == asio::error::eof ||
-               ec == asio::error::connection_reset)) {
+    if (ec && (!c->socket.is_open() || ec == http::error::end_of_stream || ec == http::error::partial_message ||
+               ec == asio::error::eof || ec == asio::error::connection_reset)) {
       finish(c, where); // gone, or the deadline passed: nobody to answer
       co_return;
     }
