@@ -25,6 +25,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import struct
 import sys
@@ -66,6 +67,12 @@ class MetricsTest(wt.WarrenTestCase):
         self.assertIsNotNone(i, d.stderr_text())
         d.metrics = [wt.parse_host_port(e) for e in METRICS_RE.search(d.lines[i]).group(1).split(", ")]
         return d
+
+    def stop(self, d):
+        """SIGTERM; the daemon exits 0 with nothing a sanitizer or a crash wrote."""
+        d.signal(signal.SIGTERM)
+        self.assertEqual(d.wait_exit(), 0, d.stderr_text())
+        self.assert_no_crash(d.lines)
 
     def http(self, d, method="GET", path="/metrics", at=0):
         host, port = d.metrics[at]
@@ -124,6 +131,7 @@ class MetricsTest(wt.WarrenTestCase):
         self.assertEqual(r["result"]["units"], [])
         self.assertEqual(r["result"]["daemon"]["version"], build.samples[0].labels["version"])
         self.assertAlmostEqual(r["result"]["daemon"]["started"], start, delta=0.002)
+        self.stop(d)
 
     def test_not_found_method_not_allowed_header_too_large(self):
         d = self.start_daemon("--metrics", "127.0.0.1:0")
@@ -151,7 +159,7 @@ class MetricsTest(wt.WarrenTestCase):
             reply = wt.recv_until_eof(s)
         self.assertTrue(reply.startswith(b"HTTP/1.1 400 "), reply[:80])
         self.scrape(d)  # still serving
-        self.assert_no_crash(d.lines)
+        self.stop(d)
 
     # ---- bounds ------------------------------------------------------------
 
@@ -170,6 +178,7 @@ class MetricsTest(wt.WarrenTestCase):
         waited = time.monotonic() - opened
         self.assertGreaterEqual(waited, 4.5)
         self.assertLess(waited, 5 + wt.WAIT)
+        self.stop(d)
 
     def test_connections_over_the_bound_are_closed_at_accept(self):
         d = self.start_daemon("--metrics", "127.0.0.1:0")
@@ -202,6 +211,7 @@ class MetricsTest(wt.WarrenTestCase):
             except (ConnectionError, http.client.HTTPException, AssertionError):
                 if time.monotonic() > deadline:
                     raise
+        self.stop(d)
 
     # ---- where it listens --------------------------------------------------
 
