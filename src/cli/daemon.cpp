@@ -2,7 +2,8 @@
 // (the Unix control socket, optional tcp:// / tls:// listeners, signals,
 // sd_notify) on its own loop, and the supervisor (daemon/supervisor.hpp)
 // running the units of the config file and of the drop-ins on --threads
-// loops. The unit methods are in cli/daemon_methods.cpp.
+// loops, and the optional --metrics endpoint. The unit methods are in
+// cli/daemon_methods.cpp.
 #include "cli/command.hpp"
 #include "cli/common.hpp"
 #include "cli/config_schema.hpp"
@@ -11,6 +12,8 @@
 #include "core/secret_file.hpp"
 #include "daemon/control_server.hpp"
 #include "daemon/control_socket.hpp"
+#include "daemon/metrics_http.hpp"
+#include "daemon/metrics_text.hpp"
 #include "daemon/sd_notify.hpp"
 #include "daemon/watchdog.hpp"
 #include "net/address.hpp"
@@ -39,6 +42,7 @@ struct daemon_args {
   std::string config, token_file, readonly_token_file, group, state_dir, log_level = "info";
   std::size_t threads = 1;
   std::optional<std::string> control; // given, even empty: no default path then
+  std::optional<std::string> metrics; // given, even empty (refused)
   std::vector<std::string> control_listen;
 };
 
@@ -152,12 +156,26 @@ int run(const daemon_args& a) {
   if (std::any_of(options.network.begin(), options.network.end(), [](const auto& l) { return l.tls; }))
     options.tls = control_certificate(a, options.network);
 
+  std::optional<daemon::metrics_listen> metrics_at;
+  if (a.metrics) {
+    if (a.metrics->empty())
+      throw user_error("--metrics is empty; give a port (9100) or HOST:PORT, or leave --metrics out");
+    auto m = daemon::parse_metrics_listen(*a.metrics);
+    if (!m)
+      throw user_error(m.error());
+    metrics_at = std::move(*m);
+  }
+
   auto lock = daemon::control_lock::acquire(options.unix_path, options.read_only_gid);
   if (!lock)
     throw user_error(lock.error());
 
   asio::io_context io(1);
   const auto started = steady_clock::now();
+  const daemon::daemon_info info{WARREN_VERSION, std::chrono::system_clock::now()};
+  // The units' snapshot, read on each unit's executor; `done` runs on the
+  // control executor. Defined once the supervisor exists (below).
+  std::function<void(std::function<void(std::vector<daemon::unit_snapshot>)>)> collect_units;
   std::function<void()> stop_daemon;
 
   auto guard = asio::make_work_guard(io); // the loops answer by posting here: run() must wait for them
@@ -171,9 +189,23 @@ int run(const daemon_args& a) {
                                   if (publish)
                                     publish(event);
                                 });
+  collect_units = [&supervisor](std::function<void(std::vector<daemon::unit_snapshot>)> done) {
+    supervisor.snapshot(std::move(done));
+  };
   std::vector<std::string> listeners;
   daemon_context ctx{paths, supervisor, started, listeners, [&] { stop_daemon(); }};
   daemon::method_table table = daemon_methods(ctx);
+  // metrics.get: the same snapshot as --metrics, as JSON (docs/CONTROL.md).
+  table.add_async(
+      "metrics.get",
+      [&](const nlohmann::json& params, const daemon::connection_state&, daemon::method_reply reply) {
+        if (!params.is_null() && !params.empty())
+          return reply(daemon::method_result::invalid_params("metrics.get takes no params"));
+        collect_units([&info, reply = std::move(reply)](std::vector<daemon::unit_snapshot> units) {
+          reply(daemon::metrics_json(units, info));
+        });
+      },
+      true);
 
   daemon::control_server server(io.get_executor(), std::move(table), options);
   if (auto started_ok = server.start(); !started_ok)
@@ -184,6 +216,25 @@ int run(const daemon_args& a) {
   };
   for (const auto& l : listeners)
     spdlog::info("daemon: control listening on {}", l);
+
+  std::optional<daemon::metrics_http> metrics;
+  if (metrics_at) {
+    metrics.emplace(
+        io.get_executor(),
+        [&](daemon::metrics_reply reply) {
+          collect_units([&info, reply = std::move(reply)](std::vector<daemon::unit_snapshot> units) {
+            reply(daemon::metrics_text(units, info));
+          });
+        },
+        daemon::metrics_http_options{metrics_at->plan});
+    if (auto ok = metrics->start(); !ok)
+      throw user_error(ok.error());
+    spdlog::info("daemon: metrics at /metrics on {}", metrics->describe());
+    if (!metrics_at->loopback_only)
+      spdlog::warn("daemon: --metrics {} is reachable beyond this host: anyone who can connect reads unit names, "
+                   "peers and traffic counts (there is no authentication; firewall it or use a loopback address)",
+                   *a.metrics);
+  }
 
   asio::signal_set signals(io, SIGINT, SIGTERM);
   asio::signal_set hangups(io, SIGHUP);
@@ -197,6 +248,8 @@ int run(const daemon_args& a) {
     error_code ignored;
     signals.cancel(ignored);
     hangups.cancel(ignored);
+    if (metrics)
+      metrics->stop();
     // Subscribers hear it before their connections close (the control
     // server sends what is queued first).
     const auto now = std::chrono::duration_cast<std::chrono::seconds>(
@@ -281,6 +334,9 @@ std::function<int()> add_daemon_command(CLI::App& app) {
                   "Generated certificates and units.d/ (units added with warren ctl add) (default: "
                   "$XDG_STATE_HOME/warren)");
   cmd->add_option("--threads", a->threads, "Event loops the units are spread over")->capture_default_str();
+  cmd->add_option("--metrics", a->metrics,
+                  "Serve Prometheus metrics at http://ADDR/metrics (a bare port: localhost, 127.0.0.1 and ::1; "
+                  "off by default)");
   cmd->add_option("--log-level", a->log_level, "trace, debug, info, warn, error or off")->capture_default_str();
   return [a] { return run(*a); };
 }

@@ -197,6 +197,8 @@ nlohmann::json read_status(const holder& h) {
                    {"streams_open", c.streams_open},
                    {"streams_total", c.streams_total},
                    {"reconnects", c.reconnects}};
+  if (c.tunnel_rtt_us != 0)
+    j["counters"]["tunnel_rtt_us"] = c.tunnel_rtt_us;
   return j;
 }
 
@@ -694,6 +696,37 @@ void supervisor::get(const std::string& name, std::function<void(nlohmann::json)
       done(std::move(base));
     });
   });
+}
+
+void supervisor::snapshot(std::function<void(std::vector<unit_snapshot>)> done) const {
+  auto out = std::make_shared<std::vector<unit_snapshot>>();
+  out->reserve(units_.size());
+  for (const auto& [name, e] : units_) {
+    unit_snapshot u;
+    u.name = e->spec.name;
+    u.kind = e->spec.kind;
+    u.status.state = e->state == "failed" ? unit::unit_state::failed : unit::unit_state::starting;
+    u.status.last_error = e->last_error;
+    out->push_back(std::move(u));
+  }
+  auto finish = countdown(units_.size(), [out, done = std::move(done)] { done(std::move(*out)); });
+  std::size_t i = 0;
+  for (const auto& [name, e] : units_) {
+    asio::post(loops_[e->loop]->io, [this, alive = std::weak_ptr<int>(alive_), h = e->h, out, finish, i = i++] {
+      std::optional<std::pair<unit::unit_status, unit::unit_counters>> read;
+      if (h->u)
+        read.emplace(h->u->status(), h->u->counters());
+      asio::post(control_, [alive, out, finish, i, read = std::move(read)] {
+        if (alive.expired())
+          return;
+        if (read) {
+          (*out)[i].status = read->first;
+          (*out)[i].counters = read->second;
+        }
+        finish();
+      });
+    });
+  }
 }
 
 void supervisor::list(std::function<void(nlohmann::json)> done) const {

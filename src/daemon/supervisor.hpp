@@ -21,6 +21,7 @@
 #pragma once
 
 #include "core/expected.hpp"
+#include "daemon/metrics_text.hpp"
 #include "unit/unit.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
@@ -138,6 +139,9 @@ class supervisor {
   std::vector<std::size_t> loads() const { return loads_; }
   std::size_t loop_of(const std::string& name) const;
   std::size_t threads() const { return loops_.size(); }
+  /// Every unit's status and counters, read on its loop (for metrics.get
+  /// and --metrics); `done` runs on the control executor.
+  void snapshot(std::function<void(std::vector<unit_snapshot>)> done) const;
   /// The units' event loops (for the watchdog's pings).
   std::vector<boost::asio::any_io_executor> executors() const;
 

@@ -166,6 +166,8 @@ client::counters_view client::counters() const {
     c.bytes_out += current_->stats().bytes_out;
     c.streams_total += current_->stats().streams_opened;
     c.streams_open += current_->stream_count();
+    c.srtt = current_->stats().srtt;
+    c.rtt_last = current_->stats().rtt_last;
   }
   return c;
 }

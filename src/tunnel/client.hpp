@@ -91,6 +91,9 @@ class client : public std::enable_shared_from_this<client> {
     std::uint64_t streams_total = 0;
     std::uint64_t tunnels_total = 0;
     std::uint64_t redials = 0;
+    // The tunnel up now: its PING/PONG round trip (smoothed, last sample); 0 without one.
+    std::chrono::microseconds srtt{0};
+    std::chrono::microseconds rtt_last{0};
   };
   counters_view counters() const;
 

@@ -620,6 +620,8 @@ void server::forget_sessions(const std::function<bool(const std::shared_ptr<wire
 server::counters_view server::counters() const {
   counters_view c = ended_;
   c.tunnels_total = tunnels_total_;
+  std::chrono::microseconds srtt_sum{0}, last_sum{0};
+  std::uint64_t measured = 0;
   for (const auto& s : sessions_) {
     if (s->closed())
       continue;
@@ -628,6 +630,15 @@ server::counters_view server::counters() const {
     c.streams_total += s->stats().streams_opened;
     c.streams_open += s->stream_count();
     ++c.tunnels_open;
+    if (s->stats().rtt_samples > 0) {
+      srtt_sum += s->stats().srtt;
+      last_sum += s->stats().rtt_last;
+      ++measured;
+    }
+  }
+  if (measured > 0) {
+    c.srtt = srtt_sum / measured;
+    c.rtt_last = last_sum / measured;
   }
   return c;
 }

@@ -140,6 +140,10 @@ class server : public std::enable_shared_from_this<server> {
     std::uint64_t tunnels_total = 0;
     std::uint64_t streams_open = 0;
     std::uint64_t streams_total = 0;
+    // The mean, over the tunnels up that have measured one, of their
+    // PING/PONG round trip (smoothed, last sample); 0 when none has.
+    std::chrono::microseconds srtt{0};
+    std::chrono::microseconds rtt_last{0};
   };
   counters_view counters() const;
 

@@ -116,12 +116,14 @@ expected<bool> client_unit::start() {
                            if (alive.expired())
                              return;
                            mutable_status().peer = peer;
+                           mutable_status().connected_since = std::chrono::system_clock::now();
                            emit(unit_event::kind::tunnel_connected, peer);
                          },
                          [this, alive](const std::string& why) {
                            if (alive.expired())
                              return;
                            mutable_status().peer.clear();
+                           mutable_status().connected_since = {};
                            emit(unit_event::kind::tunnel_disconnected, why);
                          }});
   client_->start([this, alive](const std::string& why) {
@@ -226,6 +228,8 @@ unit_counters client_unit::counters() const {
   c.streams_open = t.streams_open;
   c.streams_total = t.streams_total;
   c.reconnects = t.redials;
+  c.tunnel_rtt_us = static_cast<std::uint64_t>(t.srtt.count());
+  c.tunnel_rtt_last_us = static_cast<std::uint64_t>(t.rtt_last.count());
   return c;
 }
 

@@ -386,6 +386,8 @@ unit_counters server_unit::counters() const {
   c.connections_total = s.tunnels_total;
   c.streams_open = s.streams_open;
   c.streams_total = s.streams_total;
+  c.tunnel_rtt_us = static_cast<std::uint64_t>(s.srtt.count());
+  c.tunnel_rtt_last_us = static_cast<std::uint64_t>(s.rtt_last.count());
   return c;
 }
 

@@ -2,22 +2,6 @@
 
 namespace warren::unit {
 
-std::string_view to_string(unit_state s) {
-  switch (s) {
-  case unit_state::starting:
-    return "starting";
-  case unit_state::running:
-    return "running";
-  case unit_state::draining:
-    return "draining";
-  case unit_state::stopped:
-    return "stopped";
-  case unit_state::failed:
-    return "failed";
-  }
-  return "?";
-}
-
 std::string_view to_string(unit_event::kind k) {
   switch (k) {
   case unit_event::kind::state_changed:

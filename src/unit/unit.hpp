@@ -23,6 +23,7 @@
 #pragma once
 
 #include "core/expected.hpp"
+#include "unit/unit_status.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 
@@ -35,33 +36,6 @@
 #include <vector>
 
 namespace warren::unit {
-
-enum class unit_state { starting, running, draining, stopped, failed };
-std::string_view to_string(unit_state s);
-
-using wall_time = std::chrono::system_clock::time_point;
-
-/// What a unit is doing now; a plain copy, safe to hand to another thread.
-struct unit_status {
-  unit_state state = unit_state::starting;
-  std::vector<std::string> listening; // "TCP 127.0.0.1:8080", "unix /run/x.sock", …
-  std::string peer;                   // a client's server while its tunnel is up; else empty
-  wall_time since{};                  // when `state` was entered
-  std::string last_error;             // empty when none yet
-  wall_time last_error_at{};
-};
-
-/// Cheap counters, plain integers touched only on the unit's executor. What
-/// a kind does not have stays 0 (a relay has no streams or reconnects).
-struct unit_counters {
-  std::uint64_t bytes_up = 0;   // from the side that opened the connection toward its target
-  std::uint64_t bytes_down = 0; // back; a tunnel's are transport bytes (data and framing)
-  std::uint64_t connections_open = 0;
-  std::uint64_t connections_total = 0;
-  std::uint64_t streams_open = 0;
-  std::uint64_t streams_total = 0;
-  std::uint64_t reconnects = 0;
-};
 
 /// One thing worth telling the owner (the foreground runner logs nothing of
 /// these: the unit logs its own lines; the daemon will forward them).

@@ -7,6 +7,10 @@
 //  - liveness: PING every interval; a peer silent for 7/4 of the interval,
 //    checked every interval/4, is dead — noticed within 2x the interval even
 //    when the OS reports nothing.
+//  - rtt_estimator: the round trip from our PINGs and their PONGs (the PING
+//    carries its send time; the PONG echoes it): the last sample and a
+//    smoothed value as TCP's SRTT (RFC 6298: the first sample, then 7/8 old
+//    + 1/8 new), which window tuning and the metrics read.
 #pragma once
 
 #include "core/clock.hpp"
@@ -75,6 +79,30 @@ class liveness {
   duration interval_;
   time_point last_rx_;
   time_point last_ping_;
+};
+
+class rtt_estimator {
+ public:
+  /// A PONG echoed the PING sent at `sent`; it arrived at `now`. A sample
+  /// from the future (a forged or garbled echo) is ignored: false.
+  bool on_pong(time_point sent, time_point now) {
+    if (sent > now)
+      return false;
+    const auto sample = std::chrono::duration_cast<std::chrono::microseconds>(now - sent);
+    last_ = sample;
+    srtt_ = samples_ == 0 ? sample : (srtt_ * 7 + sample) / 8;
+    ++samples_;
+    return true;
+  }
+
+  std::chrono::microseconds smoothed() const { return srtt_; } // 0 before the first sample
+  std::chrono::microseconds last() const { return last_; }
+  std::uint64_t samples() const { return samples_; }
+
+ private:
+  std::chrono::microseconds srtt_{0};
+  std::chrono::microseconds last_{0};
+  std::uint64_t samples_ = 0;
 };
 
 } // namespace warren::wire

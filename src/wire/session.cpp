@@ -18,6 +18,7 @@
 
 #include <cassert>
 #include <cstring>
+#include <limits>
 #include <list>
 
 namespace warren::wire {
@@ -749,11 +750,14 @@ void session::on_ping(const frame_header& h, std::span<const std::uint8_t> paylo
   }
   std::uint64_t sent = 0;
   std::memcpy(&sent, p->data(), sizeof sent);
-  const auto now = now_ns();
-  if (sent == 0 || sent > now)
+  if (sent == 0 || sent > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
     return;
-  const auto rtt = std::chrono::microseconds((now - sent) / 1000);
-  stats_.srtt = stats_.srtt.count() == 0 ? rtt : (stats_.srtt * 7 + rtt) / 8;
+  const time_point sent_at{std::chrono::duration_cast<duration>(std::chrono::nanoseconds(sent))};
+  if (!events_->rtt.on_pong(sent_at, steady_clock::now()))
+    return;
+  stats_.srtt = events_->rtt.smoothed();
+  stats_.rtt_last = events_->rtt.last();
+  stats_.rtt_samples = events_->rtt.samples();
 }
 
 void session::on_goaway(std::span<const std::uint8_t> payload) {

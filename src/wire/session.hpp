@@ -102,7 +102,9 @@ struct session_stats {
   std::uint64_t streams_opened = 0;
   std::uint64_t datagrams_dropped = 0;
   std::uint64_t open_pauses = 0; // times the reader waited for the peer's open rate
-  std::chrono::microseconds srtt{0};
+  std::chrono::microseconds srtt{0};     // smoothed round trip (flow.hpp rtt_estimator); 0: no sample yet
+  std::chrono::microseconds rtt_last{0}; // the last PING/PONG sample
+  std::uint64_t rtt_samples = 0;
 };
 
 class session;

@@ -113,6 +113,7 @@ struct session_events {
   boost::asio::steady_timer ping_timer;
   boost::asio::steady_timer open_timer; // the reader waits on it for the peer's next OPEN token
   std::optional<liveness> live;
+  rtt_estimator rtt; // our PINGs' round trips; session_stats copies it
 };
 
 } // namespace warren::wire

@@ -35,6 +35,7 @@ class client_unit_test : public test::unit_fixture {
     s.token_env = k_token;
     s.allow = {"127.0.0.1"};
     s.drain_timeout = "200ms";
+    s.ping_interval = "1s"; // the server's first RTT sample, in rtt_is_measured_on_both_sides
     auto o = unit::server_options_from(s);
     ASSERT_TRUE(o) << o.error();
     server = std::make_unique<unit::server_unit>(io.get_executor(), std::move(o).value());
@@ -131,6 +132,37 @@ TEST_F(client_unit_test, connects_reports_its_peer_counts_bytes_and_stops) {
   using k = unit::unit_event::kind;
   EXPECT_EQ(kinds(), (std::vector<k>{k::state_changed, k::tunnel_connected, k::state_changed, k::tunnel_disconnected,
                                      k::state_changed}));
+}
+
+// The client PINGs at once when its tunnel comes up (window tuning wants
+// the round trip early), the server after its first ping interval; each
+// side's PONG gives a sample. Real sockets, so the value is only bounded:
+// above 0, below the test's patience.
+TEST_F(client_unit_test, rtt_is_measured_on_both_sides) {
+  make(args());
+  ASSERT_TRUE(client->start());
+  EXPECT_EQ(client->counters().tunnel_rtt_us, 0u);
+  EXPECT_EQ(client->status().connected_since, unit::wall_time{});
+  const auto before = std::chrono::system_clock::now();
+  ASSERT_TRUE(test::run_until(io, [&] { return !client->status().peer.empty(); }));
+  EXPECT_GE(client->status().connected_since, before - 1s);
+  ASSERT_TRUE(test::run_until(io, [&] { return client->counters().tunnel_rtt_us > 0; }));
+  auto c = client->counters();
+  EXPECT_GT(c.tunnel_rtt_last_us, 0u);
+  EXPECT_LT(c.tunnel_rtt_us, 5'000'000u);
+  ASSERT_TRUE(test::run_until(
+      io, [&] { return server->counters().tunnel_rtt_us > 0; }, 10s));
+  EXPECT_GT(server->counters().tunnel_rtt_last_us, 0u);
+  EXPECT_LT(server->counters().tunnel_rtt_us, 5'000'000u);
+
+  // With the tunnel down, the client has no round trip to report.
+  bool done = false;
+  client->stop(client->drain_bound(), [&] { done = true; });
+  ASSERT_TRUE(test::run_until(
+      io, [&] { return done; }, 5s));
+  c = client->counters();
+  EXPECT_EQ(c.tunnel_rtt_us, 0u);
+  EXPECT_EQ(client->status().connected_since, unit::wall_time{});
 }
 
 TEST_F(client_unit_test, a_refused_token_fails_the_unit) {

@@ -236,4 +236,48 @@ TEST(Liveness, ReceiveRestartsSilence) {
   EXPECT_EQ(l.on_tick(clock.now()), liveness::action::dead);
 }
 
+TEST(RttEstimator, FirstSampleIsTheSmoothedValue) {
+  manual_clock clock;
+  rtt_estimator r;
+  EXPECT_EQ(r.smoothed(), 0us);
+  EXPECT_EQ(r.samples(), 0u);
+  const auto sent = clock.now();
+  clock.advance(40ms);
+  ASSERT_TRUE(r.on_pong(sent, clock.now()));
+  EXPECT_EQ(r.smoothed(), 40ms);
+  EXPECT_EQ(r.last(), 40ms);
+  EXPECT_EQ(r.samples(), 1u);
+}
+
+TEST(RttEstimator, SmoothsSevenEighthsOldOneEighthNew) {
+  manual_clock clock;
+  rtt_estimator r;
+  auto sent = clock.now();
+  clock.advance(80ms);
+  r.on_pong(sent, clock.now());
+  sent = clock.now();
+  clock.advance(16ms); // 7/8 * 80 + 1/8 * 16 = 72
+  r.on_pong(sent, clock.now());
+  EXPECT_EQ(r.smoothed(), 72ms);
+  EXPECT_EQ(r.last(), 16ms);
+  sent = clock.now();
+  clock.advance(8ms); // 7/8 * 72 + 1/8 * 8 = 64
+  r.on_pong(sent, clock.now());
+  EXPECT_EQ(r.smoothed(), 64ms);
+  EXPECT_EQ(r.last(), 8ms);
+  EXPECT_EQ(r.samples(), 3u);
+}
+
+TEST(RttEstimator, AnEchoFromTheFutureIsIgnored) {
+  manual_clock clock;
+  rtt_estimator r;
+  const auto sent = clock.now();
+  clock.advance(10ms);
+  r.on_pong(sent, clock.now());
+  EXPECT_FALSE(r.on_pong(clock.now() + 1s, clock.now()));
+  EXPECT_EQ(r.smoothed(), 10ms);
+  EXPECT_EQ(r.last(), 10ms);
+  EXPECT_EQ(r.samples(), 1u);
+}
+
 } // namespace
