@@ -1,4 +1,4 @@
-// `warren ctl status|stop|ls|show|add|rm|restart|reload`: one request to a
+// `warren ctl status|stop|ls|show|add|rm|restart|reload|events|metrics`: one request to a
 // running `warren daemon` over its
 // Unix control socket (default), or over tcp:// / tls:// with a token
 // (--connect, --token-file), printed as aligned text or, with --json, as
@@ -434,7 +434,7 @@ void plan_request(ctl_args& a) {
   static const std::pair<const char*, const char*> methods[] = {
       {"status", "daemon.status"}, {"stop", "daemon.stop"},   {"ls", "units.list"},         {"show", "units.get"},
       {"add", "units.add"},        {"rm", "units.remove"},    {"restart", "units.restart"}, {"reload", "config.reload"},
-      {"events", "events.subscribe"}};
+      {"events", "events.subscribe"}, {"metrics", "metrics.get"}};
   for (const auto& [action, method] : methods)
     if (a.action == action)
       a.method = method;
@@ -455,7 +455,9 @@ void print_result(const ctl_args& a, const nlohmann::json& result) {
                        .count();
   const bool colour = ::isatty(STDOUT_FILENO) != 0 && std::getenv("NO_COLOR") == nullptr;
   std::string out;
-  if (a.action == "ls")
+  if (a.action == "metrics")
+    out = metrics_table(result, colour);
+  else if (a.action == "ls")
     out = units_table(result.is_object() ? result.value("units", nlohmann::json::array()) : nlohmann::json(), now,
                       colour);
   else if (a.action == "show" || a.action == "add" || a.action == "restart")
@@ -609,9 +611,9 @@ int run(ctl_args& a) {
 std::function<int()> add_ctl_command(CLI::App& app) {
   auto a = std::make_shared<ctl_args>();
   auto* cmd = app.add_subcommand("ctl", "Control a running warren daemon");
-  cmd->add_option("action", a->action, "status, stop, ls, show UNIT, add FILE, rm UNIT, restart UNIT, reload or events")
+  cmd->add_option("action", a->action, "status, stop, ls, show UNIT, add FILE, rm UNIT, restart UNIT, reload, events or metrics")
       ->required()
-      ->check(CLI::IsMember({"status", "stop", "ls", "show", "add", "rm", "restart", "reload", "events"}));
+      ->check(CLI::IsMember({"status", "stop", "ls", "show", "add", "rm", "restart", "reload", "events", "metrics"}));
   cmd->add_option("operand", a->operands, "The UNIT (show, rm, restart) or the FILE (add: one TOML section)");
   cmd->add_option("--control", a->control,
                   "The daemon's Unix control socket (default: $XDG_RUNTIME_DIR/warren/control.sock; "

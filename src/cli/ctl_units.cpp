@@ -101,22 +101,11 @@ std::string human_bytes(std::uint64_t n) {
   return buf;
 }
 
-std::string units_table(const json& units, std::int64_t now, bool colour) {
-  const std::vector<std::string> head = {"NAME", "KIND", "STATE", "SINCE", "LISTENING", "PEER", "UP", "DOWN",
-                                         "LAST ERROR"};
-  std::vector<std::vector<std::string>> rows;
-  if (units.is_array())
-    for (const auto& u : units) {
-      if (!u.is_object())
-        continue;
-      const auto c = u.value("counters", json::object());
-      rows.push_back({str(u, "name"), str(u, "kind"), str(u, "state"), ago(num(u, "since"), now),
-                      joined(u, "listening", ", "), str(u, "peer"),
-                      human_bytes(static_cast<std::uint64_t>(num(c, "bytes_up"))),
-                      human_bytes(static_cast<std::uint64_t>(num(c, "bytes_down"))), str(u, "last_error")});
-    }
-  if (rows.empty())
-    return "no units\n";
+namespace {
+
+/// An aligned table: columns two spaces apart, the third (STATE) coloured.
+std::string aligned(const std::vector<std::string>& head, const std::vector<std::vector<std::string>>& rows,
+                    bool colour) {
   std::vector<std::size_t> width(head.size());
   for (std::size_t i = 0; i < head.size(); ++i) {
     width[i] = head[i].size();
@@ -140,6 +129,58 @@ std::string units_table(const json& units, std::int64_t now, bool colour) {
   for (const auto& r : rows)
     out += line(r, false);
   return out;
+}
+
+} // namespace
+
+std::string units_table(const json& units, std::int64_t now, bool colour) {
+  const std::vector<std::string> head = {"NAME", "KIND", "STATE", "SINCE", "LISTENING", "PEER", "UP", "DOWN",
+                                         "LAST ERROR"};
+  std::vector<std::vector<std::string>> rows;
+  if (units.is_array())
+    for (const auto& u : units) {
+      if (!u.is_object())
+        continue;
+      const auto c = u.value("counters", json::object());
+      rows.push_back({str(u, "name"), str(u, "kind"), str(u, "state"), ago(num(u, "since"), now),
+                      joined(u, "listening", ", "), str(u, "peer"),
+                      human_bytes(static_cast<std::uint64_t>(num(c, "bytes_up"))),
+                      human_bytes(static_cast<std::uint64_t>(num(c, "bytes_down"))), str(u, "last_error")});
+    }
+  if (rows.empty())
+    return "no units\n";
+  return aligned(head, rows, colour);
+}
+
+std::string metrics_table(const json& metrics, bool colour) {
+  const std::vector<std::string> head = {"NAME", "KIND", "STATE", "UP", "DOWN", "CONNS", "STREAMS", "RECONNECTS",
+                                         "RTT"};
+  std::vector<std::vector<std::string>> rows;
+  const auto units = metrics.is_object() ? metrics.value("units", json::array()) : json::array();
+  const auto pair = [](const json& u, const char* key) {
+    const auto v = u.value(key, json::object());
+    return v.is_object() ? std::to_string(num(v, "open")) + " open, " + std::to_string(num(v, "total")) + " total"
+                         : std::string("-");
+  };
+  if (units.is_array())
+    for (const auto& u : units) {
+      if (!u.is_object())
+        continue;
+      const auto bytes = u.value("bytes", json::object());
+      std::string rtt = "-";
+      if (const auto r = u.value("tunnel_rtt", json()); r.is_object() && num(r, "smoothed_us") > 0) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%.1f ms", static_cast<double>(num(r, "smoothed_us")) / 1000.0);
+        rtt = buf;
+      }
+      rows.push_back({str(u, "name"), str(u, "kind"), str(u, "state"),
+                      human_bytes(static_cast<std::uint64_t>(bytes.is_object() ? num(bytes, "up") : 0)),
+                      human_bytes(static_cast<std::uint64_t>(bytes.is_object() ? num(bytes, "down") : 0)),
+                      pair(u, "connections"), pair(u, "streams"), std::to_string(num(u, "reconnects")), rtt});
+    }
+  if (rows.empty())
+    return "no units\n";
+  return aligned(head, rows, colour);
 }
 
 std::string unit_details(const json& u, std::int64_t now, bool colour) {

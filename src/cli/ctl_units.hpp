@@ -21,6 +21,8 @@ std::string human_bytes(std::uint64_t n);
 
 /// The table of `ctl ls` (name, kind, state, since, listening, peer, up, down, last error).
 std::string units_table(const nlohmann::json& units, std::int64_t now, bool colour);
+/// `ctl metrics`: the metrics.get result as a table (bytes, connections, streams, reconnects, tunnel RTT).
+std::string metrics_table(const nlohmann::json& metrics, bool colour);
 /// `ctl show UNIT`: one unit, a field a line.
 std::string unit_details(const nlohmann::json& unit, std::int64_t now, bool colour);
 /// `ctl events`: one notification as a line ("16:40:01  unit.state  web  state=running").

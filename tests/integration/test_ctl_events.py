@@ -8,6 +8,7 @@ real daemon (loopback only):
   `daemon.stopping`, waits while the daemon is down, and reconnects to the
   restarted daemon, printing the new daemon's events once, in order;
 - `ctl stop` returns only once the daemon's process has exited;
+- `ctl metrics` shows a relay unit's bytes as a table and as JSON;
 - --token-file and --pin on the Unix socket are refused, not ignored;
 - events.subscribe replays after a seq, so a follower misses nothing.
 
@@ -156,6 +157,26 @@ class CtlEventsTest(wt.WarrenTestCase):
         self.assertEqual([g["params"]["seq"] for g in got], list(range(2, seq + 1)))
         bad = c.call("events.subscribe", 2, {"after": -1})
         self.assertEqual(bad["error"]["code"], -32602)
+
+    def test_ctl_metrics_table_and_json(self):
+        self.start_daemon()
+        with open(self.config) as f:
+            port = int(f.read().split('listen = "127.0.0.1:')[1].split('"')[0])
+        s = wt.connect("127.0.0.1", port)
+        s.sendall(b"x" * 1000)
+        got = b""
+        while len(got) < 1000:
+            got += s.recv(4096)
+        s.close()
+        out = self.ctl("metrics")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        head, row = out.stdout.splitlines()[:2]
+        self.assertEqual(head.split()[:5], ["NAME", "KIND", "STATE", "UP", "DOWN"])
+        self.assertEqual(row.split()[:3], ["r1", "relay", "running"])
+        m = json.loads(self.ctl("metrics", "--json").stdout)
+        r1 = next(u for u in m["units"] if u["name"] == "r1")
+        self.assertEqual(r1["bytes"], {"up": 1000, "down": 1000})
+        self.assertEqual(r1["connections"]["total"], 1)
 
     def test_token_and_pin_refused_on_the_unix_socket(self):
         self.start_daemon()
