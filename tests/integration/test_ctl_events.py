@@ -10,7 +10,9 @@ real daemon (loopback only):
 - `ctl stop` returns only once the daemon's process has exited;
 - `ctl metrics` shows a relay unit's bytes as a table and as JSON;
 - --token-file and --pin on the Unix socket are refused, not ignored;
-- events.subscribe replays after a seq, so a follower misses nothing.
+- events.subscribe replays after a seq, so a follower misses nothing;
+- a subscriber that never reads loses events (then told how many), not the
+  daemon's memory, and the daemon keeps answering others.
 
     python3 test_ctl_events.py --warren /path/to/warren [unittest args]
 """
@@ -157,6 +159,47 @@ class CtlEventsTest(wt.WarrenTestCase):
         self.assertEqual([g["params"]["seq"] for g in got], list(range(2, seq + 1)))
         bad = c.call("events.subscribe", 2, {"after": -1})
         self.assertEqual(bad["error"]["code"], -32602)
+
+    def test_a_subscriber_that_never_reads_loses_events_not_memory(self):
+        d = self.start_daemon()
+        # A subscriber with the smallest receive buffer that never reads.
+        lazy = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        lazy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        lazy.connect(self.sock_path)
+        lazy_conn = self.track(Conn(lazy))
+        self.assertIn("seq", lazy_conn.call("events.subscribe")["result"])
+
+        def rss_kib():
+            with open("/proc/%d/status" % d.pid) as f:
+                return int(next(l for l in f if l.startswith("VmRSS:")).split()[1])
+
+        # Events: restarts of a unit (about 4 events each), from a second
+        # connection that keeps being served. Kept, they would grow the
+        # queue without end; bounded, they are dropped and counted (the
+        # events.lost below proves they were dropped, not queued).
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(self.sock_path)
+        busy = self.track(Conn(s))
+        for i in range(60):
+            r = busy.call("units.restart", i + 10, {"name": "r1"})
+            self.assertIn("result", r, r)
+        base = rss_kib()
+        for i in range(400):  # ~1,600 events: over the 1,024 a subscriber may have queued
+            r = busy.call("units.restart", i + 100, {"name": "r1"})
+            self.assertIn("result", r, r)
+        grown = rss_kib() - base
+        self.assertLess(grown, 8 * 1024, "daemon VmRSS grew by %d KiB for a subscriber that never reads" % grown)
+        # The daemon still answers promptly, and the subscriber, once it
+        # reads, is told how many it lost, in order with the rest.
+        self.assertEqual(busy.call("daemon.status", 1)["result"]["pid"], d.pid)
+        lost = 0
+        lazy.settimeout(wt.WAIT)
+        while lost == 0:
+            m = lazy_conn.recv()
+            self.assertIsNotNone(m, "the subscriber's connection ended before events.lost")
+            if m.get("method") == "events.lost":
+                lost = m["params"]["count"]
+        self.assertGreater(lost, 0)
 
     def test_ctl_metrics_table_and_json(self):
         self.start_daemon()
