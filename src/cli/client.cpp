@@ -13,13 +13,15 @@ namespace {
 
 using unit::client_args;
 
-int run(const client_args& a) {
-  init_logging(a.log_level);
+/// The options with their secrets read; throws user_error. `env`: whether
+/// WARREN_TOKEN may stand in for a token file (not under the daemon).
+unit::client_unit_options read_options(const client_args& a, bool env) {
   auto options = unit::client_options_from(a);
   if (!options)
     throw user_error(options.error());
   auto& o = options.value().client;
-  o.dial.token = load_token(a.token_file);
+  if (env || !a.token_file.empty())
+    o.dial.token = load_token(a.token_file);
   apply_proxy_args(a.proxy, o.server, o.dial);
   if (!a.socks_user.empty()) {
     auto line = read_secret_line(a.socks_password_file, "--socks-password-file");
@@ -32,15 +34,25 @@ int run(const client_args& a) {
   // SIGHUP: the token is read again (--token-file, or WARREN_TOKEN) for the
   // next dials; tunnels up keep going. A file that cannot be read keeps
   // the old token.
-  options.value().read_token = [file = a.token_file]() -> expected<std::string> {
+  options.value().read_token = [file = a.token_file, env]() -> expected<std::string> {
+    if (!env && file.empty())
+      return std::string();
     try {
       return load_token(file);
     } catch (const user_error& e) {
       return expected<std::string>::failure(e.what());
     }
   };
+  if (!env && a.token_file.empty())
+    options.value().token_origin = "(none: no token_file)";
+  return std::move(options).value();
+}
+
+int run(const client_args& a) {
+  init_logging(a.log_level);
+  auto options = read_options(a, true);
   auto code = unit::run_foreground([&](boost::asio::any_io_executor ex) {
-    return std::make_unique<unit::client_unit>(std::move(ex), std::move(options).value());
+    return std::make_unique<unit::client_unit>(std::move(ex), std::move(options));
   });
   if (!code)
     throw user_error(code.error());
@@ -49,8 +61,16 @@ int run(const client_args& a) {
 
 } // namespace
 
-std::function<int()> add_client_command(CLI::App& app, std::function<std::string()>* check) {
+std::function<int()> add_client_command(CLI::App& app, std::function<std::string()>* check, unit_builder* build) {
   auto a = std::make_shared<client_args>();
+  if (build)
+    *build = [a](boost::asio::any_io_executor ex, const unit_context&) -> expected<std::unique_ptr<unit::unit>> {
+      try {
+        return std::unique_ptr<unit::unit>(std::make_unique<unit::client_unit>(std::move(ex), read_options(*a, false)));
+      } catch (const user_error& e) {
+        return expected<std::unique_ptr<unit::unit>>::failure(e.what());
+      }
+    };
   if (check)
     *check = [a] {
       auto o = unit::client_options_from(*a);

@@ -43,13 +43,22 @@ std::string underscored(std::string s) {
   return s;
 }
 
+} // namespace
+
+std::function<int()> add_unit_command(CLI::App& app, std::string_view kind, std::function<std::string()>* check,
+                                      unit_builder* build) {
+  if (kind == "relay")
+    return add_relay_command(app, check, build);
+  if (kind == "client")
+    return add_client_command(app, check, build);
+  return add_server_command(app, check, build);
+}
+
+namespace {
+
 std::function<int()> add_command(CLI::App& app, std::string_view kind,
                                 std::function<std::string()>* check = nullptr) {
-  if (kind == "relay")
-    return add_relay_command(app, check);
-  if (kind == "client")
-    return add_client_command(app, check);
-  return add_server_command(app, check);
+  return add_unit_command(app, kind, check, nullptr);
 }
 
 /// The keys of `kind`, in the order the subcommand registers its options.

@@ -14,6 +14,7 @@
 // or `proxy_password` is refused, and no error quotes a value.
 #pragma once
 
+#include "cli/command.hpp"
 #include "core/toml.hpp"
 
 #include <string>
@@ -48,6 +49,10 @@ std::string config_summary(const std::vector<unit_section>& units);
 
 /// The keys a section of `kind` accepts (besides `name`), underscore form.
 std::vector<std::string> config_keys(std::string_view kind);
+
+/// Registers the subcommand of `kind` (relay, client, server) on `app`.
+std::function<int()> add_unit_command(CLI::App& app, std::string_view kind, std::function<std::string()>* check,
+                                      unit_builder* build);
 
 /// The annotated example `warren config example` prints.
 std::string_view config_example();

@@ -1,4 +1,5 @@
-// `warren ctl status|stop`: one request to a running `warren daemon` over its
+// `warren ctl status|stop|ls|show|add|rm|restart|reload`: one request to a
+// running `warren daemon` over its
 // Unix control socket (default), or over tcp:// / tls:// with a token
 // (--connect, --token-file), printed as aligned text or, with --json, as
 // the reply's JSON. Every failure is one line and exit code 1: the daemon
@@ -7,6 +8,7 @@
 // treats the reply as untrusted input).
 #include "cli/command.hpp"
 #include "cli/common.hpp"
+#include "cli/ctl_units.hpp"
 #include "core/duration.hpp"
 #include "daemon/control_frame.hpp"
 #include "daemon/control_socket.hpp"
@@ -36,8 +38,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
+#include <csignal>
 #include <cstdio>
 #include <optional>
+#include <thread>
 
 namespace warren::cli {
 namespace {
@@ -47,8 +53,23 @@ using asio::ip::tcp;
 using unix_proto = asio::local::stream_protocol;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
+/// What one `ctl` run learns across its connections: the daemon's pid
+/// (`stop` waits for it to exit; `events --follow` tells a restarted daemon
+/// from a dropped connection) and, for events, where it has read up to.
+struct ctl_session {
+  std::optional<std::int64_t> pid;
+  std::uint64_t last_seq = 0;
+  bool subscribed = false;              // events.subscribe answered on some connection
+  std::function<void()> on_subscribed;  // stops the --timeout clock
+};
+
 struct ctl_args {
-  std::string action, connect, token_file, pin, timeout = "5s";
+  std::string action, connect, token_file, pin, timeout = "5s", wait = "30s";
+  bool follow = false;
+  ctl_session* session = nullptr;
+  std::vector<std::string> operands; // UNIT or FILE
+  std::string method;                 // the request the action makes
+  nlohmann::json params;
   std::optional<std::string> control; // given, even empty: no default path then
   bool json = false;
 };
@@ -123,6 +144,120 @@ asio::awaitable<daemon::ctl_reply> call(Stream& s, std::int64_t id, std::string 
   co_return std::move(*reply);
 }
 
+/// An integer member of the daemon's (untrusted) JSON, or `fallback`:
+/// never json::value(), which throws on a member of another type.
+template <class T>
+T integer(const nlohmann::json& v, const char* key, T fallback) {
+  if (!v.is_object())
+    return fallback;
+  const auto it = v.find(key);
+  if (it == v.end() || !it->is_number_integer())
+    return fallback;
+  if constexpr (std::is_unsigned_v<T>)
+    return it->is_number_unsigned() ? it->get<T>() : fallback;
+  else
+    return it->is_number_unsigned() && it->get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX)
+               ? fallback
+               : it->get<T>();
+}
+
+/// Frames one after another from a stream (a reply, then notifications):
+/// unlike read_frame(), bytes after a frame are kept for the next.
+class frame_reader {
+ public:
+  template <class Stream>
+  asio::awaitable<std::string> next(Stream& s, const std::string& where) {
+    for (;;) {
+      std::string_view input(pending_);
+      const auto status = decoder_.decode(input);
+      pending_.erase(0, pending_.size() - input.size());
+      if (status == daemon::frame_status::frame)
+        co_return std::string(decoder_.frame());
+      if (status != daemon::frame_status::need_more)
+        throw ctl_failure("protocol mismatch: " + where + " sent a frame of " +
+                          std::to_string(decoder_.announced_length()) + " bytes (" +
+                          std::string(daemon::frame_status_name(status)) + ")");
+      char buffer[16384];
+      auto [ec, n] = co_await s.async_read_some(asio::buffer(buffer), use_tuple);
+      if (ec) {
+        if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated || ec == asio::error::connection_reset)
+          throw ctl_failure("the daemon at " + where + " closed the connection");
+        throw ctl_failure("reading from " + where + ": " + ec.message());
+      }
+      pending_.append(buffer, n);
+    }
+  }
+
+ private:
+  daemon::frame_decoder decoder_;
+  std::string pending_;
+};
+
+/// `ctl events`: subscribes (replaying what this run has not printed yet:
+/// after a reconnect to the same daemon the events since the last one
+/// printed, from a new daemon all it still holds, at the start the last
+/// 10 with --follow and all without) and prints each event as a line, or
+/// its params as JSON. Without --follow it ends once the replay is printed.
+template <class Stream>
+asio::awaitable<daemon::ctl_reply> stream_events(Stream& s, const ctl_args& a, const std::string& where) {
+  auto& st = *a.session;
+  nlohmann::json params = nlohmann::json::object();
+  if (st.pid) {
+    const auto status = co_await call(s, 3, "daemon.status", where, nullptr);
+    const bool same = status.ok && integer(status.result, "pid", std::int64_t{-1}) == *st.pid;
+    if (same)
+      params["after"] = st.last_seq;
+    else
+      params["recent"] = 256;
+    if (!same)
+      st.last_seq = 0;
+  } else {
+    params["recent"] = a.follow ? 10 : 256;
+  }
+  const auto request = daemon::encode_ctl_request(4, "events.subscribe", params);
+  auto [ec, n] = co_await asio::async_write(s, asio::buffer(request), use_tuple);
+  if (ec)
+    throw ctl_failure("writing to " + where + ": " + ec.message());
+  frame_reader reader;
+  auto reply = daemon::parse_reply(co_await reader.next(s, where), 4);
+  if (!reply)
+    throw ctl_failure(reply.error() + " (from " + where + ")");
+  if (!reply->ok)
+    co_return std::move(*reply);
+  const auto upto = integer(reply->result, "seq", std::uint64_t{0});
+  const auto pid = integer(reply->result, "pid", std::int64_t{-1});
+  if (st.pid && *st.pid != pid)
+    std::fprintf(stderr, "warren: reconnected to a new daemon (pid %lld) at %s\n", static_cast<long long>(pid),
+                 where.c_str());
+  else if (st.subscribed)
+    std::fprintf(stderr, "warren: reconnected to the daemon at %s\n", where.c_str());
+  st.pid = pid;
+  st.subscribed = true;
+  if (st.on_subscribed)
+    st.on_subscribed();
+  const bool colour = !a.json && ::isatty(STDOUT_FILENO) != 0 && std::getenv("NO_COLOR") == nullptr;
+  while (a.follow || st.last_seq < upto) {
+    auto note = daemon::parse_notification(co_await reader.next(s, where));
+    if (!note)
+      throw ctl_failure(note.error() + " (from " + where + ")");
+    const auto seq = integer(note->params, "seq", std::uint64_t{0});
+    if (seq != 0) {
+      if (seq <= st.last_seq)
+        continue; // seen on an earlier connection
+      st.last_seq = seq;
+    }
+    if (a.json) {
+      auto line = note->params;
+      line["method"] = note->method;
+      std::printf("%s\n", daemon::dump(line).c_str());
+    } else {
+      std::fputs(event_line(note->method, note->params, colour).c_str(), stdout);
+    }
+    std::fflush(stdout);
+  }
+  co_return std::move(*reply);
+}
+
 template <class Stream>
 asio::awaitable<daemon::ctl_reply> authenticate_and_call(Stream& s, const ctl_args& a, const std::string& where,
                                                          const std::string& token) {
@@ -139,7 +274,15 @@ asio::awaitable<daemon::ctl_reply> authenticate_and_call(Stream& s, const ctl_ar
       throw ctl_failure("authentication with " + where + " failed: " + auth.message);
     }
   }
-  co_return co_await call(s, 2, "daemon." + a.action, where, nullptr);
+  if (a.action == "events")
+    co_return co_await stream_events(s, a, where);
+  if (a.action == "stop") { // the pid to wait for
+    const auto status = co_await call(s, 3, "daemon.status", where, nullptr);
+    const auto pid = status.ok ? integer(status.result, "pid", std::int64_t{-1}) : -1;
+    if (pid > 0)
+      a.session->pid = pid;
+  }
+  co_return co_await call(s, 2, a.method, where, a.params);
 }
 
 asio::awaitable<daemon::ctl_reply> over_unix(const ctl_args& a, const std::string& path) {
@@ -281,10 +424,131 @@ void print_status(const nlohmann::json& r) {
   std::fputs(out.c_str(), stdout);
 }
 
-int run(const ctl_args& a) {
+/// The request an action makes, its operands checked.
+void plan_request(ctl_args& a) {
+  const bool unit_action = a.action == "show" || a.action == "rm" || a.action == "restart";
+  const std::size_t wanted = unit_action || a.action == "add" ? 1 : 0;
+  if (a.operands.size() != wanted)
+    throw user_error("ctl " + a.action + (wanted ? std::string(a.action == "add" ? " takes one FILE" : " takes one UNIT")
+                                                 : std::string(" takes no operand")));
+  static const std::pair<const char*, const char*> methods[] = {
+      {"status", "daemon.status"}, {"stop", "daemon.stop"},   {"ls", "units.list"},         {"show", "units.get"},
+      {"add", "units.add"},        {"rm", "units.remove"},    {"restart", "units.restart"}, {"reload", "config.reload"},
+      {"events", "events.subscribe"}};
+  for (const auto& [action, method] : methods)
+    if (a.action == action)
+      a.method = method;
+  if (unit_action) {
+    a.params = nlohmann::json::object();
+    a.params["name"] = a.operands.front();
+  } else if (a.action == "add") {
+    auto section = section_json(a.operands.front());
+    if (!section)
+      throw user_error(section.error());
+    a.params = std::move(section).value();
+  }
+}
+
+void print_result(const ctl_args& a, const nlohmann::json& result) {
+  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  const bool colour = ::isatty(STDOUT_FILENO) != 0 && std::getenv("NO_COLOR") == nullptr;
+  std::string out;
+  if (a.action == "ls")
+    out = units_table(result.is_object() ? result.value("units", nlohmann::json::array()) : nlohmann::json(), now,
+                      colour);
+  else if (a.action == "show" || a.action == "add" || a.action == "restart")
+    out = unit_details(result.is_object() ? result : nlohmann::json::object(), now, colour);
+  else if (a.action == "rm")
+    out = "unit " + tunnel::printable(a.operands.front()) + " removed\n";
+  else if (a.action == "reload")
+    out = reload_summary(result.is_object() ? result : nlohmann::json::object());
+  else if (a.action == "stop")
+    out = a.session->pid ? "warren daemon (pid " + std::to_string(*a.session->pid) + ") stopped\n"
+                         : "warren daemon is stopping\n";
+  std::fputs(out.c_str(), stdout);
+}
+
+/// `ctl stop` over the Unix socket: the daemon (same host) has answered;
+/// waits for its process to end, polling, up to `limit`.
+/// Whether process `pid` has exited: gone, or a zombie its parent has not
+/// reaped yet (its work, and its sockets, are over).
+bool exited(std::int64_t pid) {
+  if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)
+    return true;
+  std::FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
+  if (f == nullptr)
+    return errno == ENOENT;
+  char line[512] = {};
+  const bool read = std::fgets(line, sizeof line, f) != nullptr;
+  std::fclose(f);
+  const char* paren = read ? std::strrchr(line, ')') : nullptr; // "PID (comm) S ...": comm may hold spaces
+  return paren != nullptr && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X');
+}
+
+void wait_for_exit(std::int64_t pid, std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    if (exited(pid))
+      return;
+    if (std::chrono::steady_clock::now() >= deadline)
+      throw user_error("the daemon (pid " + std::to_string(pid) + ") is still stopping after " +
+                       format_duration(limit) + " (it lets open connections finish; see its log)");
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+/// One connection: connect, authenticate, the request (or the event
+/// stream), bounded by --timeout until the answer (or the subscription).
+daemon::ctl_reply run_once(const ctl_args& a, const std::string& where, std::chrono::milliseconds limit) {
+  // Leaked on a timeout: a resolver thread stuck in getaddrinfo() would
+  // make its destructor wait past --timeout; the process ends right after.
+  auto io = std::make_unique<asio::io_context>(1);
+  std::optional<daemon::ctl_reply> reply;
+  std::exception_ptr failure;
+  bool timed_out = false;
+  asio::steady_timer timer(*io, limit);
+  timer.async_wait([&](error_code ec) {
+    if (!ec) {
+      timed_out = true;
+      io->stop();
+    }
+  });
+  a.session->on_subscribed = [&timer] { timer.cancel(); };
+  asio::co_spawn(*io, where.empty() ? over_network(a) : over_unix(a, where),
+                 [&](std::exception_ptr e, daemon::ctl_reply r) {
+                   failure = e;
+                   reply = std::move(r);
+                   timer.cancel();
+                 });
+  io->run();
+  a.session->on_subscribed = nullptr;
+  if (timed_out) {
+    (void)io.release();
+    throw user_error("no answer from " + (where.empty() ? a.connect : where) + " within " + a.timeout);
+  }
+  if (failure) {
+    try {
+      std::rethrow_exception(failure);
+    } catch (const ctl_failure& f) {
+      throw user_error(f.what());
+    }
+  }
+  return std::move(*reply);
+}
+
+int run(ctl_args& a) {
+  plan_request(a);
   const auto limit = duration_arg(a.timeout, "--timeout");
+  const auto wait = duration_arg(a.wait, "--wait");
+  if (a.follow && a.action != "events")
+    throw user_error("--follow is for ctl events");
   std::string where;
   if (a.connect.empty()) {
+    if (!a.token_file.empty() || !a.pin.empty())
+      throw user_error(std::string(a.token_file.empty() ? "--pin" : "--token-file") +
+                       " is for --connect: over the Unix socket the daemon checks your uid, not a token");
     if (a.control) {
       if (a.control->empty())
         throw user_error("--control is empty; give the control socket's path (or leave it out for the default)");
@@ -298,43 +562,44 @@ int run(const ctl_args& a) {
   } else if (a.control) {
     throw user_error("--control and --connect are two ways to reach the daemon: give one");
   }
-  asio::io_context io(1);
+  ctl_session session;
+  a.session = &session;
   std::optional<daemon::ctl_reply> reply;
-  std::exception_ptr failure;
-  bool timed_out = false;
-  asio::steady_timer timer(io, limit);
-  timer.async_wait([&](error_code ec) {
-    if (!ec) {
-      timed_out = true;
-      io.stop();
-    }
-  });
-  asio::co_spawn(io, where.empty() ? over_network(a) : over_unix(a, where),
-                 [&](std::exception_ptr e, daemon::ctl_reply r) {
-                   failure = e;
-                   reply = std::move(r);
-                   timer.cancel();
-                 });
-  io.run();
-  if (timed_out)
-    throw user_error("no answer from " + (where.empty() ? a.connect : where) + " within " + a.timeout);
-  if (failure) {
+  // events --follow: a connection that ends after the subscription (the
+  // daemon stopped or restarted) is made again, with a back-off; the first
+  // one must work (a wrong path is an error, not a wait).
+  auto backoff = std::chrono::milliseconds(100);
+  bool waiting = false;
+  for (;;) {
     try {
-      std::rethrow_exception(failure);
-    } catch (const ctl_failure& f) {
-      throw user_error(f.what());
+      reply = run_once(a, where, limit);
+      break;
+    } catch (const user_error& e) {
+      if (!a.follow || !session.subscribed)
+        throw;
+      if (!waiting)
+        std::fprintf(stderr, "warren: %s; waiting for the daemon\n", e.what());
+      waiting = true;
     }
+    std::this_thread::sleep_for(backoff);
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
   }
   if (!reply->ok) {
-    std::fprintf(stderr, "warren: error: daemon.%s: %s (%d)\n", a.action.c_str(), reply->message.c_str(), reply->code);
+    for (const auto& d : reply->details)
+      std::fprintf(stderr, "warren: error: %s\n", d.c_str());
+    std::fprintf(stderr, "warren: error: %s: %s (%d)\n", a.method.c_str(), reply->message.c_str(), reply->code);
     return 1;
   }
+  if (a.action == "events")
+    return 0;
+  if (a.action == "stop" && !where.empty() && session.pid && wait.count() > 0)
+    wait_for_exit(*session.pid, wait);
   if (a.json) {
     std::printf("%s\n", daemon::dump(reply->result).c_str());
   } else if (a.action == "status") {
     print_status(reply->result);
   } else {
-    std::printf("warren daemon is stopping\n");
+    print_result(a, reply->result);
   }
   return 0;
 }
@@ -344,7 +609,10 @@ int run(const ctl_args& a) {
 std::function<int()> add_ctl_command(CLI::App& app) {
   auto a = std::make_shared<ctl_args>();
   auto* cmd = app.add_subcommand("ctl", "Control a running warren daemon");
-  cmd->add_option("action", a->action, "status or stop")->required()->check(CLI::IsMember({"status", "stop"}));
+  cmd->add_option("action", a->action, "status, stop, ls, show UNIT, add FILE, rm UNIT, restart UNIT, reload or events")
+      ->required()
+      ->check(CLI::IsMember({"status", "stop", "ls", "show", "add", "rm", "restart", "reload", "events"}));
+  cmd->add_option("operand", a->operands, "The UNIT (show, rm, restart) or the FILE (add: one TOML section)");
   cmd->add_option("--control", a->control,
                   "The daemon's Unix control socket (default: $XDG_RUNTIME_DIR/warren/control.sock; "
                   "/run/warren/control.sock as root)");
@@ -352,7 +620,12 @@ std::function<int()> add_ctl_command(CLI::App& app) {
   cmd->add_option("--token-file", a->token_file, "The control token for --connect");
   cmd->add_option("--pin", a->pin, "tls://: the daemon certificate's sha256:… fingerprint (it logs it at start)");
   cmd->add_option("--timeout", a->timeout, "Give up after this long")->capture_default_str();
-  cmd->add_flag("--json", a->json, "Print the reply's JSON (for scripts)");
+  cmd->add_flag("--json", a->json, "Print the reply's JSON (for scripts; events: one JSON object a line)");
+  cmd->add_flag("-f,--follow", a->follow,
+                "events: keep printing new events, and reconnect when the daemon restarts (until interrupted)");
+  cmd->add_option("--wait", a->wait,
+                  "stop: wait this long for the daemon to exit once it has answered (Unix socket; 0: do not wait)")
+      ->capture_default_str();
   return [a] { return run(*a); };
 }
 

@@ -1,10 +1,13 @@
-// `warren daemon`: the long-running service of issue 12. This step runs the
-// control plane only: the Unix control socket (and optional tcp:// / tls://
-// listeners), `daemon.status` and `daemon.stop`, signals and sd_notify. The
-// config file is read and checked; its units run in a later step.
+// `warren daemon`: the long-running service of issue 12. The control plane
+// (the Unix control socket, optional tcp:// / tls:// listeners, signals,
+// sd_notify) on its own loop, and the supervisor (daemon/supervisor.hpp)
+// running the units of the config file and of the drop-ins on --threads
+// loops. The unit methods are in cli/daemon_methods.cpp.
 #include "cli/command.hpp"
 #include "cli/common.hpp"
 #include "cli/config_schema.hpp"
+#include "cli/daemon_methods.hpp"
+#include "cli/daemon_units.hpp"
 #include "core/secret_file.hpp"
 #include "daemon/control_server.hpp"
 #include "daemon/control_socket.hpp"
@@ -34,6 +37,7 @@ namespace asio = boost::asio;
 
 struct daemon_args {
   std::string config, token_file, readonly_token_file, group, state_dir, log_level = "info";
+  std::size_t threads = 1;
   std::optional<std::string> control; // given, even empty: no default path then
   std::vector<std::string> control_listen;
 };
@@ -77,36 +81,41 @@ std::shared_ptr<asio::ssl::context> control_certificate(const daemon_args& a,
   return *ctx;
 }
 
-/// The config file's path to report, after checking it. Empty: none.
-std::string check_config_file(const daemon_args& a) {
-  std::string path = a.config;
-  if (path.empty()) {
-    path = default_config_path();
-    std::error_code ec;
-    if (!std::filesystem::exists(path, ec))
-      return {};
-  }
-  std::string text;
-  if (auto why = read_config(path, text); !why.empty())
-    throw user_error(why);
-  const auto result = check_config(text, path);
-  if (!result.errors.empty()) {
-    for (const auto& e : result.errors)
+/// The config file's path: --config, or the default one when it exists. Empty: none.
+std::string config_file(const daemon_args& a) {
+  if (!a.config.empty()) // absolute: the daemon reports it and reads it again on reload
+    return std::filesystem::absolute(a.config).lexically_normal().string();
+  const auto path = default_config_path();
+  std::error_code ec;
+  return std::filesystem::exists(path, ec) ? path : std::string();
+}
+
+/// The units to run at start: every error printed, then the daemon refuses to start.
+std::vector<daemon::unit_spec> boot_units(const daemon_paths& paths) {
+  auto loaded = load_units(paths);
+  if (!loaded.errors.empty()) {
+    for (const auto& e : loaded.errors)
       std::fprintf(stderr, "warren: error: %s\n", tunnel::printable(e).c_str());
-    throw user_error(path + ": " + std::to_string(result.errors.size()) + " error" +
-                     (result.errors.size() == 1 ? "" : "s") + "; the daemon did not start");
+    throw user_error(std::to_string(loaded.errors.size()) + " error" + (loaded.errors.size() == 1 ? "" : "s") +
+                     " in the config" + (paths.config.empty() ? std::string() : " " + paths.config) +
+                     " or its drop-ins; the daemon did not start");
   }
-  spdlog::info("daemon: config {}: {}; units are not run by the daemon yet (the control plane comes first)", path,
-               config_summary(result.units));
-  return path;
+  return loaded.units;
 }
 
 int run(const daemon_args& a) {
   std::signal(SIGHUP, SIG_IGN); // until the handler below takes it: a reload, never the end
   init_logging(a.log_level);
-  const auto config_path = check_config_file(a);
+  if (a.threads < 1 || a.threads > 256)
+    throw user_error("--threads must be 1 to 256");
+  daemon_paths paths{config_file(a), a.state_dir.empty() ? default_state_dir() : a.state_dir};
+  const auto config_path = paths.config;
+  auto boot = boot_units(paths);
 
   daemon::control_options options;
+  // A reload or units.remove waits for units to drain (a server: up to its
+  // drain_timeout, 10 s by default) before it answers.
+  options.call_timeout = std::chrono::minutes(2);
   if (a.control) {
     if (a.control->empty())
       throw user_error("--control is empty; give the control socket's path (or leave --control out for the default)");
@@ -151,38 +160,28 @@ int run(const daemon_args& a) {
   const auto started = steady_clock::now();
   std::function<void()> stop_daemon;
 
-  /// The methods of this step take no params: anything but none, {} or [] is refused.
-  const auto no_params = [](const nlohmann::json& params) { return params.is_null() || params.empty(); };
-  daemon::method_table table;
+  auto guard = asio::make_work_guard(io); // the loops answer by posting here: run() must wait for them
+  // Every event (the units' and the supervisor's) to the events.subscribe
+  // connections, as the notification "events.<event>" (events.unit.state,
+  // events.reload.done, …); set once the control server exists.
+  std::function<void(const nlohmann::json&)> publish;
+  daemon::supervisor supervisor(io.get_executor(), a.threads, unit_factory(unit_context{paths.state_dir}),
+                                [&publish](nlohmann::json event) {
+                                  spdlog::debug("daemon: event {}", daemon::dump(event)); // never throws on bad UTF-8
+                                  if (publish)
+                                    publish(event);
+                                });
   std::vector<std::string> listeners;
-  table.add(
-      "daemon.status",
-      [&](const nlohmann::json& params, const daemon::connection_state&) -> daemon::method_result {
-        if (!no_params(params))
-          return daemon::method_result::invalid_params("daemon.status takes no params");
-        const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(steady_clock::now() - started);
-        return nlohmann::json{{"version", WARREN_VERSION},
-                              {"pid", ::getpid()},
-                              {"uptime_seconds", uptime.count()},
-                              {"config", config_path.empty() ? nlohmann::json(nullptr) : nlohmann::json(config_path)},
-                              {"control", listeners},
-                              {"units", {{"total", 0}}}};
-      },
-      true);
-  table.add(
-      "daemon.stop",
-      [&](const nlohmann::json& params, const daemon::connection_state&) -> daemon::method_result {
-        if (!no_params(params))
-          return daemon::method_result::invalid_params("daemon.stop takes no params");
-        asio::post(io, [&] { stop_daemon(); }); // after this reply is on its way
-        return nlohmann::json::object();
-      },
-      false);
+  daemon_context ctx{paths, supervisor, started, listeners, [&] { stop_daemon(); }};
+  daemon::method_table table = daemon_methods(ctx);
 
   daemon::control_server server(io.get_executor(), std::move(table), options);
   if (auto started_ok = server.start(); !started_ok)
     throw user_error(started_ok.error());
   listeners = server.listeners();
+  publish = [&server](const nlohmann::json& event) {
+    server.publish("events." + event.value("event", std::string("unit")), event);
+  };
   for (const auto& l : listeners)
     spdlog::info("daemon: control listening on {}", l);
 
@@ -198,7 +197,21 @@ int run(const daemon_args& a) {
     error_code ignored;
     signals.cancel(ignored);
     hangups.cancel(ignored);
-    server.stop([] {});
+    // Subscribers hear it before their connections close (the control
+    // server sends what is queued first).
+    const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+        std::chrono::system_clock::now().time_since_epoch());
+    server.publish("events.daemon.stopping", nlohmann::json{{"event", "daemon.stopping"}, {"at", now.count()}});
+    auto both = std::make_shared<int>(2);
+    const auto one = [&guard, both] {
+      if (--*both == 0)
+        guard.reset();
+    };
+    server.stop(one);
+    supervisor.stop_all([one] {
+      spdlog::info("daemon: every unit stopped");
+      one();
+    });
   };
   signals.async_wait([&](error_code ec, int sig) {
     if (ec)
@@ -206,36 +219,44 @@ int run(const daemon_args& a) {
     spdlog::info("daemon: {} received", sig == SIGINT ? "SIGINT" : "SIGTERM");
     stop_daemon();
   });
-  // SIGHUP: the config is checked again (and reported); nothing else runs
-  // from it yet. Never the default action, which would end the daemon
-  // without removing its socket and lock.
+  // SIGHUP: config.reload. Never the default action, which would end the
+  // daemon without removing its socket and lock.
   std::function<void()> wait_hangup = [&] {
     hangups.async_wait([&](error_code ec, int) {
       if (ec || stopping)
         return;
-      spdlog::info("daemon: SIGHUP received; checking the config again");
-      if (auto why = daemon::sd_notify(daemon::reloading_state()); !why.empty())
-        spdlog::warn("daemon: sd_notify: {}", why);
-      try {
-        if (check_config_file(a).empty())
-          spdlog::info("daemon: no config file; nothing to reload");
-      } catch (const user_error& e) {
-        spdlog::error("daemon: reload: {}; the running settings stay", e.what());
-      }
-      if (auto why = daemon::sd_notify("READY=1"); !why.empty())
-        spdlog::warn("daemon: sd_notify: {}", why);
+      spdlog::info("daemon: SIGHUP received; reloading the config");
+      reload_config(ctx, "SIGHUP", [](daemon::method_result) {});
       wait_hangup();
     });
   };
   wait_hangup();
-  // Every event loop the daemon runs; the watchdog pings each (WATCHDOG_USEC).
-  const auto watchdog = daemon::start_watchdog_from_env({io.get_executor()});
-  spdlog::info("daemon: pid {} ready", ::getpid()); // the signal handlers are in place
-  if (auto why = daemon::sd_notify("READY=1"); !why.empty())
-    spdlog::warn("daemon: sd_notify: {}", why);
+  // READY=1 once every unit of the config has started. A unit that cannot
+  // start at boot ends the daemon with exit 1 (systemd shows the failure);
+  // on a reload or through the API the others run and it is reported.
+  int exit_code = 0;
+  // The watchdog pings the control loop and every unit loop (WATCHDOG_USEC).
+  auto loops = supervisor.executors();
+  loops.insert(loops.begin(), io.get_executor());
+  const auto watchdog = daemon::start_watchdog_from_env(std::move(loops));
+  supervisor.apply(std::move(boot), "start", [&](const daemon::apply_report& report) {
+    if (!report.failed.empty()) {
+      for (const auto& [name, error] : report.failed)
+        spdlog::error("daemon: unit {} did not start: {}", name, error);
+      spdlog::error("daemon: {} unit{} of the config did not start; stopping (exit 1)", report.failed.size(),
+                    report.failed.size() == 1 ? "" : "s");
+      exit_code = 1;
+      stop_daemon();
+      return;
+    }
+    spdlog::info("daemon: pid {} ready ({} units on {} loop{})", ::getpid(), report.started.size(), a.threads,
+                 a.threads == 1 ? "" : "s");
+    if (auto why = daemon::sd_notify("READY=1"); !why.empty())
+      spdlog::warn("daemon: sd_notify: {}", why);
+  });
   io.run();
   spdlog::info("daemon: stopped");
-  return 0;
+  return exit_code;
 }
 
 } // namespace
@@ -254,7 +275,10 @@ std::function<int()> add_daemon_command(CLI::App& app) {
   cmd->add_option("--control-readonly-token-file", a->readonly_token_file,
                   "Read-only token for --control-listen connections");
   cmd->add_option("--control-group", a->group, "Members of this group may call read-only methods over the Unix socket");
-  cmd->add_option("--state-dir", a->state_dir, "Where the generated TLS certificate lives");
+  cmd->add_option("--state-dir", a->state_dir,
+                  "Generated certificates and units.d/ (units added with warren ctl add) (default: "
+                  "$XDG_STATE_HOME/warren)");
+  cmd->add_option("--threads", a->threads, "Event loops the units are spread over")->capture_default_str();
   cmd->add_option("--log-level", a->log_level, "trace, debug, info, warn, error or off")->capture_default_str();
   return [a] { return run(*a); };
 }

@@ -27,8 +27,15 @@ int run(const relay_args& args) {
 
 } // namespace
 
-std::function<int()> add_relay_command(CLI::App& app, std::function<std::string()>* check) {
+std::function<int()> add_relay_command(CLI::App& app, std::function<std::string()>* check, unit_builder* build) {
   auto args = std::make_shared<relay_args>();
+  if (build)
+    *build = [args](boost::asio::any_io_executor ex, const unit_context&) -> expected<std::unique_ptr<unit::unit>> {
+      auto options = unit::relay_options_from(*args);
+      if (!options)
+        return expected<std::unique_ptr<unit::unit>>::failure(options.error());
+      return std::unique_ptr<unit::unit>(std::make_unique<unit::relay_unit>(std::move(ex), std::move(options).value()));
+    };
   if (check)
     *check = [args] {
       auto o = unit::relay_options_from(*args);

@@ -31,8 +31,19 @@ int run(server_args a) {
 
 } // namespace
 
-std::function<int()> add_server_command(CLI::App& app, std::function<std::string()>* check) {
+std::function<int()> add_server_command(CLI::App& app, std::function<std::string()>* check, unit_builder* build) {
   auto a = std::make_shared<server_args>();
+  if (build)
+    *build = [a](boost::asio::any_io_executor ex, const unit_context& ctx) -> expected<std::unique_ptr<unit::unit>> {
+      server_args args = *a; // no WARREN_TOKEN under the daemon: token_file or users_file
+      if (args.state_dir.empty())
+        args.state_dir = ctx.state_dir;
+      auto options = unit::server_options_from(args);
+      if (!options)
+        return expected<std::unique_ptr<unit::unit>>::failure(options.error());
+      return std::unique_ptr<unit::unit>(
+          std::make_unique<unit::server_unit>(std::move(ex), std::move(options).value()));
+    };
   if (check)
     *check = [a] {
       auto o = unit::server_options_from(*a);

@@ -23,6 +23,7 @@
 
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -119,6 +120,7 @@ struct connection {
 
 constexpr std::size_t k_max_pending_bytes = 4u << 20;
 constexpr std::size_t k_max_pending_events = 1024;
+constexpr std::size_t k_history = 256; // notifications kept for events.subscribe's replay
 
 } // namespace
 
@@ -142,6 +144,8 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
   bool stopping = false;
   std::size_t subscribers = 0;
   std::uint64_t lost_total = 0;
+  std::uint64_t seq = 0;          // of the last notification published
+  std::deque<std::pair<std::uint64_t, std::string>> history; // the last k_history ones, framed
   std::function<void()> on_drained;
   asio::steady_timer drain_timer;
   std::vector<std::string> descriptions;
@@ -293,6 +297,7 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
   asio::awaitable<bool> answer(const std::shared_ptr<connection>& c, std::string_view frame, const token_check& check,
                                const dispatch_options& dopts) {
     auto plan = plan_dispatch(table, c->state, frame, steady_clock::now(), check, dopts);
+    std::optional<std::uint64_t> replay; // events.subscribe: resend the history after this seq
     if (plan.outcome && plan.outcome->auth_failed)
       spdlog::warn("control: {}: wrong token", c->stream->description());
     for (auto& call : plan.calls) {
@@ -306,14 +311,22 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
         co_await run_async(c, call);
       else
         run_call(call, c->state);
-      if (call.req.method == k_subscribe_method && call.reply && call.reply->contains("result") && !c->subscribed) {
+      if (call.req.method == k_subscribe_method && call.reply && call.reply->contains("result")) {
+        if (!c->subscribed)
+          ++subscribers;
         c->subscribed = true;
-        ++subscribers;
+        replay = replay_from(call.req.params);
       }
     }
     auto outcome = assemble(plan, dopts);
     if (!outcome.reply.empty())
       queue(c, std::move(outcome.reply), false);
+    // What the subscriber asked to see again, after the reply and before
+    // anything published later: the history it missed, in order.
+    if (replay)
+      for (const auto& [n, framed] : history)
+        if (n > *replay)
+          queue(c, framed, true);
     co_return outcome.close;
   }
 
@@ -438,10 +451,26 @@ struct control_server::impl : std::enable_shared_from_this<impl> {
       drained();
   }
 
-  void publish(std::string_view method, const nlohmann::json& params) {
-    if (subscribers == 0)
-      return;
-    const std::string framed = frame_text(encode_notification(method, params));
+  /// events.subscribe's {"after": SEQ} or {"recent": N}: the seq after
+  /// which history is replayed; none without either.
+  std::optional<std::uint64_t> replay_from(const nlohmann::json& params) const {
+    if (!params.is_object())
+      return std::nullopt;
+    if (const auto after = params.find("after"); after != params.end() && after->is_number_unsigned())
+      return std::min(after->get<std::uint64_t>(), seq);
+    if (const auto recent = params.find("recent"); recent != params.end() && recent->is_number_unsigned())
+      return seq - std::min<std::uint64_t>({recent->get<std::uint64_t>(), seq, k_history});
+    return std::nullopt;
+  }
+
+  void publish(std::string_view method, nlohmann::json params) {
+    ++seq;
+    if (params.is_object())
+      params["seq"] = seq;
+    std::string framed = frame_text(encode_notification(method, params));
+    history.emplace_back(seq, framed);
+    if (history.size() > k_history)
+      history.pop_front();
     for (const auto& c : connections) {
       if (!c->subscribed || c->closing)
         continue;
@@ -573,10 +602,19 @@ control_server::control_server(asio::any_io_executor ex, method_table table, con
   // handler that checks params further.
   impl_->table.add(
       std::string(k_subscribe_method),
-      [](const nlohmann::json& params, const connection_state&) -> method_result {
-        if (!params.is_null() && !params.empty())
-          return method_result::invalid_params("events.subscribe takes no params");
-        return nlohmann::json::object();
+      [m = impl_.get()](const nlohmann::json& params, const connection_state&) -> method_result {
+        const auto count = [&](const char* key) {
+          const auto it = params.find(key);
+          return it == params.end() || it->is_number_unsigned() || (it->is_number_integer() && it->get<long long>() >= 0);
+        };
+        const bool ok = params.is_null() || (params.is_array() && params.empty()) ||
+                        (params.is_object() && params.size() <= 1 && count("after") && count("recent") &&
+                         (params.empty() || params.contains("after") || params.contains("recent")));
+        if (!ok)
+          return method_result::invalid_params(
+              "events.subscribe takes no params, {\"recent\": N} (the last N events again, at most 256) or "
+              "{\"after\": SEQ} (the events after that seq)");
+        return nlohmann::json{{"seq", m->seq}, {"pid", ::getpid()}};
       },
       true);
 }
@@ -641,8 +679,8 @@ std::size_t control_server::connections() const {
   return impl_->connections.size();
 }
 
-void control_server::publish(std::string_view method, const nlohmann::json& params) {
-  impl_->publish(method, params);
+void control_server::publish(std::string_view method, nlohmann::json params) {
+  impl_->publish(method, std::move(params));
 }
 
 std::size_t control_server::subscribers() const {

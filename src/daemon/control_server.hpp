@@ -98,7 +98,11 @@ class control_server {
   /// does not read loses notifications, counted, and is told
   /// {"method":"events.lost","params":{"count":N}} once there is room.
   /// Call on the executor.
-  void publish(std::string_view method, const nlohmann::json& params);
+  /// An object's params get "seq": N, numbering the notifications of this
+  /// daemon run; the last 256 are kept, so events.subscribe with
+  /// {"recent": N} or {"after": SEQ} replays them after its reply (a
+  /// follower that reconnects misses nothing the history still holds).
+  void publish(std::string_view method, nlohmann::json params);
   std::size_t subscribers() const;
   std::uint64_t events_lost() const; // notifications dropped, all subscribers
 

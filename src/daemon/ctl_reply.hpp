@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace warren::daemon {
 
@@ -28,11 +29,21 @@ struct ctl_reply {
   nlohmann::json result; // ok
   int code = 0;          // !ok: the JSON-RPC error code
   std::string message;   // !ok: the daemon's message, printable ASCII only
+  std::vector<std::string> details; // !ok: data.errors (every config error), printable, at most 100
 };
 
 /// The reply to the request with `id`; failure: a sentence saying why the
 /// text is not one (a protocol mismatch).
 expected<ctl_reply> parse_reply(std::string_view text, std::int64_t id);
+
+/// One notification from the daemon (an event to a subscriber).
+struct ctl_notification {
+  std::string method;    // printable ASCII only, at most 128 bytes
+  nlohmann::json params; // an object (empty when the daemon sent none); its strings are untrusted
+};
+
+/// A notification (`method`, no `id`); failure: a protocol mismatch, as parse_reply's.
+expected<ctl_notification> parse_notification(std::string_view text);
 
 /// The framed request `{"id":id,"jsonrpc":"2.0","method":…,"params":…}`.
 std::string encode_ctl_request(std::int64_t id, std::string_view method, const nlohmann::json& params = nullptr);

@@ -293,6 +293,10 @@ std::string_view error_code_name(error_code c) noexcept {
     return "rate limited";
   case error_code::shutting_down:
     return "shutting down";
+  case error_code::unit_in_config:
+    return "unit in config file";
+  case error_code::unit_failed:
+    return "unit failed";
   }
   return "server error";
 }

@@ -43,6 +43,8 @@ enum class error_code : int {
   frame_too_large = -32005,  // the frame's length is over the limit (the connection is closed)
   rate_limited = -32006,     // too many failed auths from this source: not checked, closed
   shutting_down = -32007,    // the daemon is stopping
+  unit_in_config = -32008,   // units.remove: the unit comes from the config file (edit it and reload)
+  unit_failed = -32009,      // units.add/restart: the unit did not start (its error in the message)
 };
 
 /// A request's id: null, an integer (int64) or a string. Absent (a

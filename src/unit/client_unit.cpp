@@ -195,6 +195,25 @@ reload_result client_unit::reload(std::string_view cause) {
   return r;
 }
 
+reload_result client_unit::reconfigure(unit& replacement, std::string_view cause) {
+  reload_result r;
+  auto* fresh = dynamic_cast<client_unit*>(&replacement);
+  if (!client_ || !fresh || !fresh->options_.read_token) {
+    r = {false, !client_ ? "the client is not running" : "nothing to read the token from"};
+  } else if (auto token = fresh->options_.read_token()) {
+    client_->set_token(std::move(token).value());
+    options_.read_token = fresh->options_.read_token;
+    options_.token_origin = fresh->options_.token_origin;
+    r = {true, "the token " + options_.token_origin + " is used for new tunnels"};
+    spdlog::info("client: {}; {}", cause, r.summary);
+  } else {
+    r = {false, "keeping the old token: " + token.error()};
+    spdlog::warn("client: {}; {}", cause, r.summary);
+  }
+  emit(r.ok ? unit_event::kind::reloaded : unit_event::kind::reload_failed, r.summary);
+  return r;
+}
+
 unit_counters client_unit::counters() const {
   unit_counters c;
   if (!client_)

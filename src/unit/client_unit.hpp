@@ -68,6 +68,9 @@ class client_unit final : public unit {
   void stop(std::chrono::milliseconds drain, std::function<void()> done) override;
   void abandon() override;
   reload_result reload(std::string_view cause) override;
+  /// The token file: the new one is read now (for new tunnels; tunnels up
+  /// keep going); one that cannot be read keeps the running settings.
+  reload_result reconfigure(unit& replacement, std::string_view cause) override;
   /// About a second for the tunnel to close politely (WebSocket close, TLS
   /// close_notify), as `warren client` always gave it.
   std::chrono::milliseconds drain_bound() const override { return std::chrono::milliseconds(1200); }

@@ -344,6 +344,37 @@ reload_result server_unit::reload(std::string_view cause) {
   return r;
 }
 
+reload_result server_unit::reconfigure(unit& replacement, std::string_view cause) {
+  reload_result r;
+  auto* fresh = dynamic_cast<server_unit*>(&replacement);
+  if (!server_ || !fresh) {
+    r = {false, !server_ ? "the server is not running" : "not a server"};
+  } else if (fresh->options_.cert.empty() != options_.cert.empty()) {
+    r = {false, "a generated certificate cannot be swapped for a given one in place"};
+  } else {
+    auto sources = fresh->options_.sources;
+    sources.uses_tls = options_.sources.uses_tls;
+    sources.tls = options_.sources.tls; // the generated pair's, or the given one's…
+    if (!options_.cert.empty()) {       // …replaced by the new given one
+      sources.tls.cert_file = fresh->options_.cert;
+      sources.tls.key_file = fresh->options_.key;
+    }
+    spdlog::info("server: {}; reading the new users, allow rules and certificate", cause);
+    if (auto access = load_access_logged(sources)) {
+      options_.sources = std::move(sources);
+      options_.cert = fresh->options_.cert;
+      options_.key = fresh->options_.key;
+      r = {true, tunnel::describe_reload(server_->reload(std::move(access).value()), server_->access())};
+      spdlog::info("server: {}", r.summary);
+    } else {
+      r = {false, "the new settings were refused, the running ones stay: " + access.error()};
+      spdlog::error("server: {}", r.summary);
+    }
+  }
+  emit(r.ok ? unit_event::kind::reloaded : unit_event::kind::reload_failed, r.summary);
+  return r;
+}
+
 unit_counters server_unit::counters() const {
   unit_counters c;
   if (!server_)

@@ -71,6 +71,9 @@ class server_unit final : public unit {
   void stop(std::chrono::milliseconds drain, std::function<void()> done) override;
   void abandon() override;
   reload_result reload(std::string_view cause) override;
+  /// token_file, users_file, allow, allow_file, and cert and key when both
+  /// the running and the new settings give them.
+  reload_result reconfigure(unit& replacement, std::string_view cause) override;
   std::chrono::milliseconds drain_bound() const override { return options_.server.drain_timeout; }
   std::string stop_announcement() const override;
   unit_counters counters() const override;

@@ -126,6 +126,19 @@ class unit {
   /// and reports the result as an event too.
   virtual reload_result reload(std::string_view cause) = 0;
 
+  /// Takes the settings of `replacement` (a unit of the same kind built
+  /// from the changed section, never started) that can change while
+  /// running — a server's token, users and allow files, allow rules and
+  /// certificate; a client's token file — all or nothing: on failure the
+  /// running settings stay. The daemon calls it only when nothing else
+  /// changed (daemon/supervisor.hpp, changes_in_place). Logs and reports
+  /// an event like reload(). By default nothing can change in place.
+  virtual reload_result reconfigure(unit& replacement, std::string_view cause) {
+    (void)replacement;
+    (void)cause;
+    return {false, std::string(kind()) + " settings cannot change in place"};
+  }
+
   /// The drain bound the foreground runner gives stop() on SIGTERM.
   virtual std::chrono::milliseconds drain_bound() const = 0;
   /// How the foreground announces a stop, after "KIND: SIGTERM received":

@@ -7,6 +7,8 @@
 //   bytes (it is printed to a terminal);
 // - a refusal is one line starting "protocol mismatch: ", short, printable
 //   (it quotes at most a sanitized excerpt);
+// - a notification (`ctl events`) is accepted only without an id, with a
+//   printable method and object params;
 // - encode_ctl_request() frames a request that the daemon's parser reads
 //   back with the same id and method.
 #include "daemon/control_frame.hpp"
@@ -52,6 +54,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   } else {
     const auto& why = reply.error();
     check(why.starts_with("protocol mismatch: ") && why.size() <= 300 && printable(why));
+  }
+
+  // A notification (ctl events): accepted only without an id, with a
+  // printable method and object params.
+  if (const auto n = parse_notification(text)) {
+    check(printable(n->method) && n->method.size() <= 128 && n->params.is_object());
+    check(!nlohmann::json::parse(text).contains("id"));
+  } else {
+    check(n.error().starts_with("protocol mismatch: ") && n.error().size() <= 300 && printable(n.error()));
   }
 
   // The request side: whatever method text the input holds (bounded as the
