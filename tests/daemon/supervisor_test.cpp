@@ -10,6 +10,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 #include <gtest/gtest.h>
+#include <spdlog/spdlog.h>
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -178,6 +179,10 @@ class supervisor_test : public ::testing::Test {
   std::atomic<int> made{0};
 
   std::unique_ptr<daemon::supervisor> make(std::size_t threads) {
+    // spdlog's registry is made on first use; the daemon makes it (log::init)
+    // before any loop runs. Do the same here: made by two loop threads at
+    // once inside uninstrumented libspdlog, TSan reports a race.
+    spdlog::default_logger_raw();
     return std::make_unique<daemon::supervisor>(
         control.get_executor(), threads,
         [this](const unit_spec& s, asio::any_io_executor ex) -> expected<std::unique_ptr<unit::unit>> {
