@@ -48,18 +48,24 @@ void notify(const std::string& state) {
 } // namespace
 
 void reload_config(daemon_context& ctx, const std::string& cause, reply_fn reply) {
-  auto loaded = load_units(ctx.paths);
-  if (!loaded.errors.empty()) {
-    for (const auto& e : loaded.errors)
-      spdlog::error("daemon: {}: {}", cause, tunnel::printable(e));
-    const auto message = std::to_string(loaded.errors.size()) + " error" + (loaded.errors.size() == 1 ? "" : "s") +
-                         " in the config; nothing was changed, the running units stay";
-    spdlog::error("daemon: {}: {}", cause, message);
-    reply(app_error(error_code::invalid_config, message, json{{"errors", loaded.errors}}));
-    return;
-  }
-  notify(daemon::reloading_state()); // RELOADING=1 with MONOTONIC_USEC (systemd 253+)
-  ctx.supervisor.apply(std::move(loaded.units), cause, [reply](const daemon::apply_report& report) {
+  // The files are read when the reload's turn comes, after the adds and
+  // removes asked before it have written or deleted their drop-ins.
+  auto load = [&ctx, cause, reply]() -> std::optional<std::vector<daemon::unit_spec>> {
+    auto loaded = load_units(ctx.paths);
+    if (!loaded.errors.empty()) {
+      for (const auto& e : loaded.errors)
+        spdlog::error("daemon: {}: {}", cause, tunnel::printable(e));
+      const auto message = std::to_string(loaded.errors.size()) + " error" +
+                           (loaded.errors.size() == 1 ? "" : "s") +
+                           " in the config; nothing was changed, the running units stay";
+      spdlog::error("daemon: {}: {}", cause, message);
+      reply(app_error(error_code::invalid_config, message, json{{"errors", loaded.errors}}));
+      return std::nullopt;
+    }
+    notify(daemon::reloading_state()); // RELOADING=1 with MONOTONIC_USEC (systemd 253+)
+    return std::move(loaded.units);
+  };
+  ctx.supervisor.reload(std::move(load), cause, [reply](const daemon::apply_report& report) {
     notify("READY=1");
     json out = report.to_json();
     out["summary"] = report.summary();

@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cctype>
 #include <set>
 #include <thread>
 
@@ -67,6 +68,12 @@ bool in_place_key(std::string_view kind, std::string_view key) {
   if (kind == "client")
     return key == "--token-file";
   return false;
+}
+
+bool same_name(std::string_view a, std::string_view b) {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](unsigned char x, unsigned char y) {
+    return std::tolower(x) == std::tolower(y);
+  });
 }
 
 bool has_key(const std::multiset<std::pair<std::string, std::string>>& args, std::string_view key) {
@@ -500,7 +507,25 @@ std::function<void()> countdown(std::size_t n, std::function<void()> then) {
 
 void supervisor::apply(std::vector<unit_spec> wanted, std::string cause, std::function<void(apply_report)> done) {
   enqueue([this, wanted = std::move(wanted), cause = std::move(cause), done = std::move(done)](
-              std::function<void()> next) {
+              std::function<void()> next) mutable {
+    run_apply(std::move(wanted), std::move(cause), std::move(done), std::move(next));
+  });
+}
+
+void supervisor::reload(std::function<std::optional<std::vector<unit_spec>>()> load, std::string cause,
+                        std::function<void(apply_report)> done) {
+  enqueue([this, load = std::move(load), cause = std::move(cause), done = std::move(done)](
+              std::function<void()> next) mutable {
+    auto wanted = load();
+    if (!wanted)
+      return next();
+    run_apply(std::move(*wanted), std::move(cause), std::move(done), std::move(next));
+  });
+}
+
+void supervisor::run_apply(std::vector<unit_spec> wanted, std::string cause, std::function<void(apply_report)> done,
+                           std::function<void()> next) {
+  {
     std::vector<unit_spec> running;
     std::vector<std::string> failed;
     for (const auto& [name, e] : units_) {
@@ -585,13 +610,17 @@ void supervisor::apply(std::vector<unit_spec> wanted, std::string cause, std::fu
           }
           one();
         });
-  });
+  }
 }
 
 void supervisor::add(unit_spec spec, std::function<void(expected<nlohmann::json>)> done) {
   enqueue([this, spec = std::move(spec), done = std::move(done)](std::function<void()> next) {
-    if (units_.contains(spec.name)) {
-      done(expected<nlohmann::json>::failure("the name " + spec.name + " is taken"));
+    // Regardless of case, as the config and the drop-ins are checked (two
+    // units.add of "Web" and "web" queued together would both pass the
+    // caller's check; their drop-ins would then refuse every reload and boot).
+    const auto taken = std::find_if(units_.begin(), units_.end(), [&](const auto& u) { return same_name(u.first, spec.name); });
+    if (taken != units_.end()) {
+      done(expected<nlohmann::json>::failure("the name " + spec.name + " is taken (by " + taken->first + ")"));
       return next();
     }
     start_unit(spec, [this, spec, done, next](const std::string& error) {

@@ -32,6 +32,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -113,8 +114,16 @@ class supervisor {
   /// changes, then starts. `cause` names it in events and logs ("start",
   /// "config.reload", "SIGHUP"). `done` runs on the control executor.
   void apply(std::vector<unit_spec> wanted, std::string cause, std::function<void(apply_report)> done);
+  /// apply() of the set `load` returns, read when this operation's turn
+  /// comes: after every add and remove asked before it has written or
+  /// deleted its drop-in (a set read when the reload was asked would stop
+  /// a unit added meanwhile, or start one removed). No set (a config with
+  /// errors, which `load` reports): nothing changes and `done` is not called.
+  void reload(std::function<std::optional<std::vector<unit_spec>>()> load, std::string cause,
+              std::function<void(apply_report)> done);
 
-  /// Starts one more unit (its name must be free). `done` gets the unit's
+  /// Starts one more unit (its name must be free, regardless of case, also
+  /// of units added before it that are still starting). `done` gets the unit's
   /// status, or the reason it did not start (the unit stays, failed).
   void add(unit_spec spec, std::function<void(expected<nlohmann::json>)> done);
   /// Drains and stops `name` and forgets it. false: no such unit.
@@ -151,6 +160,8 @@ class supervisor {
  private:
   using op = std::function<void(std::function<void()> next)>;
   void enqueue(op o);
+  void run_apply(std::vector<unit_spec> wanted, std::string cause, std::function<void(apply_report)> done,
+                 std::function<void()> next);
   void run_next();
 
   void start_unit(const unit_spec& spec, std::function<void(std::string error)> done);

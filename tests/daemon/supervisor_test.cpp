@@ -324,6 +324,58 @@ TEST_F(supervisor_test, a_unit_that_cannot_start_is_reported_and_the_others_run)
   EXPECT_FALSE(s->has("x"));
 }
 
+// Two units.add of "Web" and "web" asked together both pass the caller's
+// check (neither is running yet); the supervisor must refuse the second, or
+// their two drop-ins make every later reload and boot fail.
+TEST_F(supervisor_test, add_refuses_a_name_taken_regardless_of_case_by_an_add_before_it) {
+  auto s = make(1);
+  std::optional<expected<nlohmann::json>> first, second;
+  s->add(spec("relay", "Web", {}, "drop-in"), [&](expected<nlohmann::json> j) { first = std::move(j); });
+  s->add(spec("relay", "web", {}, "drop-in"), [&](expected<nlohmann::json> j) { second = std::move(j); });
+  ASSERT_TRUE(test::run_until(control, [&] { return first.has_value() && second.has_value(); }));
+  ASSERT_TRUE(*first);
+  ASSERT_FALSE(*second);
+  EXPECT_EQ(second->error(), "the name web is taken (by Web)");
+  EXPECT_FALSE(s->has("web"));
+  EXPECT_EQ(live.load(), 1);
+}
+
+// A reload asked while an add is queued reads the set (the drop-ins) when
+// its turn comes: it keeps the unit the add started, instead of stopping it
+// because its drop-in did not exist yet when the reload was asked.
+TEST_F(supervisor_test, a_reload_reads_its_set_when_its_turn_comes) {
+  auto s = make(1);
+  apply(*s, {spec("relay", "file", {})});
+  std::vector<unit_spec> on_disk = {spec("relay", "file", {})}; // the config file and the drop-ins
+  std::optional<expected<nlohmann::json>> added;
+  std::optional<daemon::apply_report> report;
+  s->add(spec("relay", "late", {}, "drop-in"), [&](expected<nlohmann::json> j) {
+    if (j)
+      on_disk.push_back(spec("relay", "late", {}, "drop-in")); // as units.add writes its drop-in
+    added = std::move(j);
+  });
+  s->reload([&]() -> std::optional<std::vector<unit_spec>> { return on_disk; }, "test",
+            [&](daemon::apply_report r) { report = std::move(r); });
+  ASSERT_TRUE(test::run_until(control, [&] { return added.has_value() && report.has_value(); }));
+  ASSERT_TRUE(*added);
+  EXPECT_TRUE(report->stopped.empty());
+  EXPECT_EQ(report->kept, (std::vector<std::string>{"file", "late"}));
+  EXPECT_TRUE(s->has("late"));
+  // A set with errors changes nothing and reports nothing here (the loader did).
+  bool called = false, answered = false;
+  s->reload([&]() -> std::optional<std::vector<unit_spec>> {
+    called = true;
+    return std::nullopt;
+  }, "test", [&](daemon::apply_report) { answered = true; });
+  std::optional<bool> removed; // an operation after it still runs
+  s->remove("late", [&](bool ok) { removed = ok; });
+  ASSERT_TRUE(test::run_until(control, [&] { return removed.has_value(); }));
+  EXPECT_TRUE(called);
+  EXPECT_FALSE(answered);
+  EXPECT_TRUE(*removed);
+  EXPECT_EQ(live.load(), 1);
+}
+
 TEST_F(supervisor_test, stop_all_stops_every_unit_and_destroys_it_on_its_loop) {
   auto s = make(2);
   apply(*s, {spec("relay", "a", {}), spec("relay", "b", {}), spec("relay", "c", {})});
