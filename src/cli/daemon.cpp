@@ -25,10 +25,14 @@
 #include <boost/asio/signal_set.hpp>
 #include <spdlog/spdlog.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <optional>
@@ -107,6 +111,40 @@ std::vector<daemon::unit_spec> boot_units(const daemon_paths& paths) {
   return loaded.units;
 }
 
+/// Two daemons sharing a state directory would share units.d: one's `ctl
+/// rm` would delete the other's drop-in, one's reload start the other's
+/// units. An exclusive flock on STATE/daemon.lock (the pid in it), held for
+/// the process's life and never unlinked (unlinking races a new daemon),
+/// refuses the second. Returns the descriptor, kept open.
+int lock_state_dir(const std::string& dir) {
+  std::error_code ec;
+  if (!std::filesystem::exists(dir, ec)) {
+    std::filesystem::create_directories(dir, ec);
+    if (ec)
+      throw user_error("cannot create the state directory " + dir + ": " + ec.message());
+    ::chmod(dir.c_str(), 0700);
+  }
+  const std::string path = dir + "/daemon.lock";
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0)
+    throw user_error("cannot open " + path + ": " + std::strerror(errno));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    char buf[32] = {};
+    const auto n = ::pread(fd, buf, sizeof buf - 1, 0);
+    std::string pid = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "";
+    while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' '))
+      pid.pop_back();
+    ::close(fd);
+    const bool digits = !pid.empty() && pid.size() < 12 && std::all_of(pid.begin(), pid.end(), ::isdigit);
+    throw user_error("another warren daemon" + (digits ? " (pid " + pid + ")" : std::string()) +
+                     " uses the state directory " + dir + "; give each daemon its own --state-dir");
+  }
+  const std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) < 0)
+    spdlog::warn("daemon: cannot write the pid into {}: {}", path, std::strerror(errno));
+  return fd;
+}
+
 int run(const daemon_args& a) {
   std::signal(SIGHUP, SIG_IGN); // until the handler below takes it: a reload, never the end
   init_logging(a.log_level);
@@ -169,6 +207,8 @@ int run(const daemon_args& a) {
   auto lock = daemon::control_lock::acquire(options.unix_path, options.read_only_gid);
   if (!lock)
     throw user_error(lock.error());
+  const int state_lock = lock_state_dir(paths.state_dir); // held until exit
+  (void)state_lock;
 
   asio::io_context io(1);
   const auto started = steady_clock::now();
@@ -246,7 +286,6 @@ int run(const daemon_args& a) {
     if (auto why = daemon::sd_notify("STOPPING=1"); !why.empty())
       spdlog::warn("daemon: sd_notify: {}", why);
     error_code ignored;
-    signals.cancel(ignored);
     hangups.cancel(ignored);
     if (metrics)
       metrics->stop();
@@ -256,9 +295,12 @@ int run(const daemon_args& a) {
         std::chrono::system_clock::now().time_since_epoch());
     server.publish("events.daemon.stopping", nlohmann::json{{"event", "daemon.stopping"}, {"at", now.count()}});
     auto both = std::make_shared<int>(2);
-    const auto one = [&guard, both] {
-      if (--*both == 0)
+    const auto one = [&guard, &signals, both] {
+      if (--*both == 0) {
         guard.reset();
+        error_code none;
+        signals.cancel(none); // a second signal is awaited only while stopping
+      }
     };
     server.stop(one);
     supervisor.stop_all([one] {
@@ -266,12 +308,25 @@ int run(const daemon_args& a) {
       one();
     });
   };
-  signals.async_wait([&](error_code ec, int sig) {
-    if (ec)
-      return;
-    spdlog::info("daemon: {} received", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    stop_daemon();
-  });
+  // The first SIGTERM/SIGINT stops gracefully (units drain); a second one
+  // while that drain runs ends the process at once: connections reset, the
+  // socket file left for the next daemon's stale-socket takeover.
+  std::function<void()> wait_signal = [&] {
+    signals.async_wait([&](error_code ec, int sig) {
+      if (ec)
+        return;
+      const char* name = sig == SIGINT ? "SIGINT" : "SIGTERM";
+      if (stopping) {
+        spdlog::warn("daemon: second {} received: exiting now (open connections reset)", name);
+        std::fflush(stderr);
+        std::_Exit(0);
+      }
+      spdlog::info("daemon: {} received", name);
+      stop_daemon();
+      wait_signal();
+    });
+  };
+  wait_signal();
   // SIGHUP: config.reload. Never the default action, which would end the
   // daemon without removing its socket and lock.
   std::function<void()> wait_hangup = [&] {
