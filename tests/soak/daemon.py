@@ -27,6 +27,7 @@ transfer through them that fails, even cleanly, fails the soak.
 
 import json
 import os
+import random
 import signal
 import socket
 import struct
@@ -203,8 +204,43 @@ def echo_via(soak, rng, port, what):
         soak.rig.forwards.pop("_throwaway", None)
 
 
+class InFlight:
+    """A checked download through the client unit, its reader stalled, so
+    it is under way while a fault acts on the daemon; `end()` joins it."""
+
+    def __init__(self, soak, rng):
+        self.soak = soak
+        self.rng = random.Random(rng.getrandbits(64))
+        self.result = {}
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+
+    def _run(self):
+        try:
+            self.result["ok"] = strict(self.soak, lambda: traffic.download(
+                self.soak, self.rng, "daemon_client", 1 << 20, 4 << 20, stall=self.rng.uniform(0.5, 3),
+                rcvbuf=32 << 10), "a download under way during a daemon fault")
+        except SoakFailure as e:
+            self.result["failure"] = e
+
+    def end(self):
+        self.t.join(traffic.budget(4 << 20, 3) + traffic.HANG_GRACE + 30)
+        if self.t.is_alive():
+            raise SoakFailure("hang: a download through the daemon's client unit never ended")
+        if "failure" in self.result:
+            raise self.result["failure"]
+        self.soak.count("d_download during a daemon fault", self.result["ok"])
+
+
 @FAULTS.kind("daemon_reload", weight=2, needs=needs_daemon)
 def daemon_reload(soak, rng):
+    flight = InFlight(soak, rng)
+    note = reload_once(soak, rng)
+    flight.end()
+    return note
+
+
+def reload_once(soak, rng):
     d = soak.rig.daemon
     p = soak.rig.procs["daemon"]
     with d.lock:
@@ -258,6 +294,13 @@ def restore(soak):
 
 @FAULTS.kind("daemon_unit_add_rm", weight=2, needs=needs_daemon)
 def daemon_unit_add_rm(soak, rng):
+    flight = InFlight(soak, rng)
+    note = add_rm_once(soak, rng)
+    flight.end()
+    return note
+
+
+def add_rm_once(soak, rng):
     d = soak.rig.daemon
     name = "api-%08x" % rng.getrandbits(32)
     port = free_port()
@@ -453,6 +496,7 @@ class Subscriber:
 def ctl_clients(soak, rng):
     d = soak.rig.daemon
     held, floods, notes = [], [], []
+    flight = InFlight(soak, rng)
     try:
         for _ in range(rng.randrange(1, HELD_MAX // 2)):
             held.append(Subscriber(d, rng).s)
@@ -491,6 +535,7 @@ def ctl_clients(soak, rng):
             f.close(rng)
         for s in held:
             drop(s, rng)
+    flight.end()
     d.status_prompt("after the control clients left")
     check_units(soak, "after the control clients")
     return "; ".join(notes)
