@@ -334,7 +334,8 @@ def main():
             daemon.restore(soak)
             soak.final_check(rng)
             time.sleep(1)
-            soak.failures += checks.resources_settle(rig.procs, baselines, settle=30)
+            soak.failures += checks.resources_settle(rig.procs, baselines, settle=30,
+                                                     extra_slack={"daemon": daemon.RSS_EXTRA_KIB})
             if "daemon" in rig.procs:
                 try:
                     rig.daemon.status_prompt("at the end")
