@@ -281,6 +281,8 @@ class Rig:
 
     def __init__(self, warren, workdir, seed, in_netns, plain_warren=None):
         self.warren = warren
+        self.seed = seed
+        self.daemon = None  # daemon.DaemonRig once the daemon runs
         # The binary of the roles started short of descriptors. Not a
         # sanitizer build: UBSan's vptr check tests the object's memory with
         # pipe(2) first (sanitizer_common's IsAccessibleMemoryRange); with no

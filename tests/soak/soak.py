@@ -3,7 +3,9 @@
 processes under traffic while faults are injected at random — the server
 SIGKILLed (or SIGTERMed) and restarted, the relay in the tunnel's path
 killed, the server down when a client starts, a client short of
-descriptors, a server frozen — with a seed printed at start (`--seed N`
+descriptors, a server frozen — and a `warren daemon` reloaded, given
+units and flooded by control clients while its units carry transfers
+(daemon.py) — with a seed printed at start (`--seed N`
 replays the same choices; thread timing still varies).
 
 Checked: no warren process ends on its own or by a signal, none reports a
@@ -38,6 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import checks  # noqa: E402
 import faults  # noqa: E402,F401  (registers the fault kinds)
+import daemon  # noqa: E402  (the daemon, its traffic and fault kinds; after faults: see Soak.chaos)
 import traffic  # noqa: E402
 from registry import FAULTS, OPS, pick  # noqa: E402
 from rig import LOW_NOFILE, Rig, SoakFailure  # noqa: E402
@@ -86,7 +89,7 @@ class Soak:
             self.stats[(what, outcome)] += 1
 
     def roles(self):
-        return [r for r in ("server", "relay", "client_a", "client_b", "relay_b") if r in self.rig.procs]
+        return [r for r in ("server", "relay", "client_a", "client_b", "relay_b", "daemon") if r in self.rig.procs]
 
     def clients(self):
         return [r for r in ("client_a", "client_b") if r in self.rig.procs]
@@ -132,8 +135,16 @@ class Soak:
 
     def chaos(self, deadline):
         rng = random.Random("%d/faults" % self.args.seed)
-        order = list(self.faults)
-        rng.shuffle(order)  # every kind once first, then at random
+        # Every kind once first, then at random. The daemon's kinds (added
+        # later) are shuffled from a stream of their own and interleaved from
+        # the second fault on, so a seed's first faults stay what they were
+        # (CTest's seed 12: a server SIGKILL first).
+        order = [k for k in self.faults if k.fn.__module__ != "daemon"]
+        rng.shuffle(order)
+        later = [k for k in self.faults if k.fn.__module__ == "daemon"]
+        random.Random("%d/faults/daemon" % self.args.seed).shuffle(later)
+        for i, k in enumerate(later):
+            order.insert(min(1 + 2 * i, len(order)), k)
         n = 0
         while not self.stop.wait(rng.uniform(2, 6)) and time.monotonic() < deadline:
             kind = order[n] if n < len(order) else pick(rng, self.faults)
@@ -243,6 +254,7 @@ def parse_args():
     ap.add_argument("--ops", help="comma-separated traffic kinds to run (default: all)")
     ap.add_argument("--tolerate", default="", help="comma-separated known bugs counted as clean failures "
                     "(traffic.TOLERABLE: %s)" % ", ".join(traffic.TOLERABLE))
+    ap.add_argument("--no-daemon", action="store_true", help="leave out the daemon and its kinds (daemon.py)")
     ap.add_argument("--list", action="store_true", help="list the fault and traffic kinds and exit")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs) even on success")
     ap.add_argument("--no-netns", action="store_true", help="run on the host's loopback even as root")
@@ -294,6 +306,8 @@ def main():
         for name, why in list(skipped_f.items()) + list(skipped_o.items()):
             log("skipping %s: %s" % (name, why))
         rig.start_all()
+        if not args.no_daemon:
+            daemon.start_daemon(soak)
         log("started: " + ", ".join("%s pid %d" % (r, rig.procs[r].pid) for r in soak.roles())
             + (" (client_b and relay_b: %s, RLIMIT_NOFILE %d)" % (rig.low_nofile_warren, LOW_NOFILE)
                if rig.low_nofile_warren else ""))
@@ -317,9 +331,17 @@ def main():
                 soak.fail("a soak thread did not finish 600 s after the end (a hang the soak did not bound)")
         if not soak.failures:
             log("load over; final check (every traffic kind, strictly)")
+            daemon.restore(soak)
             soak.final_check(rng)
             time.sleep(1)
-            soak.failures += checks.resources_settle(rig.procs, baselines, settle=30)
+            soak.failures += checks.resources_settle(rig.procs, baselines, settle=30,
+                                                     extra_slack={"daemon": daemon.RSS_EXTRA_KIB})
+            if "daemon" in rig.procs:
+                try:
+                    rig.daemon.status_prompt("at the end")
+                except SoakFailure as e:
+                    soak.failures.append(str(e))
+                soak.failures += checks.daemon_units(rig.daemon, "at the end")
             log("at the end: " + ", ".join("%s %d fds %d KiB" % (r, b["end_fds"], b["end_rss"])
                                             for r, b in baselines.items() if "end_fds" in b))
         soak.stop.set()
