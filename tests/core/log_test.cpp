@@ -3,6 +3,8 @@
 #include "core/log.hpp"
 
 #include <gtest/gtest.h>
+
+#include <cctype>
 #include <spdlog/formatter.h>
 
 #include <sys/stat.h>
@@ -10,7 +12,6 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <regex>
 #include <string>
 
 namespace warren::log {
@@ -34,8 +35,14 @@ TEST(Log, JournalLinesCarryTheSyslogPriorityAndNoTimestamp) {
 
 TEST(Log, OtherLinesKeepTheirTimestamp) {
   const auto line = format(false, spdlog::level::warn, "careful");
-  EXPECT_TRUE(std::regex_match(line, std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3} warning careful\n)")))
-      << line;
+  // "YYYY-MM-DDTHH:MM:SS.mmm warning careful\n", checked by shape (no
+  // <regex>: GCC 12 warns maybe-uninitialized inside it at -O1 -fsanitize).
+  const std::string shape = "dddd-dd-ddTdd:dd:dd.ddd";
+  ASSERT_GT(line.size(), shape.size()) << line;
+  for (std::size_t i = 0; i < shape.size(); ++i)
+    EXPECT_TRUE(shape[i] == 'd' ? std::isdigit(static_cast<unsigned char>(line[i])) != 0 : line[i] == shape[i])
+        << line;
+  EXPECT_EQ(line.substr(shape.size()), " warning careful\n");
 }
 
 TEST(Log, SyslogPriorities) {
