@@ -42,6 +42,7 @@
 #include <cstring>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <optional>
 #include <thread>
 
@@ -504,8 +505,6 @@ void wait_for_exit(std::int64_t pid, std::chrono::milliseconds limit) {
 /// One connection: connect, authenticate, the request (or the event
 /// stream), bounded by --timeout until the answer (or the subscription).
 daemon::ctl_reply run_once(const ctl_args& a, const std::string& where, std::chrono::milliseconds limit) {
-  // Leaked on a timeout: a resolver thread stuck in getaddrinfo() would
-  // make its destructor wait past --timeout; the process ends right after.
   auto io = std::make_unique<asio::io_context>(1);
   std::optional<daemon::ctl_reply> reply;
   std::exception_ptr failure;
@@ -527,8 +526,14 @@ daemon::ctl_reply run_once(const ctl_args& a, const std::string& where, std::chr
   io->run();
   a.session->on_subscribed = nullptr;
   if (timed_out) {
-    (void)io.release();
-    throw user_error("no answer from " + (where.empty() ? a.connect : where) + " within " + a.timeout);
+    // Ends here, without destructors: a resolver thread stuck in
+    // getaddrinfo() would make the io_context's destructor wait past
+    // --timeout. The line is the one main() prints for a user_error.
+    std::fprintf(stderr, "warren: error: no answer from %s within %s\n",
+                 tunnel::printable(where.empty() ? a.connect : where).c_str(), a.timeout.c_str());
+    std::fflush(stdout);
+    std::fflush(stderr);
+    std::_Exit(1);
   }
   if (failure) {
     try {
