@@ -322,8 +322,8 @@ int run(const daemon_args& a) {
         std::_Exit(0);
       }
       spdlog::info("daemon: {} received", name);
+      wait_signal(); // before the stop: a stop that completes at once cancels this wait, not one made after it
       stop_daemon();
-      wait_signal();
     });
   };
   wait_signal();
