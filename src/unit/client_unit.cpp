@@ -181,13 +181,16 @@ void client_unit::abandon() {
     set_state(unit_state::stopped);
 }
 
-reload_result client_unit::reload(std::string_view cause) {
+reload_result client_unit::take_token(const client_unit_options& from, std::string_view done,
+                                      std::string_view cause) {
   reload_result r;
-  if (!options_.read_token || !client_) {
-    r = {false, "nothing to read the token from"};
-  } else if (auto token = options_.read_token()) {
+  if (auto token = from.read_token()) {
     client_->set_token(std::move(token).value());
-    r = {true, "the token " + options_.token_origin + " is read again for new tunnels"};
+    if (&from != &options_) {
+      options_.read_token = from.read_token;
+      options_.token_origin = from.token_origin;
+    }
+    r = {true, "the token " + options_.token_origin + " " + std::string(done)};
     spdlog::info("client: {}; {}", cause, r.summary);
   } else {
     r = {false, "keeping the old token: " + token.error()};
@@ -197,23 +200,23 @@ reload_result client_unit::reload(std::string_view cause) {
   return r;
 }
 
+reload_result client_unit::reload(std::string_view cause) {
+  if (!options_.read_token || !client_) {
+    reload_result r{false, "nothing to read the token from"};
+    emit(unit_event::kind::reload_failed, r.summary);
+    return r;
+  }
+  return take_token(options_, "is read again for new tunnels", cause);
+}
+
 reload_result client_unit::reconfigure(unit& replacement, std::string_view cause) {
-  reload_result r;
   auto* fresh = dynamic_cast<client_unit*>(&replacement);
   if (!client_ || !fresh || !fresh->options_.read_token) {
-    r = {false, !client_ ? "the client is not running" : "nothing to read the token from"};
-  } else if (auto token = fresh->options_.read_token()) {
-    client_->set_token(std::move(token).value());
-    options_.read_token = fresh->options_.read_token;
-    options_.token_origin = fresh->options_.token_origin;
-    r = {true, "the token " + options_.token_origin + " is used for new tunnels"};
-    spdlog::info("client: {}; {}", cause, r.summary);
-  } else {
-    r = {false, "keeping the old token: " + token.error()};
-    spdlog::warn("client: {}; {}", cause, r.summary);
+    reload_result r{false, !client_ ? "the client is not running" : "nothing to read the token from"};
+    emit(unit_event::kind::reload_failed, r.summary);
+    return r;
   }
-  emit(r.ok ? unit_event::kind::reloaded : unit_event::kind::reload_failed, r.summary);
-  return r;
+  return take_token(fresh->options_, "is used for new tunnels", cause);
 }
 
 unit_counters client_unit::counters() const {

@@ -79,6 +79,9 @@ class client_unit final : public unit {
 
  private:
   void wait_idle(std::chrono::steady_clock::time_point deadline, std::function<void()> done);
+  /// reload() and reconfigure(): reads `from`'s token for new tunnels (and
+  /// keeps `from`'s way of reading it), or keeps the old one; logs, emits.
+  reload_result take_token(const client_unit_options& from, std::string_view done, std::string_view cause);
 
   client_unit_options options_;
   std::shared_ptr<net::system_resolver> resolver_;
