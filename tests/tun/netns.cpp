@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 
 namespace warren::tun::test {
 
@@ -47,10 +48,16 @@ std::string sh(const std::string& command) {
   return out;
 }
 
-std::string temp_dir() {
+temp_dir::temp_dir() {
   char tmpl[] = "/tmp/warren-tun-test.XXXXXX";
   const char* d = ::mkdtemp(tmpl);
-  return d != nullptr ? std::string(d) : std::string("/tmp");
+  EXPECT_NE(d, nullptr) << "mkdtemp failed";
+  path_ = d != nullptr ? d : "/nonexistent";
+}
+
+temp_dir::~temp_dir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
 }
 
 } // namespace warren::tun::test

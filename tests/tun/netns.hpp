@@ -19,8 +19,20 @@ void in_netns(const std::function<void()>& body);
 /// A shell command's standard output (stderr merged); for reading state with `ip`.
 std::string sh(const std::string& command);
 
-/// A fresh directory under /tmp (for lock files).
-std::string temp_dir();
+/// A fresh directory under /tmp (for lock files), removed with its contents
+/// when this goes out of scope; converts to its path.
+class temp_dir {
+ public:
+  temp_dir();
+  ~temp_dir();
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+  operator const std::string&() const { return path_; } // NOLINT(google-explicit-constructor)
+  std::string operator+(const std::string& tail) const { return path_ + tail; }
+
+ private:
+  std::string path_;
+};
 
 } // namespace warren::tun::test
 

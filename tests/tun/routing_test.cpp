@@ -71,7 +71,7 @@ TEST(TunRouting, AppliesThePlanAndUndoLeavesNothing) {
   in_netns([] {
     add_uplink();
     set_rp_filter("1");
-    const auto locks = test::temp_dir();
+    const test::temp_dir locks;
     auto dev = device::open({.name = "wt0"});
     ASSERT_TRUE(dev) << dev.error();
     auto s = routing_session::start(full_options("wt0"), {.lock_dir = locks});
@@ -150,7 +150,8 @@ TEST(TunRouting, SrcValidMarkUntouchedWithoutStrictRpFilter) {
     o.device = "wt0";
     o.default_route = true;
     EXPECT_FALSE(rp_filter_strict());
-    auto s = routing_session::start(o, {.lock_dir = test::temp_dir()});
+    const test::temp_dir scratch;
+    auto s = routing_session::start(o, {.lock_dir = scratch});
     ASSERT_TRUE(s) << s.error();
     EXPECT_EQ(read_sysctl("/proc/sys", k_src_valid_mark), "0");
     set_rp_filter("0");
@@ -181,7 +182,7 @@ TEST(TunRouting, NextStartRemovesAKilledRunsLeftovers) {
   WARREN_NEED_ROOT();
   in_netns([] {
     set_rp_filter("1");
-    const auto locks = test::temp_dir();
+    const test::temp_dir locks;
     auto nl = rtnl::open().value();
     killed_run(full_options("wt0"), locks);
     EXPECT_FALSE(nl.link("wt0")); // the TUN went with its process
@@ -224,7 +225,7 @@ TEST(TunRouting, NextStartRemovesAKilledRunsLeftovers) {
 TEST(TunRouting, ALiveInstancesRulesAreNeverRemoved) {
   WARREN_NEED_ROOT();
   in_netns([] {
-    const auto locks = test::temp_dir();
+    const test::temp_dir locks;
     auto nl = rtnl::open().value();
     auto da = device::open({.name = "wta"});
     auto db = device::open({.name = "wtb"});
@@ -290,7 +291,8 @@ TEST(TunRouting, RulesNoLockFileNamesAreReportedNotRemoved) {
     auto dev = device::open({.name = "wt0"});
     routing_options o;
     o.device = "wt0";
-    auto s = routing_session::start(o, {.lock_dir = test::temp_dir()});
+    const test::temp_dir scratch;
+    auto s = routing_session::start(o, {.lock_dir = scratch});
     ASSERT_TRUE(s) << s.error();
     ASSERT_EQ(s->leftovers().unowned.size(), 1u);
     EXPECT_EQ(s->leftovers().unowned[0], "rule 7000: from all lookup 700 (IPv4)");
@@ -312,7 +314,7 @@ TEST(TunRouting, AFailedStepUndoesTheStepsBefore) {
     ASSERT_TRUE(nl.add_rule(taken)); // warren's protocol but no lock file: left alone
     auto dev = device::open({.name = "wt0"});
     ASSERT_TRUE(dev);
-    const auto locks = test::temp_dir();
+    const test::temp_dir locks;
     auto s = routing_session::start(full_options("wt0"), {.lock_dir = locks});
     ASSERT_FALSE(s);
     EXPECT_EQ(s.error(), "cannot add rule 30561: not from all fwmark 0x7761 lookup 30561 (IPv6): File exists");
