@@ -125,8 +125,8 @@ std::size_t udp_header_size(const ip_address& family) noexcept {
   return ip_header_size(family.is_v4()) + k_udp_header_size;
 }
 
-std::size_t build_udp(std::span<std::uint8_t> out, const ip_address& src, std::uint16_t src_port,
-                      const ip_address& dst, std::uint16_t dst_port, std::span<const std::uint8_t> payload) noexcept {
+std::size_t build_udp(std::span<std::uint8_t> out, const ip_address& src, std::uint16_t src_port, const ip_address& dst,
+                      std::uint16_t dst_port, std::span<const std::uint8_t> payload) noexcept {
   if (src.size != dst.size)
     return 0;
   const std::size_t head = udp_header_size(src);

@@ -59,7 +59,7 @@ std::size_t udp_header_size(const ip_address& family) noexcept;
 /// in place at out[udp_header_size(src)] (then it is not copied). 0 when the
 /// families differ or the packet would exceed 65,535 bytes (IPv4) or payload
 /// length (IPv6). The checksum is computed for both families (0 → 0xFFFF).
-std::size_t build_udp(std::span<std::uint8_t> out, const ip_address& src, std::uint16_t src_port,
-                      const ip_address& dst, std::uint16_t dst_port, std::span<const std::uint8_t> payload) noexcept;
+std::size_t build_udp(std::span<std::uint8_t> out, const ip_address& src, std::uint16_t src_port, const ip_address& dst,
+                      std::uint16_t dst_port, std::span<const std::uint8_t> payload) noexcept;
 
 } // namespace warren::tun

@@ -24,8 +24,7 @@ bool walk_ipv6_extensions(std::span<const std::uint8_t> p, packet_view& v, rejec
       why = reject_reason::fragment;
       return false;
     }
-    const bool walkable =
-        (next == k_ext_hop_by_hop && n == 0) || next == k_ext_routing || next == k_ext_dest_options;
+    const bool walkable = (next == k_ext_hop_by_hop && n == 0) || next == k_ext_routing || next == k_ext_dest_options;
     if (!walkable)
       break;
     if (n == k_max_ipv6_extensions) {
@@ -53,7 +52,13 @@ bool walk_ipv6_extensions(std::span<const std::uint8_t> p, packet_view& v, rejec
   // Hop-by-hop anywhere but first, other extension headers (AH, mobility, HIP, shim6, experimental) are not
   // forwarded; anything else is an upper-layer protocol, known or not.
   switch (next) {
-  case k_ext_hop_by_hop: case 51: case 135: case 139: case 140: case 253: case 254:
+  case k_ext_hop_by_hop:
+  case 51:
+  case 135:
+  case 139:
+  case 140:
+  case 253:
+  case 254:
     why = reject_reason::ipv6_extension;
     return false;
   default:
@@ -223,16 +228,26 @@ ip_address ip_address::from(std::span<const std::uint8_t> raw) noexcept {
 
 std::string_view to_string(reject_reason reason) noexcept {
   switch (reason) {
-  case reject_reason::truncated: return "truncated";
-  case reject_reason::bad_version: return "bad_version";
-  case reject_reason::bad_header_length: return "bad_header_length";
-  case reject_reason::bad_total_length: return "bad_total_length";
-  case reject_reason::ipv4_options: return "ipv4_options";
-  case reject_reason::fragment: return "fragment";
-  case reject_reason::ipv6_extension: return "ipv6_extension";
-  case reject_reason::bad_l4_header: return "bad_l4_header";
-  case reject_reason::bad_checksum: return "bad_checksum";
-  case reject_reason::unknown_protocol: return "unknown_protocol";
+  case reject_reason::truncated:
+    return "truncated";
+  case reject_reason::bad_version:
+    return "bad_version";
+  case reject_reason::bad_header_length:
+    return "bad_header_length";
+  case reject_reason::bad_total_length:
+    return "bad_total_length";
+  case reject_reason::ipv4_options:
+    return "ipv4_options";
+  case reject_reason::fragment:
+    return "fragment";
+  case reject_reason::ipv6_extension:
+    return "ipv6_extension";
+  case reject_reason::bad_l4_header:
+    return "bad_l4_header";
+  case reject_reason::bad_checksum:
+    return "bad_checksum";
+  case reject_reason::unknown_protocol:
+    return "unknown_protocol";
   }
   return "unknown";
 }
@@ -249,7 +264,8 @@ parse_result parse(std::span<const std::uint8_t> packet, const parse_options& op
     return why;
   // RFC 8200 §8.1: a zero UDP checksum is not "none" over IPv6; such
   // packets are discarded. In PARTIAL form the field holds a seed, not a checksum.
-  if (v.protocol == k_proto_udp && !v.is_v4() && options.form != csum_form::partial && load16(&packet[v.csum_offset]) == 0)
+  if (v.protocol == k_proto_udp && !v.is_v4() && options.form != csum_form::partial &&
+      load16(&packet[v.csum_offset]) == 0)
     return reject_reason::bad_checksum;
   if (options.verify_checksums && options.form == csum_form::full) {
     const bool udp4_none = v.protocol == k_proto_udp && v.is_v4() && load16(&packet[v.csum_offset]) == 0;

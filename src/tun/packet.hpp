@@ -71,16 +71,16 @@ struct ip_address {
 
 /// Why parse() refused a packet; one counter each (k_reject_reason_count).
 enum class reject_reason : std::uint8_t {
-  truncated,          ///< the buffer ends before a header or before the IP length says
-  bad_version,        ///< the version nibble is neither 4 nor 6
-  bad_header_length,  ///< IPv4 IHL below 5
-  bad_total_length,   ///< IPv4 total length below the header
-  ipv4_options,       ///< IHL above 5: dropped, options are not forwarded
-  fragment,           ///< IPv4 MF or offset, or an IPv6 fragment header: dropped, not reassembled
-  ipv6_extension,     ///< an IPv6 extension header other than HBH/routing(segments left 0)/dest-opts, or too many
-  bad_l4_header,      ///< TCP data offset out of range, UDP length not the IP payload's
-  bad_checksum,       ///< IPv4 header or L4 checksum wrong (when asked), or IPv6 UDP with checksum 0
-  unknown_protocol,   ///< not TCP, UDP, ICMP (IPv4) or ICMPv6 (IPv6)
+  truncated,         ///< the buffer ends before a header or before the IP length says
+  bad_version,       ///< the version nibble is neither 4 nor 6
+  bad_header_length, ///< IPv4 IHL below 5
+  bad_total_length,  ///< IPv4 total length below the header
+  ipv4_options,      ///< IHL above 5: dropped, options are not forwarded
+  fragment,          ///< IPv4 MF or offset, or an IPv6 fragment header: dropped, not reassembled
+  ipv6_extension,    ///< an IPv6 extension header other than HBH/routing(segments left 0)/dest-opts, or too many
+  bad_l4_header,     ///< TCP data offset out of range, UDP length not the IP payload's
+  bad_checksum,      ///< IPv4 header or L4 checksum wrong (when asked), or IPv6 UDP with checksum 0
+  unknown_protocol,  ///< not TCP, UDP, ICMP (IPv4) or ICMPv6 (IPv6)
 };
 inline constexpr std::size_t k_reject_reason_count = 10;
 /// "truncated", "fragment", ... (a metrics label).
@@ -90,19 +90,19 @@ std::string_view to_string(reject_reason reason) noexcept;
 /// not keep) and copies of the fields the engine decides on. Offsets are from
 /// the start of the IP header; bytes from `size` on are not part of it.
 struct packet_view {
-  std::uint8_t version = 4;     ///< 4 or 6
-  std::uint8_t protocol = 0;    ///< the L4 protocol (after IPv6 extension headers)
-  std::uint8_t ttl = 0;         ///< IPv4 TTL or IPv6 hop limit
-  std::size_t size = 0;         ///< the IP packet's length (IPv4 total length, or 40 + IPv6 payload length)
-  std::size_t l4_offset = 0;    ///< the L4 header
+  std::uint8_t version = 4;       ///< 4 or 6
+  std::uint8_t protocol = 0;      ///< the L4 protocol (after IPv6 extension headers)
+  std::uint8_t ttl = 0;           ///< IPv4 TTL or IPv6 hop limit
+  std::size_t size = 0;           ///< the IP packet's length (IPv4 total length, or 40 + IPv6 payload length)
+  std::size_t l4_offset = 0;      ///< the L4 header
   std::size_t payload_offset = 0; ///< the L4 payload (after TCP options, the UDP header, ICMP's 8 bytes)
-  std::size_t csum_offset = 0;  ///< the L4 checksum field
+  std::size_t csum_offset = 0;    ///< the L4 checksum field
   ip_address src, dst;
-  std::uint16_t src_port = 0, dst_port = 0; ///< TCP and UDP
-  std::uint32_t seq = 0, ack = 0;           ///< TCP
-  std::uint8_t tcp_flags = 0;               ///< TCP: FIN, SYN, RST, PSH, ACK, URG, ECE, CWR
+  std::uint16_t src_port = 0, dst_port = 0;  ///< TCP and UDP
+  std::uint32_t seq = 0, ack = 0;            ///< TCP
+  std::uint8_t tcp_flags = 0;                ///< TCP: FIN, SYN, RST, PSH, ACK, URG, ECE, CWR
   std::uint8_t icmp_type = 0, icmp_code = 0; ///< ICMP and ICMPv6
-  std::uint16_t icmp_id = 0, icmp_seq = 0;  ///< echo request/reply only
+  std::uint16_t icmp_id = 0, icmp_seq = 0;   ///< echo request/reply only
 
   bool is_v4() const noexcept { return version == 4; }
   bool has_ports() const noexcept { return protocol == k_proto_tcp || protocol == k_proto_udp; }
@@ -112,7 +112,7 @@ struct packet_view {
 };
 
 struct parse_options {
-  bool verify_checksums = false;  ///< IPv4 header and (in form `full`) the L4 checksum
+  bool verify_checksums = false;    ///< IPv4 header and (in form `full`) the L4 checksum
   csum_form form = csum_form::full; ///< from the vnet header's flags
 };
 
@@ -120,7 +120,7 @@ struct parse_options {
 class parse_result {
  public:
   parse_result(const packet_view& view) noexcept : view_(view), ok_(true) {} // NOLINT(google-explicit-constructor)
-  parse_result(reject_reason reason) noexcept : reason_(reason) {}          // NOLINT(google-explicit-constructor)
+  parse_result(reject_reason reason) noexcept : reason_(reason) {}           // NOLINT(google-explicit-constructor)
   explicit operator bool() const noexcept { return ok_; }
   const packet_view& view() const noexcept { return view_; }
   const packet_view* operator->() const noexcept { return &view_; }

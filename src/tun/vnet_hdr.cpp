@@ -18,11 +18,16 @@ void store_le16(std::uint8_t* p, std::uint16_t v) noexcept {
 
 std::string_view to_string(vnet_reject reason) noexcept {
   switch (reason) {
-  case vnet_reject::bad_flags: return "vnet_bad_flags";
-  case vnet_reject::bad_csum: return "vnet_bad_csum";
-  case vnet_reject::bad_gso: return "vnet_bad_gso";
-  case vnet_reject::gso_mismatch: return "vnet_gso_mismatch";
-  case vnet_reject::bad_hdr_len: return "vnet_bad_hdr_len";
+  case vnet_reject::bad_flags:
+    return "vnet_bad_flags";
+  case vnet_reject::bad_csum:
+    return "vnet_bad_csum";
+  case vnet_reject::bad_gso:
+    return "vnet_bad_gso";
+  case vnet_reject::gso_mismatch:
+    return "vnet_gso_mismatch";
+  case vnet_reject::bad_hdr_len:
+    return "vnet_bad_hdr_len";
   }
   return "unknown";
 }

@@ -28,8 +28,8 @@ struct packet_view;
 /// sizeof(struct virtio_net_hdr), the TUN's default TUNSETVNETHDRSZ.
 inline constexpr std::size_t k_vnet_hdr_size = 10;
 
-inline constexpr std::uint8_t k_vnet_needs_csum = 1;  // VIRTIO_NET_HDR_F_NEEDS_CSUM
-inline constexpr std::uint8_t k_vnet_data_valid = 2;  // VIRTIO_NET_HDR_F_DATA_VALID
+inline constexpr std::uint8_t k_vnet_needs_csum = 1; // VIRTIO_NET_HDR_F_NEEDS_CSUM
+inline constexpr std::uint8_t k_vnet_data_valid = 2; // VIRTIO_NET_HDR_F_DATA_VALID
 
 inline constexpr std::uint8_t k_gso_none = 0;   // VIRTIO_NET_HDR_GSO_NONE
 inline constexpr std::uint8_t k_gso_tcpv4 = 1;  // VIRTIO_NET_HDR_GSO_TCPV4
@@ -52,11 +52,11 @@ struct vnet_header {
 
 /// Why a vnet header does not fit its packet; one counter each.
 enum class vnet_reject : std::uint8_t {
-  bad_flags,      ///< flag bits other than NEEDS_CSUM and DATA_VALID
-  bad_csum,       ///< NEEDS_CSUM not pointing at the L4 checksum field, or on ICMPv4
-  bad_gso,        ///< unknown or UFO gso_type, ECN without TCP, zero gso_size, no NEEDS_CSUM
-  gso_mismatch,   ///< the gso_type's protocol or family is not the packet's
-  bad_hdr_len,    ///< hdr_len beyond the packet
+  bad_flags,    ///< flag bits other than NEEDS_CSUM and DATA_VALID
+  bad_csum,     ///< NEEDS_CSUM not pointing at the L4 checksum field, or on ICMPv4
+  bad_gso,      ///< unknown or UFO gso_type, ECN without TCP, zero gso_size, no NEEDS_CSUM
+  gso_mismatch, ///< the gso_type's protocol or family is not the packet's
+  bad_hdr_len,  ///< hdr_len beyond the packet
 };
 inline constexpr std::size_t k_vnet_reject_count = 5;
 std::string_view to_string(vnet_reject reason) noexcept;

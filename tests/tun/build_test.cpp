@@ -63,8 +63,8 @@ TEST(TunBuild, RstAnswersSyn) {
 }
 
 TEST(TunBuild, RstCountsTheDataOfAFastOpenSyn) {
-  const bytes syn = ipv4_packet(v4(10, 0, 0, 2), v4(1, 2, 3, 4), k_proto_tcp,
-                                tcp_segment(1, 2, 100, 0, k_tcp_syn, bytes(30, 1)));
+  const bytes syn =
+      ipv4_packet(v4(10, 0, 0, 2), v4(1, 2, 3, 4), k_proto_tcp, tcp_segment(1, 2, 100, 0, k_tcp_syn, bytes(30, 1)));
   bytes out(100);
   const std::size_t n = build_tcp_rst(out, parsed(syn));
   ASSERT_NE(n, 0u);
@@ -73,7 +73,8 @@ TEST(TunBuild, RstCountsTheDataOfAFastOpenSyn) {
 
 TEST(TunBuild, RstOnlyForASyn) {
   bytes out(100);
-  for (std::uint8_t flags : {std::uint8_t(k_tcp_syn | k_tcp_ack), k_tcp_ack, k_tcp_rst, std::uint8_t(k_tcp_syn | k_tcp_rst)}) {
+  for (std::uint8_t flags :
+       {std::uint8_t(k_tcp_syn | k_tcp_ack), k_tcp_ack, k_tcp_rst, std::uint8_t(k_tcp_syn | k_tcp_rst)}) {
     const bytes p = ipv4_packet(v4(10, 0, 0, 2), v4(1, 2, 3, 4), k_proto_tcp, tcp_segment(1, 2, 3, 4, flags));
     EXPECT_EQ(build_tcp_rst(out, parsed(p)), 0u) << int(flags);
   }
@@ -87,8 +88,8 @@ TEST(TunBuild, UnreachableQuotesAsMuchAsFits) {
     std::size_t payload, expected_total;
   };
   // v4: 20 + 8 + quote ≤ 576; v6: 40 + 8 + quote ≤ 1280.
-  for (const auto& c : {sizes{true, 1400, 576}, sizes{true, 10, 20 + 8 + 20 + 20 + 10},
-                        sizes{false, 1400, 1280}, sizes{false, 10, 40 + 8 + 40 + 20 + 10}}) {
+  for (const auto& c : {sizes{true, 1400, 576}, sizes{true, 10, 20 + 8 + 20 + 20 + 10}, sizes{false, 1400, 1280},
+                        sizes{false, 10, 40 + 8 + 40 + 20 + 10}}) {
     const bytes l4 = tcp_segment(40000, 80, 555, 0, k_tcp_syn, bytes(c.payload, 0x33));
     const bytes orig = c.v4_family ? ipv4_packet(v4(10, 0, 0, 2), v4(1, 2, 3, 4), k_proto_tcp, l4)
                                    : ipv6_packet(v6(2), v6(4), k_proto_tcp, l4);

@@ -162,9 +162,9 @@ TEST(TunPacket, RejectsUnsupportedIpv6Extensions) {
             reject_reason::ipv6_extension); // AH
   EXPECT_EQ(reason_of(ipv6_packet(v6(1), v6(2), k_proto_udp, udp, {{60, 8}, {0, 8}}, false), {}),
             reject_reason::ipv6_extension); // hop-by-hop not first
-  EXPECT_EQ(reason_of(ipv6_packet(v6(1), v6(2), k_proto_udp, udp,
-                                  {{60, 8}, {60, 8}, {60, 8}, {60, 8}, {60, 8}}, false), {}),
-            reject_reason::ipv6_extension); // more than k_max_ipv6_extensions
+  EXPECT_EQ(
+      reason_of(ipv6_packet(v6(1), v6(2), k_proto_udp, udp, {{60, 8}, {60, 8}, {60, 8}, {60, 8}, {60, 8}}, false), {}),
+      reject_reason::ipv6_extension); // more than k_max_ipv6_extensions
   EXPECT_TRUE(parse(ipv6_packet(v6(1), v6(2), k_proto_udp, udp, {{60, 8}, {60, 8}, {60, 8}, {60, 8}}), k_verify));
 }
 

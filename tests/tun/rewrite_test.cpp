@@ -43,7 +43,7 @@ rewrite_spec spec_for(const change& c, bool v4_family) {
 
 bytes packet_for(bool v4_family, std::uint8_t protocol, std::size_t payload_size, std::uint8_t fill) {
   const bytes payload(payload_size, fill);
-  bytes l4 = protocol == k_proto_tcp ? tcp_segment(40001, 443, 7, 9, k_tcp_ack | k_tcp_psh, payload, 12)
+  bytes l4 = protocol == k_proto_tcp   ? tcp_segment(40001, 443, 7, 9, k_tcp_ack | k_tcp_psh, payload, 12)
              : protocol == k_proto_udp ? udp_datagram(40001, 53, payload)
                                        : icmp_message(v4_family ? 8 : 128, 0, 5, 6, payload);
   return v4_family ? ipv4_packet(v4(10, 0, 0, 2), v4(93, 184, 216, 34), protocol, l4)
@@ -169,7 +169,8 @@ TEST(TunRewrite, UdpChecksumZeroBecomesAllOnes) {
     auto r = parse(target);
     packet_view tv = r.view();
     ASSERT_TRUE(rewrite(target, tv, csum_form::full, spec));
-    const std::uint16_t sum_without_word = static_cast<std::uint16_t>(~ref_l4_checksum(target, tv.l4_offset, tv.csum_offset));
+    const std::uint16_t sum_without_word =
+        static_cast<std::uint16_t>(~ref_l4_checksum(target, tv.l4_offset, tv.csum_offset));
     const auto word = static_cast<std::uint16_t>(0xffff - sum_without_word);
 
     bytes p = packet_for(v4_family, k_proto_udp, 2, 0);

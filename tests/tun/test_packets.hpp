@@ -36,8 +36,8 @@ std::uint16_t ref_partial_seed(const bytes& packet, std::size_t l4_offset);
 std::uint16_t get16(const bytes& b, std::size_t at);
 void put16(bytes& b, std::size_t at, std::uint16_t v);
 
-bytes tcp_segment(std::uint16_t sport, std::uint16_t dport, std::uint32_t seq, std::uint32_t ack,
-                  std::uint8_t flags, const bytes& payload = {}, std::size_t option_bytes = 0);
+bytes tcp_segment(std::uint16_t sport, std::uint16_t dport, std::uint32_t seq, std::uint32_t ack, std::uint8_t flags,
+                  const bytes& payload = {}, std::size_t option_bytes = 0);
 bytes udp_datagram(std::uint16_t sport, std::uint16_t dport, const bytes& payload = {});
 bytes icmp_message(std::uint8_t type, std::uint8_t code, std::uint16_t id, std::uint16_t seq, const bytes& data = {});
 

@@ -1,7 +1,7 @@
 // struct virtio_net_hdr: byte-exact little-endian layout, the checksum form
 // its flags give, and each way a header can disagree with its packet.
-#include "tun/vnet_hdr.hpp"
 #include "tun/packet.hpp"
+#include "tun/vnet_hdr.hpp"
 
 #include "test_packets.hpp"
 
@@ -18,14 +18,18 @@ packet_view parsed(const bytes& p) {
   return r.view();
 }
 
-const bytes k_tcp4 = ipv4_packet(v4(10, 0, 0, 2), v4(1, 2, 3, 4), k_proto_tcp, tcp_segment(1, 2, 3, 4, k_tcp_ack, bytes(3000, 1)));
+const bytes k_tcp4 =
+    ipv4_packet(v4(10, 0, 0, 2), v4(1, 2, 3, 4), k_proto_tcp, tcp_segment(1, 2, 3, 4, k_tcp_ack, bytes(3000, 1)));
 const bytes k_tcp6 = ipv6_packet(v6(2), v6(4), k_proto_tcp, tcp_segment(1, 2, 3, 4, k_tcp_ack, bytes(3000, 1)));
 const bytes k_udp4 = ipv4_packet(v4(10, 0, 0, 2), v4(1, 2, 3, 4), k_proto_udp, udp_datagram(1, 2, bytes(3000, 1)));
 const bytes k_icmp4 = ipv4_packet(v4(10, 0, 0, 2), v4(1, 2, 3, 4), k_proto_icmp, icmp_message(8, 0, 1, 1));
 
 vnet_header tso(std::uint8_t gso_type, const packet_view& p) {
-  return {.flags = k_vnet_needs_csum, .gso_type = gso_type, .hdr_len = static_cast<std::uint16_t>(p.payload_offset),
-          .gso_size = 1448, .csum_start = static_cast<std::uint16_t>(p.l4_offset),
+  return {.flags = k_vnet_needs_csum,
+          .gso_type = gso_type,
+          .hdr_len = static_cast<std::uint16_t>(p.payload_offset),
+          .gso_size = 1448,
+          .csum_start = static_cast<std::uint16_t>(p.l4_offset),
           .csum_offset = static_cast<std::uint16_t>(p.csum_offset - p.l4_offset)};
 }
 
@@ -91,7 +95,7 @@ TEST(TunVnet, RejectsEachMismatch) {
   h.hdr_len = static_cast<std::uint16_t>(t4.size + 1);
   EXPECT_EQ(validate(h, t4), vnet_reject::bad_hdr_len);
 
-  EXPECT_EQ(validate(tso(k_gso_udp, u4), u4), vnet_reject::bad_gso);  // UFO
+  EXPECT_EQ(validate(tso(k_gso_udp, u4), u4), vnet_reject::bad_gso); // UFO
   EXPECT_EQ(validate(tso(9, t4), t4), vnet_reject::bad_gso);
   EXPECT_EQ(validate(tso(k_gso_ecn, t4), t4), vnet_reject::bad_gso);
   EXPECT_EQ(validate(tso(k_gso_udp_l4 | k_gso_ecn, u4), u4), vnet_reject::bad_gso);
