@@ -68,7 +68,8 @@ void tcp_cycle(benchmark::State& state) {
   for (auto _ : state) {
     clock.advance(1us);
     const auto now = clock.now();
-    auto r = nat.on_syn(key(k++ % 1000000 + n), k, now);
+    ++k;
+    auto r = nat.on_syn(key(k % 1000000 + n), k, now);
     const auto id = r.session->id;
     nat.established(id, now);
     nat.on_packet(id, tcp_dir::from_app, true, false, now);

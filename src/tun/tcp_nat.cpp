@@ -370,7 +370,8 @@ std::string tcp_nat::audit() const {
     auto nat = by_nat_.find(n.s.nat);
     if (nat == by_nat_.end() || nat->second != i)
       return fail("by_nat disagrees for " + key.to_string());
-    if (n.s.id != slab_.id_of(i) || n.s.app.app.addr.v6 != (n.family == 1) || n.s.app.dst.addr.v6 != n.s.app.app.addr.v6)
+    if (n.s.id != slab_.id_of(i) || n.s.app.app.addr.v6 != (n.family == 1) ||
+        n.s.app.dst.addr.v6 != n.s.app.app.addr.v6)
       return fail("id or family wrong for " + key.to_string());
     const auto& p = pools_[n.family];
     if (n.addr >= p.addrs.size() || p.addrs[n.addr].addr != n.s.nat.addr || n.s.nat.port < options_.first_port ||

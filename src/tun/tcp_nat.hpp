@@ -140,7 +140,8 @@ class tcp_nat {
  public:
   explicit tcp_nat(tcp_nat_options options);
 
-  /// A SYN (without ACK) from the application.
+  /// A SYN (without ACK) from the application. Both endpoints of `app` are of
+  /// one family, as in any packet; the family picks the pool.
   syn_result on_syn(const flow_key& app, std::uint32_t seq, time_point now);
 
   const tcp_session* find_app(const flow_key& app) const;

@@ -163,8 +163,7 @@ std::vector<udp_expired> udp_flows::expire(time_point now) {
   latest_ = std::max(latest_, now);
   now = latest_;
   std::vector<udp_expired> out;
-  while (lists_[l_waiting].first != k_nil &&
-         slab_[lists_[l_waiting].first].f.created + options_.ready_timeout <= now) {
+  while (lists_[l_waiting].first != k_nil && slab_[lists_[l_waiting].first].f.created + options_.ready_timeout <= now) {
     out.push_back(udp_expired{remove(lists_[l_waiting].first), udp_expiry_reason::ready_timeout});
     ++counters_.expired;
   }

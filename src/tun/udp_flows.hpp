@@ -53,8 +53,8 @@ struct udp_flow_options {
   duration dns_idle = 10s;
   std::uint16_t dns_port = 53;
   duration ready_timeout = 10s;
-  std::size_t queue_packets = 64;        // per flow
-  std::size_t queue_bytes = 64 * 1024;   // per flow (payload bytes)
+  std::size_t queue_packets = 64;          // per flow
+  std::size_t queue_bytes = 64 * 1024;     // per flow (payload bytes)
   std::size_t total_queue_bytes = 4 << 20; // all flows together
   std::uint64_t hash_seed = 0;             // 0: random
 };
@@ -87,7 +87,7 @@ struct udp_expired {
 
 struct udp_open_result {
   const udp_flow* flow = nullptr;
-  bool created = false;          // start its association
+  bool created = false;            // start its association
   std::optional<udp_flow> evicted; // the least recently used flow, evicted to make room: close its association
 };
 
@@ -139,8 +139,8 @@ class udp_flows {
  private:
   struct node {
     udp_flow f;
-    list_links lru;     // in l_dns or l_normal, by last activity
-    list_links waiting; // in l_waiting until ready, by creation
+    list_links lru;            // in l_dns or l_normal, by last activity
+    list_links waiting;        // in l_waiting until ready, by creation
     std::uint64_t touched = 0; // when last touched, in touches: orders the two LRU lists' fronts, ties too
   };
   struct lru_links {

@@ -64,8 +64,8 @@ ip_addr addr(bool v6, std::uint8_t last) {
 flow_key flow(std::uint8_t b) {
   const bool v6 = (b & 0x80) != 0;
   return flow_key{endpoint{addr(v6, 1), static_cast<std::uint16_t>(1000 + (b & 7))},
-                  endpoint{addr(v6, static_cast<std::uint8_t>(100 + (b >> 4 & 1))), (b & 8) != 0 ? std::uint16_t{53}
-                                                                                                   : std::uint16_t{443}}};
+                  endpoint{addr(v6, static_cast<std::uint8_t>(100 + (b >> 4 & 1))),
+                           (b & 8) != 0 ? std::uint16_t{53} : std::uint16_t{443}}};
 }
 
 /// The UDP table's model: what it predicts, checked against what it does.
@@ -119,7 +119,8 @@ struct udp_model {
           if (it->second.touched < lru->second.touched)
             lru = it;
         if (r.evicted->key != lru->first)
-          die("udp open: evicted " + r.evicted->key.to_string() + ", the least recently used is " + lru->first.to_string());
+          die("udp open: evicted " + r.evicted->key.to_string() + ", the least recently used is " +
+              lru->first.to_string());
         forget(lru->first);
         ++evicted;
       }
@@ -127,8 +128,8 @@ struct udp_model {
       ++total;
     }
     auto& f = live[k];
-    const bool fits = f.packets + 1 <= o.queue_packets && f.bytes + size <= o.queue_bytes &&
-                      all_bytes + size <= o.total_queue_bytes;
+    const bool fits =
+        f.packets + 1 <= o.queue_packets && f.bytes + size <= o.queue_bytes && all_bytes + size <= o.total_queue_bytes;
     std::vector<std::uint8_t> payload(size, 0x5a);
     if (flows.enqueue(f.id, d.dst, payload) != fits)
       die("udp enqueue: queued past a bound, or refused within them");
@@ -189,7 +190,8 @@ struct udp_model {
       ++expired;
     }
     if (got != want)
-      die("udp expire: took " + std::to_string(got.size()) + " flows, the model expected " + std::to_string(want.size()));
+      die("udp expire: took " + std::to_string(got.size()) + " flows, the model expected " +
+          std::to_string(want.size()));
   }
 
   void check() {

@@ -155,8 +155,7 @@ class tcp_nat_model {
     if (auto a = nat_.audit(); !a.empty())
       return a;
     const auto c = nat_.counters();
-    if (c.open != live_.size() || c.pending != count(tcp_state::pending) || c.total != total_ ||
-        c.expired != expired_)
+    if (c.open != live_.size() || c.pending != count(tcp_state::pending) || c.total != total_ || c.expired != expired_)
       return "counters disagree with the model";
     for (auto& [k, m] : live_) {
       const auto* a = nat_.find_app(k);

@@ -48,7 +48,6 @@ tcp_nat_options small(std::uint16_t ports = 100) {
 
 struct tcp_nat_test : ::testing::Test {
   manual_clock clock;
-  void TearDown() override {}
 };
 
 std::uint64_t open_established(tcp_nat& nat, const flow_key& k, time_point now) {
@@ -212,8 +211,7 @@ TEST_F(tcp_nat_test, FreedPortRestsSixtySecondsBeforeReuse) {
   ASSERT_TRUE(nat.erase(id, t0 + 1s));
   EXPECT_EQ(nat.counters().resting, 1u);
   EXPECT_EQ(nat.next_expiry(), t0 + 61s);
-  EXPECT_EQ(nat.on_syn(flow(40001), 1, t0 + 61s - 1ms).outcome, syn_outcome::refused_no_port)
-      << "reused before 60 s";
+  EXPECT_EQ(nat.on_syn(flow(40001), 1, t0 + 61s - 1ms).outcome, syn_outcome::refused_no_port) << "reused before 60 s";
   auto r = nat.on_syn(flow(40001), 1, t0 + 61s);
   ASSERT_EQ(r.outcome, syn_outcome::created);
   EXPECT_EQ(r.session->nat, (endpoint{k_nat1, 10000}));
@@ -457,12 +455,13 @@ TEST_F(tcp_nat_test, RandomizedAgainstAModel) {
       switch (pick(10)) {
       case 0:
       case 1:
-      case 2:
-        if (auto k = key(); !(e = model.syn(k, rng())).empty() || seed != 3 || pick(10) == 0)
-          break;
-        else
+      case 2: {
+        const auto k = key();
+        e = model.syn(k, rng());
+        if (e.empty() && seed == 3 && pick(10) != 0)
           e = model.established(k); // seed 3: upstreams connect at once, the table fills with live sessions
         break;
+      }
       case 3:
       case 4:
         e = model.established(key());
