@@ -128,7 +128,8 @@ asio::awaitable<proxy_failure> socks5_connect(tcp::socket& socket, const proxy_u
   std::optional<s5::credentials> creds;
   if (!proxy.user.empty())
     creds = s5::credentials{proxy.user, proxy.password};
-  const auto r = co_await s5::client_handshake(socket, {s5::command::connect, *address}, creds);
+  const s5::request req{s5::command::connect, *address}; // named: GCC 12 and braced temporaries in co_await
+  const auto r = co_await s5::client_handshake(socket, req, creds);
   switch (r.what) {
   case outcome::ok:
   case outcome::refused:

@@ -189,10 +189,12 @@ handshake(asio::any_io_executor ex, net::resolver& resolver, const socks5_upstre
 } // namespace
 
 asio::awaitable<socks5_upstream::connect_result> socks5_upstream::connect(tcp::endpoint target) {
-  const auto dest = to_socks(target.address(), target.port());
+  // Named, not temporaries: GCC 12 destroys a braced temporary in a
+  // co_await expression twice.
+  const s5::request req{s5::command::connect, to_socks(target.address(), target.port())};
+  const std::string what = "CONNECT " + req.destination.to_string();
   s5::client_result reply;
-  auto [failure, socket] = co_await handshake(ex_, resolver_, options_, shown_, {s5::command::connect, dest},
-                                              "CONNECT " + dest.to_string(), reply);
+  auto [failure, socket] = co_await handshake(ex_, resolver_, options_, shown_, req, what, reply);
   co_return connect_result{std::move(failure), std::move(socket)};
 }
 
@@ -200,9 +202,10 @@ asio::awaitable<socks5_upstream::associate_result> socks5_upstream::udp_associat
   // DST 0.0.0.0:0: "from an address not known yet" (RFC 1928 §7); the server
   // learns our port from the first datagram, and a NAT between us cannot
   // make an announced address wrong.
+  const s5::request req{s5::command::udp_associate, s5::address{}};
+  const std::string what = "UDP ASSOCIATE";
   s5::client_result reply;
-  auto [failure, socket] = co_await handshake(ex_, resolver_, options_, shown_,
-                                              {s5::command::udp_associate, s5::address{}}, "UDP ASSOCIATE", reply);
+  auto [failure, socket] = co_await handshake(ex_, resolver_, options_, shown_, req, what, reply);
   if (failure)
     co_return associate_result{std::move(failure), nullptr};
   auto relay_ip = to_ip(reply.bound);
