@@ -86,8 +86,8 @@ class ares_lookup : public std::enable_shared_from_this<ares_lookup> {
       if (!ec && !self->done_)
         self->finish(ares_timed_out());
     });
-    ares_gethostbyname(channel_, host.c_str(), family == ip_family::v6 ? AF_INET6 : AF_INET,
-                       &ares_lookup::on_host, this);
+    ares_gethostbyname(channel_, host.c_str(), family == ip_family::v6 ? AF_INET6 : AF_INET, &ares_lookup::on_host,
+                       this);
     step();
   }
 
@@ -205,8 +205,7 @@ class ares_lookup : public std::enable_shared_from_this<ares_lookup> {
       return;
     if (result_ready_) {
       // A refused mark shows as "refused"/"timeout" from c-ares; say why.
-      finish(mark_error_ && result_ec_ && result_ec_ != asio::error::host_not_found ? ares_mark_failed()
-                                                                                    : result_ec_);
+      finish(mark_error_ && result_ec_ && result_ec_ != asio::error::host_not_found ? ares_mark_failed() : result_ec_);
       return;
     }
     timeval tv{};
@@ -229,7 +228,8 @@ class ares_lookup : public std::enable_shared_from_this<ares_lookup> {
     std::vector<asio::ip::address> addresses;
     if (!ec)
       addresses = std::move(addresses_);
-    asio::post(ex_, [h = std::move(h_), ec, addresses = std::move(addresses)]() mutable { h(ec, std::move(addresses)); });
+    asio::post(ex_,
+               [h = std::move(h_), ec, addresses = std::move(addresses)]() mutable { h(ec, std::move(addresses)); });
   }
 
   void destroy_channel() {

@@ -4,8 +4,8 @@
 
 #include <sys/socket.h>
 
-#include <cerrno>
 #include <cctype>
+#include <cerrno>
 
 namespace warren::net {
 

@@ -115,8 +115,9 @@ handshake(asio::any_io_executor ex, net::resolver& resolver, const socks5_upstre
   o.log_label = "tun upstream";
   auto reached = co_await net::async_connect(ex, resolver, options.server, o, asio::use_awaitable);
   if (reached.ec)
-    co_return result{failed(upstream_error::proxy_down, "cannot reach the SOCKS5 server " + shown + ": " + reached.detail),
-                     std::nullopt};
+    co_return result{
+        failed(upstream_error::proxy_down, "cannot reach the SOCKS5 server " + shown + ": " + reached.detail),
+        std::nullopt};
   tcp::socket socket = std::move(*reached.socket);
   const auto spent = steady_clock::now() - started;
   asio::steady_timer timer(ex, spent < options.connect_timeout ? options.connect_timeout - spent
@@ -137,11 +138,11 @@ handshake(asio::any_io_executor ex, net::resolver& resolver, const socks5_upstre
       co_return result{failed(upstream_error::udp_not_supported,
                               prefix + " closed the connection instead of answering UDP ASSOCIATE (no UDP support)"),
                        std::nullopt};
-    co_return result{failed(upstream_error::proxy_down, reply.ec == asio::error::eof
-                                                            ? prefix + " closed the connection during " + what
-                                                            : prefix + " failed during " + what + ": " +
-                                                                  net::describe(reply.ec)),
-                     std::nullopt};
+    co_return result{
+        failed(upstream_error::proxy_down, reply.ec == asio::error::eof
+                                               ? prefix + " closed the connection during " + what
+                                               : prefix + " failed during " + what + ": " + net::describe(reply.ec)),
+        std::nullopt};
   case outcome::not_socks5:
     co_return result{failed(upstream_error::other, prefix + " is not a SOCKS5 server (" + reply.detail + ")"),
                      std::nullopt};
@@ -157,10 +158,10 @@ handshake(asio::any_io_executor ex, net::resolver& resolver, const socks5_upstre
     co_return result{failed(upstream_error::auth_failed, prefix + " refused the user name or password in the URL"),
                      std::nullopt};
   case outcome::no_acceptable_method:
-    co_return result{failed(upstream_error::auth_failed,
-                            prefix + " accepted none of the methods offered (no authentication, user name and " +
-                                "password)"),
-                     std::nullopt};
+    co_return result{
+        failed(upstream_error::auth_failed,
+               prefix + " accepted none of the methods offered (no authentication, user name and " + "password)"),
+        std::nullopt};
   case outcome::wants_credentials:
     co_return result{failed(upstream_error::auth_failed,
                             prefix + " wants a user name and password: put them in the URL (socks5://user:pass@...)"),
@@ -222,17 +223,19 @@ asio::awaitable<socks5_upstream::associate_result> socks5_upstream::udp_associat
   const udp::endpoint relay(*relay_ip, reply.bound.port);
   udp::socket u(ex_);
   auto fail_udp = [&](const std::string& step, const error_code& e) {
-    return associate_result{failed(upstream_error::other, "cannot " + step + " the UDP socket for " + shown_ + "'s relay " +
-                                                              net::format_host_port(relay_ip->to_string(), relay.port()) +
-                                                              ": " + net::describe(e)),
-                            nullptr};
+    return associate_result{
+        failed(upstream_error::other, "cannot " + step + " the UDP socket for " + shown_ + "'s relay " +
+                                          net::format_host_port(relay_ip->to_string(), relay.port()) + ": " +
+                                          net::describe(e)),
+        nullptr};
   };
   u.open(relay.protocol(), ec);
   if (ec)
     co_return fail_udp("open", ec);
   if (options_.mark) {
     if (auto me = net::set_socket_mark(u.native_handle(), *options_.mark))
-      co_return associate_result{failed(upstream_error::other, net::describe_mark_failure(*options_.mark, me)), nullptr};
+      co_return associate_result{failed(upstream_error::other, net::describe_mark_failure(*options_.mark, me)),
+                                 nullptr};
   }
   if (auto be = net::bind_to_device(u.native_handle(), options_.interface))
     co_return fail_udp("bind to the device", be);
@@ -255,7 +258,8 @@ asio::awaitable<error_code> socks5_association::send(const udp::endpoint& destin
   const auto a = destination.address();
   const auto port = destination.port();
   if (a.is_v4() || (a.is_v6() && a.to_v6().is_v4_mapped())) {
-    const auto b = a.is_v4() ? a.to_v4().to_bytes() : asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).to_bytes();
+    const auto b =
+        a.is_v4() ? a.to_v4().to_bytes() : asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).to_bytes();
     header[n++] = static_cast<std::uint8_t>(s5::address::type::ipv4);
     for (auto x : b)
       header[n++] = x;

@@ -41,10 +41,10 @@
 namespace warren::tun {
 
 struct socks5_upstream_options {
-  net::host_port server;                                  // the SOCKS5 server
+  net::host_port server;                                 // the SOCKS5 server
   std::optional<proxy::socks5::credentials> credentials; // RFC 1929 when set
-  std::optional<std::uint32_t> mark;                      // SO_MARK on every socket
-  std::string interface;                                  // SO_BINDTODEVICE when not empty
+  std::optional<std::uint32_t> mark;                     // SO_MARK on every socket
+  std::string interface;                                 // SO_BINDTODEVICE when not empty
   /// Bounds reaching the server and its handshake, CONNECT reply included
   /// (the server answers once the target accepted or refused).
   std::chrono::milliseconds connect_timeout{10'000};

@@ -38,15 +38,15 @@ struct lookup_result {
 lookup_result lookup(asio::io_context& io, resolver& r, const std::string& host, ip_family f,
                      std::chrono::milliseconds limit = 10s) {
   lookup_result out;
-  r.async_resolve(
-      io.get_executor(), host, f,
-      [&](error_code ec, std::vector<asio::ip::address> a) {
-        out.done = true;
-        out.ec = ec;
-        out.addresses = std::move(a);
-      },
-      {});
-  test::run_until(io, [&] { return out.done; }, limit);
+  r.async_resolve(io.get_executor(), host, f,
+                  [&](error_code ec, std::vector<asio::ip::address> a) {
+                    out.done = true;
+                    out.ec = ec;
+                    out.addresses = std::move(a);
+                  },
+                  {});
+  test::run_until(
+      io, [&] { return out.done; }, limit);
   return out;
 }
 
@@ -173,11 +173,13 @@ TEST_F(ares_silent, cancellation_ends_the_lookup_at_once) {
   ares_resolver r(o);
   asio::cancellation_signal cancel;
   std::optional<error_code> got;
-  r.async_resolve(io.get_executor(), "warren.test", ip_family::v4,
-                  [&](error_code ec, std::vector<asio::ip::address>) { got = ec; }, cancel.slot());
+  r.async_resolve(
+      io.get_executor(), "warren.test", ip_family::v4, [&](error_code ec, std::vector<asio::ip::address>) { got = ec; },
+      cancel.slot());
   io.poll(); // the lookup starts and sends its query
   cancel.emit(asio::cancellation_type::terminal);
-  ASSERT_TRUE(test::run_until(io, [&] { return got.has_value(); }, 2s));
+  ASSERT_TRUE(test::run_until(
+      io, [&] { return got.has_value(); }, 2s));
   EXPECT_EQ(*got, asio::error::operation_aborted);
 }
 
@@ -220,8 +222,12 @@ TEST(ares_mark, only_marked_dns_and_connects_pass_an_nftables_mark_filter) {
                               "table inet warren_mark_test {\n"
                               "  chain out {\n"
                               "    type filter hook output priority 0;\n"
-                              "    udp dport " + std::to_string(dns_port) + " meta mark != 0x2a drop\n"
-                              "    tcp dport " + std::to_string(tcp_port) + " meta mark != 0x2a reject with tcp reset\n"
+                              "    udp dport " +
+                              std::to_string(dns_port) +
+                              " meta mark != 0x2a drop\n"
+                              "    tcp dport " +
+                              std::to_string(tcp_port) +
+                              " meta mark != 0x2a reject with tcp reset\n"
                               "  }\n"
                               "}\nEOF";
     if (std::system(rules.c_str()) != 0)
@@ -261,8 +267,8 @@ TEST(ares_mark, only_marked_dns_and_connects_pass_an_nftables_mark_filter) {
       co.mark = m;
       std::optional<connect_result> got;
       test::fake_resolver none;
-      start_connect(io.get_executor(), none, {"127.0.0.1", tcp_port}, co,
-                    [&](connect_result c) { got = std::move(c); }, {});
+      start_connect(io.get_executor(), none, {"127.0.0.1", tcp_port}, co, [&](connect_result c) { got = std::move(c); },
+                    {});
       test::run_until(io, [&] { return got.has_value(); });
       return got;
     };

@@ -34,7 +34,8 @@ std::uint16_t free_port();
 
 /// Waits until something binds UDP 127.0.0.1:port (our own bind fails) or
 /// TCP 127.0.0.1:port accepts; false if `child` exits first or `limit` passes.
-bool wait_udp_bound(child_process& child, std::uint16_t port, std::chrono::milliseconds limit = std::chrono::seconds(10));
+bool wait_udp_bound(child_process& child, std::uint16_t port,
+                    std::chrono::milliseconds limit = std::chrono::seconds(10));
 bool wait_tcp_listening(child_process& child, std::uint16_t port,
                         std::chrono::milliseconds limit = std::chrono::seconds(10));
 

@@ -199,8 +199,8 @@ TEST(socks5_upstream_down, unreachable_server_is_proxy_down) {
 struct script {
   std::optional<s5::credentials> required; // user/pass the server insists on
   s5::reply_code code = s5::reply_code::succeeded;
-  s5::address bound;                      // BND in the reply
-  bool close_instead_of_reply = false;    // what some servers do to UDP ASSOCIATE
+  s5::address bound;                   // BND in the reply
+  bool close_instead_of_reply = false; // what some servers do to UDP ASSOCIATE
   bool close_after_reply = false;
   std::optional<s5::request> seen;
 };
@@ -315,8 +315,8 @@ TEST_F(scripted, missing_credentials_is_auth_failed) {
 }
 
 TEST_F(scripted, unreachable_replies_are_unreachable) {
-  for (auto code : {s5::reply_code::network_unreachable, s5::reply_code::host_unreachable,
-                    s5::reply_code::ttl_expired}) {
+  for (auto code :
+       {s5::reply_code::network_unreachable, s5::reply_code::host_unreachable, s5::reply_code::ttl_expired}) {
     sc.code = code;
     auto up = upstream();
     EXPECT_EQ(connect(up).failure.kind, upstream_error::unreachable) << to_string(code);
@@ -348,7 +348,8 @@ TEST_F(scripted, silent_server_times_out) {
   o.connect_timeout = 200ms;
   socks5_upstream up(io.get_executor(), resolver, o);
   test::spawn(io, [&]() -> asio::awaitable<void> { got = co_await up.connect(tcp::endpoint(k_lo, 80)); });
-  ASSERT_TRUE(test::run_until(io, [&] { return got.has_value(); }, 5s));
+  ASSERT_TRUE(test::run_until(
+      io, [&] { return got.has_value(); }, 5s));
   EXPECT_EQ(got->failure.kind, upstream_error::timeout) << got->failure.message;
 }
 
