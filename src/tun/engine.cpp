@@ -52,8 +52,8 @@ ip_address to_packet_address(const ip_addr& a) { return ip_address::from(a.span(
 
 } // namespace detail
 
-engine::engine(asio::any_io_executor ex, int tun_fd, upstream& up, engine_options options)
-    : impl_(std::make_shared<impl>(std::move(ex), tun_fd, up, std::move(options))) {}
+engine::engine(asio::any_io_executor ex, int tun_fd, std::shared_ptr<upstream> up, engine_options options)
+    : impl_(std::make_shared<impl>(std::move(ex), tun_fd, std::move(up), std::move(options))) {}
 
 engine::~engine() {
   if (impl_)
@@ -68,8 +68,8 @@ std::uint16_t engine::listen_port6() const { return impl_->port6; }
 
 // ---- impl: set-up, the read loop, writes ----
 
-engine::impl::impl(asio::any_io_executor executor, int tun_fd, upstream& u, engine_options o)
-    : ex(std::move(executor)), tun(ex, tun_fd), up(u), options(std::move(o)), nat(options.tcp), flows(options.udp),
+engine::impl::impl(asio::any_io_executor executor, int tun_fd, std::shared_ptr<upstream> u, engine_options o)
+    : ex(std::move(executor)), tun(ex, tun_fd), upstream_holder(std::move(u)), up(*upstream_holder), options(std::move(o)), nat(options.tcp), flows(options.udp),
       tick(ex), rx(65536 + k_vnet_hdr_size), tx(65536 + k_vnet_hdr_size) {}
 
 expected<bool> engine::impl::start() {
@@ -123,6 +123,14 @@ void engine::impl::stop() {
   for (auto& [id, a] : associations)
     a->close();
   associations.clear();
+  // Connects, associations being opened, DNS over TCP: cancelled, so the
+  // event loop is not kept busy by a unit that stopped.
+  std::vector<std::uint64_t> keys;
+  for (const auto& [key, signal] : cancels)
+    keys.push_back(key);
+  for (auto key : keys) // a completion may erase entries: look each up again
+    if (auto it = cancels.find(key); it != cancels.end())
+      it->second.emit(asio::cancellation_type::terminal);
 }
 
 void engine::impl::arm_read() {

@@ -69,15 +69,16 @@ struct engine_counters {
 class engine {
  public:
   /// `tun_fd` is a non-blocking TUN descriptor; the engine takes it (and
-  /// closes it). `up` must outlive the engine.
-  engine(boost::asio::any_io_executor ex, int tun_fd, upstream& up, engine_options options);
+  /// closes it). The upstream lives while any operation on it runs.
+  engine(boost::asio::any_io_executor ex, int tun_fd, std::shared_ptr<upstream> up, engine_options options);
   ~engine();
   engine(const engine&) = delete;
   engine& operator=(const engine&) = delete;
 
   /// Binds the listeners and starts reading the TUN.
   expected<bool> start();
-  /// Stops reading, closes every connection and association.
+  /// Stops reading, closes every connection and association, cancels
+  /// every upstream operation in flight.
   void stop();
   engine_counters counters() const;
   /// The listeners' ports (after start()), for tests and log lines.

@@ -9,6 +9,11 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+
+#include <map>
 #include <memory>
 #include <unordered_map>
 #include <vector>
@@ -46,7 +51,7 @@ struct tcp_relay {
 };
 
 struct engine::impl : std::enable_shared_from_this<engine::impl> {
-  impl(boost::asio::any_io_executor ex, int tun_fd, upstream& up, engine_options options);
+  impl(boost::asio::any_io_executor ex, int tun_fd, std::shared_ptr<upstream> up, engine_options options);
 
   expected<bool> start();
   void stop();
@@ -60,6 +65,17 @@ struct engine::impl : std::enable_shared_from_this<engine::impl> {
   void arm_tick();
   void expire(time_point now);
   void on_icmp(std::span<std::uint8_t> packet, const packet_view& view);
+  /// Runs `op` on the executor, cancelled by stop().
+  template <class Op>
+  void spawn(Op op) {
+    const auto key = next_op++;
+    auto& signal = cancels[key];
+    boost::asio::co_spawn(ex, std::move(op),
+                          boost::asio::bind_cancellation_slot(
+                              signal.slot(), [self = shared_from_this(), key](const std::exception_ptr&) {
+                                self->cancels.erase(key);
+                              }));
+  }
 
   // engine_tcp.cpp
   void on_tcp(std::span<std::uint8_t> packet, packet_view& view, const vnet_header& vh, csum_form form);
@@ -82,6 +98,7 @@ struct engine::impl : std::enable_shared_from_this<engine::impl> {
 
   boost::asio::any_io_executor ex;
   boost::asio::posix::stream_descriptor tun;
+  std::shared_ptr<upstream> upstream_holder;
   upstream& up;
   engine_options options;
   tcp_nat nat;
@@ -95,6 +112,8 @@ struct engine::impl : std::enable_shared_from_this<engine::impl> {
   std::unordered_map<std::uint64_t, std::shared_ptr<udp_association>> associations;
   bool udp_unsupported = false; // the upstream refused UDP: DNS over TCP, the rest dropped
   std::size_t dns_in_flight = 0;
+  std::map<std::uint64_t, boost::asio::cancellation_signal> cancels; // one per operation in flight
+  std::uint64_t next_op = 0;
   bool stopped = false;
   engine_counters c;
 };

@@ -111,13 +111,11 @@ void engine::impl::on_tcp(std::span<std::uint8_t> packet, packet_view& view, con
 
 void engine::impl::start_connect(std::uint64_t id, endpoint dst) {
   const tcp::endpoint target(detail::to_asio(dst.addr), dst.port);
-  asio::co_spawn(
-      ex,
+  spawn(
       [self = shared_from_this(), id, target]() -> asio::awaitable<void> {
         auto conn = co_await self->up.connect(target);
         self->connected(id, std::move(conn));
-      },
-      asio::detached);
+      });
 }
 
 void engine::impl::connected(std::uint64_t id, tcp_connection conn) {

@@ -78,8 +78,7 @@ void engine::impl::send_up(std::uint64_t id, const endpoint& dst, std::span<cons
 }
 
 void engine::impl::open_association(std::uint64_t id) {
-  asio::co_spawn(
-      ex,
+  spawn(
       [self = shared_from_this(), id]() -> asio::awaitable<void> {
         auto r = co_await self->up.open_udp();
         if (self->stopped) {
@@ -134,8 +133,7 @@ void engine::impl::open_association(std::uint64_t id) {
           ++self->c.udp_datagrams_down;
           self->reply_datagram(endpoint{*from, got.source.port()}, flow->key.app, got.payload);
         }
-      },
-      asio::detached);
+      });
 }
 
 void engine::impl::close_association(std::uint64_t id) {
@@ -171,8 +169,7 @@ void engine::impl::dns_over_tcp(const endpoint& app, const endpoint& dst, std::s
   }
   ++dns_in_flight;
   ++c.dns_over_tcp;
-  asio::co_spawn(
-      ex,
+  spawn(
       [self = shared_from_this(), app, dst,
        q = std::vector<std::uint8_t>(query.begin(), query.end())]() -> asio::awaitable<void> {
         using namespace asio::experimental::awaitable_operators;
@@ -214,8 +211,7 @@ void engine::impl::dns_over_tcp(const endpoint& app, const endpoint& dst, std::s
         }
         ++self->c.udp_datagrams_down;
         self->reply_datagram(dst, app, std::get<0>(result));
-      },
-      asio::detached);
+      });
 }
 
 } // namespace warren::tun

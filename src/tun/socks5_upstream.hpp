@@ -128,13 +128,17 @@ class socks5_upstream {
 /// The engine's view of a SOCKS5 upstream (tun/upstream.hpp).
 class socks5_tun_upstream final : public upstream {
  public:
-  socks5_tun_upstream(boost::asio::any_io_executor ex, net::resolver& resolver, socks5_upstream_options options)
-      : socks5_(std::move(ex), resolver, std::move(options)) {}
+  /// Owns its resolver: the engine keeps the upstream alive while any of
+  /// its operations runs.
+  socks5_tun_upstream(boost::asio::any_io_executor ex, std::unique_ptr<net::resolver> resolver,
+                      socks5_upstream_options options)
+      : resolver_(std::move(resolver)), socks5_(std::move(ex), *resolver_, std::move(options)) {}
   boost::asio::awaitable<tcp_connection> connect(boost::asio::ip::tcp::endpoint target) override;
   boost::asio::awaitable<udp_association_result> open_udp() override;
   std::string describe() const override;
 
  private:
+  std::unique_ptr<net::resolver> resolver_;
   socks5_upstream socks5_;
 };
 

@@ -177,8 +177,8 @@ expected<bool> tun_unit::start() {
 
   net::ares_resolver_options ro;
   ro.mark = options_.mark;
-  resolver_ = std::make_unique<net::ares_resolver>(ro);
-  upstream_ = std::make_unique<tun::socks5_tun_upstream>(executor(), *resolver_, *options_.socks5);
+  upstream_ = std::make_shared<tun::socks5_tun_upstream>(executor(), std::make_unique<net::ares_resolver>(ro),
+                                                         *options_.socks5);
 
   tun::engine_options eo;
   eo.vnet_hdr = device_->vnet_hdr();
@@ -199,7 +199,7 @@ expected<bool> tun_unit::start() {
   const int fd = ::dup(device_->fds()[0]);
   if (fd < 0)
     return fail_start(std::string("dup of the TUN descriptor: ") + std::strerror(errno));
-  engine_ = std::make_unique<tun::engine>(executor(), fd, *upstream_, eo);
+  engine_ = std::make_unique<tun::engine>(executor(), fd, upstream_, eo);
   if (auto ok = engine_->start(); !ok)
     return fail_start(ok.error());
   set_state(unit_state::running);

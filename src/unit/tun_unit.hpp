@@ -85,8 +85,7 @@ class tun_unit final : public unit {
   tun_options options_;
   std::optional<tun::device> device_;
   std::optional<tun::routing_session> routing_;
-  std::unique_ptr<net::resolver> resolver_;
-  std::unique_ptr<tun::upstream> upstream_;
+  std::shared_ptr<tun::upstream> upstream_;
   std::unique_ptr<tun::engine> engine_;
 };
 
