@@ -194,9 +194,13 @@ tunnel_upstream::tunnel_upstream(asio::any_io_executor ex, net::resolver& resolv
   client_ = std::make_shared<tunnel::client>(ex_, resolver, options_.client);
 }
 
-tunnel_upstream::~tunnel_upstream() { stop(); }
+tunnel_upstream::~tunnel_upstream() {
+  stop();
+}
 
-void tunnel_upstream::start(std::function<void(const std::string&)> fatal) { client_->start(std::move(fatal)); }
+void tunnel_upstream::start(std::function<void(const std::string&)> fatal) {
+  client_->start(std::move(fatal));
+}
 
 void tunnel_upstream::stop() {
   if (!client_->stopped())
@@ -215,13 +219,18 @@ asio::awaitable<tcp_connection> tunnel_upstream::connect(tcp::endpoint target) {
     out.failure = failed(upstream_error::proxy_down, "the tunnel to " + shown_ + " is stopped");
     co_return out;
   }
-  // The client's wait for a tunnel, then the server's answer.
-  const auto limit = options_.client.wait_for_tunnel + options_.connect_timeout;
-  asio::steady_timer timer(ex_, limit);
+  // The client's wait for a tunnel (its own bound), then the server's answer.
+  if (!co_await client_->wait_for_tunnel()) {
+    out.failure = failed(upstream_error::proxy_down, "no tunnel to " + shown_ + " within " +
+                                                         format_duration(options_.client.wait_for_tunnel) + " (for " +
+                                                         what + ")");
+    co_return out;
+  }
+  asio::steady_timer timer(ex_, options_.connect_timeout);
   auto raced = co_await (client_->open_stream(to) || timer.async_wait(use_tuple));
   if (raced.index() == 1) {
     out.failure = failed(upstream_error::timeout, "the tunnel server " + shown_ + " did not answer the open of " +
-                                                      what + " within " + format_duration(limit));
+                                                      what + " within " + format_duration(options_.connect_timeout));
     co_return out;
   }
   auto r = std::get<0>(std::move(raced));
@@ -241,8 +250,8 @@ asio::awaitable<udp_association_result> tunnel_upstream::open_udp() {
   udp_association_result out;
   std::erase_if(associations_, [](const auto& w) { return w.expired(); });
   if (client_->stopped() || !co_await client_->wait_for_tunnel()) {
-    out.failure = failed(upstream_error::proxy_down, "no tunnel to " + shown_ + " within " +
-                                                         format_duration(options_.client.wait_for_tunnel));
+    out.failure = failed(upstream_error::proxy_down,
+                         "no tunnel to " + shown_ + " within " + format_duration(options_.client.wait_for_tunnel));
     co_return out;
   }
   auto st = std::make_shared<association_state>();
@@ -254,6 +263,8 @@ asio::awaitable<udp_association_result> tunnel_upstream::open_udp() {
   co_return out;
 }
 
-std::string tunnel_upstream::describe() const { return shown_; }
+std::string tunnel_upstream::describe() const {
+  return shown_;
+}
 
 } // namespace warren::tun

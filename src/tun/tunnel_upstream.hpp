@@ -53,7 +53,7 @@ struct tunnel_upstream_options {
   /// open_udp() without a tunnel.
   tunnel::client_options client;
   std::optional<std::uint32_t> mark; // SO_MARK on the transport sockets (sets client.dial.connect.mark)
-  /// Bounds the server's answer to an open, once a tunnel is up.
+  /// Bounds the server's answer to an open (it connects first), once a tunnel is up.
   std::chrono::milliseconds connect_timeout{10'000};
   std::size_t max_udp_destinations = 256; // per association; a datagram to one more is dropped
   std::size_t max_udp_queued = 256;       // replies waiting for receive(), per association

@@ -91,7 +91,8 @@ class tunnel_upstream_test : public ::testing::Test {
 
   void TearDown() override {
     upstream->stop();
-    EXPECT_TRUE(test::run_until(io, [&] { return upstream->client().idle(); }, 5s));
+    EXPECT_TRUE(test::run_until(
+        io, [&] { return upstream->client().idle(); }, 5s));
     stop_server();
   }
 
@@ -100,21 +101,27 @@ class tunnel_upstream_test : public ::testing::Test {
       return;
     bool stopped = false;
     srv->stop([&stopped] { stopped = true; });
-    EXPECT_TRUE(test::run_until(io, [&] { return stopped; }, 5s)) << "the server did not stop";
+    EXPECT_TRUE(test::run_until(
+        io, [&] { return stopped; }, 5s))
+        << "the server did not stop";
     srv.reset();
   }
 
   tun::tcp_connection connect(tcp::endpoint target, std::chrono::milliseconds limit = 10s) {
     std::optional<tun::tcp_connection> out;
     test::spawn(io, [&]() -> asio::awaitable<void> { out = co_await upstream->connect(target); });
-    EXPECT_TRUE(test::run_until(io, [&] { return out.has_value(); }, limit)) << "connect() did not end in time";
+    EXPECT_TRUE(test::run_until(
+        io, [&] { return out.has_value(); }, limit))
+        << "connect() did not end in time";
     return out ? std::move(*out) : tun::tcp_connection{};
   }
 
   tun::udp_association_result open_udp(std::chrono::milliseconds limit = 10s) {
     std::optional<tun::udp_association_result> out;
     test::spawn(io, [&]() -> asio::awaitable<void> { out = co_await upstream->open_udp(); });
-    EXPECT_TRUE(test::run_until(io, [&] { return out.has_value(); }, limit)) << "open_udp() did not end in time";
+    EXPECT_TRUE(test::run_until(
+        io, [&] { return out.has_value(); }, limit))
+        << "open_udp() did not end in time";
     return out ? std::move(*out) : tun::udp_association_result{};
   }
 };
@@ -178,6 +185,27 @@ TEST_F(tunnel_upstream_test, a_destination_the_server_denies_is_other) {
   EXPECT_FALSE(c.stream);
 }
 
+TEST_F(tunnel_upstream_test, a_target_that_never_answers_is_a_timeout_at_connect_timeout) {
+  test::hanging_listener silent(io, k_loopback); // the server's connect hangs (its own timeout is 10 s)
+  auto o = upstream_options(port);
+  o.connect_timeout = 300ms;
+  tun::tunnel_upstream quick(io.get_executor(), resolver, o);
+  quick.start([](const std::string&) {});
+  std::optional<tun::tcp_connection> c;
+  test::spawn(io,
+              [&]() -> asio::awaitable<void> { c = co_await quick.connect(tcp::endpoint(k_loopback, silent.port())); });
+  const auto started = steady_clock::now();
+  ASSERT_TRUE(test::run_until(io, [&] { return c.has_value(); }, 5s));
+  EXPECT_EQ(c->failure.kind, tun::upstream_error::timeout) << c->failure.message;
+  EXPECT_LT(steady_clock::now() - started, 1s) << "the tunnel was up: only connect_timeout bounds the answer";
+  EXPECT_FALSE(c->stream);
+  // The abandoned open leaves nothing behind on the tunnel.
+  EXPECT_TRUE(test::run_until(io, [&] { return quick.client().counters().streams_open == 0; }));
+  quick.stop();
+  EXPECT_TRUE(test::run_until(
+      io, [&] { return quick.client().idle(); }, 5s));
+}
+
 TEST_F(tunnel_upstream_test, udp_reaches_two_echoes_and_replies_name_their_source) {
   udp::socket echo_a(io, udp::endpoint(k_loopback, 0));
   udp::socket echo_b(io, udp::endpoint(k_loopback, 0));
@@ -234,7 +262,8 @@ TEST_F(tunnel_upstream_test, udp_reaches_two_echoes_and_replies_name_their_sourc
 
 TEST_F(tunnel_upstream_test, a_stopped_server_is_proxy_down_within_the_wait) {
   stop_server();
-  ASSERT_TRUE(test::run_until(io, [&] { return upstream->client().idle(); }, 5s));
+  ASSERT_TRUE(test::run_until(
+      io, [&] { return upstream->client().idle(); }, 5s));
   const auto started = steady_clock::now();
   auto c = connect(tcp::endpoint(k_loopback, 9), 5s);
   EXPECT_EQ(c.failure.kind, tun::upstream_error::proxy_down) << c.failure.message;
@@ -275,7 +304,8 @@ TEST_F(tunnel_upstream_test, udp_flows_reopen_on_the_new_tunnel_after_a_restart)
   ASSERT_TRUE(test::run_until(io, [&] { return answered == 1; }));
 
   stop_server();
-  ASSERT_TRUE(test::run_until(io, [&] { return upstream->client().idle(); }, 5s));
+  ASSERT_TRUE(test::run_until(
+      io, [&] { return upstream->client().idle(); }, 5s));
   srv = make_server(io, resolver, port);
   ASSERT_TRUE(test::run_until(io, [&] { return upstream->client().counters().tunnels_total == 2; }));
   // The association outlived the tunnel: its flow reopens on the new one.
@@ -330,9 +360,11 @@ TEST(tunnel_upstream_mark, only_a_marked_upstream_gets_through_a_mark_filter) {
       o.mark = mark;
       tun::tunnel_upstream u(io.get_executor(), resolver, o);
       u.start([](const std::string&) {});
-      const bool up = test::run_until(io, [&] { return u.client().counters().tunnels_total == 1; }, 2s);
+      const bool up = test::run_until(
+          io, [&] { return u.client().counters().tunnels_total == 1; }, 2s);
       u.stop();
-      test::run_until(io, [&] { return u.client().idle(); }, 2s);
+      test::run_until(
+          io, [&] { return u.client().idle(); }, 2s);
       return up;
     };
     if (tunnels(std::nullopt))
@@ -341,7 +373,8 @@ TEST(tunnel_upstream_mark, only_a_marked_upstream_gets_through_a_mark_filter) {
       return 4;
     bool stopped = false;
     srv->stop([&stopped] { stopped = true; });
-    test::run_until(io, [&] { return stopped; }, 5s);
+    test::run_until(
+        io, [&] { return stopped; }, 5s);
     return 0;
   });
   EXPECT_EQ(rc, 0) << "2: nft rules not loaded, 3: an unmarked tunnel came up, 4: the marked one did not";
