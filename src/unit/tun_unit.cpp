@@ -1,6 +1,7 @@
 #include "unit/tun_unit.hpp"
 
 #include "core/duration.hpp"
+#include "core/fd_limit.hpp"
 #include "net/ares_resolver.hpp"
 #include "core/secret_file.hpp"
 #include "tun/socks5_upstream.hpp"
@@ -220,12 +221,21 @@ expected<bool> tun_unit::start() {
     upstream_ = t;
   }
 
+  // Descriptors: a TCP session holds two sockets and two splice pipes, a
+  // UDP flow (SOCKS5) a control connection and a UDP socket. The tables are
+  // sized to fit the open-file limit (three quarters for TCP), so running
+  // out of descriptors is a refused SYN, not a failed accept.
+  const auto fds = raise_fd_limit();
   tun::engine_options eo;
   eo.vnet_hdr = device_->vnet_hdr();
   eo.icmp_reply = options_.icmp_reply;
-  eo.tcp.max_sessions = options_.max_tcp_sessions;
-  eo.tcp.max_pending = std::min<std::size_t>(eo.tcp.max_pending, options_.max_tcp_sessions);
-  eo.udp.max_flows = options_.max_udp_flows;
+  eo.tcp.max_sessions = fit_in_descriptors(fds.now / 4 * 3, 6, options_.max_tcp_sessions);
+  eo.tcp.max_pending = std::min<std::size_t>(eo.tcp.max_pending, eo.tcp.max_sessions);
+  eo.udp.max_flows = fit_in_descriptors(fds.now / 4, 2, options_.max_udp_flows);
+  if (eo.tcp.max_sessions < options_.max_tcp_sessions || eo.udp.max_flows < options_.max_udp_flows)
+    spdlog::warn("tun: the open-file limit ({}) holds {} TCP sessions and {} UDP flows (asked: {} and {}); raise "
+                 "it (LimitNOFILE=, ulimit -n) for more",
+                 fds.now, eo.tcp.max_sessions, eo.udp.max_flows, options_.max_tcp_sessions, options_.max_udp_flows);
   eo.udp.full_cone = true; // one SOCKS5 association per application socket
   auto listen = [](const tun::ip_prefix& p) {
     return tun::ip_addr::from_bytes(std::span<const std::uint8_t>(p.bytes.data(), p.address_size()));

@@ -62,7 +62,7 @@ TEST(ConfigSchemaTest, Errors) {
             "c.toml:5:19: connect_timeout");
   EXPECT_EQ(errors("[relay]\nname = \"r\"\n").at(0),
             "c.toml:1:1: write [[relay]] (each unit is one [[relay]] section)");
-  EXPECT_EQ(errors("x = 1\n").at(0), "c.toml:1:1: 'x' outside a unit section ([[relay]], [[client]], [[server]])");
+  EXPECT_EQ(errors("x = 1\n").at(0), "c.toml:1:1: 'x' outside a unit section ([[relay]], [[client]], [[server]], [[tun]])");
   EXPECT_EQ(errors("[[relay]]\nname = \"r\"\nname = \"s\"\n").at(0), "c.toml:3:1: name given twice (also on line 2)");
   const auto twice = errors("[[relay]]\nname = \"r\"\nlisten = \"x:1\"\ntarget = \"h:1\"\ntarget = \"h:2\"\n");
   EXPECT_EQ(twice.at(0), "c.toml:5:1: target given twice (also on line 4)");

@@ -46,7 +46,7 @@ TEST(section_toml, values_round_trip_and_cannot_inject_keys) {
 TEST(section_toml, refuses_what_a_section_cannot_hold) {
   EXPECT_FALSE(cli::section_toml(nlohmann::json::array()));
   EXPECT_FALSE(cli::section_toml({{"name", "x"}}));                      // no kind
-  EXPECT_FALSE(cli::section_toml({{"kind", "tun"}, {"name", "x"}}));     // not a kind
+  EXPECT_FALSE(cli::section_toml({{"kind", "tunnel"}, {"name", "x"}}));  // not a kind
   EXPECT_FALSE(cli::section_toml({{"kind", "relay"}, {"a b", "x"}}));    // not a key
   EXPECT_FALSE(cli::section_toml({{"kind", "relay"}, {"x", {{"y", 1}}}})); // a table
   EXPECT_FALSE(cli::section_toml({{"kind", "relay"}, {"x", 1.5}}));      // a float
