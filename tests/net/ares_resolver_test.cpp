@@ -185,23 +185,7 @@ TEST_F(ares_silent, cancellation_ends_the_lookup_at_once) {
 
 // ---- marks (root) ----
 
-/// Runs `body` in a forked child inside a new network namespace with
-/// loopback up; returns its exit status (0: passed), its complaints on stderr.
-int in_netns(const std::function<int()>& body) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    if (::unshare(CLONE_NEWNET) != 0) {
-      std::perror("unshare(CLONE_NEWNET)");
-      ::_exit(90);
-    }
-    if (std::system("ip link set lo up") != 0)
-      ::_exit(91);
-    ::_exit(body());
-  }
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
+using test::in_netns;
 
 int fail(const char* what) {
   std::fprintf(stderr, "mark test: %s\n", what);

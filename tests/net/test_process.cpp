@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -156,6 +158,22 @@ std::vector<std::string> dnsmasq_argv(std::uint16_t port) {
           "--address=/warren.test/127.0.0.9",
           "--address=/warren.test/fd00::9",
           "--address=/nx.test/"};
+}
+
+int in_netns(const std::function<int()>& body) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    if (::unshare(CLONE_NEWNET) != 0) {
+      std::perror("unshare(CLONE_NEWNET)");
+      ::_exit(90);
+    }
+    if (std::system("ip link set lo up") != 0)
+      ::_exit(91);
+    ::_exit(body());
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 } // namespace warren::test

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,11 @@ bool wait_udp_bound(child_process& child, std::uint16_t port,
                     std::chrono::milliseconds limit = std::chrono::seconds(10));
 bool wait_tcp_listening(child_process& child, std::uint16_t port,
                         std::chrono::milliseconds limit = std::chrono::seconds(10));
+
+/// Runs `body` in a forked child inside a new network namespace with
+/// loopback up; returns its exit status (0: passed; 90/91: no namespace),
+/// its complaints on stderr. Root only.
+int in_netns(const std::function<int()>& body);
 
 /// The whole file, or "" (for a peer's log in a failure message).
 std::string read_file(const std::string& path);

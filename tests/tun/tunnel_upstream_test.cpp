@@ -316,23 +316,7 @@ TEST_F(tunnel_upstream_test, udp_flows_reopen_on_the_new_tunnel_after_a_restart)
 
 // ---- the mark (root) ----
 
-/// Runs `body` in a forked child inside a new network namespace with
-/// loopback up; returns its exit status (0: passed).
-int in_netns(const std::function<int()>& body) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    if (::unshare(CLONE_NEWNET) != 0) {
-      std::perror("unshare(CLONE_NEWNET)");
-      ::_exit(90);
-    }
-    if (std::system("ip link set lo up") != 0)
-      ::_exit(91);
-    ::_exit(body());
-  }
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 99;
-}
+using test::in_netns;
 
 TEST(tunnel_upstream_mark, only_a_marked_upstream_gets_through_a_mark_filter) {
   if (::geteuid() != 0)
