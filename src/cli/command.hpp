@@ -43,6 +43,9 @@ std::function<int()> add_server_command(CLI::App& app, std::function<std::string
                                         unit_builder* build = nullptr);
 std::function<int()> add_client_command(CLI::App& app, std::function<std::string()>* check = nullptr,
                                         unit_builder* build = nullptr);
+/// `warren tun` (cli/tun.cpp).
+std::function<int()> add_tun_command(CLI::App& app, std::function<std::string()>* check = nullptr,
+                                     unit_builder* build = nullptr);
 /// `warren config check|example` (cli/config.cpp).
 std::function<int()> add_config_command(CLI::App& app);
 /// `warren daemon` (cli/daemon.cpp) and `warren ctl` (cli/ctl.cpp).

@@ -8,7 +8,8 @@ namespace warren::cli {
 std::string_view config_example() {
   return R"toml(# warren.toml: the units `warren daemon` runs.
 #
-# Each section is one unit: [[relay]], [[client]] or [[server]]. Its keys
+# Each section is one unit: [[relay]], [[client]], [[server]] or [[tun]]
+# (`warren tun`: a TUN device, needs CAP_NET_ADMIN; not in this example). Its keys
 # are the long options of that command (`warren client --help`), written
 # with '_' or '-' (token_file = token-file); a flag is `key = true`; an
 # option given several times is a list. Every unit has a `name`: letters,

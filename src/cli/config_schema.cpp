@@ -26,7 +26,7 @@ namespace {
 using toml::position;
 using toml::value;
 
-constexpr std::string_view k_kinds[] = {"relay", "client", "server"};
+constexpr std::string_view k_kinds[] = {"relay", "client", "server", "tun"};
 
 /// One key a section accepts, read from the subcommand's CLI11 options.
 struct key_spec {
@@ -51,6 +51,8 @@ std::function<int()> add_unit_command(CLI::App& app, std::string_view kind, std:
     return add_relay_command(app, check, build);
   if (kind == "client")
     return add_client_command(app, check, build);
+  if (kind == "tun")
+    return add_tun_command(app, check, build);
   return add_server_command(app, check, build);
 }
 
@@ -494,11 +496,11 @@ config_check check_config(std::string_view text, std::string_view source) {
       out.errors.push_back(toml::located(source, e.at,
                                          "unknown section [[" + shown +
                                              "]] (units are [[relay]], [[client]], "
-                                             "[[server]])" +
+                                             "[[server]], [[tun]])" +
                                              did_you_mean(e.key, kinds, "[[")));
     } else {
       out.errors.push_back(
-          toml::located(source, e.at, "'" + shown + "' outside a unit section ([[relay]], [[client]], [[server]])"));
+          toml::located(source, e.at, "'" + shown + "' outside a unit section ([[relay]], [[client]], [[server]], [[tun]])"));
     }
   }
   if (out.errors.size() > k_max_errors) {

@@ -161,8 +161,8 @@ expected<std::string> section_toml(const nlohmann::json& section) {
     return result::failure("give the unit as an object: {\"kind\": \"relay\", \"name\": \"web\", …}");
   const auto kind = section.find("kind");
   if (kind == section.end() || !kind->is_string() ||
-      (*kind != "relay" && *kind != "server" && *kind != "client"))
-    return result::failure("kind must be \"relay\", \"server\" or \"client\"");
+      (*kind != "relay" && *kind != "server" && *kind != "client" && *kind != "tun"))
+    return result::failure("kind must be \"relay\", \"server\", \"client\" or \"tun\"");
   std::string text = "[[" + kind->get<std::string>() + "]]\n";
   for (const auto& [key, value] : section.items()) {
     if (key == "kind")

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   auto run_relay = warren::cli::add_relay_command(app);
   auto run_server = warren::cli::add_server_command(app);
   auto run_client = warren::cli::add_client_command(app);
+  auto run_tun = warren::cli::add_tun_command(app);
   auto run_config = warren::cli::add_config_command(app);
   auto run_daemon = warren::cli::add_daemon_command(app);
   auto run_ctl = warren::cli::add_ctl_command(app);
@@ -39,6 +40,8 @@ int main(int argc, char** argv) {
       return run_server();
     if (app.got_subcommand("client"))
       return run_client();
+    if (app.got_subcommand("tun"))
+      return run_tun();
     if (app.got_subcommand("config"))
       return run_config();
     if (app.got_subcommand("daemon"))

@@ -1,6 +1,7 @@
 #include "net/connector.hpp"
 
 #include "core/duration.hpp"
+#include "net/socket_mark.hpp"
 
 #include <boost/asio/error.hpp>
 #include <boost/asio/post.hpp>
@@ -187,11 +188,15 @@ class connect_op : public std::enable_shared_from_this<connect_op> {
     if (ec)
       return ec;
     socket.set_option(tcp::no_delay(true), ec);
-    if (!options_.interface.empty()) {
-      if (::setsockopt(socket.native_handle(), SOL_SOCKET, SO_BINDTODEVICE, options_.interface.data(),
-                       static_cast<socklen_t>(options_.interface.size())) != 0)
-        return error_code(errno, boost::system::system_category());
+    if (options_.mark) {
+      // Before any packet leaves: an unmarked SYN would be routed into the TUN.
+      if (auto me = set_socket_mark(socket.native_handle(), *options_.mark)) {
+        mark_error_ = me;
+        return me;
+      }
     }
+    if (auto be = bind_to_device(socket.native_handle(), options_.interface))
+      return be;
     if (options_.source) {
       socket.bind(tcp::endpoint(*options_.source, 0), ec);
       if (ec)
@@ -268,6 +273,13 @@ class connect_op : public std::enable_shared_from_this<connect_op> {
   }
 
   std::string failure_detail(error_code ec) const {
+    std::string detail = failure_summary(ec);
+    if (mark_error_) // the reason every attempt shares, said once and plainly
+      detail += " (" + describe_mark_failure(*options_.mark, mark_error_) + ")";
+    return detail;
+  }
+
+  std::string failure_summary(error_code ec) const {
     const auto target = format_host_port(target_.host, target_.port);
     if (ec == errc::cancelled)
       return "connect to " + target + " cancelled";
@@ -326,6 +338,7 @@ class connect_op : public std::enable_shared_from_this<connect_op> {
   asio::cancellation_slot slot_;
   std::array<asio::cancellation_signal, 2> lookups_; // AAAA, A
   std::size_t denied_ = 0;
+  error_code mark_error_; // set when SO_MARK could not be set on an attempt socket
   bool completed_ = false;
 };
 

@@ -1,6 +1,6 @@
 // The one outbound TCP connector of warren: Happy Eyeballs v2 (RFC 8305)
 // over the system resolver, with a family policy, one overall timeout, an
-// optional source address or interface, and a debug log line for every step
+// optional source address, interface or socket mark, and a debug log line for every step
 // with its timing, so a user can see why a connect was slow.
 //
 // The algorithm lives in happy_eyeballs.hpp (pure, tested on a manual clock);
@@ -30,6 +30,11 @@ struct connect_options {
   he_config he;
   std::optional<boost::asio::ip::address> source; // bind before connect; restricts the family
   std::string interface;                          // SO_BINDTODEVICE when not empty
+  /// SO_MARK on every attempt socket, set before bind() and connect() (the
+  /// policy routing of `warren tun --default-route` keeps marked traffic off
+  /// the TUN). Failing to set it (EPERM without CAP_NET_ADMIN) fails the
+  /// attempt, and the result's detail says why.
+  std::optional<std::uint32_t> mark;
   std::string log_label = "connect";              // prefix of debug lines, e.g. "conn#12"
   /// When set, only resolved addresses it accepts are tried (destination
   /// policy: checked after resolution, so DNS cannot smuggle in a denied

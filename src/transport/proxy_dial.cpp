@@ -4,6 +4,7 @@
 #include "net/connector.hpp"
 #include "proxy/http_connect.hpp"
 #include "proxy/socks5.hpp"
+#include "proxy/socks5_client.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/buffer.hpp>
@@ -95,26 +96,6 @@ asio::awaitable<proxy_failure> http_connect(tcp::socket& socket, const proxy_url
   }
 }
 
-/// Reads until `parse` is done, exactly as many bytes as it asks for (no
-/// byte of what follows is taken from the socket).
-template <class Parse>
-asio::awaitable<std::invoke_result_t<Parse, std::span<const std::uint8_t>>>
-read_message(tcp::socket& socket, std::vector<std::uint8_t>& buf, Parse parse, error_code& ec) {
-  buf.clear();
-  for (;;) {
-    auto r = parse(std::span<const std::uint8_t>(buf));
-    if (!r.need_more())
-      co_return r;
-    const std::size_t have = buf.size();
-    buf.resize(r.needed());
-    auto [e, n] = co_await asio::async_read(socket, asio::buffer(buf.data() + have, buf.size() - have), use_tuple);
-    if (e) {
-      ec = e;
-      co_return r;
-    }
-  }
-}
-
 proxy_failure socks_refusal(proxy::socks5::reply_code code, const std::string& proxy, const std::string& where) {
   using proxy::socks5::reply_code;
   const std::string what = std::string(to_string(code));
@@ -137,74 +118,51 @@ proxy_failure socks_refusal(proxy::socks5::reply_code code, const std::string& p
 asio::awaitable<proxy_failure> socks5_connect(tcp::socket& socket, const proxy_url& proxy, const net::host_port& target,
                                               const std::string& where) {
   namespace s5 = proxy::socks5;
+  using outcome = s5::client_result::outcome;
   const std::string shown = to_string(proxy);
   const std::string dest = net::format_host_port(target.host, target.port);
   const auto started = steady_clock::now();
   auto address = s5::address::from_host_port(target);
   if (!address)
     co_return proxy_failure{"cannot ask the proxy " + shown + " for " + dest + ": " + address.error(), true};
-  const bool with_auth = !proxy.user.empty();
-  std::vector<std::uint8_t> methods{std::uint8_t(s5::method::no_auth)};
-  if (with_auth)
-    methods.push_back(std::uint8_t(s5::method::userpass));
-  auto greeting = s5::encode_greeting(methods);
-  std::optional<std::vector<std::uint8_t>> userpass;
-  if (with_auth) {
-    auto up = s5::encode_userpass({proxy.user, proxy.password});
-    if (!up)
-      co_return proxy_failure{"cannot log in to the proxy " + shown + ": " + up.error(), true};
-    userpass = std::move(*up);
-  }
-  auto [we, wn] = co_await asio::async_write(socket, asio::buffer(*greeting), use_tuple);
-  if (we)
-    co_return proxy_said(shown, we);
-  std::vector<std::uint8_t> buf;
-  error_code ec;
-  auto choice = co_await read_message(socket, buf, s5::parse_method_choice, ec);
-  if (ec)
-    co_return proxy_said(shown, ec);
-  if (choice.failed())
-    co_return proxy_failure{"the proxy " + shown + " is not a SOCKS5 proxy (" + choice.error() + ")"};
-  const auto m = *choice;
-  if (m == s5::method::userpass && with_auth) {
-    auto [ue, un] = co_await asio::async_write(socket, asio::buffer(*userpass), use_tuple);
-    if (ue)
-      co_return proxy_said(shown, ue);
-    auto status = co_await read_message(socket, buf, s5::parse_userpass_status, ec);
-    if (ec)
-      co_return proxy_said(shown, ec);
-    if (status.failed())
-      co_return proxy_failure{"the proxy " + shown + ": " + status.error()};
-    if (!*status)
-      co_return proxy_failure{"the proxy " + shown +
-                                  " refused the user name or password (SOCKS5 Proxy Authentication Required): " +
-                                  "check --proxy-user and --proxy-password-file",
-                              true};
-  } else if (m == s5::method::none_acceptable && with_auth) {
+  std::optional<s5::credentials> creds;
+  if (!proxy.user.empty())
+    creds = s5::credentials{proxy.user, proxy.password};
+  const s5::request req{s5::command::connect, *address}; // named: GCC 12 and braced temporaries in co_await
+  const auto r = co_await s5::client_handshake(socket, req, creds);
+  switch (r.what) {
+  case outcome::ok:
+  case outcome::refused:
+    break;
+  case outcome::io_error:
+    co_return proxy_said(shown, r.ec);
+  case outcome::bad_credentials:
+    co_return proxy_failure{"cannot log in to the proxy " + shown + ": " + r.detail, true};
+  case outcome::not_socks5:
+    co_return proxy_failure{"the proxy " + shown + " is not a SOCKS5 proxy (" + r.detail + ")"};
+  case outcome::malformed:
+    co_return proxy_failure{"the proxy " + shown + ": " + r.detail};
+  case outcome::auth_refused:
+    co_return proxy_failure{"the proxy " + shown +
+                                " refused the user name or password (SOCKS5 Proxy Authentication Required): " +
+                                "check --proxy-user and --proxy-password-file",
+                            true};
+  case outcome::no_acceptable_method:
     co_return proxy_failure{"the proxy " + shown + " accepted none of the authentication methods offered (no " +
                                 "authentication, user name and password): it may want a method warren lacks " +
                                 "(e.g. GSSAPI), or refuse this client",
                             true};
-  } else if (m == s5::method::userpass || m == s5::method::none_acceptable) {
+  case outcome::wants_credentials:
     co_return proxy_failure{"the proxy " + shown + " wants credentials (SOCKS5 Proxy Authentication Required): " +
                                 "pass --proxy-user and --proxy-password-file",
                             true};
-  } else if (m != s5::method::no_auth) {
+  case outcome::unexpected_method:
     co_return proxy_failure{"the proxy " + shown + " chose an authentication method warren did not offer"};
   }
-  const auto request = s5::encode_request({s5::command::connect, *address});
-  auto [qe, qn] = co_await asio::async_write(socket, asio::buffer(request), use_tuple);
-  if (qe)
-    co_return proxy_said(shown, qe);
-  auto reply = co_await read_message(socket, buf, s5::parse_reply, ec);
-  if (ec)
-    co_return proxy_said(shown, ec);
-  if (reply.failed())
-    co_return proxy_failure{"the proxy " + shown + ": " + reply.error()};
-  spdlog::debug("{}: proxy {} answered SOCKS5 CONNECT {}: {} in {} ms", where, shown, dest, to_string(reply->code),
+  spdlog::debug("{}: proxy {} answered SOCKS5 CONNECT {}: {} in {} ms", where, shown, dest, to_string(r.code),
                 since(started).count());
-  if (reply->code != s5::reply_code::succeeded)
-    co_return socks_refusal(reply->code, shown, dest);
+  if (r.what == outcome::refused)
+    co_return socks_refusal(r.code, shown, dest);
   // Like the HTTP path: bytes already here came from the proxy, not from
   // the server, which has not been spoken to yet.
   error_code ae;

@@ -146,8 +146,13 @@ expected<device> device::open(const device_options& o) {
   if (fd < 0) {
     const int code = errno;
     if (code == ENOENT)
-      return result::failure(o.path + " is missing: load the tun module (modprobe tun), or in a container pass "
-                                      "the device in (--device /dev/net/tun)");
+    {
+      // Appended, not `path + "..."`: GCC 12's -Warray-bounds misfires on that form here.
+      std::string message = o.path;
+      message += " is missing: load the tun module (modprobe tun), or in a container pass the device in "
+                 "(--device /dev/net/tun)";
+      return result::failure(std::move(message));
+    }
     if (code == EACCES || code == EPERM)
       return result::failure(std::string(k_need_cap_net_admin) + " (cannot open " + o.path + ")");
     return result::failure("cannot open " + o.path + ": " + errno_text(code));

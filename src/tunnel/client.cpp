@@ -379,6 +379,47 @@ asio::awaitable<std::shared_ptr<wire::session>> client::tunnel_for_new_stream() 
   co_return nullptr;
 }
 
+asio::awaitable<bool> client::wait_for_tunnel() {
+  co_return co_await tunnel_for_new_stream() != nullptr;
+}
+
+asio::awaitable<client::open_result> client::open_stream(wire::target_address target) {
+  auto self = shared_from_this();
+  open_result out;
+  auto s = co_await tunnel_for_new_stream();
+  if (!s) {
+    out.no_tunnel = true;
+    out.error = "no tunnel to " + transport::to_string(options_.server) + " within " +
+                format_duration(options_.wait_for_tunnel);
+    co_return out;
+  }
+  auto st = s->open(wire::stream_kind::tcp, target);
+  if (!st) {
+    out.no_tunnel = true;
+    out.error = "the tunnel to " + transport::to_string(options_.server) + " ended";
+    co_return out;
+  }
+  if (auto refused = co_await st->wait_open()) {
+    out.error = "the server refused " + target.to_string() + ": " + std::string(wire::reset_code_name(refused->code)) +
+                " (" + refused->reason + ")";
+    out.refused = std::move(refused);
+    co_return out;
+  }
+  out.stream = std::move(st);
+  co_return out;
+}
+
+std::unique_ptr<wire::mux_stream> client::open_datagram_flow(const wire::target_address& target) {
+  if (current_ && !current_->closed() && !current_->draining())
+    return current_->open(wire::stream_kind::udp, target);
+  // Dropped; the tunnel is dialled now, in time for a retry.
+  const auto now = steady_clock::now();
+  if (!udp_waiting_until_ || *udp_waiting_until_ <= now)
+    arrived(now);
+  udp_waiting_until_ = now + options_.wait_for_tunnel;
+  return nullptr;
+}
+
 void client::accept_loop(forward& f, tcp::acceptor& acceptor) {
   acceptor.async_accept([self = shared_from_this(), &f, &acceptor](error_code ec, tcp::socket socket) {
     if (ec == asio::error::operation_aborted || self->stopped_)

@@ -97,6 +97,29 @@ class client : public std::enable_shared_from_this<client> {
   };
   counters_view counters() const;
 
+  // ---- streams for an embedder (`warren tun --upstream wss://...`) ----
+  // A client with no forwards still keeps its tunnel up; these open streams
+  // on it directly. On the client's executor.
+
+  struct open_result {
+    std::unique_ptr<wire::mux_stream> stream; // open (the server said OPEN_OK)
+    std::optional<wire::reset_info> refused;  // the server's RESET instead
+    std::string error;                        // without a stream: one sentence
+    bool no_tunnel = false;                   // none came within wait_for_tunnel
+  };
+  /// A TCP stream to `target`: waits up to wait_for_tunnel for a tunnel, then
+  /// for the server's answer (it connects first). Cancellable (`||`).
+  boost::asio::awaitable<open_result> open_stream(wire::target_address target);
+  /// A UDP flow to `target` on the tunnel up now, without waiting: null when
+  /// none is up (the supervisor then dials at once, as for a -L UDP
+  /// datagram). Datagrams may be sent at once; the server connects a socket
+  /// to `target`, so replies come from it alone.
+  std::unique_ptr<wire::mux_stream> open_datagram_flow(const wire::target_address& target);
+  /// Waits up to wait_for_tunnel for a usable tunnel; false when none came.
+  boost::asio::awaitable<bool> wait_for_tunnel();
+  /// stop() was called.
+  bool stopped() const { return stopped_; }
+
  private:
   struct forward;
   struct udp_flow;
