@@ -74,6 +74,8 @@ std::function<int()> add_tun_command(CLI::App& app, std::function<std::string()>
   cmd->add_option("--token-file", args->token_file, "A warren upstream's token file");
   cmd->add_option("--pin", args->pin, "A warren upstream's certificate SHA-256 pin");
   cmd->add_option("--ca", args->ca, "A warren upstream's CA bundle");
+  cmd->add_flag("--insecure-token", args->insecure_token,
+                "Allow sending the token over ws:// or tcp:// to a non-loopback warren upstream");
   cmd->add_option("--log-level", args->log_level, "trace, debug, info, warn, error, off")->capture_default_str();
   refuse_negative_numbers(*cmd);
   return [args] { return run(*args); };

@@ -64,6 +64,12 @@ class tunnel_upstream final : public upstream {
  public:
   /// `resolver` (for the server's name) must outlive the upstream.
   tunnel_upstream(boost::asio::any_io_executor ex, net::resolver& resolver, tunnel_upstream_options options);
+  /// The same, owning its resolver (what `warren tun` uses).
+  tunnel_upstream(boost::asio::any_io_executor ex, std::unique_ptr<net::resolver> resolver,
+                  tunnel_upstream_options options)
+      : tunnel_upstream(ex, *resolver, std::move(options)) {
+    owned_resolver_ = std::move(resolver);
+  }
   ~tunnel_upstream() override; // stops the client
   tunnel_upstream(const tunnel_upstream&) = delete;
   tunnel_upstream& operator=(const tunnel_upstream&) = delete;
@@ -72,7 +78,7 @@ class tunnel_upstream final : public upstream {
   /// the first dial, ...).
   void start(std::function<void(const std::string&)> fatal);
   /// Stops the client: its tunnel closes politely, associations end.
-  void stop();
+  void stop() override;
 
   boost::asio::awaitable<tcp_connection> connect(boost::asio::ip::tcp::endpoint target) override;
   boost::asio::awaitable<udp_association_result> open_udp() override;
@@ -81,6 +87,7 @@ class tunnel_upstream final : public upstream {
   tunnel::client& client() { return *client_; }
 
  private:
+  std::unique_ptr<net::resolver> owned_resolver_; // before client_: destroyed after it
   boost::asio::any_io_executor ex_;
   tunnel_upstream_options options_;
   std::shared_ptr<tunnel::client> client_;

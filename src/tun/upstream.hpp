@@ -76,6 +76,9 @@ class upstream {
   virtual boost::asio::awaitable<udp_association_result> open_udp() = 0;
   /// "socks5://10.0.0.2:1080", for log lines.
   virtual std::string describe() const = 0;
+  /// Ends what the upstream runs on its own (a tunnel's connection and its
+  /// reconnects); operations in flight end with a failure.
+  virtual void stop() {}
 };
 
 } // namespace warren::tun

@@ -22,7 +22,7 @@ expected<client_unit_options> client_options_from(const client_args& a) {
   if (!url)
     return result::failure(url.error());
   o.server = *url;
-  if (a.local.empty() && a.dynamic.empty())
+  if (a.local.empty() && a.dynamic.empty() && !a.no_forwards)
     return result::failure("nothing to forward: give at least one -L or -D");
   for (const auto& l : a.local) {
     auto f = tunnel::parse_local_forward(l);

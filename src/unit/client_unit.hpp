@@ -32,6 +32,7 @@ struct client_args {
   std::vector<std::string> local, dynamic;
   std::string token_file, pin, ca, cert, key;
   bool insecure_token = false;
+  bool no_forwards = false; // a tunnel only (warren tun's upstream): no -L/-D needed
   std::string log_level = "info"; // applied by the caller (process-wide), not checked here
   std::string family = "auto";
   std::string connect_timeout = "10s";

@@ -2,7 +2,9 @@
 
 #include "core/duration.hpp"
 #include "net/ares_resolver.hpp"
+#include "core/secret_file.hpp"
 #include "tun/socks5_upstream.hpp"
+#include "tun/tunnel_upstream.hpp"
 
 #include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
@@ -69,11 +71,23 @@ expected<tun_options> tun_options_from(const tun_args& args) {
     if (!s)
       return result::failure("--upstream: " + s.error());
     o.socks5 = std::move(s).value();
+    if (!args.token_file.empty() || !args.pin.empty() || !args.ca.empty())
+      return result::failure("--token-file, --pin and --ca are for a warren server upstream (wss://, ws://, tls://, "
+                             "tcp://), not socks5://");
   } else if (args.upstream.starts_with("wss://") || args.upstream.starts_with("ws://") ||
              args.upstream.starts_with("tls://") || args.upstream.starts_with("tcp://")) {
-    return result::failure("--upstream " + args.upstream +
-                           ": a warren tunnel as the upstream is not built yet; use socks5:// (for example a "
-                           "`warren client -D` on this machine)");
+    client_args ca;
+    ca.url = args.upstream;
+    ca.token_file = args.token_file;
+    ca.pin = args.pin;
+    ca.ca = args.ca;
+    ca.insecure_token = args.insecure_token;
+    ca.no_forwards = true;
+    ca.connect_timeout = args.connect_timeout;
+    auto co = client_options_from(ca);
+    if (!co)
+      return result::failure("--upstream: " + co.error());
+    o.tunnel = std::move(co).value();
   } else {
     return result::failure("--upstream " + args.upstream +
                            ": not a socks5://, wss://, ws://, tls:// or tcp:// URL");
@@ -81,8 +95,11 @@ expected<tun_options> tun_options_from(const tun_args& args) {
   auto timeout = parse_duration(args.connect_timeout);
   if (!timeout)
     return result::failure("--connect-timeout: " + timeout.error());
-  o.socks5->connect_timeout = *timeout;
-  o.socks5->mark = args.mark;
+  o.connect_timeout = *timeout;
+  if (o.socks5) {
+    o.socks5->connect_timeout = *timeout;
+    o.socks5->mark = args.mark;
+  }
 
   auto a4 = tun::ip_prefix::parse(args.address, true);
   if (!a4 || a4->family != AF_INET)
@@ -140,6 +157,8 @@ expected<tun_options> tun_options_from(const tun_args& args) {
   o.max_tcp_sessions = args.max_tcp_sessions;
   o.max_udp_flows = args.max_udp_flows;
   o.token_file = args.token_file;
+  if (o.tunnel && args.token_file.empty())
+    return result::failure("a warren server upstream needs --token-file");
   o.pin = args.pin;
   o.ca = args.ca;
   return o;
@@ -177,8 +196,29 @@ expected<bool> tun_unit::start() {
 
   net::ares_resolver_options ro;
   ro.mark = options_.mark;
-  upstream_ = std::make_shared<tun::socks5_tun_upstream>(executor(), std::make_unique<net::ares_resolver>(ro),
-                                                         *options_.socks5);
+  if (options_.socks5) {
+    upstream_ = std::make_shared<tun::socks5_tun_upstream>(executor(), std::make_unique<net::ares_resolver>(ro),
+                                                           *options_.socks5);
+  } else {
+    tun::tunnel_upstream_options to;
+    to.client = options_.tunnel->client;
+    if (!options_.token_file.empty()) {
+      auto token = read_secret_line(options_.token_file, "token file");
+      if (!token)
+        return fail_start(token.error());
+      to.client.dial.token = std::move(*token);
+    }
+    to.mark = options_.mark;
+    to.connect_timeout = options_.connect_timeout;
+    auto t = std::make_shared<tun::tunnel_upstream>(executor(), std::make_unique<net::ares_resolver>(ro), std::move(to));
+    // A refusal retrying cannot fix (token, pin, scheme) ends the unit.
+    t->start([this](const std::string& why) {
+      spdlog::error("tun: upstream: {}", why);
+      teardown();
+      fail(why);
+    });
+    upstream_ = t;
+  }
 
   tun::engine_options eo;
   eo.vnet_hdr = device_->vnet_hdr();
@@ -229,6 +269,8 @@ void tun_unit::teardown() {
                  c.dns_over_tcp, c.icmp_echo_replies, c.icmp_dropped, rejected + c.bad_vnet);
     engine_.reset();
   }
+  if (upstream_)
+    upstream_->stop();
   upstream_.reset();
   if (routing_) {
     for (const auto& e : routing_->stop())

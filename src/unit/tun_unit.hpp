@@ -9,6 +9,7 @@
 #include "tun/ownership.hpp"
 #include "tun/routing.hpp"
 #include "tun/socks5_upstream.hpp"
+#include "unit/client_unit.hpp"
 #include "unit/unit.hpp"
 
 #include <memory>
@@ -42,12 +43,14 @@ struct tun_args {
   std::string token_file;
   std::string pin;
   std::string ca;
+  bool insecure_token = false;
 };
 
 /// What start() needs, checked: no file and no device is touched here.
 struct tun_options {
   std::string upstream_url;
-  std::optional<tun::socks5_upstream_options> socks5;
+  std::optional<tun::socks5_upstream_options> socks5; // socks5://
+  std::optional<client_unit_options> tunnel;          // a warren server URL (token read at start)
   tun::routing_options routing;
   std::optional<tun::ip_prefix> address4, address6;
   int fd = -1;
@@ -58,6 +61,7 @@ struct tun_options {
   std::size_t max_tcp_sessions = 65536;
   std::size_t max_udp_flows = 16384;
   std::string token_file, pin, ca;
+  std::chrono::milliseconds connect_timeout{10'000};
 };
 
 expected<tun_options> tun_options_from(const tun_args& args);
