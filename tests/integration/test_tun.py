@@ -405,9 +405,24 @@ class LifecycleTest(TunCase):
         self.check_curl_v4_v6()
         self.stop_tun(second)
 
+    def rp_filter_drops(self):
+        out = self.app(["nstat", "-az", "TcpExtIPReversePathFilter"]).stdout.decode()
+        m = re.search(r"TcpExtIPReversePathFilter\s+(\d+)", out)
+        return int(m.group(1)) if m else -1
+
     def test_41_strict_rp_filter_and_an_upstream_off_link(self):
+        """The upstream 10.77.9.2 is reached through app's default route: its
+        replies come in on vapp while an unmarked lookup of 10.77.9.2 says
+        the TUN, so strict reverse-path filtering drops them unless warren
+        handles it (the issue: src_valid_mark)."""
         self.assertEqual(TOPO.app_sysctl("net.ipv4.conf.all.rp_filter"), "1")
         self.start_tun(upstream="offlink")
+        before = self.rp_filter_drops()
+        r = self.curl(T.HTTP_URLS[0], max_time=8)
+        self.assertEqual(r.returncode, 0, "curl through an off-link upstream under rp_filter=1: %s; packets the "
+                         "reverse-path filter dropped meanwhile: %d; src_valid_mark=%s%s"
+                         % (r.stderr.decode(errors="replace").strip(), self.rp_filter_drops() - before,
+                            TOPO.app_sysctl("net.ipv4.conf.all.src_valid_mark"), self.logs()))
         self.check_curl_v4_v6()
 
     def test_42_without_cap_net_admin(self):

@@ -133,10 +133,25 @@ class Topology:
         for addr in (SVC4 + "/32", OFFLINK + "/32", SVC6 + "/128"):
             run(s + ["addr", "add", addr, "dev", "lo"] + (["nodad"] if ":" in addr else []))
         run(s + ["link", "set", "vsrv", "up"])
+        self.settle()
         guard = os.path.join(self.tmp, "guard.nft")
         with open(guard, "w") as f:
             f.write(LEAK_GUARD)
         run(self.in_srv(["nft", "-f", guard]))
+
+    def settle(self, timeout=10):
+        """Waits for the veths' IPv6 link-local addresses (and with them the
+        local table's routes) to be final, so app_state() taken now is the
+        baseline the cleanup checks compare with."""
+        deadline = time.monotonic() + timeout
+        for ns, dev in ((self.app_ns, "vapp"), (self.srv_ns, "vsrv")):
+            while True:
+                out = run(["ip", "-n", ns, "-6", "addr", "show", "dev", dev, "scope", "link"]).stdout.decode()
+                if "inet6 fe80" in out and "tentative" not in out:
+                    break
+                if time.monotonic() > deadline:
+                    raise AssertionError("%s: no usable link-local address on %s: %s" % (ns, dev, out))
+                time.sleep(0.05)
 
     def leaked(self):
         p = run(self.in_srv(["nft", "-j", "list", "counter", "inet", "wtun_guard", "leaked"]))
