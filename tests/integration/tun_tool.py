@@ -21,6 +21,13 @@ counted. Stdlib only. (ns_tool.py has the single-connection clients:
                                   ASSOCIATE (RFC 1928 section 7); prints the
                                   answers, or the proxy's refusal
   wait-port HOST PORT TIMEOUT     until a TCP connect succeeds
+  bulk-serve PORT ADDR...         per connection, the first byte says: "u"
+                                  read and discard to EOF, "d" send until the
+                                  peer goes
+  bulk HOST PORT up|down STREAMS SECONDS [PROXY PPORT]
+                                  STREAMS connections (through a SOCKS5
+                                  CONNECT when PROXY is given) moving data one
+                                  way for SECONDS; prints bits per second
 """
 
 import asyncio
@@ -279,6 +286,87 @@ def wait_port(host, port, timeout):
             time.sleep(0.05)
 
 
+def bulk_serve(port, addrs):
+    def handle(conn):
+        with conn:
+            try:
+                mode = conn.recv(1)
+                if mode == b"u":
+                    buf = bytearray(1 << 20)
+                    while conn.recv_into(buf):
+                        pass
+                elif mode == b"d":
+                    chunk = b"\0" * (1 << 20)
+                    while True:
+                        conn.sendall(chunk)
+            except OSError:
+                pass
+
+    def accept_loop(ls):
+        while True:
+            conn, _ = ls.accept()
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+    for a in addrs:
+        ls = socket.socket(family(a), socket.SOCK_STREAM)
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind((a, port))
+        ls.listen(64)
+        threading.Thread(target=accept_loop, args=(ls,), daemon=True).start()
+    print("READY", flush=True)
+    threading.Event().wait()
+
+
+def socks_connect(proxy, pport, host, port):
+    s = socket.create_connection((proxy, pport), timeout=10)
+    s.sendall(b"\x05\x01\x00")
+    if recv_exactly(s, 2) != b"\x05\x00":
+        raise ConnectionError("the proxy wants authentication")
+    s.sendall(b"\x05\x01\x00" + socks_addr(host, port))
+    head = recv_exactly(s, 4)
+    if head[1] != 0:
+        raise ConnectionError("CONNECT refused: %d" % head[1])
+    recv_exactly(s, {1: 4, 4: 16, 3: None}.get(head[3]) + 2)
+    return s
+
+
+def bulk(host, port, direction, streams, seconds, proxy=None, pport=0):
+    """The clients' bytes: what left (up) or arrived (down) within SECONDS."""
+    moved = [0] * streams
+    errors = []
+    deadline = [0.0]
+
+    def one(i):
+        try:
+            s = socks_connect(proxy, pport, host, port) if proxy else socket.create_connection((host, port), 10)
+            s.settimeout(10)
+            s.sendall(direction[:1].encode())
+            buf = bytearray(1 << 20)
+            view = memoryview(buf)
+            while time.monotonic() < deadline[0]:
+                if direction == "up":
+                    moved[i] += s.send(view)
+                else:
+                    n = s.recv_into(buf)
+                    if not n:
+                        break
+                    moved[i] += n
+            s.close()
+        except OSError as e:
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(streams)]
+    start = time.monotonic()
+    deadline[0] = start + seconds
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - start
+    report("ok" if not errors else "failed", start, bytes=sum(moved), bits_per_second=sum(moved) * 8 / elapsed,
+           errors=errors[:3])
+
+
 def main():
     a = sys.argv[1:]
     if not a:
@@ -296,6 +384,10 @@ def main():
         udp_probe(a[1], int(a[2]), int(a[3]), float(a[4]))
     elif cmd == "socks-udp-dns" and len(a) == 6:
         socks_udp_dns(a[1], int(a[2]), a[3], a[4], a[5])
+    elif cmd == "bulk-serve" and len(a) >= 3:
+        bulk_serve(int(a[1]), a[2:])
+    elif cmd == "bulk" and len(a) in (6, 8):
+        bulk(a[1], int(a[2]), a[3], int(a[4]), float(a[5]), *(a[6], int(a[7])) if len(a) == 8 else ())
     elif cmd == "wait-port" and len(a) == 4:
         wait_port(a[1], int(a[2]), float(a[3]))
     else:

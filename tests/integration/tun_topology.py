@@ -30,7 +30,7 @@ SVC4, SVC6 = "203.0.113.10", "2001:db8::10"
 UNROUTABLE = "198.51.100.1"
 PING4, PING6 = "192.0.2.55", "2001:db8:77::55"
 DNS_NAME = "tun.warren.test"
-HTTP, ECHO, IPERF, DNS, DANTE, SSH_D, SSHD, WSS, CLOSED = 80, 7, 5201, 53, 1080, 1081, 22, 8443, 9
+HTTP, ECHO, IPERF, DNS, DANTE, SSH_D, SSHD, WSS, CLOSED, BULK = 80, 7, 5201, 53, 1080, 1081, 22, 8443, 9, 5001
 HTTP_URLS = ("http://%s/blob.bin" % SVC4, "http://[%s]/blob.bin" % SVC6)
 ROUTE_PROTOCOL = "119"  # warren's (0x77)
 
@@ -113,7 +113,7 @@ class Topology:
                     pass
             run(["ip", "netns", "del", m.group(1)], check=False)
 
-    def build(self):
+    def build(self, guard=True):
         for ns in (self.app_ns, self.srv_ns):
             run(["ip", "netns", "add", ns])
             self.made_ns.append(ns)
@@ -134,10 +134,11 @@ class Topology:
             run(s + ["addr", "add", addr, "dev", "lo"] + (["nodad"] if ":" in addr else []))
         run(s + ["link", "set", "vsrv", "up"])
         self.settle()
-        guard = os.path.join(self.tmp, "guard.nft")
-        with open(guard, "w") as f:
-            f.write(LEAK_GUARD)
-        run(self.in_srv(["nft", "-f", guard]))
+        if guard:  # the benchmark measures the direct path too
+            path = os.path.join(self.tmp, "guard.nft")
+            with open(path, "w") as f:
+                f.write(LEAK_GUARD)
+            run(self.in_srv(["nft", "-f", path]))
 
     def settle(self, timeout=10):
         """Waits for the veths' IPv6 link-local addresses (and with them the
@@ -222,7 +223,7 @@ class Topology:
             p.proc.stdout.close()
             p.proc.stderr.close()
 
-    def start_services(self):
+    def start_services(self, bench=False):
         www = os.path.join(self.tmp, "www")
         os.makedirs(www)
         with open(os.path.join(www, "blob.bin"), "wb") as f:
@@ -231,13 +232,17 @@ class Topology:
         self.spawn("http", tool + ["http-serve", www, HTTP, SVC4, SVC6], ready=r"READY")
         self.spawn("echo", tool + ["echo-serve", ECHO, SVC4, SVC6], ready=r"READY")
         self.spawn("udp-echo", tool + ["udp-echo-serve", ECHO, SVC4, SVC6], ready=r"READY")
-        self.spawn("iperf3", ["iperf3", "-s", "-p", IPERF, "--forceflush"], ready=r"Server listening on %d" % IPERF)
+        self.spawn("iperf3", ["iperf3", "-s", "-B", SVC4, "-p", IPERF, "--forceflush"], ready=r"Server listening on %d" % IPERF)
         self.spawn("dnsmasq", ["dnsmasq", "--no-daemon", "--port=%d" % DNS, "--listen-address=" + SVC4,
                                "--bind-interfaces", "--no-resolv", "--no-hosts", "--log-facility=-",
                                "--address=/%s/%s" % (DNS_NAME, SVC4), "--address=/%s/%s" % (DNS_NAME, SVC6),
                                "--conf-file=/dev/null"], ready=r"dnsmasq\[\d+\]: started", stream="stderr")
         self.start_upstream("dante")
-        self.start_ssh_d()
+        if bench:
+            self.spawn("bulk", tool + ["bulk-serve", BULK, SVC4], ready=r"READY")
+            self.server_url = "tcp://%s:%d" % (SRV4, WSS)
+        else:
+            self.start_ssh_d()
         self.start_upstream("wss")
 
     def start_upstream(self, kind):
@@ -313,6 +318,8 @@ class Topology:
                 "--state-dir", os.path.join(self.tmp, "server-state"), "--log-level", "info",
                 "--allow", SVC4, "--allow", "[%s]/128" % SVC6, "--allow", UNROUTABLE + "/32"]
         p = self.spawn("server", argv, ready=wt.SERVER_LISTENING_RE.pattern, stream="stderr", timeout=30)
+        if self.server_url.startswith("tcp://"):
+            return
         i = p.find(r"server: certificate fingerprint (sha256:[0-9A-Fa-f:]+)")
         if i is None:
             raise AssertionError("no fingerprint line:\n" + p.stderr_text())
