@@ -1,6 +1,8 @@
 // Lock files, leftover cleanup and the routing session (see ownership.hpp).
 #include "tun/ownership.hpp"
 
+#include "tun/connmark.hpp"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
@@ -231,6 +233,12 @@ void clean_record(rtnl& nl, const instance_record& rec, const std::vector<instan
   };
   if (dev && rec.created_device && dev->kind == "tun" && !in_use(rec.device))
     note(nl.delete_link(dev->index), "device " + rec.device);
+  if (rec.default_route && !in_use(rec.device)) {
+    if (auto c = delete_connmark(rec.device); !c)
+      report.errors.push_back(c.error());
+    else if (*c)
+      report.removed.push_back("nftables table inet " + connmark_table(rec.device));
+  }
   if (rec.old_src_valid_mark && read_sysctl(proc_sys, k_src_valid_mark) == std::optional<std::string>("1")) {
     auto w = write_sysctl(proc_sys, k_src_valid_mark, *rec.old_src_valid_mark);
     if (w)

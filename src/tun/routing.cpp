@@ -1,6 +1,8 @@
 // The routing plan, its application and its undo (see routing.hpp).
 #include "tun/routing.hpp"
 
+#include "tun/connmark.hpp"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -63,6 +65,8 @@ expected<plan> make_plan(const routing_options& o) {
     return result::failure("--mtu " + std::to_string(o.mtu) + " is out of range (576-65535)");
   plan p;
   p.device = o.device;
+  p.default_route = o.default_route;
+  p.fwmark = o.fwmark;
   if (o.mtu != 0) {
     step s;
     s.kind = step_kind::set_mtu;
@@ -223,6 +227,14 @@ expected<applied> apply(rtnl& nl, const plan& p, const std::string& proc_sys,
         }
         a.old_src_valid_mark = *old;
       }
+      // The replies to marked connections carry the mark again (connmark.hpp).
+      if (p.default_route && rp_filter_strict(proc_sys)) {
+        if (auto c = add_connmark(p.device, p.fwmark); !c) {
+          undo(nl, a, proc_sys);
+          return result::failure(c.error());
+        }
+        a.connmark = true;
+      }
       a.done.push_back(s);
       continue;
     }
@@ -254,6 +266,11 @@ std::vector<std::string> undo(rtnl& nl, applied& a, const std::string& proc_sys)
       r = nl.delete_address(a.ifindex, it->address);
       break;
     case step_kind::src_valid_mark:
+      if (a.connmark) {
+        if (auto c = delete_connmark(a.device); !c)
+          errors.push_back(c.error());
+        a.connmark = false;
+      }
       if (a.old_src_valid_mark) {
         r = write_sysctl(proc_sys, k_src_valid_mark, *a.old_src_valid_mark);
         a.old_src_valid_mark.reset();

@@ -64,6 +64,8 @@ struct step {
 struct plan {
   std::string device;
   std::vector<step> steps;
+  bool default_route = false; // with strict rp_filter: the connmark table too (connmark.hpp)
+  std::uint32_t fwmark = k_default_fwmark;
 };
 
 /// The steps for `o`, in the order they are applied: MTU, addresses, up,
@@ -79,6 +81,7 @@ struct applied {
   unsigned ifindex = 0;
   std::vector<step> done;
   std::optional<std::string> old_src_valid_mark; // set when apply wrote 1
+  bool connmark = false;                         // the nftables table of connmark.hpp was added
 };
 
 /// True when some interface's effective IPv4 rp_filter (the larger of "all"

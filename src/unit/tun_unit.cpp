@@ -233,7 +233,7 @@ expected<bool> tun_unit::start() {
   eo.tcp.max_pending = std::min<std::size_t>(eo.tcp.max_pending, eo.tcp.max_sessions);
   eo.udp.max_flows = fit_in_descriptors(fds.now / 4, 2, options_.max_udp_flows);
   if (eo.tcp.max_sessions < options_.max_tcp_sessions || eo.udp.max_flows < options_.max_udp_flows)
-    spdlog::warn("tun: the open-file limit ({}) holds {} TCP sessions and {} UDP flows (asked: {} and {}); raise "
+    spdlog::info("tun: the open-file limit ({}) holds {} TCP sessions and {} UDP flows (asked: {} and {}); raise "
                  "it (LimitNOFILE=, ulimit -n) for more",
                  fds.now, eo.tcp.max_sessions, eo.udp.max_flows, options_.max_tcp_sessions, options_.max_udp_flows);
   eo.udp.full_cone = true; // one SOCKS5 association per application socket

@@ -423,6 +423,9 @@ class LifecycleTest(TunCase):
                          "reverse-path filter dropped meanwhile: %d; src_valid_mark=%s%s"
                          % (r.stderr.decode(errors="replace").strip(), self.rp_filter_drops() - before,
                             TOPO.app_sysctl("net.ipv4.conf.all.src_valid_mark"), self.logs()))
+        # What carries the mark back onto the replies (removed on exit: the
+        # state check after every test compares nftables' tables too).
+        self.assertIn("table inet warren_wt0", TOPO.app_state()["nft_tables"])
         self.check_curl_v4_v6()
 
     def test_42_without_cap_net_admin(self):

@@ -165,7 +165,7 @@ class Topology:
         return run(self.in_app(["sysctl", "-n", name])).stdout.decode().strip()
 
     def app_state(self):
-        """Links, rules and routes (all tables) of app, comparable."""
+        """Links, nftables tables, rules and routes (all tables) of app, comparable."""
         def j(*args):
             out = run(["ip", "-n", self.app_ns, "-j"] + list(args)).stdout
             return json.loads(out or b"[]")
@@ -174,7 +174,9 @@ class Topology:
             drop = ("expires", "cacheinfo")
             return sorted(json.dumps({k: v for k, v in i.items() if k not in drop}, sort_keys=True) for i in items)
 
+        tables = run(self.in_app(["nft", "list", "tables"])).stdout.decode().split("\n")
         return {"links": sorted(l["ifname"] for l in j("link", "show")),
+                "nft_tables": sorted(t.strip() for t in tables if t.strip()),
                 "rules": norm(j("-4", "rule") + j("-6", "rule")),
                 "routes": norm(j("-4", "route", "show", "table", "all") + j("-6", "route", "show", "table", "all"))}
 
