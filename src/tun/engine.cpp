@@ -228,7 +228,7 @@ void engine::impl::expire(time_point now) {
       if (auto h = held.find(id); h != held.end()) {
         if (!h->second.released)
           answer_syn(h->second, upstream_error::timeout);
-        held.erase(h);
+        drop_held(h);
       }
       break;
     case expiry_reason::idle:

@@ -57,6 +57,7 @@ struct engine_counters {
   std::uint64_t udp_datagrams_up = 0;  // sent upstream
   std::uint64_t udp_datagrams_down = 0;
   std::uint64_t udp_dropped = 0;       // no association, no UDP upstream, send failures
+  std::uint64_t udp_not_unicast = 0;   // multicast, broadcast, unspecified or port 0: never sent upstream
   std::uint64_t dns_over_tcp = 0;      // queries carried over TCP
   std::uint64_t icmp_echo_replies = 0;
   std::uint64_t icmp_dropped = 0;      // other ICMP, or echo with replies off

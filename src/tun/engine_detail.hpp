@@ -32,6 +32,7 @@ struct held_syn {
   std::vector<std::uint8_t> packet; // the IP packet (no vnet header)
   vnet_header vh;                   // as read: written back with the packet
   bool released = false;            // written to the kernel (upstream connected)
+  std::uint64_t connect_op = 0;     // the upstream connect, cancelled when the SYN is given up
   std::optional<boost::asio::ip::tcp::socket> socket;
   stream::byte_stream_ptr stream;
 };
@@ -65,9 +66,9 @@ struct engine::impl : std::enable_shared_from_this<engine::impl> {
   void arm_tick();
   void expire(time_point now);
   void on_icmp(std::span<std::uint8_t> packet, const packet_view& view);
-  /// Runs `op` on the executor, cancelled by stop().
+  /// Runs `op` on the executor, cancelled by stop() or cancel(key).
   template <class Op>
-  void spawn(Op op) {
+  std::uint64_t spawn(Op op) {
     const auto key = next_op++;
     auto& signal = cancels[key];
     boost::asio::co_spawn(ex, std::move(op),
@@ -75,11 +76,19 @@ struct engine::impl : std::enable_shared_from_this<engine::impl> {
                               signal.slot(), [self = shared_from_this(), key](const std::exception_ptr&) {
                                 self->cancels.erase(key);
                               }));
+    return key;
+  }
+  void cancel(std::uint64_t key) {
+    if (auto it = cancels.find(key); it != cancels.end())
+      it->second.emit(boost::asio::cancellation_type::terminal);
   }
 
   // engine_tcp.cpp
   void on_tcp(std::span<std::uint8_t> packet, packet_view& view, const vnet_header& vh, csum_form form);
-  void start_connect(std::uint64_t id, endpoint dst);
+  std::uint64_t start_connect(std::uint64_t id, endpoint dst);
+  /// Forgets a held SYN: its connect is cancelled (a descriptor freed now,
+  /// not at the connect timeout), its connection closed.
+  void drop_held(std::unordered_map<std::uint64_t, held_syn>::iterator h);
   void connected(std::uint64_t id, tcp_connection conn);
   /// Answers a held SYN: RST for a refusal, ICMP unreachable otherwise.
   void answer_syn(const held_syn& h, upstream_error why);
@@ -113,7 +122,7 @@ struct engine::impl : std::enable_shared_from_this<engine::impl> {
   bool udp_unsupported = false; // the upstream refused UDP: DNS over TCP, the rest dropped
   std::size_t dns_in_flight = 0;
   std::map<std::uint64_t, boost::asio::cancellation_signal> cancels; // one per operation in flight
-  std::uint64_t next_op = 0;
+  std::uint64_t next_op = 1; // 0: none
   bool stopped = false;
   engine_counters c;
 };

@@ -59,7 +59,7 @@ void engine::impl::on_tcp(std::span<std::uint8_t> packet, packet_view& view, con
       if (auto h = held.find(r.evicted->id); h != held.end()) {
         if (!h->second.released)
           answer_syn(h->second, upstream_error::refused);
-        held.erase(h);
+        drop_held(h);
       }
     }
     switch (r.outcome) {
@@ -67,7 +67,7 @@ void engine::impl::on_tcp(std::span<std::uint8_t> packet, packet_view& view, con
       auto& h = held[r.session->id];
       h.packet.assign(packet.begin(), packet.end());
       h.vh = vh;
-      start_connect(r.session->id, to);
+      h.connect_op = start_connect(r.session->id, to);
       return;
     }
     case syn_outcome::retransmit:
@@ -109,9 +109,15 @@ void engine::impl::on_tcp(std::span<std::uint8_t> packet, packet_view& view, con
   write_packet(packet, vh);
 }
 
-void engine::impl::start_connect(std::uint64_t id, endpoint dst) {
+void engine::impl::drop_held(std::unordered_map<std::uint64_t, held_syn>::iterator h) {
+  if (!h->second.released)
+    cancel(h->second.connect_op);
+  held.erase(h);
+}
+
+std::uint64_t engine::impl::start_connect(std::uint64_t id, endpoint dst) {
   const tcp::endpoint target(detail::to_asio(dst.addr), dst.port);
-  spawn(
+  return spawn(
       [self = shared_from_this(), id, target]() -> asio::awaitable<void> {
         auto conn = co_await self->up.connect(target);
         self->connected(id, std::move(conn));

@@ -23,6 +23,20 @@ namespace {
 udp::endpoint to_udp(const endpoint& e) { return udp::endpoint(detail::to_asio(e.addr), e.port); }
 
 constexpr std::uint16_t k_dns_port = 53;
+
+/// Not multicast (224.0.0.0/4, ff00::/8), not the limited broadcast, not
+/// unspecified (0.0.0.0, ::).
+bool unicast(const ip_addr& a) {
+  if (!a.v6) {
+    const bool any = a.bytes[0] == 0 && a.bytes[1] == 0 && a.bytes[2] == 0 && a.bytes[3] == 0;
+    const bool broadcast = a.bytes[0] == 255 && a.bytes[1] == 255 && a.bytes[2] == 255 && a.bytes[3] == 255;
+    return !any && !broadcast && (a.bytes[0] & 0xf0) != 0xe0;
+  }
+  bool any = true;
+  for (auto b : a.bytes)
+    any = any && b == 0;
+  return !any && a.bytes[0] != 0xff;
+}
 constexpr auto k_dns_over_tcp_timeout = std::chrono::seconds(5);
 
 } // namespace
@@ -30,6 +44,11 @@ constexpr auto k_dns_over_tcp_timeout = std::chrono::seconds(5);
 void engine::impl::on_udp(std::span<std::uint8_t> packet, const packet_view& view, const vnet_header& vh) {
   const endpoint app{ip_addr::from_bytes(view.src.view()), view.src_port};
   const endpoint dst{ip_addr::from_bytes(view.dst.view()), view.dst_port};
+  if (!unicast(dst.addr) || dst.port == 0) {
+    // mDNS, SSDP, broadcasts: meant for this link, never for the upstream's.
+    ++c.udp_not_unicast;
+    return;
+  }
   auto payload = std::span<const std::uint8_t>(packet).subspan(view.payload_offset);
   // With USO the kernel hands over several datagrams as one: gso_size each.
   if (options.vnet_hdr && vh.gso_kind() == k_gso_udp_l4 && vh.gso_size != 0) {

@@ -248,7 +248,7 @@ asio::awaitable<socks5_upstream::associate_result> socks5_upstream::udp_associat
 // ---- the association ----
 
 socks5_association::socks5_association(tcp::socket control, udp::socket u, udp::endpoint relay)
-    : control_(std::move(control)), udp_(std::move(u)), relay_(relay), buffer_(k_max_datagram) {}
+    : control_(std::move(control)), udp_(std::move(u)), relay_(relay) {}
 
 namespace {
 
@@ -300,10 +300,23 @@ error_code socks5_association::try_send(const udp::endpoint& destination, std::s
 
 asio::awaitable<socks5_association::received> socks5_association::receive() {
   for (;;) {
-    auto [ec, n] = co_await udp_.async_receive(asio::buffer(buffer_), use_tuple);
+    // Wait for a datagram, then read it into one buffer shared by every
+    // association of this thread: an idle association holds no buffer (a
+    // flood of flows would otherwise cost 64 KiB each). The payload is
+    // valid until the caller's next co_await, which is all it needs.
+    auto [wait_ec] = co_await udp_.async_wait(udp::socket::wait_read, use_tuple);
+    if (wait_ec)
+      co_return received{wait_ec, {}, {}};
+    thread_local std::vector<std::uint8_t> shared(k_max_datagram);
+    error_code ec;
+    if (!udp_.non_blocking())
+      udp_.non_blocking(true, ec);
+    const auto n = ec ? 0 : udp_.receive(asio::buffer(shared), 0, ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again)
+      continue;
     if (ec)
       co_return received{ec, {}, {}};
-    const std::span<const std::uint8_t> in(buffer_.data(), n);
+    const std::span<const std::uint8_t> in(shared.data(), n);
     if (n >= 3 && in[2] != 0) {
       ++fragments_dropped_; // FRAG ≠ 0: reassembly is optional (RFC 1928 §7) and not done
       continue;

@@ -91,7 +91,6 @@ class socks5_association final : public udp_association {
   boost::asio::ip::tcp::socket control_;
   boost::asio::ip::udp::socket udp_;
   boost::asio::ip::udp::endpoint relay_;
-  std::vector<std::uint8_t> buffer_;
   std::uint64_t fragments_dropped_ = 0;
   std::uint64_t malformed_dropped_ = 0;
 };

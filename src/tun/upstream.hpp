@@ -51,7 +51,7 @@ class udp_association {
   struct received {
     error_code ec; // set once the association ended
     boost::asio::ip::udp::endpoint source;
-    std::span<const std::uint8_t> payload; // valid until the next receive()
+    std::span<const std::uint8_t> payload; // valid until the caller next waits (co_await)
   };
   virtual ~udp_association() = default;
   /// Sends now or drops (UDP): never waits. The error says why it dropped.

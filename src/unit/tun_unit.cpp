@@ -52,7 +52,11 @@ expected<std::vector<tun::ip_addr>> nat_pool(const tun::ip_prefix& address) {
       if ((a[b / 8] & mask) != (address.bytes[b / 8] & mask))
         inside = false;
     }
-    if (!inside)
+    // Nor the IPv4 broadcast address (every host bit set).
+    bool broadcast = address.family == AF_INET;
+    for (unsigned b = address.length; b < 32 && broadcast; ++b)
+      broadcast = (a[b / 8] & (0x80 >> (b % 8))) != 0;
+    if (!inside || broadcast)
       return result::failure("no room after " + address.str() + " in its prefix for the NAT addresses: use an "
                              "address near the start of the prefix (e.g. .1)");
     pool.push_back(tun::ip_addr::from_bytes(std::span<const std::uint8_t>(a.data(), size)));
@@ -96,6 +100,8 @@ expected<tun_options> tun_options_from(const tun_args& args) {
   auto timeout = parse_duration(args.connect_timeout);
   if (!timeout)
     return result::failure("--connect-timeout: " + timeout.error());
+  if (*timeout < std::chrono::milliseconds(100) || *timeout > std::chrono::minutes(5))
+    return result::failure("--connect-timeout " + args.connect_timeout + ": 100ms to 5m");
   o.connect_timeout = *timeout;
   if (o.socks5) {
     o.socks5->connect_timeout = *timeout;
@@ -272,11 +278,11 @@ void tun_unit::teardown() {
     for (auto n : c.rejected)
       rejected += n;
     spdlog::info("tun: {} packets in ({} bytes), {} out ({} bytes); TCP {} sessions ({} connected, {} RST, {} "
-                 "unreachable); UDP {} flows, {} up, {} down, {} dropped, {} DNS over TCP; ICMP {} echo replies, {} "
-                 "dropped; {} bad packets",
+                 "unreachable); UDP {} flows, {} up, {} down, {} dropped, {} not unicast, {} DNS over TCP; ICMP {} echo "
+                 "replies, {} dropped; {} bad packets",
                  c.packets_in, c.bytes_in, c.packets_out, c.bytes_out, c.tcp.total, c.tcp_connected, c.tcp_rst_sent,
                  c.tcp_unreachable, c.udp.total, c.udp_datagrams_up, c.udp_datagrams_down, c.udp_dropped,
-                 c.dns_over_tcp, c.icmp_echo_replies, c.icmp_dropped, rejected + c.bad_vnet);
+                 c.udp_not_unicast, c.dns_over_tcp, c.icmp_echo_replies, c.icmp_dropped, rejected + c.bad_vnet);
     engine_.reset();
   }
   if (upstream_)

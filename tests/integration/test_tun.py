@@ -306,6 +306,27 @@ class CoreTests:
             r = self.tool("tun_tool.py", "udp-probe", host, T.ECHO, 20, 5)
             self.assertEqual(r["echoed"], 20, "UDP echo to %s: %r%s" % (host, r, self.logs()))
 
+    def test_13b_multicast_and_broadcast_stay_local(self):
+        """SSDP, mDNS and broadcasts are for this link: never an upstream flow."""
+        p = self.start_tun()
+        code = ("import socket\n"
+                "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                "s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)\n"
+                "for dst in [('239.255.255.250', 1900), ('224.0.0.251', 5353), ('255.255.255.255', 9999)]:\n"
+                "    s.sendto(b'M-SEARCH', dst)\n"
+                "s6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n"
+                "s6.sendto(b'mdns', ('ff02::fb', 5353, 0, socket.if_nametoindex('%s')))\n" % p.name)
+        r = self.app(["python3", "-c", code], timeout=20)
+        self.assertEqual(r.returncode, 0, r.stderr.decode())
+        start = len(p.lines)
+        self.stop_tun(p)
+        line = " ".join(p.lines[start:])
+        m = re.search(r"UDP (\d+) flows, (\d+) up, \d+ down, \d+ dropped, (\d+) not unicast", line)
+        self.assertIsNotNone(m, "no UDP counters at exit:\n" + line)
+        flows, up, not_unicast = (int(x) for x in m.groups())
+        self.assertEqual((flows, up), (0, 0), "multicast or broadcast went upstream:\n" + line)
+        self.assertGreaterEqual(not_unicast, 3, line)
+
     def test_14_ping_answered_by_warren(self):
         self.start_tun()
         for argv in (["ping", "-c", "3", "-i", "0.2", "-W", "2", T.PING4],
