@@ -30,6 +30,14 @@ std::string join(const std::vector<std::string>& parts, std::string_view sep) {
 
 } // namespace
 
+tun_tables fit_tun_tables(std::uint64_t fd_limit, std::size_t tcp_sessions, std::size_t pending, std::size_t udp_flows) {
+  tun_tables t;
+  t.max_tcp_sessions = fit_in_descriptors(fd_limit / 4 * 3, 6, tcp_sessions);
+  t.max_pending = std::min(pending, t.max_tcp_sessions);
+  t.max_udp_flows = fit_in_descriptors(fd_limit / 4, 2, udp_flows);
+  return t;
+}
+
 expected<std::vector<tun::ip_addr>> nat_pool(const tun::ip_prefix& address) {
   using result = expected<std::vector<tun::ip_addr>>;
   const unsigned bits = address.family == AF_INET6 ? 128 : 32;
@@ -235,9 +243,10 @@ expected<bool> tun_unit::start() {
   tun::engine_options eo;
   eo.vnet_hdr = device_->vnet_hdr();
   eo.icmp_reply = options_.icmp_reply;
-  eo.tcp.max_sessions = fit_in_descriptors(fds.now / 4 * 3, 6, options_.max_tcp_sessions);
-  eo.tcp.max_pending = std::min<std::size_t>(eo.tcp.max_pending, eo.tcp.max_sessions);
-  eo.udp.max_flows = fit_in_descriptors(fds.now / 4, 2, options_.max_udp_flows);
+  const auto tables = fit_tun_tables(fds.now, options_.max_tcp_sessions, eo.tcp.max_pending, options_.max_udp_flows);
+  eo.tcp.max_sessions = tables.max_tcp_sessions;
+  eo.tcp.max_pending = tables.max_pending;
+  eo.udp.max_flows = tables.max_udp_flows;
   if (eo.tcp.max_sessions < options_.max_tcp_sessions || eo.udp.max_flows < options_.max_udp_flows)
     spdlog::info("tun: the open-file limit ({}) holds {} TCP sessions and {} UDP flows (asked: {} and {}); raise "
                  "it (LimitNOFILE=, ulimit -n) for more",

@@ -66,6 +66,17 @@ struct tun_options {
 
 expected<tun_options> tun_options_from(const tun_args& args);
 
+/// The engine's table bounds under an open-file limit (0: unknown, then as
+/// asked): a TCP session holds two sockets and two splice pipes (6), a UDP
+/// flow a control connection and a UDP socket (2); TCP gets three quarters
+/// of the descriptors, UDP the rest, and pending SYNs at most the sessions.
+struct tun_tables {
+  std::size_t max_tcp_sessions = 0;
+  std::size_t max_pending = 0;
+  std::size_t max_udp_flows = 0;
+};
+tun_tables fit_tun_tables(std::uint64_t fd_limit, std::size_t tcp_sessions, std::size_t pending, std::size_t udp_flows);
+
 /// The NAT addresses: the 8 addresses after the TUN's own in its prefix.
 expected<std::vector<tun::ip_addr>> nat_pool(const tun::ip_prefix& address);
 
