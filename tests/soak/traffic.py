@@ -105,6 +105,11 @@ TOLERABLE = {
     "plain-eof": "a stream cut by a lost tunnel or refused by its target ends with a plain EOF (FIN) "
                  "for the local application instead of a reset, so a truncated transfer looks complete "
                  "(fixed in faaf855)",
+    "tun-held-upstream": "warren tun keeps the upstream connection of a TCP session whose upstream connected "
+                         "but whose application never completed the handshake (a SYN flood's) for the "
+                         "established idle timeout (2 h 4 min), in CLOSE-WAIT once the upstream closes it; "
+                         "tolerated, the soak leaves warren tun's sockets to its upstream out of its "
+                         "descriptor check (tun.py)",
 }
 TOLERATED = set()
 
