@@ -92,7 +92,8 @@ class Soak:
             self.stats[(what, outcome)] += 1
 
     def roles(self):
-        return [r for r in ("server", "relay", "client_a", "client_b", "relay_b", "daemon", "tun") if r in self.rig.procs]
+        return [r for r in ("server", "relay", "client_a", "client_b", "relay_b", "daemon", "tun")
+                if r in self.rig.procs]
 
     def clients(self):
         return [r for r in ("client_a", "client_b") if r in self.rig.procs]

@@ -146,7 +146,6 @@ class TunRig:
         self.rules = None  # one instance's proto 119 rules, as first seen
         self.routes = None
         self.bad_sent = {}  # tun pid -> malformed packets sent to it
-        self.kills = 0
         self.lock = threading.Lock()
 
     # -- set-up --------------------------------------------------------------------
@@ -307,10 +306,6 @@ class TunRig:
         return s
 
 
-def tunrig(soak):
-    return soak.rig.tun
-
-
 def start(soak):
     """Called by soak.py after the daemon: the namespaces, services and warren tun."""
     if needs_tun(soak) or not any(k.fn.__module__ == "tun" for k in soak.ops + soak.faults):
@@ -342,7 +337,7 @@ def tun_download(soak, rng, strict):
 def tun_refused(soak, rng, strict):
     """A closed port behind dante: refused (dante's reply 5 -> a RST for the
     held SYN), fast, never accepted and then dropped."""
-    t = tunrig(soak)
+    t = soak.rig.tun
     dl = traffic.Deadline(traffic.budget(0), "connect to a closed port through the TUN")
     try:
         s = t.open_app(dl, t.closed_port)
@@ -370,7 +365,7 @@ def udp_sock(t, port):
 def tun_udp(soak, rng, strict):
     """A burst of datagrams to the UDP echo, by UDP ASSOCIATE: each one that
     comes back is intact; in the final check all of them come back."""
-    t = tunrig(soak)
+    t = soak.rig.tun
     n = rng.randrange(5, 40)
     sent, got = {}, set()
     with udp_sock(t, t.udp.port) as s:
@@ -440,7 +435,7 @@ def dns_answers(msg, qid):
 def tun_dns(soak, rng, strict):
     """An A query to dnsmasq through the TUN (a 10 s DNS flow): the answer
     is dnsmasq's, unchanged."""
-    t = tunrig(soak)
+    t = soak.rig.tun
     name = "q%08x.%s" % (rng.getrandbits(32), DNS_NAME)
     qid = rng.getrandbits(16)
     with udp_sock(t, 53) as s:
@@ -497,7 +492,7 @@ def dante_restart(soak, rng):
     """The upstream killed (its whole group: sessions in flight die with it),
     down a while (new connections fail cleanly: ICMP unreachable, or a
     reset), restarted; new connections work afterwards."""
-    t = tunrig(soak)
+    t = soak.rig.tun
     sig = signal.SIGKILL if rng.random() < 0.7 else signal.SIGTERM
     t.stop_dante(sig)
     seconds = rng.uniform(0.1, 6)
@@ -513,7 +508,7 @@ def tun_kill(soak, rng):
     descriptor); the next start removes them, so afterwards there is exactly
     one instance's set. Now and then SIGTERM instead: status 0 and nothing
     left (stopped())."""
-    t = tunrig(soak)
+    t = soak.rig.tun
     p = soak.rig.procs["tun"]
     soak.expect_alive(p)
     if rng.random() < 0.3:
@@ -527,8 +522,6 @@ def tun_kill(soak, rng):
     left_rules, left_routes = t.proto_entries()
     seconds = rng.uniform(0, 3)
     time.sleep(seconds)
-    with t.lock:
-        t.kills += 1
     n = t.start_tun()
     removed = n.text().count("removed a leftover")
     rules, routes = t.proto_entries()
@@ -610,7 +603,7 @@ def tun_syn_flood(soak, rng):
     (most unroutable behind dante, some to the data server, some refused):
     pending SYNs are bounded, the oldest evicted; warren tun carries a
     checked transfer again afterwards."""
-    t = tunrig(soak)
+    t = soak.rig.tun
     n = rng.randrange(2000, 5000)
     raw = Raw(t)
     try:
@@ -629,7 +622,7 @@ def tun_udp_flood(soak, rng):
     """Datagrams to many destination ports: from a few sockets (one UDP
     ASSOCIATE each) and from thousands of spoofed source ports (one flow
     each: the flow table's LRU bound, MAX_UDP_FLOWS)."""
-    t = tunrig(soak)
+    t = soak.rig.tun
     socks = [t.sock(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(rng.randrange(4, 32))]
     raw = Raw(t)
     sent = 0
@@ -690,7 +683,7 @@ def tun_malformed(soak, rng):
     UDP, TCP data offsets under 20 bytes or past the packet, IPv4 options,
     fragments, unknown protocols, wrong UDP lengths. It stays up and carries
     a checked transfer afterwards; its exit line counts them (see end())."""
-    t = tunrig(soak)
+    t = soak.rig.tun
     p = soak.rig.procs["tun"]
     raw = Raw(t)
     kinds = {}
