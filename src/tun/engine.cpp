@@ -238,7 +238,13 @@ void engine::impl::expire(time_point now) {
         relays.erase(r);
       }
       break;
-    case expiry_reason::closed: break;
+    case expiry_reason::closed:
+      // A RST between the upstream's connect and the listener's accept (the
+      // application answered the SYN-ACK with one: a SYN flood from the TUN's
+      // own address does that): the held connection, upstream included, goes
+      // with the session, or it stays for the engine's lifetime.
+      held.erase(id);
+      break;
     }
   }
   for (auto& e : flows.expire(now))

@@ -5,7 +5,9 @@ SIGKILLed (or SIGTERMed) and restarted, the relay in the tunnel's path
 killed, the server down when a client starts, a client short of
 descriptors, a server frozen — and a `warren daemon` reloaded, given
 units and flooded by control clients while its units carry transfers
-(daemon.py) — with a seed printed at start (`--seed N`
+(daemon.py), and, as root, a `warren tun` in a namespace of its own whose
+SOCKS5 upstream restarts while it is killed, flooded and fed malformed
+packets under checked transfers (tun.py) — with a seed printed at start (`--seed N`
 replays the same choices; thread timing still varies).
 
 Checked: no warren process ends on its own or by a signal, none reports a
@@ -41,6 +43,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import checks  # noqa: E402
 import faults  # noqa: E402,F401  (registers the fault kinds)
 import daemon  # noqa: E402  (the daemon, its traffic and fault kinds; after faults: see Soak.chaos)
+import tun  # noqa: E402  (warren tun, its traffic and fault kinds; likewise)
 import traffic  # noqa: E402
 from registry import FAULTS, OPS, pick  # noqa: E402
 from rig import LOW_NOFILE, Rig, SoakFailure  # noqa: E402
@@ -89,7 +92,8 @@ class Soak:
             self.stats[(what, outcome)] += 1
 
     def roles(self):
-        return [r for r in ("server", "relay", "client_a", "client_b", "relay_b", "daemon") if r in self.rig.procs]
+        return [r for r in ("server", "relay", "client_a", "client_b", "relay_b", "daemon", "tun")
+                if r in self.rig.procs]
 
     def clients(self):
         return [r for r in ("client_a", "client_b") if r in self.rig.procs]
@@ -135,16 +139,17 @@ class Soak:
 
     def chaos(self, deadline):
         rng = random.Random("%d/faults" % self.args.seed)
-        # Every kind once first, then at random. The daemon's kinds (added
-        # later) are shuffled from a stream of their own and interleaved from
-        # the second fault on, so a seed's first faults stay what they were
-        # (CTest's seed 12: a server SIGKILL first).
-        order = [k for k in self.faults if k.fn.__module__ != "daemon"]
+        # Every kind once first, then at random. The daemon's and the TUN's
+        # kinds (added later) are shuffled from streams of their own and
+        # interleaved from the second fault on, so a seed's first faults stay
+        # what they were (CTest's seed 12: a server SIGKILL first).
+        order = [k for k in self.faults if k.fn.__module__ not in ("daemon", "tun")]
         rng.shuffle(order)
-        later = [k for k in self.faults if k.fn.__module__ == "daemon"]
-        random.Random("%d/faults/daemon" % self.args.seed).shuffle(later)
-        for i, k in enumerate(later):
-            order.insert(min(1 + 2 * i, len(order)), k)
+        for module, first in (("daemon", 1), ("tun", 2)):
+            later = [k for k in self.faults if k.fn.__module__ == module]
+            random.Random("%d/faults/%s" % (self.args.seed, module)).shuffle(later)
+            for i, k in enumerate(later):
+                order.insert(min(first + 2 * i, len(order)), k)
         n = 0
         while not self.stop.wait(rng.uniform(2, 6)) and time.monotonic() < deadline:
             kind = order[n] if n < len(order) else pick(rng, self.faults)
@@ -255,6 +260,7 @@ def parse_args():
     ap.add_argument("--tolerate", default="", help="comma-separated known bugs counted as clean failures "
                     "(traffic.TOLERABLE: %s)" % ", ".join(traffic.TOLERABLE))
     ap.add_argument("--no-daemon", action="store_true", help="leave out the daemon and its kinds (daemon.py)")
+    ap.add_argument("--no-tun", action="store_true", help="leave out warren tun and its kinds (tun.py)")
     ap.add_argument("--list", action="store_true", help="list the fault and traffic kinds and exit")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs) even on success")
     ap.add_argument("--no-netns", action="store_true", help="run on the host's loopback even as root")
@@ -303,11 +309,15 @@ def main():
         split = lambda s: [x for x in s.split(",") if x] if s else None  # noqa: E731
         soak.faults, skipped_f = FAULTS.select(soak, split(args.faults), split(args.no_faults) or ())
         soak.ops, skipped_o = OPS.select(soak, split(args.ops))
+        by_reason = collections.defaultdict(list)  # one line per reason (tun.py's kinds share one)
         for name, why in list(skipped_f.items()) + list(skipped_o.items()):
-            log("skipping %s: %s" % (name, why))
+            by_reason[why].append(name)
+        for why, names in by_reason.items():
+            log("skipping %s: %s" % (", ".join(names), why))
         rig.start_all()
         if not args.no_daemon:
             daemon.start_daemon(soak)
+        tun.start(soak)
         log("started: " + ", ".join("%s pid %d" % (r, rig.procs[r].pid) for r in soak.roles())
             + (" (client_b and relay_b: %s, RLIMIT_NOFILE %d)" % (rig.low_nofile_warren, LOW_NOFILE)
                if rig.low_nofile_warren else ""))
@@ -334,7 +344,10 @@ def main():
             daemon.restore(soak)
             soak.final_check(rng)
             time.sleep(1)
-            soak.failures += checks.resources_settle(rig.procs, baselines, settle=30,
+            if "tun" in baselines:  # its UDP flows idle out in 60 s: a settle time of its own
+                soak.failures += tun.resources(soak, baselines["tun"])
+            soak.failures += checks.resources_settle(rig.procs, {r: b for r, b in baselines.items() if r != "tun"},
+                                                     settle=30,
                                                      extra_slack={"daemon": daemon.RSS_EXTRA_KIB})
             if "daemon" in rig.procs:
                 try:
@@ -347,6 +360,7 @@ def main():
         soak.stop.set()
         if not soak.failures:
             soak.shutdown()
+            soak.failures += tun.end(soak)
         ok = not soak.failures
     except SoakFailure as e:
         if soak:
@@ -365,6 +379,7 @@ def main():
                         soak.failures.append(text)
         if rig:
             rig.close()
+            tun.close(rig)
     procs = rig.all_procs
     soak.failures += checks.crash_markers(procs)
     soak.failures += checks.log_floods([p for p in procs if p.pid not in soak.flood_reported])
