@@ -243,9 +243,19 @@ void engine::impl::expire(time_point now) {
       // application answered the SYN-ACK with one: a SYN flood from the TUN's
       // own address does that): the held connection, upstream included, goes
       // with the session, or it stays for the engine's lifetime.
-      held.erase(id);
+      if (auto h = held.find(id); h != held.end())
+        drop_held(h);
       break;
     }
+  }
+  // Whatever else ended a session (a closed one evicted to make room, say)
+  // must not leave its held connection behind: held entries are few (at
+  // most the pending bound and the accepts in progress), so look each up.
+  for (auto h = held.begin(); h != held.end();) {
+    auto next = std::next(h);
+    if (!nat.find(h->first))
+      drop_held(h);
+    h = next;
   }
   for (auto& e : flows.expire(now))
     close_association(e.flow.id);
